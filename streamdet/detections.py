@@ -1,0 +1,53 @@
+"""Detections: what the model found in one frame, in pixel coordinates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Boxes found in one frame.
+
+    Arrays are parallel: row i of ``xyxy`` belongs to ``scores[i]``,
+    ``class_ids[i]`` and ``labels[i]``. Boxes are pixels of the frame that was
+    fed in, clipped to it, as float32 [x_min, y_min, x_max, y_max].
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        if self.xyxy.shape != (n, 4) or self.class_ids.shape != (n,) or len(self.labels) != n:
+            raise ValueError(
+                f"Detections arrays disagree: xyxy {self.xyxy.shape}, scores {self.scores.shape}, "
+                f"class_ids {self.class_ids.shape}, labels {len(self.labels)}"
+            )
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            scores=np.zeros((0,), np.float32),
+            class_ids=np.zeros((0,), np.int32),
+            labels=(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, index) -> Detections:
+        """Select rows by boolean mask, index array or slice."""
+        idx = np.arange(len(self))[index]
+        idx = np.atleast_1d(idx)
+        return Detections(
+            xyxy=self.xyxy[idx],
+            scores=self.scores[idx],
+            class_ids=self.class_ids[idx],
+            labels=tuple(self.labels[i] for i in idx),
+        )
