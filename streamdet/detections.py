@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .sources import Frame
+
 
 @dataclass(frozen=True, slots=True)
 class Detections:
@@ -51,3 +53,18 @@ class Detections:
             class_ids=self.class_ids[idx],
             labels=tuple(self.labels[i] for i in idx),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """One processed frame on its way to the sinks and to API callers.
+
+    ``frame.image`` is the annotated picture once the render stage has drawn
+    on it (drawing happens in place: the raw pixels are not kept).
+    ``latency_ms`` runs from decode to the end of inference.
+    """
+
+    source: str
+    frame: Frame
+    detections: Detections
+    latency_ms: float
