@@ -1,0 +1,111 @@
+"""Timing figures: per-stage durations and the run summary."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+# Percentiles come from the most recent samples so a camera left running for
+# days keeps a fixed memory footprint.
+_WINDOW = 20_000
+
+
+class StageTimer:
+    """Durations of one stage in ms; safe to add to from several threads."""
+
+    def __init__(self) -> None:
+        self._samples: deque[float] = deque(maxlen=_WINDOW)
+        self._total = 0.0
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self, ms: float) -> None:
+        with self._lock:
+            self._samples.append(ms)
+            self._total += ms
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def summary(self) -> StageSummary:
+        with self._lock:
+            samples = np.fromiter(self._samples, dtype=np.float64, count=len(self._samples))
+            total, count = self._total, self._count
+        if count == 0:
+            return StageSummary(mean_ms=0.0, p50_ms=0.0, p95_ms=0.0, count=0)
+        p50, p95 = np.percentile(samples, [50, 95])
+        return StageSummary(mean_ms=total / count, p50_ms=float(p50), p95_ms=float(p95), count=count)
+
+
+class RateMeter:
+    """Events per second over a sliding window, for the on-screen FPS."""
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        self._times: deque[float] = deque()
+        self._window = window_s
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        while self._times and now - self._times[0] > self._window:
+            self._times.popleft()
+
+    def rate(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    count: int
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    name: str
+    frames_read: int
+    frames_processed: int
+    frames_dropped: int
+    fps: float
+    reconnects: int
+    latency: StageSummary
+    frame_age: StageSummary
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    frames: int
+    wall_s: float
+    fps: float
+    stages: dict[str, StageSummary]
+    sources: list[SourceSummary] = field(default_factory=list)
+    stopped_by: str = "end of stream"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def format(self) -> str:
+        lines = [
+            f"streamdet: {self.frames} frames in {self.wall_s:.2f} s = {self.fps:.1f} FPS ({self.stopped_by})",
+            "  stage        mean ms   p95 ms",
+        ]
+        for name, stage in self.stages.items():
+            if stage.count:
+                lines.append(f"  {name:<11}{stage.mean_ms:>8.2f} {stage.p95_ms:>8.2f}")
+        for src in self.sources:
+            lines.append(
+                f"  source {src.name}: {src.frames_processed} processed, {src.frames_dropped} dropped, "
+                f"{src.fps:.1f} FPS, latency p50 {src.latency.p50_ms:.1f} ms p95 {src.latency.p95_ms:.1f} ms"
+                + (f", {src.reconnects} reconnects" if src.reconnects else "")
+            )
+        return "\n".join(lines)
