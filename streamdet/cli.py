@@ -3,15 +3,134 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
+from pathlib import Path
 
 from . import cli_model
+from .config import Config, load_config, override
 from .errors import StreamdetError
+
+RUN_EXAMPLES = """examples:
+  streamdet run --source clip.mp4 --output annotated.mp4 --json detections.jsonl
+  streamdet run --source 0 --show                       # first webcam, in a window
+  streamdet run --source 'rtsp://user:pass@192.168.1.20:554/stream1' --output cam_{name}.mp4
+  streamdet run --source cam1.mp4 --source 'rtsp://host/live' --output out_{name}.mp4
+  streamdet run --config site.yaml --threshold 0.6 --classes person,car
+"""
+
+
+def _classes(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="detect objects in video files, images, webcams or network cameras",
+        description="Detect objects in every frame, draw them, show and/or record the result.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="settings file (default: ./config.yaml if present, else built-in defaults)")
+    p.add_argument("-s", "--source", action="append", metavar="SRC",
+                   help="video file, image, folder of images, camera index (0), /dev/videoN, rtsp:// or http(s):// URL; repeat for several")
+    p.add_argument("-m", "--model", metavar="MODEL", help="model name (ssdlite_mobilenet_v2), .xml IR or TF frozen .pb")
+    p.add_argument("-d", "--device", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
+    p.add_argument("--hint", choices=["THROUGHPUT", "LATENCY"], type=str.upper, help="OpenVINO performance hint")
+    p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = device's optimal number)")
+    p.add_argument("--streams", type=int, metavar="N", help="CPU streams (0 = from the hint)")
+    p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = from the hint)")
+    p.add_argument("-t", "--threshold", type=float, metavar="SCORE", help="minimum score, 0..1")
+    p.add_argument("--classes", type=_classes, metavar="LIST", help="only these classes, by name or id, comma-separated")
+    p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, line 0 = background)")
+    p.add_argument("-o", "--output", metavar="PATH", help="annotated recording (.mp4), or a folder for image sources; {name} = source name")
+    p.add_argument("--json", metavar="PATH", help="JSON Lines of detections, one line per frame ('-' = stdout)")
+    p.add_argument("--summary-json", metavar="PATH", help="write the run summary as JSON")
+    show = p.add_mutually_exclusive_group()
+    show.add_argument("--show", dest="show", action="store_const", const="yes", help="open a window per source")
+    show.add_argument("--no-show", dest="show", action="store_const", const="no", help="never open a window")
+    p.add_argument("--loop", action="store_const", const=True, help="restart file sources at their end")
+    p.add_argument("--policy", choices=["auto", "all", "newest"],
+                   help="frame policy: all = never drop (files), newest = keep only the newest (cameras); auto picks per source")
+    p.add_argument("--rtsp-transport", choices=["tcp", "udp"], help="RTSP transport")
+    p.add_argument("--open-timeout", type=float, metavar="S", help="seconds to wait for a network source to open")
+    p.add_argument("--read-timeout", type=float, metavar="S", help="seconds without a frame before a network source is reopened")
+    p.add_argument("--no-labels", dest="labels_shown", action="store_const", const=False, help="draw boxes without label text")
+    p.add_argument("--no-scores", dest="scores_shown", action="store_const", const=False, help="leave scores out of the labels")
+    p.add_argument("--no-fps", dest="fps_shown", action="store_const", const=False, help="hide the FPS/latency line")
+    p.add_argument("--line-width", type=int, metavar="PX", help="box line width (0 = from frame size)")
+    p.add_argument("--font-scale", type=float, metavar="X", help="label font scale (0 = from frame size)")
+    p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="logging level")
+    p.set_defaults(func=cmd_run)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and Path("config.yaml").is_file():
+        path = "config.yaml"
+    config = load_config(path)
+    if args.source:
+        config.sources = list(args.source)
+    override(config, "model", name=args.model, labels=args.labels)
+    override(config, "inference", device=args.device, hint=args.hint, nireq=args.nireq, streams=args.streams, threads=args.threads)
+    override(config, "detect", threshold=args.threshold, classes=args.classes)
+    override(config, "source", loop=args.loop, policy=args.policy, rtsp_transport=args.rtsp_transport,
+             open_timeout=args.open_timeout, read_timeout=args.read_timeout)
+    override(config, "output", video=args.output, json=args.json, summary_json=args.summary_json)
+    override(config, "display", show=args.show)
+    override(config, "overlay", labels=args.labels_shown, scores=args.scores_shown, fps=args.fps_shown,
+             line_width=args.line_width, font_scale=args.font_scale)
+    override(config, "logging", quiet=args.quiet, level=args.log_level)
+    return config
+
+
+def _setup_logging(config: Config) -> None:
+    level = "warning" if config.logging.quiet and config.logging.level == "info" else config.logging.level
+    logging.basicConfig(level=level.upper(), format="streamdet: %(message)s", stream=sys.stderr, force=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline
+
+    config = build_config(args)
+    _setup_logging(config)
+    pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty())
+    signals = {"code": 0}
+
+    def on_signal(signum, _frame):
+        name = signal.Signals(signum).name
+        if signals["code"]:
+            # Second signal: give up on in-flight frames, still finalise the files.
+            pipeline.abort(f"{name} twice")
+            return
+        signals["code"] = 128 + signum
+        pipeline.stop(name)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = pipeline.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print(summary.format(), file=sys.stderr)
+    if config.output.summary_json:
+        Path(config.output.summary_json).write_text(summary.to_json() + "\n", encoding="utf-8")
+    if pipeline.aborted:
+        # In-flight requests may still hold OpenVINO threads: leave without waiting for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(signals["code"] or 130)
+    return signals["code"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamdet", description="Real-time object detection on video with OpenVINO.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
     cli_model.register(sub)
     return parser
 
@@ -24,3 +143,5 @@ def main(argv: list[str] | None = None) -> int:
     except StreamdetError as exc:
         print(f"streamdet: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,69 @@
+"""Keeps the compiled model busy: a pool of OpenVINO async requests.
+
+Completion callbacks run on OpenVINO's own threads; they only decode the
+outputs and hand the result on, so the requests are free again at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import openvino as ov
+
+from .detections import Detections
+from .model import Detector
+from .sources import Frame
+
+
+@dataclass(slots=True)
+class Job:
+    """One frame in flight, carried through the request as its userdata."""
+
+    seq: int
+    source_id: int
+    frame: Frame
+    submitted: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    job: Job
+    detections: Detections
+    infer_ms: float
+    done: float
+
+
+class InferenceEngine:
+    def __init__(self, detector: Detector, nireq: int, on_done: Callable[[Completed], None]):
+        self.detector = detector
+        self.nireq = nireq
+        self._on_done = on_done
+        self._queue = ov.AsyncInferQueue(detector.compiled, nireq)
+        self._queue.set_callback(self._callback)
+        self.error: BaseException | None = None
+        self._error_lock = threading.Lock()
+
+    def _callback(self, request: ov.InferRequest, job: Job) -> None:
+        try:
+            height, width = job.frame.image.shape[:2]
+            detections = self.detector.decode(request, width, height)
+            self._on_done(Completed(job, detections, request.latency, time.monotonic()))
+        except BaseException as exc:  # an exception here would vanish inside OpenVINO
+            with self._error_lock:
+                if self.error is None:
+                    self.error = exc
+            self._on_done(Completed(job, Detections.empty(), 0.0, time.monotonic()))
+
+    def wait_idle(self) -> None:
+        """Block until a request is free, so the next submit never waits with a frame in hand."""
+        self._queue.get_idle_request_id()
+
+    def submit(self, job: Job) -> None:
+        job.submitted = time.monotonic()
+        self._queue.start_async(self.detector.infer_input(job.frame.image), job)
+
+    def drain(self) -> None:
+        self._queue.wait_all()
