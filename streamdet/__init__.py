@@ -1,0 +1,26 @@
+"""streamdet: real-time object detection on video with OpenVINO.
+
+The API names are imported on first use so `streamdet --help` and the model
+commands start without loading the whole pipeline.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "Config": "config",
+    "load_config": "config",
+    "Detections": "detections",
+    "FrameResult": "detections",
+    "StreamdetError": "errors",
+    "Detector": "model",
+    "load": "model",
+    "Pipeline": "pipeline",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'streamdet' has no attribute {name!r}")
