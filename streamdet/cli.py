@@ -127,10 +127,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return signals["code"]
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure the pipeline against raw OpenVINO inference on this machine",
+        description="Raw async inference vs the pipeline (headless, recording, JSONL) and live frame age, "
+        "interleaved round by round; prints FPS and ratios to raw.",
+    )
+    p.add_argument("--model", default="ssdlite_mobilenet_v2", help="model name, .xml or .pb")
+    p.add_argument("--clip", required=True, help="video file to play (repeated up to --frames)")
+    p.add_argument("--frames", type=int, default=1000, help="frames per measurement")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
+    p.add_argument("--device", default="CPU")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    if args.frames < 250 or args.rounds < 1:
+        raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
+    logging.basicConfig(level="WARNING", format="streamdet: %(message)s", stream=sys.stderr, force=True)
+    result = run_bench(args.model, Path(args.clip), frames=args.frames, rounds=args.rounds, device=args.device)
+    print(result.format())
+    if args.json:
+        Path(args.json).write_text(result.to_json() + "\n", encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamdet", description="Real-time object detection on video with OpenVINO.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
+    _add_bench(sub)
     cli_model.register(sub)
     return parser
 

@@ -19,6 +19,7 @@ and replace it, counting the replaced one as dropped.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,11 @@ from .sources import Frame, ImageFilesSource, Source, SourceInfo, open_source
 from .stats import RateMeter, RunSummary, SourceSummary, StageTimer
 
 log = logging.getLogger("streamdet")
+
+
+def _process_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
 
 _POLL_S = 0.5  # how often a blocked thread re-checks for abort; not a busy loop
 
@@ -62,6 +68,7 @@ class _Runner:
     sinks: list[Sink] = field(default_factory=list)
     thread: threading.Thread | None = None
     frames_read: int = 0
+    decode_cpu_s: float = 0.0
     frames_processed: int = 0
     first_done: float | None = None
     last_done: float | None = None
@@ -83,10 +90,19 @@ class Pipeline:
     ...         print(result.frame.index, result.detections.labels)
     """
 
-    def __init__(self, config: Config, detector: Detector | None = None, *, progress: bool = False):
-        if not config.sources:
+    def __init__(
+        self,
+        config: Config,
+        detector: Detector | None = None,
+        *,
+        sources: list[Source] | None = None,
+        progress: bool = False,
+    ):
+        """`sources` replaces `config.sources` with ready-made Source objects (custom inputs)."""
+        if not config.sources and not sources:
             raise StreamdetError("no source given; pass --source FILE|URL|CAMERA or list sources: in the config")
         self.config = config
+        self._given_sources = sources
         self._progress = progress
         self._check_outputs()
         self.detector = detector or load(
@@ -128,6 +144,9 @@ class Pipeline:
                 font_scale=config.overlay.font_scale,
             )
         )
+        # CPU seconds of the stages that run on the render thread (decode is per runner).
+        self._cpu_s = {"render": 0.0, "write": 0.0}
+        self._process_cpu0 = 0.0
         self._opened = False
         self._closed = False
         self._started_at = 0.0
@@ -137,7 +156,7 @@ class Pipeline:
 
     def _check_outputs(self) -> None:
         out = self.config.output
-        several = len(self.config.sources) > 1
+        several = len(self._given_sources or self.config.sources) > 1
         for key, path in (("output", out.video), ("json", out.json), ("summary_json", out.summary_json)):
             if path is None or path == "-":
                 continue
@@ -164,8 +183,9 @@ class Pipeline:
         self._opened = True
         cfg = self.config.source
         try:
-            for i, spec in enumerate(self.config.sources):
-                source = open_source(
+            specs = self._given_sources or self.config.sources
+            for i, spec in enumerate(specs):
+                source = spec if isinstance(spec, Source) else open_source(
                     spec,
                     loop=cfg.loop,
                     decode_threads=cfg.decode_threads,
@@ -227,11 +247,12 @@ class Pipeline:
         inbox, cond, timer = runner.inbox, self._cond, self.stages["decode"]
         try:
             while not self._stopping.is_set():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 frame = runner.source.read()
                 if frame is None:
                     break
                 timer.add((time.perf_counter() - t0) * 1000)
+                runner.decode_cpu_s += time.thread_time() - c0
                 runner.frames_read += 1
                 with cond:
                     if inbox.newest_wins:
@@ -332,6 +353,7 @@ class Pipeline:
         self._open()
         self._engine = InferenceEngine(self.detector, self.nireq, self._on_done)
         self._started_at = time.monotonic()
+        self._process_cpu0 = _process_cpu_s()
         for runner in self.runners:
             runner.thread = threading.Thread(target=self._capture, args=(runner,), name=f"capture-{runner.name}", daemon=True)
             runner.thread.start()
@@ -396,14 +418,16 @@ class Pipeline:
         runner.last_done = now
         result = FrameResult(source=runner.name, frame=frame, detections=completed.detections, latency_ms=latency_ms)
         if draw:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             status = OverlayStatus(fps=runner.rate.rate(), latency_ms=latency_ms)
             self._annotator.draw(frame.image, completed.detections, status)
             self.stages["render"].add((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
+            self._cpu_s["render"] += time.thread_time() - c0
+        t0, c0 = time.perf_counter(), time.thread_time()
         for sink in runner.sinks:
             sink.write(result)
         self.stages["write"].add((time.perf_counter() - t0) * 1000)
+        self._cpu_s["write"] += time.thread_time() - c0
         runner.age.add((time.monotonic() - frame.captured) * 1000)
         return result
 
@@ -436,6 +460,7 @@ class Pipeline:
         for runner in self.runners:
             runner.source.close()
         self._wall = time.monotonic() - self._started_at if self._started_at else 0.0
+        self._process_cpu = _process_cpu_s() - self._process_cpu0
         if errors:
             raise errors[0]
 
@@ -491,8 +516,20 @@ class Pipeline:
                     frame_age=r.age.summary(),
                 )
             )
+        per_frame = 1000 / frames if frames else 0.0
+        process_cpu = getattr(self, "_process_cpu", 0.0) or (_process_cpu_s() - self._process_cpu0)
+        decode_cpu = sum(r.decode_cpu_s for r in self.runners)
+        cpu_ms = {
+            "decode": decode_cpu * per_frame,
+            "render": self._cpu_s["render"] * per_frame,
+            "write": self._cpu_s["write"] * per_frame,
+        }
+        # Everything else is OpenVINO's threads plus the feeder and callbacks.
+        cpu_ms["inference+other"] = max(0.0, process_cpu * per_frame - sum(cpu_ms.values()))
         return RunSummary(
             frames=frames,
+            cpu_ms_per_frame=cpu_ms,
+            cpu_utilisation=process_cpu / wall / (os.cpu_count() or 1) if wall > 0 else 0.0,
             wall_s=wall,
             fps=frames / wall if wall > 0 else 0.0,
             stages={name: timer.summary() for name, timer in self.stages.items()},

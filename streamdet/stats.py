@@ -89,6 +89,8 @@ class RunSummary:
     fps: float
     stages: dict[str, StageSummary]
     sources: list[SourceSummary] = field(default_factory=list)
+    cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
+    cpu_utilisation: float = 0.0  # process CPU time / (wall time x cores)
     stopped_by: str = "end of stream"
 
     def to_json(self) -> str:
@@ -102,6 +104,9 @@ class RunSummary:
         for name, stage in self.stages.items():
             if stage.count:
                 lines.append(f"  {name:<11}{stage.mean_ms:>8.2f} {stage.p95_ms:>8.2f}")
+        if self.cpu_ms_per_frame:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in self.cpu_ms_per_frame.items())
+            lines.append(f"  CPU ms/frame: {parts}; CPU use {self.cpu_utilisation:.0%} of all cores")
         for src in self.sources:
             lines.append(
                 f"  source {src.name}: {src.frames_processed} processed, {src.frames_dropped} dropped, "

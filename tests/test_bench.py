@@ -1,0 +1,32 @@
+"""The bench runs end to end and reports well-formed figures (speed itself is not asserted here)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from clirun import cli_env, streamdet
+from media import clip, pedestrian_pb
+
+
+def test_bench_prints_table_and_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = streamdet("bench", "--model", str(pedestrian_pb()), "--clip", str(clip("bikes")),
+                     "--frames", "250", "--rounds", "1", "--json", str(out), env=cli_env(tmp_path / "cache"), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    expected = {"raw THROUGHPUT", "raw LATENCY", "pipeline headless", "pipeline + mp4", "pipeline + jsonl", "live newest-frame"}
+    assert set(report["fps"]) == expected
+    assert set(report["ratio_to_raw"]) == {"pipeline headless", "pipeline + mp4", "pipeline + jsonl"}
+    for value in [*report["fps"].values(), *report["ratio_to_raw"].values(), report["single_request_latency_ms"],
+                  report["live_age_p50_ms"], report["live_age_p95_ms"]]:
+        assert math.isfinite(value) and value > 0
+    assert report["live_age_p95_ms"] >= report["live_age_p50_ms"]
+    for stages in report["cpu_ms_per_frame"].values():
+        assert set(stages) == {"decode", "render", "write", "inference+other"}
+        assert stages["decode"] > 0
+    assert report["cpu_ms_per_frame"]["pipeline + mp4"]["write"] > report["cpu_ms_per_frame"]["pipeline headless"]["write"]
+    assert all(0 < u <= 1.05 for u in report["cpu_utilisation"].values())
+    for name in expected:
+        assert name in proc.stdout
+    assert "x raw" in proc.stdout
