@@ -206,8 +206,16 @@ class ImageFilesSource(Source):
         pass
 
 
-def open_source(spec: str, *, loop: bool = False, decode_threads: int = 0) -> Source:
-    """Pick the source kind from how `spec` looks; does not open it yet."""
+def open_source(spec: str, *, loop: bool = False, decode_threads: int = 0, **live_options) -> Source:
+    """Pick the source kind from how `spec` looks; does not open it yet.
+
+    `live_options` (timeouts, reconnect backoff, camera size) apply to cameras
+    and network streams only.
+    """
+    from . import live
+
+    if live.is_live_spec(spec):
+        return live.open_live(spec, **live_options)
     path = Path(spec)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageFilesSource(path, loop=loop)

@@ -1,0 +1,1 @@
+"""Data files shipped with streamdet (installed as the streamdet.assets package)."""

@@ -1,0 +1,290 @@
+"""The SSD detector: find or make the IR, recognise its output form, compile, decode.
+
+Two output forms of the same network exist in the wild:
+- "tf": what current OpenVINO makes of the TF frozen graph: detection_boxes
+  [1,N,4] as [y_min,x_min,y_max,x_max], detection_classes, detection_scores,
+  num_detections; input NHWC RGB.
+- "legacy": the old converter's single DetectionOutput [1,1,N,7] =
+  [image_id,label,conf,x_min,y_min,x_max,y_max]; input NCHW BGR.
+Both take an OpenCV frame as it is: colour order and layout are converted
+inside the compiled model by OpenVINO's preprocessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import openvino as ov
+from openvino.preprocess import ColorFormat, PrePostProcessor
+
+from .detections import Detections
+from .devices import check_device
+from .errors import ModelError
+from .fetch import KNOWN, cache_root, fetch_graph
+from .labels import label_for, load_labels, resolve_classes
+
+INPUT_SIZE = 300
+_TF_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")
+
+
+@dataclass(frozen=True)
+class ModelForm:
+    form: str                       # "tf" or "legacy"
+    outputs: dict[str, ov.Output]   # role -> model output
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    form: str
+    inputs: list[str]
+    outputs: list[str]
+    layout: str
+    precision: str
+    labels: int
+    cache: str
+
+
+def _one_line(exc: BaseException) -> str:
+    # OpenVINO messages run over many lines with C++ source locations; keep the gist.
+    lines = [l.strip() for l in str(exc).splitlines() if l.strip() and not re.search(r"\.(cpp|hpp):\d+", l)]
+    text = " ".join(lines) or type(exc).__name__
+    return text[:200]
+
+
+def _names(port: ov.Output) -> set[str]:
+    return {n.split(":")[0] for n in port.get_names()}
+
+
+def recognise(model: ov.Model, where: str) -> ModelForm:
+    """Which output form the model has, or a ModelError saying what was found."""
+    by_role: dict[str, ov.Output] = {}
+    for port in model.outputs:
+        for role in (*_TF_OUTPUTS, "num_detections"):
+            if role in _names(port):
+                by_role[role] = port
+    if all(role in by_role for role in _TF_OUTPUTS):
+        return ModelForm("tf", by_role)
+    if len(model.outputs) == 1:
+        shape = model.outputs[0].get_partial_shape()
+        if shape.rank.is_static and shape.rank.get_length() == 4 and shape[3].is_static and shape[3].get_length() == 7:
+            return ModelForm("legacy", {"detection_output": model.outputs[0]})
+    found = ", ".join(f"{p.any_name} {p.get_partial_shape()}" for p in model.outputs)
+    raise ModelError(
+        f"model '{where}': outputs [{found}] are not an SSD detector's; expected detection_boxes, "
+        "detection_classes, detection_scores (TF form) or one DetectionOutput [1,1,N,7] (legacy form)"
+    )
+
+
+def _read_ir(core: ov.Core, xml: Path) -> ov.Model:
+    bin_path = xml.with_suffix(".bin")
+    if not xml.is_file():
+        raise ModelError(f"model '{xml}': no such file; check the path or use a model name such as ssdlite_mobilenet_v2")
+    if not bin_path.is_file():
+        raise ModelError(f"model '{xml}': its weights '{bin_path.name}' are missing; keep the .bin next to the .xml")
+    try:
+        return core.read_model(str(xml), str(bin_path))
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+        raise ModelError(f"model '{xml}': not a readable OpenVINO IR ({_one_line(exc)})") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def convert_graph(pb: Path, out_xml: Path, fp32: bool = False) -> Path:
+    """Convert a TF frozen graph to IR at `out_xml` (written to a temp dir, then moved into place)."""
+    if not pb.is_file():
+        raise ModelError(f"model '{pb}': no such file; check the path")
+    try:
+        model = ov.convert_model(str(pb), input=[1, INPUT_SIZE, INPUT_SIZE, 3])
+    except Exception as exc:
+        raise ModelError(f"model '{pb}': not a TensorFlow frozen graph OpenVINO can convert ({_one_line(exc)})") from None
+    recognise(model, str(pb))
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_xml.parent, prefix=".convert-") as tmp:
+        staged = Path(tmp) / out_xml.name
+        ov.save_model(model, str(staged), compress_to_fp16=not fp32)
+        # .bin first: a present .xml is what marks the cache entry as complete.
+        os.replace(staged.with_suffix(".bin"), out_xml.with_suffix(".bin"))
+        os.replace(staged, out_xml)
+    return out_xml
+
+
+def resolve_ir(spec: str | os.PathLike, cache_dir=None, fp32: bool = False, base_url: str | None = None) -> Path:
+    """The .xml for a model name, .xml path or .pb path, converting and caching as needed."""
+    text = str(spec)
+    precision = "fp32" if fp32 else "fp16"
+    if text in KNOWN:
+        xml = cache_root(cache_dir) / "models" / text / precision / f"{text}.xml"
+        if not xml.is_file():
+            convert_graph(fetch_graph(text, cache_dir, base_url), xml, fp32)
+        return xml
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        return path
+    if suffix == ".pb":
+        if not path.is_file():
+            raise ModelError(f"model '{path}': no such file; check the path")
+        xml = cache_root(cache_dir) / "converted" / f"{_sha256(path)[:20]}-{precision}" / "model.xml"
+        if not xml.is_file():
+            convert_graph(path, xml, fp32)
+        return xml
+    raise ModelError(
+        f"model '{text}': give a model name ({', '.join(KNOWN)}), an OpenVINO .xml IR or a TensorFlow frozen .pb"
+    )
+
+
+def _prepare(model: ov.Model, form: ModelForm) -> ov.Model:
+    """Let the compiled model take a 300x300 BGR u8 NHWC frame as OpenCV gives it."""
+    if len(model.inputs) != 1:
+        raise ModelError(f"model has {len(model.inputs)} inputs; an SSD detector has one image input")
+    port = model.inputs[0]
+    shape = port.get_partial_shape()
+    if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+        raise ModelError(f"model input {port.any_name} {shape} is not a 4-D image batch")
+    layout = "NHWC" if form.form == "tf" else "NCHW"
+    static = [1, INPUT_SIZE, INPUT_SIZE, 3] if layout == "NHWC" else [1, 3, INPUT_SIZE, INPUT_SIZE]
+    if shape.is_dynamic:
+        model.reshape({port.any_name: ov.PartialShape(static)})
+    ppp = PrePostProcessor(model)
+    info = ppp.input()
+    info.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    info.model().set_layout(ov.Layout(layout))
+    if form.form == "tf":
+        info.preprocess().convert_color(ColorFormat.RGB)  # the TF graph was trained on RGB
+    if port.get_element_type() != ov.Type.u8:
+        info.preprocess().convert_element_type(port.get_element_type())
+    return ppp.build()
+
+
+class Detector:
+    """A compiled SSD model that turns OpenCV frames into Detections."""
+
+    def __init__(self, compiled: ov.CompiledModel, form: ModelForm, labels: tuple[str, ...],
+                 threshold: float, class_ids: frozenset[int], nireq: int | None, path: Path):
+        self.compiled = compiled
+        self.form = form.form
+        self.labels = labels
+        self.threshold = threshold
+        self.class_ids = class_ids
+        self.path = path
+        self._outputs = {role: compiled.output(port.any_name) for role, port in form.outputs.items()}
+        self.optimal_nireq = nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._sync: ov.InferRequest | None = None
+
+    def infer_input(self, image: np.ndarray) -> ov.Tensor:
+        # cv2.resize outside the model measured faster than resizing inside it
+        # (see the README's Performance section); a frame already at the input
+        # size goes in without any copy.
+        if image.shape[0] != INPUT_SIZE or image.shape[1] != INPUT_SIZE:
+            image = cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+        elif not image.flags.c_contiguous:
+            image = np.ascontiguousarray(image)
+        return ov.Tensor(image[np.newaxis], shared_memory=True)
+
+    def decode(self, request: ov.InferRequest, width: int, height: int) -> Detections:
+        if self.form == "tf":
+            boxes = request.get_tensor(self._outputs["detection_boxes"]).data[0]
+            classes = request.get_tensor(self._outputs["detection_classes"]).data[0]
+            scores = request.get_tensor(self._outputs["detection_scores"]).data[0]
+            if "num_detections" in self._outputs:
+                count = int(request.get_tensor(self._outputs["num_detections"]).data.reshape(-1)[0])
+                boxes, classes, scores = boxes[:count], classes[:count], scores[:count]
+            xyxy = boxes[:, [1, 0, 3, 2]]
+        else:
+            rows = request.get_tensor(self._outputs["detection_output"]).data.reshape(-1, 7)
+            ends = np.flatnonzero(rows[:, 0] == -1)
+            if len(ends):
+                rows = rows[: ends[0]]
+            classes, scores, xyxy = rows[:, 1], rows[:, 2], rows[:, 3:7]
+        keep = scores >= self.threshold
+        class_ids = classes.astype(np.int32)
+        if self.class_ids:
+            keep &= np.isin(class_ids, list(self.class_ids))
+        xyxy = xyxy[keep] * np.array([width, height, width, height], np.float32)
+        np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
+        class_ids = class_ids[keep]
+        return Detections(
+            xyxy=xyxy.astype(np.float32, copy=False),
+            scores=scores[keep].astype(np.float32),
+            class_ids=class_ids,
+            labels=tuple(label_for(self.labels, int(c)) for c in class_ids),
+        )
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Synchronous single-frame detection (tests, scripts)."""
+        if self._sync is None:
+            self._sync = self.compiled.create_infer_request()
+        self._sync.infer(self.infer_input(image))
+        return self.decode(self._sync, image.shape[1], image.shape[0])
+
+
+def _device_config(device: str, hint: str, streams: int | None, threads: int | None) -> dict[str, str]:
+    config = {"PERFORMANCE_HINT": hint}
+    if device.upper().startswith("CPU"):
+        if streams:
+            config["NUM_STREAMS"] = str(streams)
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
+    return config
+
+
+def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", *, hint: str = "THROUGHPUT",
+         streams: int | None = None, threads: int | None = None, nireq: int | None = None,
+         threshold: float = 0.5, classes: Sequence[str | int] = (), labels: str | os.PathLike | None = None,
+         cache_dir: str | os.PathLike | None = None, fp32: bool = False, base_url: str | None = None) -> Detector:
+    """Find, convert if needed, check and compile a detector."""
+    core = ov.Core()
+    check_device(core, device)
+    label_names = load_labels(labels)
+    class_ids = resolve_classes(label_names, classes)
+    xml = resolve_ir(spec, cache_dir, fp32, base_url)
+    model = _read_ir(core, xml)
+    form = recognise(model, str(spec))
+    model = _prepare(model, form)
+    try:
+        compiled = core.compile_model(model, device, _device_config(device, hint, streams, threads))
+    except Exception as exc:
+        raise ModelError(f"model '{spec}' cannot be compiled for {device} ({_one_line(exc)})") from None
+    return Detector(compiled, form, label_names, threshold, class_ids, nireq, xml)
+
+
+def inspect(spec: str | os.PathLike, cache_dir=None, labels=None) -> ModelInfo:
+    """What `streamdet model info` prints."""
+    core = ov.Core()
+    xml = resolve_ir(spec, cache_dir)
+    model = _read_ir(core, xml)
+    form = recognise(model, str(spec))
+    port = model.inputs[0]
+    return ModelInfo(
+        path=str(xml),
+        form=form.form,
+        inputs=[f"{p.any_name} {p.get_partial_shape()} {p.get_element_type().get_type_name()}" for p in model.inputs],
+        outputs=[f"{p.any_name} {p.get_partial_shape()} {p.get_element_type().get_type_name()}" for p in model.outputs],
+        layout="NHWC (RGB)" if form.form == "tf" else "NCHW (BGR)",
+        precision=_weights_precision(model),
+        labels=len(load_labels(labels)),
+        cache=str(cache_root(cache_dir)),
+    )
+
+
+def _weights_precision(model: ov.Model) -> str:
+    types = {op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
+    for name in ("f16", "f32", "i8", "u8"):
+        if name in types:
+            return {"f16": "FP16", "f32": "FP32", "i8": "INT8", "u8": "U8"}[name].upper()
+    return "unknown"

@@ -1,0 +1,88 @@
+"""Drawing boxes, labels and the FPS line onto frames."""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .detections import Detections
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    labels: bool = True
+    scores: bool = True
+    fps: bool = True
+    line_width: int = 0      # 0 = from the frame size
+    font_scale: float = 0.0  # 0 = from the frame size
+
+
+@dataclass(frozen=True)
+class OverlayStatus:
+    fps: float
+    latency_ms: float
+
+
+@lru_cache(maxsize=512)
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """A stable BGR colour per class: golden-ratio steps round the hue circle keep neighbours apart."""
+    hue = (class_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def _text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    b, g, r = bgr
+    luminance = 0.114 * b + 0.587 * g + 0.299 * r
+    return (0, 0, 0) if luminance > 140 else (255, 255, 255)
+
+
+class Annotator:
+    def __init__(self, style: OverlayStyle = OverlayStyle()):
+        self.style = style
+
+    def _sizes(self, image: np.ndarray) -> tuple[int, float, int]:
+        short = min(image.shape[:2])
+        line = self.style.line_width or max(1, round(short / 300))
+        scale = self.style.font_scale or max(0.35, short / 900)
+        thickness = max(1, round(scale * 1.6))
+        return line, scale, thickness
+
+    def draw(self, image: np.ndarray, detections: Detections, status: OverlayStatus | None = None) -> np.ndarray:
+        """Draw on `image` in place and return it."""
+        line, scale, thickness = self._sizes(image)
+        height, width = image.shape[:2]
+        for (x1, y1, x2, y2), score, class_id, label in zip(
+            detections.xyxy, detections.scores, detections.class_ids, detections.labels
+        ):
+            color = class_color(int(class_id))
+            p1 = (int(x1), int(y1))
+            p2 = (min(int(x2), width - 1), min(int(y2), height - 1))
+            cv2.rectangle(image, p1, p2, color, line)
+            if self.style.labels:
+                text = f"{label} {score:.2f}" if self.style.scores else label
+                self._label(image, text, p1, p2, color, scale, thickness)
+        if self.style.fps and status is not None:
+            self._status(image, f"{status.fps:.1f} FPS  {status.latency_ms:.0f} ms", scale, thickness)
+        return image
+
+    def _label(self, image, text, p1, p2, color, scale, thickness) -> None:
+        height, width = image.shape[:2]
+        (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+        plate_h = th + base + 2
+        x = min(max(p1[0], 0), max(0, width - tw - 2))
+        # Above the box when there is room, else just inside its top edge.
+        y_top = p1[1] - plate_h if p1[1] - plate_h >= 0 else min(p1[1], max(0, height - plate_h))
+        cv2.rectangle(image, (x, y_top), (x + tw + 2, y_top + plate_h), color, cv2.FILLED)
+        cv2.putText(image, text, (x + 1, y_top + th + 1), _FONT, scale, _text_color(color), thickness, cv2.LINE_AA)
+
+    def _status(self, image, text, scale, thickness) -> None:
+        (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+        cv2.rectangle(image, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), cv2.FILLED)
+        cv2.putText(image, text, (4, th + 4), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
