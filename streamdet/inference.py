@@ -26,6 +26,9 @@ class Job:
     source_id: int
     frame: Frame
     submitted: float = 0.0
+    # The request reads this tensor's memory while it runs, but OpenVINO does
+    # not keep the Python owner alive: the job must, or the buffer is reused.
+    tensor: ov.Tensor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class InferenceEngine:
         self._error_lock = threading.Lock()
 
     def _callback(self, request: ov.InferRequest, job: Job) -> None:
+        job.tensor = None
         try:
             height, width = job.frame.image.shape[:2]
             detections = self.detector.decode(request, width, height)
@@ -63,7 +67,8 @@ class InferenceEngine:
 
     def submit(self, job: Job) -> None:
         job.submitted = time.monotonic()
-        self._queue.start_async(self.detector.infer_input(job.frame.image), job)
+        job.tensor = self.detector.infer_input(job.frame.image)
+        self._queue.start_async(job.tensor, job)
 
     def drain(self) -> None:
         self._queue.wait_all()

@@ -95,7 +95,8 @@ def test_clip_to_mp4_and_jsonl(name, tmp_path, env, detector):
             assert len(got_boxes) and np.abs(got_boxes - box).max(axis=1).min() <= 2.0, (record["frame"], box, got_boxes)
         assert len(record["detections"]) <= len(direct[direct.scores > 0.45])
         persons_seen += sum(d["label"] == "person" for d in record["detections"])
-    assert persons_seen > 0
+    if name == "bikes":  # big buck bunny is a cartoon: nobody for a pedestrian model to find
+        assert persons_seen > 50
     assert "FPS" in proc.stderr and "inference" in proc.stderr
 
 
@@ -246,7 +247,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, env):
         (["--source", good, "--output", str(tmp_path / "nodir" / "out.mp4")], ["nodir"]),
         (["--source", good, "--output", str(blocker / "out.mp4")], ["out.mp4"]),
         (["--source", good, "--json", str(tmp_path / "nodir" / "d.jsonl")], ["nodir"]),
-        (["--source", good, "--config", str(bad_yaml)], ["bad.yaml", "line 1"]),
+        (["--source", good, "--config", str(bad_yaml)], ["bad.yaml", "not valid YAML"]),
         (["--source", good, "--config", str(unknown)], ["treshold", "line 2"]),
         (["--source", good, "--config", str(negative)], ["threshold", "line 4"]),
         (["--source", good, "--threshold", "-1"], ["threshold"]),
