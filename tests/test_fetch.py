@@ -1,0 +1,180 @@
+"""Fetching a model by name from a real HTTP server on 127.0.0.1.
+
+The official archive cannot be downloaded here, so the server serves a
+tarball with the official layout holding the pedestrian graph, and the test
+registers that tarball's size and SHA-384 in place of the published ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from media import pedestrian_pb
+
+from streamdet import fetch
+from streamdet.errors import ModelError
+from streamdet.model import load
+
+ARCHIVE = fetch.SSDLITE_MOBILENET_V2
+
+
+def _tarball(extra: tarfile.TarInfo | None = None, extra_data: bytes = b"") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(pedestrian_pb(), arcname=ARCHIVE.graph)
+        config = b"model { ssd { num_classes: 1 } }\n"
+        info = tarfile.TarInfo("ssdlite_mobilenet_v2_coco_2018_05_09/pipeline.config")
+        info.size = len(config)
+        tar.addfile(info, io.BytesIO(config))
+        if extra is not None:
+            tar.addfile(extra, io.BytesIO(extra_data) if extra_data else None)
+    return buf.getvalue()
+
+
+class Server:
+    """Serves files by path; `cut_after` bytes simulates a dropped connection."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.cut_after: int | None = None
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.requests.append(self.path)
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if outer.cut_after is not None:
+                    self.wfile.write(body[: outer.cut_after])
+                    self.wfile.flush()
+                    self.connection.close()
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def _register(monkeypatch, data: bytes, **changes) -> fetch.Archive:
+    archive = replace(ARCHIVE, size=len(data), sha384=hashlib.sha384(data).hexdigest(), **changes)
+    monkeypatch.setitem(fetch.KNOWN, ARCHIVE.name, archive)
+    return archive
+
+
+def _leftovers(cache: Path) -> list[Path]:
+    return [p for p in cache.rglob("*") if p.is_file()]
+
+
+def test_fetch_by_name_verifies_converts_and_caches(server, tmp_path, monkeypatch):
+    data = _tarball()
+    server.files[f"/mirror/{ARCHIVE.file}"] = data
+    _register(monkeypatch, data)
+    detector = load("ssdlite_mobilenet_v2", cache_dir=tmp_path, base_url=server.url + "/mirror/")
+    assert detector.form == "tf"
+    assert len(server.requests) == 1
+    load("ssdlite_mobilenet_v2", cache_dir=tmp_path, base_url=server.url + "/mirror/")
+    assert len(server.requests) == 1, "the second start must come from the cache"
+    assert not any(p.name.endswith(".tar.gz") for p in _leftovers(tmp_path))
+
+
+def test_base_url_from_environment(server, tmp_path, monkeypatch):
+    data = _tarball()
+    server.files[f"/env/{ARCHIVE.file}"] = data
+    _register(monkeypatch, data)
+    monkeypatch.setenv(fetch.BASE_URL_ENV, server.url + "/env")
+    assert fetch.fetch_graph("ssdlite_mobilenet_v2", tmp_path).read_bytes() == pedestrian_pb().read_bytes()
+
+
+def test_fallback_to_second_url(server, tmp_path, monkeypatch):
+    data = _tarball()
+    server.files[f"/second/{ARCHIVE.file}"] = data
+    archive = _register(monkeypatch, data, base_urls=(server.url + "/first/", server.url + "/second/"))
+    graph = fetch.fetch_graph(archive.name, tmp_path)
+    assert graph.read_bytes() == pedestrian_pb().read_bytes()
+    assert server.requests == [f"/first/{ARCHIVE.file}", f"/second/{ARCHIVE.file}"]
+
+
+def test_checksum_mismatch_leaves_nothing(server, tmp_path, monkeypatch):
+    data = _tarball()
+    server.files[f"/{ARCHIVE.file}"] = data
+    archive = _register(monkeypatch, data)
+    monkeypatch.setitem(fetch.KNOWN, ARCHIVE.name, replace(archive, sha384="0" * 96))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load("ssdlite_mobilenet_v2", cache_dir=tmp_path, base_url=server.url)
+    assert _leftovers(tmp_path) == []
+
+
+def test_connection_dropped_mid_file(server, tmp_path, monkeypatch):
+    data = _tarball()
+    server.files[f"/{ARCHIVE.file}"] = data
+    _register(monkeypatch, data)
+    server.cut_after = len(data) // 2
+    with pytest.raises(ModelError, match="could not be downloaded") as err:
+        fetch.fetch_graph(ARCHIVE.name, tmp_path, server.url)
+    assert "streamdet model convert" in str(err.value)
+    assert _leftovers(tmp_path) == []
+    server.cut_after = None  # the next run starts clean and succeeds
+    assert fetch.fetch_graph(ARCHIVE.name, tmp_path, server.url).is_file()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "device"])
+def test_unsafe_archive_members_are_refused(kind, server, tmp_path, monkeypatch):
+    if kind == "dotdot":
+        info, body = tarfile.TarInfo("ssdlite_mobilenet_v2_coco_2018_05_09/../../evil.txt"), b"x"
+    elif kind == "absolute":
+        info, body = tarfile.TarInfo("/tmp/evil.txt"), b"x"
+    elif kind == "symlink":
+        info, body = tarfile.TarInfo("ssdlite_mobilenet_v2_coco_2018_05_09/link"), b""
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    else:
+        info, body = tarfile.TarInfo("ssdlite_mobilenet_v2_coco_2018_05_09/dev"), b""
+        info.type = tarfile.CHRTYPE
+    info.size = len(body)
+    data = _tarball(info, body)
+    server.files[f"/{ARCHIVE.file}"] = data
+    _register(monkeypatch, data)
+    with pytest.raises(ModelError, match="refusing"):
+        fetch.fetch_graph(ARCHIVE.name, tmp_path, server.url)
+    assert _leftovers(tmp_path) == []
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_nothing_listening_says_how_to_work_offline(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ModelError, match=r"could not be downloaded.*STREAMDET_MODEL_BASE_URL"):
+        fetch.fetch_graph(ARCHIVE.name, tmp_path, f"http://127.0.0.1:{port}")
