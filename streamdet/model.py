@@ -12,8 +12,10 @@ inside the compiled model by OpenVINO's preprocessing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import re
 import tempfile
 from collections.abc import Sequence
@@ -58,6 +60,20 @@ def _one_line(exc: BaseException) -> str:
     lines = [l.strip() for l in str(exc).splitlines() if l.strip() and not re.search(r"\.(cpp|hpp):\d+", l)]
     text = " ".join(lines) or type(exc).__name__
     return text[:200]
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence C++ logging (the TF frontend's absl) that would print raw file bytes on a bad graph."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _names(port: ov.Output) -> set[str]:
@@ -109,7 +125,8 @@ def convert_graph(pb: Path, out_xml: Path, fp32: bool = False) -> Path:
     if not pb.is_file():
         raise ModelError(f"model '{pb}': no such file; check the path")
     try:
-        model = ov.convert_model(str(pb), input=[1, INPUT_SIZE, INPUT_SIZE, 3])
+        with _quiet_native_stderr():
+            model = ov.convert_model(str(pb), input=[1, INPUT_SIZE, INPUT_SIZE, 3])
     except Exception as exc:
         raise ModelError(f"model '{pb}': not a TensorFlow frozen graph OpenVINO can convert ({_one_line(exc)})") from None
     recognise(model, str(pb))

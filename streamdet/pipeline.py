@@ -362,7 +362,9 @@ class Pipeline:
         bar = self._make_progress()
         draw = any(not isinstance(s, JsonlSink) for s in self._sinks)
         next_seq = 0
-        status_every = self.config.logging.status_interval
+        # Status lines are for cameras; files have the progress bar.
+        live = any(r.info.live for r in self.runners)
+        status_every = self.config.logging.status_interval if live and not self.config.logging.quiet else 0
         next_status = time.monotonic() + status_every if status_every else None
         try:
             while True:
@@ -393,6 +395,11 @@ class Pipeline:
                 yield result
                 if self._display is not None and self._display.closed:
                     self.stop("window closed")
+        except BaseException:
+            # An error, or the caller leaving the loop early (GeneratorExit):
+            # nobody will take results any more, so waiting threads must not wait.
+            self.abort(self._stopped_by if self._stopping.is_set() else "stopped early")
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -451,12 +458,12 @@ class Pipeline:
                 sink.close()
             except Exception as exc:  # finalise every output even if one fails
                 errors.append(exc)
-        if not self._aborted.is_set():
-            for runner in self.runners:
-                if runner.thread is not None:
-                    runner.thread.join()
-            if self._feeder is not None:
-                self._feeder.join()
+        # After an abort a thread may still be inside one inference or one
+        # blocking read; it notices within a poll interval, so bound the wait.
+        timeout = 5.0 if self._aborted.is_set() else None
+        for thread in [r.thread for r in self.runners] + [self._feeder]:
+            if thread is not None:
+                thread.join(timeout)
         for runner in self.runners:
             runner.source.close()
         self._wall = time.monotonic() - self._started_at if self._started_at else 0.0

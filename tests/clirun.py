@@ -25,6 +25,7 @@ def streamdet(*args: str, env: dict[str, str], timeout: float = 120, cwd: Path |
         cwd=cwd,
         capture_output=True,
         text=True,
+        errors="replace",
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
