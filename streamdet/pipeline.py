@@ -160,7 +160,7 @@ class Pipeline:
         for key, path in (("output", out.video), ("json", out.json), ("summary_json", out.summary_json)):
             if path is None or path == "-":
                 continue
-            if several and key != "summary_json" and "{name}" not in path and key == "output":
+            if key == "output" and several and "{name}" not in path:
                 raise SinkError(
                     f"--output '{path}': several sources need '{{name}}' in the path, e.g. out_{{name}}.mp4"
                 )
