@@ -29,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="model name, .xml or .pb")
     p.add_argument("--cache-dir")
     p.add_argument("--labels", help="label file to count instead of the COCO labels")
+    p.add_argument("--device", help="also compile the model on this device (CPU, GPU, AUTO, ...) and show its request count")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("devices", help="list the OpenVINO devices on this machine")
@@ -62,7 +63,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .model import inspect
 
-    info = inspect(args.model, args.cache_dir, args.labels)
+    info = inspect(args.model, args.cache_dir, args.labels, args.device)
     print(f"model:     {info.path}")
     print(f"form:      {info.form}")
     for line in info.inputs:
@@ -73,6 +74,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"precision: {info.precision}")
     print(f"labels:    {info.labels}")
     print(f"cache:     {info.cache}")
+    if info.device is not None:
+        print(f"device:    {info.device}")
+        print(f"requests:  {info.optimal_nireq} (optimal number of infer requests)")
     return 0
 
 

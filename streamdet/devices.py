@@ -8,33 +8,64 @@ import openvino as ov
 
 from .errors import DeviceError
 
-# Virtual devices that take a list of real ones: AUTO:GPU,CPU and the like.
+# Virtual devices that spread work over a list of real ones: AUTO:GPU,CPU and the like.
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
+# AUTO alone picks from whatever is present; the others need their list.
+_NEEDS_LIST = ("MULTI", "HETERO", "BATCH")
+
+# Plugins OpenVINO dropped: guides and old configs still name them, so say what happened.
+_REMOVED = {
+    "MYRIAD": "MYRIAD (Intel NCS2) was removed from OpenVINO in 2023.0 (last supported in 2022.3 LTS)",
+    "HDDL": "HDDL (Intel Vision Accelerator) was removed from OpenVINO in 2023.0 (last supported in 2022.3 LTS)",
+    "GNA": "GNA (Intel Gaussian & Neural Accelerator) was removed from OpenVINO in 2024.0 (last supported in 2023.3 LTS)",
+}
+
+
+def normalise(device: str) -> str:
+    """OpenVINO device names are upper case and `cpu` fails to compile; accept any case from users."""
+    return device.strip().upper()
 
 
 def _members(device: str) -> tuple[str, list[str]]:
     head, _, rest = device.partition(":")
-    return head.upper(), [m.strip() for m in rest.split(",") if m.strip()]
+    return head, [m.strip() for m in rest.split(",") if m.strip()]
+
+
+def _real_name(member: str) -> str:
+    # AUTO:-GPU excludes a device and BATCH:GPU(4) gives a batch size; neither is part of the name.
+    return re.sub(r"\(\d+\)$", "", member.lstrip("-"))
+
+
+def _is_present(name: str, present: list[str]) -> bool:
+    if name in present:
+        return True
+    # Plain GPU is fine when OpenVINO lists GPU.0, GPU.1; an explicit index must exist as listed.
+    return "." not in name and any(p.split(".")[0] == name for p in present)
 
 
 def check_device(core: ov.Core, device: str) -> None:
     """Raise DeviceError unless every real device named in `device` is present."""
-    present = core.available_devices
+    present = list(core.available_devices)
     listed = ", ".join(present) or "none"
-    head, members = _members(device)
-    wanted = members if head in _VIRTUAL else [device]
-    if head in _VIRTUAL and not members:
-        return
-    for name in wanted:
-        base = re.sub(r"\.\d+$", "", name.upper())  # GPU.1 -> GPU
-        if base == "MYRIAD":
-            raise DeviceError(
-                "device MYRIAD (Intel Neural Compute Stick 2) was removed from OpenVINO in 2023.0 "
-                f"(last supported in 2022.3 LTS); devices present: {listed}"
-            )
-        if name.upper() not in present and base not in {p.split(".")[0] for p in present}:
-            raise DeviceError(f"device '{name}' is not present; devices present: {listed}")
+    text = normalise(device)
+    if not text:
+        raise DeviceError(f"no device given; devices present: {listed}")
+    head, members = _members(text)
+    if head in _VIRTUAL:
+        if not members and head in _NEEDS_LIST:
+            raise DeviceError(f"device '{device}' needs a device list, e.g. {head}:{present[0] if present else 'CPU'}")
+        wanted = members
+    else:
+        wanted = [text]
+    for member in wanted:
+        name = _real_name(member)
+        removed = _REMOVED.get(name.split(".")[0])
+        if removed:
+            raise DeviceError(f"{removed}; devices present: {listed}")
+        if not _is_present(name, present):
+            raise DeviceError(f"device '{member}' is not present; devices present: {listed}")
 
 
 def describe_devices(core: ov.Core) -> list[tuple[str, str]]:
+    """(name, FULL_DEVICE_NAME) for every device OpenVINO finds."""
     return [(d, core.get_property(d, "FULL_DEVICE_NAME")) for d in core.available_devices]

@@ -7,13 +7,14 @@ values, so an interrupted or tampered download is never trusted later.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.error
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ BASE_URL_ENV = "STREAMDET_MODEL_BASE_URL"
 CACHE_ENV = "STREAMDET_CACHE_DIR"
 _TIMEOUT_S = 30
 _CHUNK = 1 << 20
+# Temporary folders this old were left by a killed process, not by one still working.
+_STALE_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,17 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
         return Path(os.environ[CACHE_ENV])
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(xdg) / "streamdet"
+
+
+def sweep_stale(folder: Path, prefix: str) -> None:
+    """Remove temporary folders a killed download or conversion left behind (they are never trusted, only wasted space)."""
+    cutoff = time.time() - _STALE_S
+    for entry in folder.glob(prefix + "*"):
+        try:
+            if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _urls(archive: Archive, base_url: str | None) -> list[str]:
@@ -139,6 +153,7 @@ def fetch_graph(name: str, cache_dir: str | os.PathLike | None = None, base_url:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ModelError(f"cache '{folder}': cannot be created ({exc.strerror}); set STREAMDET_CACHE_DIR") from None
+    sweep_stale(folder, ".download-")
     failures = []
     with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
         tar_path = Path(tmp) / archive.file
@@ -147,7 +162,8 @@ def fetch_graph(name: str, cache_dir: str | os.PathLike | None = None, base_url:
             try:
                 _download(url, tar_path, archive)
                 break
-            except (OSError, ValueError, urllib.error.URLError) as exc:
+            # URLError and timeouts are OSErrors; a cut connection can also surface as IncompleteRead.
+            except (OSError, ValueError, http.client.HTTPException) as exc:
                 reason = getattr(exc, "reason", None) or exc
                 failures.append(f"{url}: {reason}")
                 tar_path.unlink(missing_ok=True)

@@ -28,12 +28,12 @@ import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
 from .detections import Detections
-from .devices import check_device
+from .devices import check_device, normalise
 from .errors import ModelError
-from .fetch import KNOWN, cache_root, fetch_graph
+from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import label_for, load_labels, resolve_classes
 
-INPUT_SIZE = 300
+INPUT_SIZE = 300  # used when the model leaves its spatial size open
 _TF_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")
 
 
@@ -53,6 +53,8 @@ class ModelInfo:
     precision: str
     labels: int
     cache: str
+    device: str | None = None        # set when asked to compile: "CPU (full device name)"
+    optimal_nireq: int | None = None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -131,6 +133,7 @@ def convert_graph(pb: Path, out_xml: Path, fp32: bool = False) -> Path:
         raise ModelError(f"model '{pb}': not a TensorFlow frozen graph OpenVINO can convert ({_one_line(exc)})") from None
     recognise(model, str(pb))
     out_xml.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out_xml.parent, ".convert-")
     with tempfile.TemporaryDirectory(dir=out_xml.parent, prefix=".convert-") as tmp:
         staged = Path(tmp) / out_xml.name
         ov.save_model(model, str(staged), compress_to_fp16=not fp32)
@@ -165,18 +168,24 @@ def resolve_ir(spec: str | os.PathLike, cache_dir=None, fp32: bool = False, base
     )
 
 
-def _prepare(model: ov.Model, form: ModelForm) -> ov.Model:
-    """Let the compiled model take a 300x300 BGR u8 NHWC frame as OpenCV gives it."""
+def _prepare(model: ov.Model, form: ModelForm, where: str) -> ov.Model:
+    """Let the compiled model take a BGR u8 NHWC frame, at its input size, as OpenCV gives it."""
     if len(model.inputs) != 1:
-        raise ModelError(f"model has {len(model.inputs)} inputs; an SSD detector has one image input")
+        raise ModelError(f"model '{where}' has {len(model.inputs)} inputs; an SSD detector has one image input")
     port = model.inputs[0]
     shape = port.get_partial_shape()
     if shape.rank.is_dynamic or shape.rank.get_length() != 4:
-        raise ModelError(f"model input {port.any_name} {shape} is not a 4-D image batch")
+        raise ModelError(f"model '{where}': input {port.any_name} {shape} is not a 4-D image batch")
     layout = "NHWC" if form.form == "tf" else "NCHW"
-    static = [1, INPUT_SIZE, INPUT_SIZE, 3] if layout == "NHWC" else [1, 3, INPUT_SIZE, INPUT_SIZE]
     if shape.is_dynamic:
-        model.reshape({port.any_name: ov.PartialShape(static)})
+        # Batch 1, 3 colours and, where the model leaves it open, the 300x300 the SSD was trained at.
+        dims = [d.get_length() if d.is_static else INPUT_SIZE for d in shape]
+        dims[0] = 1
+        dims[layout.index("C")] = 3
+        try:
+            model.reshape({port.any_name: ov.PartialShape(dims)})
+        except Exception as exc:
+            raise ModelError(f"model '{where}': input {shape} cannot be fixed to {dims} ({_one_line(exc)})") from None
     ppp = PrePostProcessor(model)
     info = ppp.input()
     info.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
@@ -185,11 +194,18 @@ def _prepare(model: ov.Model, form: ModelForm) -> ov.Model:
         info.preprocess().convert_color(ColorFormat.RGB)  # the TF graph was trained on RGB
     if port.get_element_type() != ov.Type.u8:
         info.preprocess().convert_element_type(port.get_element_type())
-    return ppp.build()
+    try:
+        return ppp.build()
+    except Exception as exc:
+        raise ModelError(f"model '{where}': input {port.any_name} {shape} does not take a 3-colour image ({_one_line(exc)})") from None
 
 
 class Detector:
-    """A compiled SSD model that turns OpenCV frames into Detections."""
+    """A compiled SSD model that turns OpenCV frames into Detections.
+
+    `infer_input` and `decode` keep no state, so several requests may run at
+    once; `detect` reuses one request and is for one thread at a time.
+    """
 
     def __init__(self, compiled: ov.CompiledModel, form: ModelForm, labels: tuple[str, ...],
                  threshold: float, class_ids: frozenset[int], nireq: int | None, path: Path):
@@ -201,14 +217,19 @@ class Detector:
         self.path = path
         self._outputs = {role: compiled.output(port.any_name) for role, port in form.outputs.items()}
         self.optimal_nireq = nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        shape = compiled.input(0).get_shape()  # NHWC after preprocessing
+        self.input_size = (int(shape[2]), int(shape[1]))  # (width, height) as cv2.resize takes it
         self._sync: ov.InferRequest | None = None
 
     def infer_input(self, image: np.ndarray) -> ov.Tensor:
         # cv2.resize outside the model measured faster than resizing inside it
-        # (see the README's Performance section); a frame already at the input
-        # size goes in without any copy.
-        if image.shape[0] != INPUT_SIZE or image.shape[1] != INPUT_SIZE:
-            image = cv2.resize(image, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+        # on 720p (about 320-345 against 210-235 FPS; see docs). Each call
+        # resizes into a new array because requests run concurrently; a frame
+        # already at the input size goes in without any copy.
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ModelError(f"detector input must be an 8-bit BGR image (H x W x 3), got {image.dtype} {image.shape}")
+        if (image.shape[1], image.shape[0]) != self.input_size:
+            image = cv2.resize(image, self.input_size, interpolation=cv2.INTER_LINEAR)
         elif not image.flags.c_contiguous:
             image = np.ascontiguousarray(image)
         return ov.Tensor(image[np.newaxis], shared_memory=True)
@@ -229,7 +250,7 @@ class Detector:
                 rows = rows[: ends[0]]
             classes, scores, xyxy = rows[:, 1], rows[:, 2], rows[:, 3:7]
         keep = scores >= self.threshold
-        class_ids = classes.astype(np.int32)
+        class_ids = np.rint(classes).astype(np.int32)
         if self.class_ids:
             keep &= np.isin(class_ids, list(self.class_ids))
         xyxy = xyxy[keep] * np.array([width, height, width, height], np.float32)
@@ -266,13 +287,14 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
          cache_dir: str | os.PathLike | None = None, fp32: bool = False, base_url: str | None = None) -> Detector:
     """Find, convert if needed, check and compile a detector."""
     core = ov.Core()
+    device = normalise(device)
     check_device(core, device)
     label_names = load_labels(labels)
     class_ids = resolve_classes(label_names, classes)
     xml = resolve_ir(spec, cache_dir, fp32, base_url)
     model = _read_ir(core, xml)
     form = recognise(model, str(spec))
-    model = _prepare(model, form)
+    model = _prepare(model, form, str(spec))
     try:
         compiled = core.compile_model(model, device, _device_config(device, hint, streams, threads))
     except Exception as exc:
@@ -280,13 +302,22 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     return Detector(compiled, form, label_names, threshold, class_ids, nireq, xml)
 
 
-def inspect(spec: str | os.PathLike, cache_dir=None, labels=None) -> ModelInfo:
-    """What `streamdet model info` prints."""
+def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+            labels: str | os.PathLike | None = None, device: str | None = None) -> ModelInfo:
+    """What `streamdet model info` prints; with `device`, also compile there to prove it runs."""
     core = ov.Core()
+    if device is not None:
+        device = normalise(device)
+        check_device(core, device)
     xml = resolve_ir(spec, cache_dir)
     model = _read_ir(core, xml)
     form = recognise(model, str(spec))
-    port = model.inputs[0]
+    compiled_on, nireq = None, None
+    if device is not None:
+        detector = load(xml, device, cache_dir=cache_dir, labels=labels)
+        head = device.split(":")[0]
+        full = core.get_property(head, "FULL_DEVICE_NAME") if head in core.available_devices else head
+        compiled_on, nireq = f"{device} ({full})", detector.optimal_nireq
     return ModelInfo(
         path=str(xml),
         form=form.form,
@@ -296,6 +327,8 @@ def inspect(spec: str | os.PathLike, cache_dir=None, labels=None) -> ModelInfo:
         precision=_weights_precision(model),
         labels=len(load_labels(labels)),
         cache=str(cache_root(cache_dir)),
+        device=compiled_on,
+        optimal_nireq=nireq,
     )
 
 
@@ -303,5 +336,5 @@ def _weights_precision(model: ov.Model) -> str:
     types = {op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
     for name in ("f16", "f32", "i8", "u8"):
         if name in types:
-            return {"f16": "FP16", "f32": "FP32", "i8": "INT8", "u8": "U8"}[name].upper()
+            return {"f16": "FP16", "f32": "FP32", "i8": "INT8", "u8": "U8"}[name]
     return "unknown"
