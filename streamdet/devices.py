@@ -32,8 +32,8 @@ def _members(device: str) -> tuple[str, list[str]]:
 
 
 def _real_name(member: str) -> str:
-    # AUTO:-GPU excludes a device and BATCH:GPU(4) gives a batch size; neither is part of the name.
-    return re.sub(r"\(\d+\)$", "", member.lstrip("-"))
+    # BATCH:GPU(4) gives a batch size, not part of the name.
+    return re.sub(r"\(\d+\)$", "", member)
 
 
 def _is_present(name: str, present: list[str]) -> bool:
@@ -58,6 +58,8 @@ def check_device(core: ov.Core, device: str) -> None:
     else:
         wanted = [text]
     for member in wanted:
+        if member.startswith("-"):
+            continue  # AUTO:-GPU excludes a device: fine whether or not it exists
         name = _real_name(member)
         removed = _REMOVED.get(name.split(".")[0])
         if removed:

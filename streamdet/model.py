@@ -35,6 +35,7 @@ from .labels import label_for, load_labels, resolve_classes
 
 INPUT_SIZE = 300  # used when the model leaves its spatial size open
 _TF_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")
+_ROLES = (*_TF_OUTPUTS, "num_detections", "image_tensor")  # names users know, for `model info`
 
 
 @dataclass(frozen=True)
@@ -321,8 +322,8 @@ def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
     return ModelInfo(
         path=str(xml),
         form=form.form,
-        inputs=[f"{p.any_name} {p.get_partial_shape()} {p.get_element_type().get_type_name()}" for p in model.inputs],
-        outputs=[f"{p.any_name} {p.get_partial_shape()} {p.get_element_type().get_type_name()}" for p in model.outputs],
+        inputs=[_describe(p) for p in model.inputs],
+        outputs=[_describe(p) for p in model.outputs],
         layout="NHWC (RGB)" if form.form == "tf" else "NCHW (BGR)",
         precision=_weights_precision(model),
         labels=len(load_labels(labels)),
@@ -330,6 +331,13 @@ def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
         device=compiled_on,
         optimal_nireq=nireq,
     )
+
+
+def _describe(port: ov.Output) -> str:
+    # Converted TF graphs give outputs internal names too (add:0); show the one users know.
+    names = sorted(port.get_names(), key=lambda n: (n.split(":")[0] not in _ROLES, "/" in n, len(n)))
+    name = names[0] if names else port.get_node().get_friendly_name()
+    return f"{name} {port.get_partial_shape()} {port.get_element_type().get_type_name()}"
 
 
 def _weights_precision(model: ov.Model) -> str:

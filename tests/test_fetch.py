@@ -178,3 +178,12 @@ def test_nothing_listening_says_how_to_work_offline(tmp_path):
         port = s.getsockname()[1]
     with pytest.raises(ModelError, match=r"could not be downloaded.*STREAMDET_MODEL_BASE_URL"):
         fetch.fetch_graph(ARCHIVE.name, tmp_path, f"http://127.0.0.1:{port}")
+
+
+def test_cli_fetch_refuses_a_file_that_is_not_the_published_one(server, tmp_path):
+    from clirun import assert_one_line_error, cli_env, streamdet
+
+    server.files[f"/m/{ARCHIVE.file}"] = b"a short page that is not the archive"
+    proc = streamdet("model", "fetch", "--cache-dir", str(tmp_path), "--base-url", server.url + "/m", env=cli_env(tmp_path))
+    assert_one_line_error(proc, f"{server.url}/m/{ARCHIVE.file}", f"expected {ARCHIVE.size}", "streamdet model convert")
+    assert _leftovers(tmp_path) == []

@@ -1,0 +1,51 @@
+"""Shared pytest fixtures. Keep each area's fixtures in its own block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from media import clip, pedestrian_pb
+
+
+# --- Model layer (tests/test_model.py, test_devices.py, test_fetch.py) -------------------------
+# Converting the pedestrian graph takes a second or two: do it once per session and share the
+# cache. Tests that must watch a conversion happen use their own empty cache instead.
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    from streamdet.model import resolve_ir
+
+    cache = tmp_path_factory.mktemp("model-cache")
+    resolve_ir(pedestrian_pb(), cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def pedestrian_xml(model_cache) -> Path:
+    """The pedestrian graph as TF-form IR (FP16 weights), already in `model_cache`."""
+    from streamdet.model import resolve_ir
+
+    return resolve_ir(pedestrian_pb(), model_cache)
+
+
+@pytest.fixture(scope="session")
+def carphone_frames() -> list[np.ndarray]:
+    """The first 40 frames of carphone (176x144): one man in a car, filling the middle and right."""
+    cap = cv2.VideoCapture(str(clip("carphone_pristine")))
+    frames = []
+    while len(frames) < 40:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    cap.release()
+    assert len(frames) == 40, "carphone_pristine.mp4 could not be read"
+    return frames
+
+
+# --- end of model layer fixtures ---------------------------------------------------------------

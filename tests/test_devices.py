@@ -1,0 +1,85 @@
+"""Device checks against this machine's real OpenVINO devices (a CPU, no GPU or NPU)."""
+
+from __future__ import annotations
+
+import openvino as ov
+import pytest
+
+from clirun import assert_one_line_error, cli_env, streamdet
+from media import clip
+
+from streamdet.devices import check_device, describe_devices
+from streamdet.errors import DeviceError
+from streamdet.model import load
+
+CORE = ov.Core()
+PRESENT = ", ".join(CORE.available_devices)
+MYRIAD_GONE = "MYRIAD (Intel NCS2) was removed from OpenVINO in 2023.0 (last supported in 2022.3 LTS); devices present: "
+
+
+@pytest.mark.parametrize("device", ["CPU", "cpu", " CPU ", "AUTO", "AUTO:CPU", "auto:cpu", "MULTI:CPU", "HETERO:CPU",
+                                    "BATCH:CPU(2)", "AUTO:-GPU,CPU"])
+def test_present_devices_and_virtual_lists_are_accepted(device):
+    check_device(CORE, device)
+
+
+@pytest.mark.parametrize("device", ["MYRIAD", "myriad", "AUTO:MYRIAD,CPU", "MULTI:CPU,MYRIAD", "HETERO:MYRIAD,CPU", "MYRIAD.1"])
+def test_myriad_says_it_was_removed(device):
+    with pytest.raises(DeviceError) as err:
+        check_device(CORE, device)
+    assert str(err.value) == MYRIAD_GONE + PRESENT
+
+
+@pytest.mark.parametrize("device", ["GPU", "NPU", "TPU", "AUTO:GPU,CPU", "CPU.1"])
+def test_absent_devices_list_the_present_ones(device):
+    if device.split(":")[-1].split(",")[0] in CORE.available_devices:
+        pytest.skip(f"{device} exists on this machine")
+    with pytest.raises(DeviceError, match=rf"is not present; devices present: {PRESENT}$"):
+        check_device(CORE, device)
+
+
+def test_lists_without_members_and_empty_names():
+    with pytest.raises(DeviceError, match=r"'HETERO' needs a device list, e.g. HETERO:CPU"):
+        check_device(CORE, "HETERO")
+    with pytest.raises(DeviceError, match="no device given"):
+        check_device(CORE, " ")
+
+
+class _CoreWithGpus:
+    """Stand-in for ov.Core on a machine with two GPUs: none exists here, so this one check is faked."""
+
+    available_devices = ["CPU", "GPU.0", "GPU.1"]
+
+
+def test_indexed_devices_must_exist_as_listed():
+    core = _CoreWithGpus()
+    for device in ("GPU", "GPU.1", "AUTO:GPU.1,CPU", "MULTI:GPU.0,GPU.1"):
+        check_device(core, device)
+    with pytest.raises(DeviceError, match=r"'GPU.2' is not present; devices present: CPU, GPU.0, GPU.1"):
+        check_device(core, "GPU.2")
+
+
+def test_load_compiles_on_a_lower_case_device(model_cache, pedestrian_xml):
+    assert load(pedestrian_xml, "cpu", cache_dir=model_cache).compiled.get_property("EXECUTION_DEVICES") == ["CPU"]
+    assert load(pedestrian_xml, "AUTO:CPU", cache_dir=model_cache, hint="LATENCY").form == "tf"
+
+
+def test_devices_command_lists_cpu_with_its_full_name(tmp_path):
+    proc = streamdet("devices", env=cli_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    rows = dict(line.split("\t") for line in proc.stdout.splitlines())
+    assert rows["CPU"] == CORE.get_property("CPU", "FULL_DEVICE_NAME") and rows["CPU"]
+    assert dict(describe_devices(CORE)) == rows
+
+
+def test_bad_devices_are_one_line_cli_errors(model_cache, pedestrian_xml):
+    env = cli_env(model_cache)
+    src = str(clip("carphone_pristine"))
+    for device, fragments in [
+        ("TPU", ["'TPU' is not present", "devices present: CPU"]),
+        ("MYRIAD", ["MYRIAD (Intel NCS2)", "2023.0", "devices present: CPU"]),
+        ("AUTO:MYRIAD", ["MYRIAD", "2022.3 LTS"]),
+    ]:
+        assert_one_line_error(streamdet("run", "--source", src, "--model", str(pedestrian_xml), "--device", device, env=env),
+                              *fragments)
+    assert_one_line_error(streamdet("model", "info", str(pedestrian_xml), "--device", "myriad", env=env), "MYRIAD")
