@@ -81,6 +81,8 @@ def sweep_stale(folder: Path, prefix: str) -> None:
 def _urls(archive: Archive, base_url: str | None) -> list[str]:
     base = base_url or os.environ.get(BASE_URL_ENV)
     bases = [base] if base else list(archive.base_urls)
+    # Air-gapped sites often have the archive in a plain folder: take its path as a file: URL.
+    bases = [Path(b).resolve().as_uri() if "://" not in b and Path(b).is_dir() else b for b in bases]
     return [b.rstrip("/") + "/" + archive.file for b in bases]
 
 

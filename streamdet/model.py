@@ -29,7 +29,7 @@ from openvino.preprocess import ColorFormat, PrePostProcessor
 
 from .detections import Detections
 from .devices import check_device, normalise
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import label_for, load_labels, resolve_classes
 
@@ -272,9 +272,18 @@ class Detector:
         return self.decode(self._sync, image.shape[1], image.shape[0])
 
 
+_HINTS = ("THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT")
+
+
 def _device_config(device: str, hint: str, streams: int | None, threads: int | None) -> dict[str, str]:
-    config = {"PERFORMANCE_HINT": hint}
-    if device.upper().startswith("CPU"):
+    # Checked here: OpenVINO's own complaint about these arrives as a multi-line compile failure.
+    if str(hint).upper() not in _HINTS:
+        raise ConfigError(f"performance hint '{hint}' is not known; use one of {', '.join(_HINTS)}")
+    for name, value in (("streams", streams), ("threads", threads)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{name} {value} is negative; give a count, or 0 to let the hint decide")
+    config = {"PERFORMANCE_HINT": str(hint).upper()}
+    if device.startswith("CPU"):
         if streams:
             config["NUM_STREAMS"] = str(streams)
         if threads:
@@ -290,6 +299,9 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     core = ov.Core()
     device = normalise(device)
     check_device(core, device)
+    config = _device_config(device, hint, streams, threads)
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold {threshold} is outside 0..1; scores are probabilities")
     label_names = load_labels(labels)
     class_ids = resolve_classes(label_names, classes)
     xml = resolve_ir(spec, cache_dir, fp32, base_url)
@@ -297,7 +309,7 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     form = recognise(model, str(spec))
     model = _prepare(model, form, str(spec))
     try:
-        compiled = core.compile_model(model, device, _device_config(device, hint, streams, threads))
+        compiled = core.compile_model(model, device, config)
     except Exception as exc:
         raise ModelError(f"model '{spec}' cannot be compiled for {device} ({_one_line(exc)})") from None
     return Detector(compiled, form, label_names, threshold, class_ids, nireq, xml)

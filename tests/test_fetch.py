@@ -187,3 +187,13 @@ def test_cli_fetch_refuses_a_file_that_is_not_the_published_one(server, tmp_path
     proc = streamdet("model", "fetch", "--cache-dir", str(tmp_path), "--base-url", server.url + "/m", env=cli_env(tmp_path))
     assert_one_line_error(proc, f"{server.url}/m/{ARCHIVE.file}", f"expected {ARCHIVE.size}", "streamdet model convert")
     assert _leftovers(tmp_path) == []
+
+
+def test_a_local_folder_works_as_the_mirror(tmp_path):
+    data = _tarball()
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / ARCHIVE.file).write_bytes(data)
+    archive = replace(ARCHIVE, size=len(data), sha384=hashlib.sha384(data).hexdigest())
+    graph = fetch.fetch_graph(archive.name, tmp_path / "cache", str(mirror), archive=archive)
+    assert graph.read_bytes() == pedestrian_pb().read_bytes()

@@ -250,3 +250,16 @@ def test_bad_models_give_one_line_errors(tmp_path, model_cache, pedestrian_xml):
     assert_one_line_error(streamdet("model", "convert", str(tmp_path / "gone.pb"), env=env), "gone.pb", "no such file")
     # Nothing half-converted was left for the next run to trust.
     assert not list((model_cache / "converted").rglob(".convert-*"))
+
+
+def test_bad_inference_settings_are_named(model_cache, pedestrian_xml):
+    from streamdet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hint 'FASTEST'.*THROUGHPUT, LATENCY"):
+        load(pedestrian_xml, cache_dir=model_cache, hint="FASTEST")
+    with pytest.raises(ConfigError, match="threshold 1.5 is outside"):
+        load(pedestrian_xml, cache_dir=model_cache, threshold=1.5)
+    with pytest.raises(ConfigError, match="streams -1 is negative"):
+        load(pedestrian_xml, cache_dir=model_cache, streams=-1)
+    detector = load(pedestrian_xml, cache_dir=model_cache, hint="latency", streams=1, threads=1, nireq=3)
+    assert detector.compiled.get_property("NUM_STREAMS") == 1 and detector.optimal_nireq == 3
