@@ -216,6 +216,7 @@ class Detector:
         self.threshold = threshold
         self.class_ids = class_ids
         self.path = path
+        self._class_filter = np.array(sorted(class_ids), np.int32)
         self._outputs = {role: compiled.output(port.any_name) for role, port in form.outputs.items()}
         self.optimal_nireq = nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         shape = compiled.input(0).get_shape()  # NHWC after preprocessing
@@ -223,6 +224,10 @@ class Detector:
         self._sync: ov.InferRequest | None = None
 
     def infer_input(self, image: np.ndarray) -> ov.Tensor:
+        """The input tensor for an 8-bit BGR HxWx3 frame of any size, sharing its (or its resized copy's) memory.
+
+        The caller keeps the tensor alive until the request that reads it has finished.
+        """
         # cv2.resize outside the model measured faster than resizing inside it
         # on 720p (about 320-345 against 210-235 FPS; see docs). Each call
         # resizes into a new array because requests run concurrently; a frame
@@ -236,6 +241,7 @@ class Detector:
         return ov.Tensor(image[np.newaxis], shared_memory=True)
 
     def decode(self, request: ov.InferRequest, width: int, height: int) -> Detections:
+        """A finished request's outputs as pixel boxes of a width x height frame, filtered and labelled."""
         if self.form == "tf":
             boxes = request.get_tensor(self._outputs["detection_boxes"]).data[0]
             classes = request.get_tensor(self._outputs["detection_classes"]).data[0]
@@ -252,8 +258,8 @@ class Detector:
             classes, scores, xyxy = rows[:, 1], rows[:, 2], rows[:, 3:7]
         keep = scores >= self.threshold
         class_ids = np.rint(classes).astype(np.int32)
-        if self.class_ids:
-            keep &= np.isin(class_ids, list(self.class_ids))
+        if len(self._class_filter):
+            keep &= np.isin(class_ids, self._class_filter)
         xyxy = xyxy[keep] * np.array([width, height, width, height], np.float32)
         np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
         class_ids = class_ids[keep]
