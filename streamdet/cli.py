@@ -91,6 +91,13 @@ def build_config(args: argparse.Namespace) -> Config:
 def _setup_logging(config: Config) -> None:
     level = "warning" if config.logging.quiet and config.logging.level == "info" else config.logging.level
     logging.basicConfig(level=level.upper(), format="streamdet: %(message)s", stream=sys.stderr, force=True)
+    if level != "debug":
+        # OpenCV's own warnings repeat, less clearly, what our log lines say
+        # (a stream timed out, an open failed); FFmpeg's error lines stay, as
+        # they carry the cause (connection refused, 401 Unauthorized).
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -12,11 +12,13 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import cv2
+import numpy as np
 
 from .errors import SourceError
 from .sources import Frame, Source, SourceInfo
@@ -27,7 +29,7 @@ _URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 _SECRET_KEYS = re.compile(r"pass|pwd|token|key|secret|auth|sig", re.IGNORECASE)
 # OpenCV reads FFmpeg options from this variable at open time, for the whole process.
 _FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-_open_lock = threading.Lock()
+_env_lock = threading.Lock()
 
 
 def is_live_spec(spec: str) -> bool:
@@ -52,6 +54,22 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _use_rtsp_transport(transport: str) -> None:
+    """Put rtsp_transport in OpenCV's FFmpeg options, keeping any other options already there.
+
+    The variable is read at every open and is process-wide, so it is set
+    once and left set: switching it around each open would race with an open
+    that hangs on another thread.
+    """
+    wanted = f"rtsp_transport;{transport}"
+    with _env_lock:
+        options = [o for o in os.environ.get(_FFMPEG_OPTIONS_ENV, "").split("|") if o]
+        others = [o for o in options if not o.startswith("rtsp_transport;")]
+        if len(others) < len(options) and wanted not in options:
+            log.warning("RTSP transport changes to %s for every RTSP source in this process", transport)
+        os.environ[_FFMPEG_OPTIONS_ENV] = "|".join([*others, wanted])
+
+
 def _safe_name(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "camera"
@@ -64,6 +82,8 @@ def _safe_name(url: str) -> str:
 class LiveStats:
     frames_read: int = 0
     reconnects: int = 0
+    losses: int = 0                    # times the stream was lost (backend error or watchdog)
+    stalled_readers: int = 0           # reader threads left blocked inside the backend right now
     connected: bool = False
     last_error: str | None = None
     input_fps: float | None = None
@@ -82,110 +102,260 @@ class LiveOptions:
     fps: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    info: SourceInfo
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Picture:
+    image: np.ndarray
+    captured: float
+
+
+class _Mailbox:
+    """Hands what the current reader thread produces to `read()`, one item at a time.
+
+    A reader that the watchdog gave up on is retired by bumping the
+    generation: whatever it hands in afterwards is refused, which tells it to
+    release its capture and end.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: _Opened | _Lost | _Picture | None = None
+        self._generation = 0
+        self._closed = False
+
+    def put(self, generation: int, item: _Opened | _Lost | _Picture) -> bool:
+        """Wait for the slot; False when this reader is retired or the source closed."""
+        with self._cond:
+            while self._item is not None and generation == self._generation and not self._closed:
+                self._cond.wait()
+            if generation != self._generation or self._closed:
+                return False
+            self._item = item
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float) -> _Opened | _Lost | _Picture | None:
+        """The next item, or None after `timeout` seconds without one (or once closed)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._item is None and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            item, self._item = self._item, None
+            self._cond.notify_all()
+            return item
+
+    def new_generation(self) -> int:
+        """Retire the current reader (if any); the next one hands in under the number returned."""
+        with self._cond:
+            self._generation += 1
+            self._item = None
+            self._cond.notify_all()
+            return self._generation
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 class LiveSource(Source):
-    """Common reconnecting read loop; subclasses say how to open the capture."""
+    """Reads a camera or stream on a reader thread of its own, watched by `read()`.
+
+    The reader thread owns the capture: it opens it, reads frames and hands
+    them over one at a time. `read()` is the watchdog: when the reader has
+    produced nothing for `read_timeout` seconds (`open_timeout` while opening)
+    the stream counts as lost even if the backend is still blocked inside
+    FFmpeg or V4L2, because some backends ignore their own timeouts. A blocked
+    reader cannot be interrupted, so it is retired: it releases its capture
+    and ends by itself once the backend returns (FFmpeg's own timeouts, set to
+    twice ours, bound that), and a fresh reader reconnects meanwhile.
+    """
 
     live = True
+    # Reader threads still blocked in a backend after being retired; past this
+    # many, reconnecting waits for one to come back instead of piling up more.
+    _MAX_STALLED = 4
+    # What FFmpeg's own timeouts get, as a multiple of ours: the watchdog acts
+    # first, FFmpeg's timeout only frees a retired reader.
+    _BACKSTOP = 2.0
 
     def __init__(self, options: LiveOptions):
         self.options = options
         self.stats = LiveStats()
-        self._cap: cv2.VideoCapture | None = None
+        self.display_name = ""
+        self._mailbox = _Mailbox()
         self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._generation = 0
+        self._retired: list[threading.Thread] = []
         self._index = 0
         self._lost_at: float | None = None
-        self._fps_window: list[float] = []
-        self.display_name = ""
+        self._fps_window: deque[float] = deque()
 
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
 
-    def _try_open(self) -> bool:
-        cap = self._open_capture()
-        if cap.isOpened():
-            self._cap = cap
+    # ------------------------------------------------------------- reader thread
+
+    def _read_loop(self, generation: int) -> None:
+        cap = None
+        try:
+            cap = self._open_capture()
+            if not cap.isOpened():
+                self._mailbox.put(generation, _Lost("could not open"))
+                return
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            info = SourceInfo(
+                width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                fps=fps if 0 < fps < 1000 else None,
+                frame_count=None,
+                live=True,
+            )
+            if not self._mailbox.put(generation, _Opened(info)):
+                return
+            while True:
+                ok, image = cap.read()
+                if not ok or image is None:
+                    self._mailbox.put(generation, _Lost("the stream ended or timed out"))
+                    return
+                if not self._mailbox.put(generation, _Picture(image, time.monotonic())):
+                    return
+        except Exception as exc:  # a backend error must reach read(), not vanish with this thread
+            self._mailbox.put(generation, _Lost(f"{type(exc).__name__}: {exc}"))
+        finally:
+            if cap is not None:
+                cap.release()
+
+    def _start_reader(self) -> None:
+        self._generation = self._mailbox.new_generation()
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(self._generation,), name=f"reader-{self.name}", daemon=True
+        )
+        self._reader.start()
+
+    def _retire_reader(self) -> None:
+        """Give up on the current reader; it ends by itself when its backend call returns."""
+        self._mailbox.new_generation()
+        if self._reader is not None and self._reader.is_alive():
+            self._retired.append(self._reader)
+        self._reader = None
+        self._retired = [t for t in self._retired if t.is_alive()]
+        self.stats.stalled_readers = len(self._retired)
+
+    # ------------------------------------------------------------------ watchdog
+
+    def _connect(self) -> SourceInfo | None:
+        """One attempt: a new reader, and its capture opened within open_timeout (None if not)."""
+        self._retired = [t for t in self._retired if t.is_alive()]
+        if len(self._retired) >= self._MAX_STALLED:
+            self.stats.last_error = f"{len(self._retired)} earlier connections still blocked in the backend"
+            return None
+        self._start_reader()
+        item = self._mailbox.take(self.options.open_timeout + 1.0)
+        if isinstance(item, _Opened):
             self.stats.connected = True
-            return True
-        cap.release()
-        return False
+            return item.info
+        self.stats.last_error = item.reason if isinstance(item, _Lost) else (
+            f"did not open within {self.options.open_timeout:g} s")
+        self._retire_reader()
+        return None
 
     def open(self) -> SourceInfo:
-        if not self._try_open():
-            self.stats.last_error = "could not open"
-            log.warning("%s: could not open; will keep retrying", self.display_name)
+        info = self._connect()
+        if info is None:
+            log.warning("%s: could not open (%s); will keep retrying", self.display_name, self.stats.last_error)
             self._lost_at = time.monotonic()
             return SourceInfo(0, 0, None, None, live=True)
-        cap = self._cap
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        return SourceInfo(
-            width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            fps=fps if 0 < fps < 1000 else None,
-            frame_count=None,
-            live=True,
-        )
+        return info
 
     def _reconnect(self) -> bool:
-        """Reopen with backoff until it works, stop() is called, or attempts run out."""
+        """Reconnect with backoff until it works, stop() is called, or attempts run out."""
         delay = self.options.reconnect_initial
         attempt = 0
         while not self._stop.is_set():
             attempt += 1
-            if self._try_open():
+            if self._connect() is not None:
                 self.stats.reconnects += 1
-                log.info("%s: reconnected after %d attempt(s)", self.display_name, attempt)
+                log.info("%s: reconnected after %d attempt(s), %.1f s without frames",
+                         self.display_name, attempt, time.monotonic() - (self._lost_at or time.monotonic()))
                 return True
             if self.options.reconnect_attempts and attempt >= self.options.reconnect_attempts:
-                log.error("%s: giving up after %d attempts", self.display_name, attempt)
+                log.error("%s: giving up after %d attempts (%s)", self.display_name, attempt, self.stats.last_error)
                 return False
-            log.warning("%s: reconnect attempt %d failed; next try in %.1f s", self.display_name, attempt, delay)
+            log.warning("%s: reconnect attempt %d failed (%s); next try in %.1f s",
+                        self.display_name, attempt, self.stats.last_error, delay)
             if self._stop.wait(delay):
                 return False
             delay = min(delay * 2, self.options.reconnect_max)
         return False
 
+    def _lose(self, reason: str) -> None:
+        self._retire_reader()
+        self.stats.connected = False
+        self.stats.losses += 1
+        self.stats.last_error = reason
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+        log.warning("%s: stream lost (%s); reconnecting", self.display_name, reason)
+
     def read(self) -> Frame | None:
         while not self._stop.is_set():
-            if self._cap is None and not self._reconnect():
+            if self._reader is None and not self._reconnect():
                 return None
-            ok, image = self._cap.read()
-            if ok and image is not None:
-                now = time.monotonic()
+            item = self._mailbox.take(self.options.read_timeout)
+            if isinstance(item, _Picture):
                 gap = None
                 if self._lost_at is not None:
-                    gap = (now - self._lost_at) * 1000
+                    gap = (item.captured - self._lost_at) * 1000
                     self._lost_at = None
-                self._tick(now)
-                frame = Frame(image=image, index=self._index, pts_ms=None, captured=now, gap_ms=gap)
+                self._tick(item.captured)
+                frame = Frame(image=item.image, index=self._index, pts_ms=None, captured=item.captured, gap_ms=gap)
                 self._index += 1
                 self.stats.frames_read += 1
                 return frame
-            # The backend gave up (read timeout, server gone): drop it and reconnect.
-            self._cap.release()
-            self._cap = None
-            self.stats.connected = False
-            self.stats.last_error = "stream lost"
-            if self._lost_at is None:
-                self._lost_at = time.monotonic()
-            log.warning("%s: stream lost; reconnecting", self.display_name)
+            if self._stop.is_set():
+                break
+            if isinstance(item, _Lost):
+                self._lose(item.reason)
+            elif isinstance(item, _Opened):  # a reader from an earlier open() that was never read
+                continue
+            else:
+                self._lose(f"no frame for {self.options.read_timeout:g} s")
         return None
 
     def _tick(self, now: float) -> None:
         window = self._fps_window
         window.append(now)
-        while window and now - window[0] > 2.0:
-            window.pop(0)
+        while now - window[0] > 2.0:
+            window.popleft()
         if len(window) > 1:
             self.stats.input_fps = (len(window) - 1) / (window[-1] - window[0])
 
     def stop(self) -> None:
         self._stop.set()
+        self._mailbox.close()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        self.stop()
+        # The reader releases its capture as soon as its current backend call
+        # returns; wait a little so a normal close leaves no thread behind.
+        for thread in [self._reader, *self._retired]:
+            if thread is not None:
+                thread.join(timeout=1.0)
+        self._reader = None
 
 
 class NetworkSource(LiveSource):
@@ -199,21 +369,13 @@ class NetworkSource(LiveSource):
         self.name = _safe_name(url)
 
     def _open_capture(self) -> cv2.VideoCapture:
+        if self.url.lower().startswith(("rtsp://", "rtsps://")):
+            _use_rtsp_transport(self.options.rtsp_transport)
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.options.open_timeout * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.options.read_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.options.read_timeout * self._BACKSTOP * 1000),
         ]
-        with _open_lock:
-            previous = os.environ.get(_FFMPEG_OPTIONS_ENV)
-            if self.url.lower().startswith(("rtsp://", "rtsps://")):
-                os.environ[_FFMPEG_OPTIONS_ENV] = f"rtsp_transport;{self.options.rtsp_transport}"
-            try:
-                return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
-            finally:
-                if previous is None:
-                    os.environ.pop(_FFMPEG_OPTIONS_ENV, None)
-                else:
-                    os.environ[_FFMPEG_OPTIONS_ENV] = previous
+        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
 
 
 class CameraSource(LiveSource):

@@ -66,8 +66,10 @@ class _Runner:
     info: SourceInfo
     inbox: _Inbox
     sinks: list[Sink] = field(default_factory=list)
+    own_sinks: list[Sink] = field(default_factory=list)  # written by this source only: closed when it ends
     thread: threading.Thread | None = None
     frames_read: int = 0
+    frames_taken: int = 0  # taken from the inbox for inference; guarded by the pipeline's condition
     decode_cpu_s: float = 0.0
     frames_processed: int = 0
     first_done: float | None = None
@@ -228,12 +230,14 @@ class Pipeline:
                 else:
                     sink = VideoSink(path, runner.info.fps, runner.name)
                 runner.sinks.append(sink)
+                runner.own_sinks.append(sink)
                 self._sinks.append(sink)
             if shared_json is not None:
                 runner.sinks.append(shared_json)
             elif out.json:
                 sink = JsonlSink(out.json.replace("{name}", runner.name))
                 runner.sinks.append(sink)
+                runner.own_sinks.append(sink)
                 self._sinks.append(sink)
         if self._want_display():
             self._display = DisplaySink()
@@ -283,6 +287,7 @@ class Pipeline:
                     runner = self.runners[(start + k) % count]
                     if runner.inbox.frames:
                         frame = runner.inbox.frames.pop(0)
+                        runner.frames_taken += 1
                         self._cond.notify_all()
                         return runner, frame
                 if all(r.inbox.finished for r in self.runners):
@@ -384,6 +389,9 @@ class Pipeline:
                 if completed is None:
                     if self._feeding_done and next_seq >= self._submitted:
                         break
+                    # Idle: a camera is away or slow; let buffered JSON lines out meanwhile.
+                    for sink in self._sinks:
+                        sink.flush()
                     continue
                 next_seq += 1
                 result = self._finish(completed, draw)
@@ -436,7 +444,18 @@ class Pipeline:
         self.stages["write"].add((time.perf_counter() - t0) * 1000)
         self._cpu_s["write"] += time.thread_time() - c0
         runner.age.add((time.monotonic() - frame.captured) * 1000)
+        if runner.own_sinks and self._source_done(runner):
+            # One source ended while others go on: its outputs are complete now,
+            # not only when the whole run stops.
+            for sink in runner.own_sinks:
+                sink.close()
+            runner.own_sinks.clear()
         return result
+
+    def _source_done(self, runner: _Runner) -> bool:
+        with self._cond:
+            return (runner.inbox.finished and not runner.inbox.frames
+                    and runner.frames_processed == runner.frames_taken and runner.error is None)
 
     def run(self, on_result: Callable[[FrameResult], None] | None = None) -> RunSummary:
         for _ in self.results(on_result):

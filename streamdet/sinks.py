@@ -42,6 +42,9 @@ class Sink(ABC):
     @abstractmethod
     def write(self, result: FrameResult) -> None: ...
 
+    def flush(self) -> None:
+        """Push out anything buffered; called when the pipeline is idle."""
+
     @abstractmethod
     def close(self) -> None:
         """Finalise the output; safe to call twice."""
@@ -136,12 +139,11 @@ class JsonlSink(Sink):
         if result.frame.gap_ms is not None:
             record["gap_ms"] = round(result.frame.gap_ms, 1)
         self._pending.append(json.dumps(record, separators=(",", ":")) + "\n")
-        now = time.monotonic()
-        if len(self._pending) >= self._FLUSH_LINES or now - self._last_flush >= self._FLUSH_S:
-            self._flush()
-            self._last_flush = now
+        if len(self._pending) >= self._FLUSH_LINES or time.monotonic() - self._last_flush >= self._FLUSH_S:
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
         if not self._pending:
             return
         if self._fd is None:
@@ -159,7 +161,7 @@ class JsonlSink(Sink):
             view = view[os.write(self._fd, view):]
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         if self._fd is not None and self.path != "-":
             os.close(self._fd)
         self._fd = None

@@ -1,0 +1,63 @@
+"""A real RTSP server on 127.0.0.1 for the tests: gst-rtsp-server streaming a real clip.
+
+Runs under Debian's python3 (python3-gi, gir1.2-gst-rtsp-server-1.0), not the
+project's venv, so it is started as a separate process; `tests/rtsp.py` does
+that. The clip's H.264 is sent as it is (no re-encoding, so it costs almost no
+CPU), at its own frame rate, repeated `--repeat` times by splitmuxsrc over
+links to the one file. Prints `ready PORT` once it listens.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clip", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--mount", default="/live")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    args = parser.parse_args()
+    Gst.init(None)
+
+    parts = tempfile.mkdtemp(prefix="rtsp-parts-")
+    for i in range(args.repeat):
+        os.symlink(os.path.abspath(args.clip), os.path.join(parts, f"part{i:04d}.mp4"))
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f'( splitmuxsrc location="{parts}/part*.mp4" ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )'
+    )
+    factory.set_shared(True)
+
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    if args.user:
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        server.set_auth(auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role("viewer", "media.factory.access", True)
+        permissions.add_permission_for_role("viewer", "media.factory.construct", True)
+        factory.set_permissions(permissions)
+    server.get_mount_points().add_factory(args.mount, factory)
+    if server.attach(None) == 0:
+        sys.exit(f"rtsp_server: cannot listen on 127.0.0.1:{args.port}")
+    print(f"ready {server.get_bound_port()}", flush=True)
+    GLib.MainLoop().run()
+
+
+if __name__ == "__main__":
+    main()
