@@ -49,6 +49,54 @@ class _Repeated(Source):
         self._inner.close()
 
 
+class _Memory(Source):
+    """The clip's frames, decoded beforehand, handed out `total` times.
+
+    With `fps` it is a camera faster than inference: a real camera delivers at
+    its frame rate, so its decoding costs a few percent of a core, while
+    decoding a file flat out to outrun inference would take a whole core from
+    inference and measure that contention instead of the newest-frame policy.
+    Like a camera, it skips the frames whose time passed while nobody read.
+    Without `fps` it is a file with free decoding: what the pipeline itself
+    costs, decoding aside.
+    """
+
+    def __init__(self, frames: list[np.ndarray], total: int, fps: float | None = None):
+        self.name = "camera" if fps else "memory"
+        self.live = fps is not None
+        self._frames = frames
+        self._period = 1.0 / fps if fps else 0.0
+        self.total = total
+        self._slot = 0
+        self._read = 0
+        self._t0 = 0.0
+
+    def open(self) -> SourceInfo:
+        height, width = self._frames[0].shape[:2]
+        fps = 1.0 / self._period if self._period else None
+        return SourceInfo(width, height, fps, None if self.live else self.total, live=self.live)
+
+    def read(self) -> Frame | None:
+        if self._read >= self.total:
+            return None
+        if self._period:
+            now = time.perf_counter()
+            if self._read == 0:
+                self._t0 = now
+            self._slot = max(self._slot, int((now - self._t0) / self._period))
+            due = self._t0 + self._slot * self._period
+            if due > now:
+                time.sleep(due - now)
+        image = self._frames[self._slot % len(self._frames)]
+        frame = Frame(image=image, index=self._slot, pts_ms=None, captured=time.monotonic())
+        self._slot += 1
+        self._read += 1
+        return frame
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class BenchResult:
     machine: str
@@ -59,12 +107,15 @@ class BenchResult:
     fps: dict[str, float]              # median over rounds
     ratio_to_raw: dict[str, float]     # pipeline variants / raw THROUGHPUT, median of per-round ratios
     single_request_latency_ms: float
+    live_source_fps: float
     live_age_p50_ms: float
     live_age_p95_ms: float
     live_age_p50_x_latency: float
     live_age_p95_x_latency: float
     cpu_ms_per_frame: dict[str, dict[str, float]]
     cpu_utilisation: dict[str, float]
+    cost_ms: dict[str, float]          # CPU ms per frame, all cores, each measured alone: inference, decode, encode
+    ceiling: dict[str, float]          # best ratio to raw possible here if the pipeline cost nothing else
     rss_growth: float                  # between the 2nd and the last 100 frames of a headless run
     per_round: list[dict[str, float]] = field(default_factory=list)
 
@@ -74,20 +125,29 @@ class BenchResult:
     def format(self) -> str:
         lines = [
             f"streamdet bench: {self.model} on {self.clip}, {self.frames} frames x {self.rounds} rounds, {self.machine}",
-            f"  {'variant':<22}{'FPS':>9}{'x raw':>8}",
+            f"  {'variant':<30}{'FPS':>9}{'x raw':>8}",
         ]
         for name, fps in self.fps.items():
             ratio = self.ratio_to_raw.get(name)
-            lines.append(f"  {name:<22}{fps:>9.1f}{(f'{ratio:.2f}' if ratio is not None else ''):>8}")
+            lines.append(f"  {name:<30}{fps:>9.1f}{(f'{ratio:.2f}' if ratio is not None else ''):>8}")
         lines.append(
-            f"  live (newest frame): frame age p50 {self.live_age_p50_ms:.1f} ms = {self.live_age_p50_x_latency:.2f} x, "
+            f"  live (newest frame, a {self.live_source_fps:.0f} fps camera): frame age p50 {self.live_age_p50_ms:.1f} ms = {self.live_age_p50_x_latency:.2f} x, "
             f"p95 {self.live_age_p95_ms:.1f} ms = {self.live_age_p95_x_latency:.2f} x "
             f"the single-request latency {self.single_request_latency_ms:.1f} ms"
         )
         lines.append("  CPU ms per frame (and CPU use of all cores):")
         for name, stages in self.cpu_ms_per_frame.items():
             parts = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
-            lines.append(f"    {name:<20} {parts} ({self.cpu_utilisation[name]:.0%})")
+            lines.append(f"    {name:<28} {parts} ({self.cpu_utilisation[name]:.0%})")
+        cost = self.cost_ms
+        lines.append(
+            f"  CPU ms per frame, each measured alone: inference {cost['inference']:.2f} (raw THROUGHPUT), "
+            f"decode {cost['decode']:.2f}, mp4 encode {cost['encode']:.2f}"
+        )
+        lines.append(
+            "  ceiling here with no other pipeline cost: "
+            + ", ".join(f"{name} {value:.2f} x raw" for name, value in self.ceiling.items())
+        )
         lines.append(f"  RSS growth between frame 200 and the end of the headless run: {self.rss_growth:+.1%}")
         return "\n".join(lines)
 
@@ -97,13 +157,48 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _first_frame(clip: Path) -> np.ndarray:
+def _decode(clip: Path, limit: int) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(clip))
-    ok, image = cap.read()
+    frames = []
+    while len(frames) < limit:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
     cap.release()
-    if not ok:
+    if not frames:
         raise SourceError(f"bench clip '{clip}': no frame could be decoded")
-    return image
+    return frames
+
+
+def _cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _cpu_ms_per_frame(work, frames: int) -> float:
+    """Process CPU time of `work()` per frame, all threads (FFmpeg's and OpenVINO's too)."""
+    c0 = _cpu_s()
+    work()
+    return (_cpu_s() - c0) * 1000 / frames
+
+
+def _decode_cost_ms(clip: Path, frames: int) -> float:
+    def work():
+        source = _Repeated(clip, frames)
+        source.open()
+        while source.read() is not None:
+            pass
+        source.close()
+    return _cpu_ms_per_frame(work, frames)
+
+
+def _encode_cost_ms(images: list[np.ndarray], path: str) -> float:
+    height, width = images[0].shape[:2]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
+    cost = _cpu_ms_per_frame(lambda: [writer.write(image) for image in images], len(images))
+    writer.release()
+    return cost
 
 
 def raw_fps(detector: Detector, image: np.ndarray, frames: int, nireq: int | None = None) -> float:
@@ -133,7 +228,7 @@ def single_request_latency_ms(detector: Detector, image: np.ndarray, runs: int =
     return statistics.median(times)
 
 
-def _pipeline_run(detector: Detector, clip: Path, frames: int, *, video: str | None = None,
+def _pipeline_run(detector: Detector, source: Source, frames: int, *, video: str | None = None,
                   json_path: str | None = None, policy: str = "all", rss: list[int] | None = None):
     config = Config()
     config.display.show = "no"
@@ -147,14 +242,16 @@ def _pipeline_run(detector: Detector, clip: Path, frames: int, *, video: str | N
         def callback(result, rss=rss):
             if result.frame.index in (199, frames - 1):
                 rss.append(_rss_bytes())
-    with Pipeline(config, detector=detector, sources=[_Repeated(clip, frames)]) as pipeline:
+    with Pipeline(config, detector=detector, sources=[source]) as pipeline:
         return pipeline.run(on_result=callback)
 
 
 def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, device: str = "CPU",
               cache_dir: str | None = None) -> BenchResult:
     clip = Path(clip)
-    image = _first_frame(clip)
+    # 100 frames of 720p are 280 MB: enough variety for the camera, little memory.
+    camera_frames = _decode(clip, 100)
+    image = camera_frames[0]
     throughput = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5)
     latency = load(model, device, hint="LATENCY", cache_dir=cache_dir, threshold=0.5)
     per_round: list[dict[str, float]] = []
@@ -163,23 +260,31 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
     ages: list[tuple[float, float]] = []
     latencies: list[float] = []
     rss: list[int] = []
+    costs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="streamdet-bench-") as tmp:
         for _ in range(rounds):
             figures: dict[str, float] = {}
-            figures["raw THROUGHPUT"] = raw_fps(throughput, image, frames)
+            cost: dict[str, float] = {}
+            cost["inference"] = _cpu_ms_per_frame(
+                lambda: figures.__setitem__("raw THROUGHPUT", raw_fps(throughput, image, frames)), frames)
             figures["raw LATENCY"] = raw_fps(latency, image, frames)
+            cost["decode"] = _decode_cost_ms(clip, frames)
+            cost["encode"] = _encode_cost_ms(camera_frames, os.path.join(tmp, "encode.mp4"))
+            costs.append(cost)
             variants = {
-                "pipeline headless": {},
-                "pipeline + mp4": {"video": os.path.join(tmp, "bench.mp4")},
-                "pipeline + jsonl": {"json_path": os.path.join(tmp, "bench.jsonl")},
+                "pipeline headless": ({}, lambda: _Repeated(clip, frames)),
+                "pipeline + mp4": ({"video": os.path.join(tmp, "bench.mp4")}, lambda: _Repeated(clip, frames)),
+                "pipeline + jsonl": ({"json_path": os.path.join(tmp, "bench.jsonl")}, lambda: _Repeated(clip, frames)),
+                "pipeline headless, no decode": ({}, lambda: _Memory(camera_frames, frames)),
             }
-            for name, kwargs in variants.items():
-                summary = _pipeline_run(throughput, clip, frames, rss=rss if name == "pipeline headless" else None, **kwargs)
+            for name, (kwargs, source) in variants.items():
+                summary = _pipeline_run(throughput, source(), frames, rss=rss if name == "pipeline headless" else None, **kwargs)
                 figures[name] = summary.fps
                 cpu[name] = summary.cpu_ms_per_frame
                 util[name] = summary.cpu_utilisation
             latencies.append(single_request_latency_ms(latency, image))
-            live = _pipeline_run(latency, clip, frames, policy="newest")
+            camera_fps = 2 * figures["raw LATENCY"]
+            live = _pipeline_run(latency, _Memory(camera_frames, frames, camera_fps), frames, policy="newest")
             age = live.sources[0].frame_age
             ages.append((age.p50_ms, age.p95_ms))
             figures["live newest-frame"] = live.fps
@@ -197,6 +302,8 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
     p50 = statistics.median(a[0] for a in ages)
     p95 = statistics.median(a[1] for a in ages)
     growth = (rss[-1] - rss[-2]) / rss[-2] if len(rss) >= 2 else 0.0
+    cost_ms = {k: statistics.median(c[k] for c in costs) for k in costs[0]}
+    inference, decode, encode = cost_ms["inference"], cost_ms["decode"], cost_ms["encode"]
     core = ov.Core()
     return BenchResult(
         machine=f"{core.get_property('CPU', 'FULL_DEVICE_NAME')}, {os.cpu_count()} cores",
@@ -207,12 +314,18 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
         fps=fps,
         ratio_to_raw=ratios,
         single_request_latency_ms=lat,
+        live_source_fps=camera_fps,
         live_age_p50_ms=p50,
         live_age_p95_ms=p95,
         live_age_p50_x_latency=p50 / lat,
         live_age_p95_x_latency=p95 / lat,
         cpu_ms_per_frame=cpu,
         cpu_utilisation=util,
+        cost_ms=cost_ms,
+        ceiling={
+            "headless": inference / (inference + decode),
+            "+ mp4": inference / (inference + decode + encode),
+        },
         rss_growth=growth,
         per_round=per_round,
     )

@@ -40,7 +40,7 @@ def _add_run(sub) -> None:
     p.add_argument("-m", "--model", metavar="MODEL", help="model name (ssdlite_mobilenet_v2), .xml IR or TF frozen .pb")
     p.add_argument("-d", "--device", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
     p.add_argument("--hint", choices=["THROUGHPUT", "LATENCY"], type=str.upper, help="OpenVINO performance hint")
-    p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = device's optimal number)")
+    p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = the device's optimal number, +1 under THROUGHPUT)")
     p.add_argument("--streams", type=int, metavar="N", help="CPU streams (0 = from the hint)")
     p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = from the hint)")
     p.add_argument("-t", "--threshold", type=float, metavar="SCORE", help="minimum score, 0..1")

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from .detections import FrameResult
 from .errors import SinkError
@@ -39,6 +42,9 @@ def display_available() -> bool:
 
 
 class Sink(ABC):
+    # CPU seconds spent on threads the sink owns; the caller's share is timed by the caller.
+    cpu_s: float = 0.0
+
     @abstractmethod
     def write(self, result: FrameResult) -> None: ...
 
@@ -56,34 +62,70 @@ class VideoSink(Sink):
     MPEG-4 Part 2 ('mp4v') is the encoder every opencv-python wheel has; the
     file is finalised (index written) by close(), which the pipeline reaches
     on end of stream, Ctrl-C, SIGTERM and a lost camera alike.
+
+    Encoding runs on a writer thread owned by the sink, so it overlaps with
+    drawing the next frame instead of stalling the output loop (and, through
+    it, inference). Its queue is bounded: a writer that falls behind slows the
+    pipeline down, it never drops a frame.
     """
+
+    _QUEUE = 8
 
     def __init__(self, path: str | os.PathLike, fps: float | None, source_name: str):
         self.path = Path(path)
         self.fps = fps if fps and fps > 0 else 25.0
         self.source_name = source_name
         self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] = (0, 0)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(self._QUEUE)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self.frames = 0
 
     def write(self, result: FrameResult) -> None:
+        if self._error is not None:
+            raise SinkError(f"output '{self.path}': writing the video failed ({self._error})")
         image = result.frame.image
         if self._writer is None:
+            # Opened here, not on the writer thread, so a bad path fails this call.
             height, width = image.shape[:2]
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
             if not self._writer.isOpened():
                 self._writer = None
                 raise SinkError(f"output '{self.path}': cannot write video there (use a .mp4 name in a writable folder)")
             self._size = (width, height)
-        if image.shape[1::-1] != self._size:
-            # A camera that came back at another resolution still records into the one file.
-            image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)
+            self._thread = threading.Thread(target=self._encode, name=f"writer-{self.source_name}", daemon=True)
+            self._thread.start()
+        self._queue.put(image)
         self.frames += 1
 
+    def _encode(self) -> None:
+        writer = self._writer
+        assert writer is not None
+        c0 = time.thread_time()
+        while (image := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # keep taking frames so write() never blocks on a dead writer
+            try:
+                if image.shape[1::-1] != self._size:
+                    # A camera that came back at another resolution still records into the one file.
+                    image = cv2.resize(image, self._size, interpolation=cv2.INTER_AREA)
+                writer.write(image)
+            except Exception as exc:
+                self._error = exc
+            self.cpu_s = time.thread_time() - c0
+
     def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise SinkError(f"output '{self.path}': writing the video failed ({error})")
 
 
 class ImageDirSink(Sink):

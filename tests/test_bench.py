@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from clirun import cli_env, streamdet
 from media import clip, pedestrian_pb
 
@@ -15,9 +17,10 @@ def test_bench_prints_table_and_json(tmp_path):
                      "--frames", "250", "--rounds", "1", "--json", str(out), env=cli_env(tmp_path / "cache"), timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    expected = {"raw THROUGHPUT", "raw LATENCY", "pipeline headless", "pipeline + mp4", "pipeline + jsonl", "live newest-frame"}
+    pipelines = {"pipeline headless", "pipeline + mp4", "pipeline + jsonl", "pipeline headless, no decode"}
+    expected = {"raw THROUGHPUT", "raw LATENCY", "live newest-frame", *pipelines}
     assert set(report["fps"]) == expected
-    assert set(report["ratio_to_raw"]) == {"pipeline headless", "pipeline + mp4", "pipeline + jsonl"}
+    assert set(report["ratio_to_raw"]) == pipelines
     for value in [*report["fps"].values(), *report["ratio_to_raw"].values(), report["single_request_latency_ms"],
                   report["live_age_p50_ms"], report["live_age_p95_ms"]]:
         assert math.isfinite(value) and value > 0
@@ -27,6 +30,14 @@ def test_bench_prints_table_and_json(tmp_path):
         assert stages["decode"] > 0
     assert report["cpu_ms_per_frame"]["pipeline + mp4"]["write"] > report["cpu_ms_per_frame"]["pipeline headless"]["write"]
     assert all(0 < u <= 1.05 for u in report["cpu_utilisation"].values())
+    # The live camera outruns inference (twice the LATENCY raw rate), so frames are dropped.
+    assert report["live_source_fps"] > report["fps"]["live newest-frame"]
+    costs = report["cost_ms"]
+    assert set(costs) == {"inference", "decode", "encode"} and all(v > 0 for v in costs.values())
+    ceiling = report["ceiling"]
+    assert ceiling["headless"] == pytest.approx(costs["inference"] / (costs["inference"] + costs["decode"]))
+    assert 0 < ceiling["+ mp4"] < ceiling["headless"] < 1
+    assert "ceiling here" in proc.stdout
     for name in expected:
         assert name in proc.stdout
     assert "x raw" in proc.stdout
