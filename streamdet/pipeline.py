@@ -147,6 +147,7 @@ class Pipeline:
         self._feeder: threading.Thread | None = None
         self._engine: InferenceEngine | None = None
         self.stages = {name: StageTimer() for name in ("decode", "inference", "render", "write")}
+        self._sources: list[Source] = []  # known before they open, so stop() reaches one still opening
         self.runners: list[_Runner] = []
         self._sinks: list[Sink] = []
         self._display: DisplaySink | None = None
@@ -199,8 +200,8 @@ class Pipeline:
         cfg = self.config.source
         try:
             specs = self._given_sources or self.config.sources
-            for i, spec in enumerate(specs):
-                source = spec if isinstance(spec, Source) else open_source(
+            for spec in specs:
+                self._sources.append(spec if isinstance(spec, Source) else open_source(
                     spec,
                     loop=cfg.loop,
                     decode_threads=cfg.decode_threads,
@@ -213,8 +214,8 @@ class Pipeline:
                     width=cfg.width,
                     height=cfg.height,
                     fps=cfg.fps,
-                )
-                info = source.open()
+                ))
+            for i, (source, info) in enumerate(zip(self._sources, self._open_sources())):
                 newest = cfg.policy == "newest" or (cfg.policy == "auto" and info.live)
                 inbox = _Inbox(capacity=1 if newest else max(2, self.nireq * 2), newest_wins=newest)
                 self.runners.append(_Runner(id=i, source=source, info=info, inbox=inbox))
@@ -222,6 +223,31 @@ class Pipeline:
         except BaseException:
             self._close_all()
             raise
+
+    def _open_sources(self) -> list[SourceInfo]:
+        """Open every source at once: a camera that is down must not hold up the others for its open timeout."""
+        sources = self._sources
+        if len(sources) == 1:
+            return [sources[0].open()]
+        infos: list[SourceInfo | None] = [None] * len(sources)
+        errors: list[BaseException | None] = [None] * len(sources)
+
+        def open_one(k: int) -> None:
+            try:
+                infos[k] = sources[k].open()
+            except BaseException as exc:  # re-raised below, on the caller's thread
+                errors[k] = exc
+
+        threads = [threading.Thread(target=open_one, args=(k,), name=f"open-{s.name}", daemon=True)
+                   for k, s in enumerate(sources)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for error in errors:
+            if error is not None:
+                raise error
+        return infos  # type: ignore[return-value]
 
     def _make_sinks(self) -> None:
         out = self.config.output
@@ -350,8 +376,8 @@ class Pipeline:
         """Stop reading; frames already read are still processed and written."""
         self._stopped_by = reason
         self._stopping.set()
-        for runner in self.runners:
-            runner.source.stop()
+        for source in self._sources:
+            source.stop()
         with self._cond:
             self._cond.notify_all()
 
@@ -496,8 +522,8 @@ class Pipeline:
         for thread in [r.thread for r in self.runners] + [self._feeder]:
             if thread is not None:
                 thread.join(timeout)
-        for runner in self.runners:
-            runner.source.close()
+        for source in self._sources:
+            source.close()
         self._wall = time.monotonic() - self._started_at if self._started_at else 0.0
         self._process_cpu = _process_cpu_s() - self._process_cpu0
         if errors:

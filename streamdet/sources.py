@@ -18,6 +18,12 @@ import numpy as np
 
 from .errors import SourceError
 
+# OpenCV serialises every FFmpeg open behind one process-wide lock unless told
+# that FFmpeg is thread-safe (it is since FFmpeg 4). With the lock, a camera
+# that hangs while opening holds up every other open - other cameras'
+# reconnects and files alike - for its whole open timeout.
+os.environ.setdefault("OPENCV_FFMPEG_IS_THREAD_SAFE", "1")
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 

@@ -196,3 +196,32 @@ def test_live_pipeline_drops_old_frames_and_stops_on_sigint(camera, tmp_path):
     assert source["frame_age"]["p95_ms"] < 250
     cap = cv2.VideoCapture(str(tmp_path / "live.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(records)
+
+
+def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pedestrian_xml):
+    """Two 'cameras' accept the connection and never answer: they open side by side, not one after the other."""
+    from streamdet.config import Config
+    from streamdet.model import load
+    from streamdet.pipeline import Pipeline
+
+    silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    try:
+        urls = [f"rtsp://127.0.0.1:{s.getsockname()[1]}/live" for s in silent]
+        config = Config(sources=[*urls, str(clip("bikes"))])
+        config.display.show = "no"
+        config.logging.status_interval = 0
+        config.source.open_timeout = 4.0
+        config.output.json = str(tmp_path / "{name}.jsonl")
+        t0 = time.monotonic()
+        first_file_frame = None
+        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+            for result in pipeline.results():
+                if result.source == "bikes" and first_file_frame is None:
+                    first_file_frame = time.monotonic() - t0
+                    pipeline.stop("test done")
+        # One after the other would be at least 2 x 4 s before the file starts.
+        assert first_file_frame is not None and first_file_frame < 7.0, first_file_frame
+        assert time.monotonic() - t0 < 12
+    finally:
+        for s in silent:
+            s.close()
