@@ -56,8 +56,8 @@ def _add_run(sub) -> None:
     p.add_argument("--policy", choices=["auto", "all", "newest"],
                    help="frame policy: all = never drop (files), newest = keep only the newest (cameras); auto picks per source")
     p.add_argument("--rtsp-transport", choices=["tcp", "udp"], help="RTSP transport")
-    p.add_argument("--open-timeout", type=float, metavar="S", help="seconds to wait for a network source to open")
-    p.add_argument("--read-timeout", type=float, metavar="S", help="seconds without a frame before a network source is reopened")
+    p.add_argument("--open-timeout", type=float, metavar="S", help="seconds a camera or stream may take to open")
+    p.add_argument("--read-timeout", type=float, metavar="S", help="seconds without a frame before a camera or stream counts as lost and is reopened")
     p.add_argument("--no-labels", dest="labels_shown", action="store_const", const=False, help="draw boxes without label text")
     p.add_argument("--no-scores", dest="scores_shown", action="store_const", const=False, help="leave scores out of the labels")
     p.add_argument("--no-fps", dest="fps_shown", action="store_const", const=False, help="hide the FPS/latency line")
