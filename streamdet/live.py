@@ -179,8 +179,9 @@ class LiveSource(Source):
     the stream counts as lost even if the backend is still blocked inside
     FFmpeg or V4L2, because some backends ignore their own timeouts. A blocked
     reader cannot be interrupted, so it is retired: it releases its capture
-    and ends by itself once the backend returns (FFmpeg's own timeouts, set to
-    twice ours, bound that), and a fresh reader reconnects meanwhile.
+    and ends by itself once the backend returns (for FFmpeg, its own read
+    timeout, set to twice ours, bounds that), and a fresh reader reconnects
+    meanwhile.
     """
 
     live = True
@@ -198,7 +199,6 @@ class LiveSource(Source):
         self._mailbox = _Mailbox()
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
-        self._generation = 0
         self._retired: list[threading.Thread] = []
         self._index = 0
         self._lost_at: float | None = None
@@ -240,9 +240,9 @@ class LiveSource(Source):
                 cap.release()
 
     def _start_reader(self) -> None:
-        self._generation = self._mailbox.new_generation()
+        generation = self._mailbox.new_generation()
         self._reader = threading.Thread(
-            target=self._read_loop, args=(self._generation,), name=f"reader-{self.name}", daemon=True
+            target=self._read_loop, args=(generation,), name=f"reader-{self.name}", daemon=True
         )
         self._reader.start()
 
@@ -260,6 +260,7 @@ class LiveSource(Source):
     def _connect(self) -> SourceInfo | None:
         """One attempt: a new reader, and its capture opened within open_timeout (None if not)."""
         self._retired = [t for t in self._retired if t.is_alive()]
+        self.stats.stalled_readers = len(self._retired)
         if len(self._retired) >= self._MAX_STALLED:
             self.stats.last_error = f"{len(self._retired)} earlier connections still blocked in the backend"
             return None
