@@ -83,7 +83,6 @@ class LiveStats:
     frames_read: int = 0
     reconnects: int = 0
     losses: int = 0                    # times the stream was lost (backend error or watchdog)
-    stalled_readers: int = 0           # reader threads left blocked inside the backend right now
     connected: bool = False
     last_error: str | None = None
     input_fps: float | None = None
@@ -188,7 +187,7 @@ class LiveSource(Source):
     # Reader threads still blocked in a backend after being retired; past this
     # many, reconnecting waits for one to come back instead of piling up more.
     _MAX_STALLED = 4
-    # What FFmpeg's own timeouts get, as a multiple of ours: the watchdog acts
+    # FFmpeg's own read timeout, as a multiple of ours: the watchdog acts
     # first, FFmpeg's timeout only frees a retired reader.
     _BACKSTOP = 2.0
 
@@ -253,14 +252,12 @@ class LiveSource(Source):
             self._retired.append(self._reader)
         self._reader = None
         self._retired = [t for t in self._retired if t.is_alive()]
-        self.stats.stalled_readers = len(self._retired)
 
     # ------------------------------------------------------------------ watchdog
 
     def _connect(self) -> SourceInfo | None:
         """One attempt: a new reader, and its capture opened within open_timeout (None if not)."""
         self._retired = [t for t in self._retired if t.is_alive()]
-        self.stats.stalled_readers = len(self._retired)
         if len(self._retired) >= self._MAX_STALLED:
             self.stats.last_error = f"{len(self._retired)} earlier connections still blocked in the backend"
             return None
@@ -329,12 +326,8 @@ class LiveSource(Source):
                 return frame
             if self._stop.is_set():
                 break
-            if isinstance(item, _Lost):
-                self._lose(item.reason)
-            elif isinstance(item, _Opened):  # a reader from an earlier open() that was never read
-                continue
-            else:
-                self._lose(f"no frame for {self.options.read_timeout:g} s")
+            # _Opened cannot come here: _connect() took it before read() waits for frames.
+            self._lose(item.reason if isinstance(item, _Lost) else f"no frame for {self.options.read_timeout:g} s")
         return None
 
     def _tick(self, now: float) -> None:
