@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ from .errors import SourceError
 from .model import Detector, load
 from .pipeline import Pipeline
 from .sources import Frame, Source, SourceInfo, VideoFileSource
+from .stats import process_cpu_s
 
 
 class _Repeated(Source):
@@ -171,16 +173,11 @@ def _decode(clip: Path, limit: int) -> list[np.ndarray]:
     return frames
 
 
-def _cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def _cpu_ms_per_frame(work, frames: int) -> float:
-    """Process CPU time of `work()` per frame, all threads (FFmpeg's and OpenVINO's too)."""
-    c0 = _cpu_s()
-    work()
-    return (_cpu_s() - c0) * 1000 / frames
+def _cpu_ms_per_frame(work, frames: int) -> tuple[Any, float]:
+    """What `work()` returns, and its process CPU time per frame, all threads (FFmpeg's and OpenVINO's too)."""
+    c0 = process_cpu_s()
+    result = work()
+    return result, (process_cpu_s() - c0) * 1000 / frames
 
 
 def _decode_cost_ms(clip: Path, frames: int) -> float:
@@ -190,13 +187,13 @@ def _decode_cost_ms(clip: Path, frames: int) -> float:
         while source.read() is not None:
             pass
         source.close()
-    return _cpu_ms_per_frame(work, frames)
+    return _cpu_ms_per_frame(work, frames)[1]
 
 
 def _encode_cost_ms(images: list[np.ndarray], path: str) -> float:
     height, width = images[0].shape[:2]
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
-    cost = _cpu_ms_per_frame(lambda: [writer.write(image) for image in images], len(images))
+    _, cost = _cpu_ms_per_frame(lambda: [writer.write(image) for image in images], len(images))
     writer.release()
     return cost
 
@@ -265,8 +262,8 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
         for _ in range(rounds):
             figures: dict[str, float] = {}
             cost: dict[str, float] = {}
-            cost["inference"] = _cpu_ms_per_frame(
-                lambda: figures.__setitem__("raw THROUGHPUT", raw_fps(throughput, image, frames)), frames)
+            figures["raw THROUGHPUT"], cost["inference"] = _cpu_ms_per_frame(
+                lambda: raw_fps(throughput, image, frames), frames)
             figures["raw LATENCY"] = raw_fps(latency, image, frames)
             cost["decode"] = _decode_cost_ms(clip, frames)
             cost["encode"] = _encode_cost_ms(camera_frames, os.path.join(tmp, "encode.mp4"))

@@ -34,14 +34,10 @@ from .model import Detector, load
 from .render import Annotator, OverlayStatus, OverlayStyle
 from .sinks import DisplaySink, ImageDirSink, JsonlSink, Sink, VideoSink, check_output_path, display_available
 from .sources import Frame, ImageFilesSource, Source, SourceInfo, open_source
-from .stats import RateMeter, RunSummary, SourceSummary, StageTimer
+from .stats import RateMeter, RunSummary, SourceSummary, StageTimer, process_cpu_s
 
 log = logging.getLogger("streamdet")
 
-
-def _process_cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
 
 _POLL_S = 0.5  # how often a blocked thread re-checks for abort; not a busy loop
 
@@ -397,7 +393,7 @@ class Pipeline:
         self._open()
         self._engine = InferenceEngine(self.detector, self.nireq, self._on_done)
         self._started_at = time.monotonic()
-        self._process_cpu0 = _process_cpu_s()
+        self._process_cpu0 = process_cpu_s()
         for runner in self.runners:
             runner.thread = threading.Thread(target=self._capture, args=(runner,), name=f"capture-{runner.name}", daemon=True)
             runner.thread.start()
@@ -483,7 +479,8 @@ class Pipeline:
         self.stages["write"].add((time.perf_counter() - t0) * 1000)
         self._cpu_s["write"] += time.thread_time() - c0
         runner.age.add((time.monotonic() - frame.captured) * 1000)
-        if runner.own_sinks and self._source_done(runner):
+        # The unlocked look at `finished` keeps the lock off the per-frame path until a source has ended.
+        if runner.own_sinks and runner.inbox.finished and self._source_done(runner):
             # One source ended while others go on: its outputs are complete now,
             # not only when the whole run stops.
             for sink in runner.own_sinks:
@@ -525,7 +522,7 @@ class Pipeline:
         for source in self._sources:
             source.close()
         self._wall = time.monotonic() - self._started_at if self._started_at else 0.0
-        self._process_cpu = _process_cpu_s() - self._process_cpu0
+        self._process_cpu = process_cpu_s() - self._process_cpu0
         if errors:
             raise errors[0]
 
@@ -582,7 +579,7 @@ class Pipeline:
                 )
             )
         per_frame = 1000 / frames if frames else 0.0
-        process_cpu = getattr(self, "_process_cpu", 0.0) or (_process_cpu_s() - self._process_cpu0)
+        process_cpu = getattr(self, "_process_cpu", 0.0) or (process_cpu_s() - self._process_cpu0)
         decode_cpu = sum(r.decode_cpu_s for r in self.runners)
         cpu_ms = {
             "decode": decode_cpu * per_frame,

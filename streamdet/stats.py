@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -12,6 +13,12 @@ import numpy as np
 # Percentiles come from the most recent samples so a camera left running for
 # days keeps a fixed memory footprint.
 _WINDOW = 20_000
+
+
+def process_cpu_s() -> float:
+    """CPU seconds this process has used so far, on all its threads."""
+    times = os.times()
+    return times.user + times.system
 
 
 class StageTimer:
