@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from .config import Config
+from .config import Config, SourceConfig
 from .errors import SourceError
 from .model import Detector, load
 from .pipeline import Pipeline
@@ -32,7 +32,7 @@ class _Repeated(Source):
     """A clip played over and over until `total` frames have been read."""
 
     def __init__(self, path: Path, total: int, decode_threads: int = 0):
-        self._inner = VideoFileSource(path, loop=True, decode_threads=decode_threads)
+        self._inner = VideoFileSource(path, SourceConfig(loop=True, decode_threads=decode_threads))
         self.name = self._inner.name
         self.total = total
         self._read = 0

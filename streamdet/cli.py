@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import cli_model
 from .config import Config, load_config, override
-from .errors import StreamdetError
+from .errors import PipeClosed, StreamdetError
 
 RUN_EXAMPLES = """examples:
   streamdet run --source clip.mp4 --output annotated.mp4 --json detections.jsonl
@@ -49,12 +49,16 @@ def _add_run(sub) -> None:
     p.add_argument("-o", "--output", metavar="PATH", help="annotated recording (.mp4), or a folder for image sources; {name} = source name")
     p.add_argument("--json", metavar="PATH", help="JSON Lines of detections, one line per frame ('-' = stdout)")
     p.add_argument("--summary-json", metavar="PATH", help="write the run summary as JSON")
+    p.add_argument("--overwrite", action="store_const", const=True,
+                   help="replace output files that exist already (default: refuse, so no earlier result is lost)")
     show = p.add_mutually_exclusive_group()
     show.add_argument("--show", dest="show", action="store_const", const="yes", help="open a window per source")
     show.add_argument("--no-show", dest="show", action="store_const", const="no", help="never open a window")
     p.add_argument("--loop", action="store_const", const=True, help="restart file sources at their end")
     p.add_argument("--policy", choices=["auto", "all", "newest"],
                    help="frame policy: all = never drop (files), newest = keep only the newest (cameras); auto picks per source")
+    p.add_argument("--ignore-errors", action="store_const", const=True,
+                   help="a video file that is damaged part-way: keep the frames before the damage and exit 0")
     p.add_argument("--rtsp-transport", choices=["tcp", "udp"], help="RTSP transport")
     p.add_argument("--open-timeout", type=float, metavar="S", help="seconds a camera or stream may take to open")
     p.add_argument("--read-timeout", type=float, metavar="S", help="seconds without a frame before a camera or stream counts as lost and is reopened")
@@ -79,8 +83,10 @@ def build_config(args: argparse.Namespace) -> Config:
     override(config, "inference", device=args.device, hint=args.hint, nireq=args.nireq, streams=args.streams, threads=args.threads)
     override(config, "detect", threshold=args.threshold, classes=args.classes)
     override(config, "source", loop=args.loop, policy=args.policy, rtsp_transport=args.rtsp_transport,
+             ignore_errors=args.ignore_errors,
              open_timeout=args.open_timeout, read_timeout=args.read_timeout)
-    override(config, "output", video=args.output, json=args.json, summary_json=args.summary_json)
+    override(config, "output", video=args.output, json=args.json, summary_json=args.summary_json,
+             overwrite=args.overwrite)
     override(config, "display", show=args.show)
     override(config, "overlay", labels=args.labels_shown, scores=args.scores_shown, fps=args.fps_shown,
              line_width=args.line_width, font_scale=args.font_scale)
@@ -88,12 +94,12 @@ def build_config(args: argparse.Namespace) -> Config:
     return config
 
 
-def _setup_logging(config: Config) -> None:
-    level = "warning" if config.logging.quiet and config.logging.level == "info" else config.logging.level
+def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="streamdet: %(message)s", stream=sys.stderr, force=True)
     if level != "debug":
         # OpenCV's own warnings repeat, less clearly, what our log lines say
-        # (a stream timed out, an open failed); FFmpeg's error lines stay, as
+        # (a stream timed out, an open failed), or are about settings made on
+        # purpose (OPENCV_FFMPEG_IS_THREAD_SAFE); FFmpeg's error lines stay, as
         # they carry the cause (connection refused, 401 Unauthorized).
         import cv2
 
@@ -101,10 +107,12 @@ def _setup_logging(config: Config) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .outputs import write_atomically
     from .pipeline import Pipeline
 
     config = build_config(args)
-    _setup_logging(config)
+    quiet_info = config.logging.quiet and config.logging.level == "info"
+    _setup_logging("warning" if quiet_info else config.logging.level)
     pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty())
     signals = {"code": 0}
 
@@ -125,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
     print(summary.format(), file=sys.stderr)
     if config.output.summary_json:
-        Path(config.output.summary_json).write_text(summary.to_json() + "\n", encoding="utf-8")
+        write_atomically(config.output.summary_json, (summary.to_json() + "\n").encode())
     if pipeline.aborted:
         # In-flight requests may still hold OpenVINO threads: leave without waiting for them.
         sys.stdout.flush()
@@ -152,14 +160,15 @@ def _add_bench(sub) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
+    from .outputs import write_atomically
 
     if args.frames < 250 or args.rounds < 1:
         raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
-    logging.basicConfig(level="WARNING", format="streamdet: %(message)s", stream=sys.stderr, force=True)
+    _setup_logging("warning")
     result = run_bench(args.model, Path(args.clip), frames=args.frames, rounds=args.rounds, device=args.device)
     print(result.format())
     if args.json:
-        Path(args.json).write_text(result.to_json() + "\n", encoding="utf-8")
+        write_atomically(args.json, (result.to_json() + "\n").encode())
     return 0
 
 
@@ -177,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except PipeClosed as exc:
+        # Like other Unix tools at the end of a pipe: no message, and no
+        # second complaint from Python flushing stdout on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exc.exit_code
     except StreamdetError as exc:
         print(f"streamdet: error: {exc}", file=sys.stderr)
         return exc.exit_code

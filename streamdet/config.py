@@ -7,7 +7,9 @@ name the line the bad key or value stands on.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
+from .urls import mask_url
 
 
 @dataclass
@@ -28,6 +31,11 @@ class ModelConfig:
     fp32: bool = False
 
 
+# Past these, more requests, streams or threads only add memory and latency on
+# any machine streamdet runs on, and frames in flight grow with requests.
+LIMITS = {"nireq": 64, "streams": 64, "threads": 256}
+
+
 @dataclass
 class InferenceConfig:
     device: str = "CPU"
@@ -37,9 +45,9 @@ class InferenceConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("nireq", "streams", "threads"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be 0 (automatic) or a positive number")
+        for key, limit in LIMITS.items():
+            if not 0 <= getattr(self, key) <= limit:
+                raise ValueError(f"{key} must be 0 (automatic) or a number up to {limit}")
 
 
 @dataclass
@@ -57,6 +65,7 @@ class SourceConfig:
     loop: bool = False
     policy: Literal["auto", "all", "newest"] = "auto"
     decode_threads: int = 0
+    ignore_errors: bool = False
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     open_timeout: float = 10.0
     read_timeout: float = 5.0
@@ -85,6 +94,7 @@ class OutputConfig:
     video: str | None = None
     json: str | None = None
     summary_json: str | None = None
+    overwrite: bool = False
 
 
 @dataclass
@@ -94,6 +104,7 @@ class DisplayConfig:
 
 @dataclass
 class OverlayConfig:
+    draw: Literal["auto", "yes", "no"] = "auto"
     labels: bool = True
     scores: bool = True
     fps: bool = True
@@ -116,17 +127,88 @@ class LoggingConfig:
             raise ValueError("status_interval must be 0 (off) or a positive number of seconds")
 
 
+# The sections a source entry may override, and the keys of them that belong to the whole run.
+PER_SOURCE = {"source": SourceConfig, "detect": DetectConfig, "output": OutputConfig}
+RUN_WIDE = {"output": ("summary_json", "overwrite")}
+
+
+@dataclass
+class SourceEntry:
+    """One entry of `sources:`: where frames come from, and this source's own settings.
+
+    `source`, `detect` and `output` hold only the keys the entry sets; every
+    other key comes from the section of the same name (see `Config.plans`).
+    """
+
+    url: str
+    name: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    detect: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    where: str = ""  # where it was written (file and line), for error messages
+
+    def __post_init__(self) -> None:
+        if not str(self.url).strip():
+            raise ValueError("url must not be empty")
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ValueError(f"name {self.name!r} may hold only letters, digits, '_', '-', '.' (it names files)")
+        for section, cls in PER_SOURCE.items():
+            given = getattr(self, section)
+            known = {f.name for f in dataclasses.fields(cls)} - set(RUN_WIDE.get(section, ()))
+            unknown = sorted(set(given) - known)
+            if unknown:
+                raise ValueError(f"unknown key '{section}.{unknown[0]}' for one source; allowed: {', '.join(sorted(known))}")
+            dataclasses.replace(cls(), **given)  # runs the section's own checks on what this entry sets
+
+    @property
+    def label(self) -> str:
+        return self.name or mask_url(self.url)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """One source with its settings resolved: the entry's own keys over the sections'."""
+
+    index: int
+    url: str
+    name: str | None
+    source: SourceConfig
+    detect: DetectConfig
+    output: OutputConfig
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
-    sources: list[str] = field(default_factory=list)
+    sources: list[SourceEntry] = field(default_factory=list)  # plain strings are taken too (API, CLI)
     source: SourceConfig = field(default_factory=SourceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def plans(self) -> list[SourcePlan]:
+        """Every source with its own settings over the sections'; raises ConfigError naming the source."""
+        plans = []
+        # The Python API and the CLI give plain strings: entries with no settings of their own.
+        entries = [s if isinstance(s, SourceEntry) else SourceEntry(url=str(s)) for s in self.sources]
+        for i, entry in enumerate(entries):
+            sections = {}
+            for section in PER_SOURCE:
+                try:
+                    sections[section] = dataclasses.replace(getattr(self, section), **getattr(entry, section))
+                except ValueError as exc:
+                    where = f"{entry.where}: " if entry.where else ""
+                    raise ConfigError(f"{where}source '{entry.label}': {section}: {exc}") from None
+            plans.append(SourcePlan(index=i, url=entry.url, name=entry.name, **sections))
+        rtsp = {p.source.rtsp_transport for p in plans if str(p.url).lower().startswith(("rtsp://", "rtsps://"))}
+        if len(rtsp) > 1:
+            # OpenCV hands FFmpeg its capture options through one process-wide variable.
+            raise ConfigError("sources ask for different rtsp_transport values (tcp and udp); OpenCV's FFmpeg "
+                              "takes one for the whole process: give every RTSP source the same one")
+        return plans
 
 
 def _where(node: yaml.Node | None, origin: str) -> str:
@@ -157,6 +239,8 @@ def _convert(node: yaml.Node, tp: Any, key: str, origin: str) -> Any:
         shown = node.value if isinstance(node, yaml.ScalarNode) else type(node).__name__.replace("Node", "").lower()
         return ConfigError(f"{_where(node, origin)}: {key}: {shown!r} is not {_describe(tp)}{extra}")
 
+    if tp is SourceEntry:
+        return _source_entry(node, key, origin)
     if dataclasses.is_dataclass(tp):
         if not isinstance(node, yaml.MappingNode):
             raise bad()
@@ -175,7 +259,7 @@ def _convert(node: yaml.Node, tp: Any, key: str, origin: str) -> Any:
                 continue
         raise bad()
     if kind is list:
-        if isinstance(node, yaml.ScalarNode) and node.value != "" and args[0] is str:
+        if isinstance(node, yaml.ScalarNode) and node.value != "" and args[0] in (str, SourceEntry):
             # One source or class given as a scalar is a list of one.
             return [_convert(node, args[0], key, origin)]
         if not isinstance(node, yaml.SequenceNode):
@@ -202,9 +286,9 @@ def _convert(node: yaml.Node, tp: Any, key: str, origin: str) -> Any:
             return value
         raise bad()
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise bad()
+        raise bad(" (a finite number)" if isinstance(value, float) else "")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -212,12 +296,67 @@ def _convert(node: yaml.Node, tp: Any, key: str, origin: str) -> Any:
     raise bad()
 
 
+def _source_entry(node: yaml.Node, key: str, origin: str) -> SourceEntry:
+    """A `sources:` entry: a plain string, or a mapping with url, name and per-source sections."""
+    where = _where(node, origin)
+    if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:null":
+        return SourceEntry(url=str(_convert(node, str, key, origin)), where=where)
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{where}: {key}: give a file, URL or camera index, or a mapping with url: and name:")
+    pairs = _pairs(node, origin)
+    name_node = pairs.get("name", (None, None))[1]
+    label = f"{key} ({name_node.value})" if isinstance(name_node, yaml.ScalarNode) else key
+    values: dict[str, Any] = {}
+    for name, (key_node, value_node) in pairs.items():
+        if name in ("url", "name"):
+            values[name] = _convert(value_node, str, f"{label}.{name}", origin)
+        elif name in PER_SOURCE:
+            if not isinstance(value_node, yaml.MappingNode):
+                raise ConfigError(f"{_where(value_node, origin)}: {label}.{name}: give a mapping of {name} settings")
+            values[name] = _section_overrides(PER_SOURCE[name], value_node, f"{label}.{name}", origin)
+        else:
+            allowed = ", ".join(["url", "name", *PER_SOURCE])
+            raise ConfigError(f"{_where(key_node, origin)}: {label}: unknown key '{name}'; allowed keys: {allowed}")
+    if "url" not in values:
+        raise ConfigError(f"{where}: {label}: no url; every source needs url: (a file, folder, camera index or URL)")
+    try:
+        return SourceEntry(**values, where=where)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {label}: {exc}") from None
+
+
+def _section_overrides(cls: type, node: yaml.MappingNode, prefix: str, origin: str) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for name, (key_node, value_node) in _pairs(node, origin).items():
+        if name not in hints:
+            raise ConfigError(f"{_where(key_node, origin)}: unknown key '{prefix}.{name}'; allowed keys: {', '.join(allowed)}")
+        values[name] = _convert(value_node, hints[name], f"{prefix}.{name}", origin)
+    try:
+        dataclasses.replace(cls(), **values)
+    except ValueError as exc:
+        raise ConfigError(f"{_where(node, origin)}: {prefix}: {exc}") from None
+    return values
+
+
+def _pairs(node: yaml.MappingNode, origin: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """A mapping's keys in order; a key given twice is an error (YAML would keep the last silently)."""
+    pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        if key in pairs:
+            first = pairs[key][0].start_mark.line + 1
+            raise ConfigError(f"{_where(key_node, origin)}: '{key}' is given twice (first on line {first}); keep one")
+        pairs[key] = (key_node, value_node)
+    return pairs
+
+
 def _build(cls: type, node: yaml.MappingNode, prefix: str, origin: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
-    for key_node, value_node in node.value:
-        key = key_node.value
+    for key, (key_node, value_node) in _pairs(node, origin).items():
         if key not in hints:
             raise ConfigError(
                 f"{_where(key_node, origin)}: unknown key '{prefix}{key}'; allowed keys: {', '.join(names)}"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sources import Frame
+from .sources.base import Frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +61,12 @@ class FrameResult:
 
     ``frame.image`` is the annotated picture once the render stage has drawn
     on it (drawing happens in place: the raw pixels are not kept).
-    ``latency_ms`` runs from decode to the end of inference.
+    ``latency_ms`` runs from decode to the end of inference. ``source_id``
+    is the source's position in the run (per-source state is kept by it).
     """
 
     source: str
     frame: Frame
     detections: Detections
     latency_ms: float
+    source_id: int = 0

@@ -23,8 +23,17 @@ class SourceError(StreamdetError):
     pass
 
 
-class SinkError(StreamdetError):
+class OutputError(StreamdetError):
     pass
+
+
+class PipeClosed(StreamdetError):
+    """Whoever read our standard output went away (`streamdet run --json - | head`).
+
+    Like other Unix tools, streamdet then ends quietly with the SIGPIPE status.
+    """
+
+    exit_code = 141
 
 
 class ConfigError(StreamdetError):

@@ -6,7 +6,6 @@ outputs and hand the result on, so the requests are free again at once.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 import openvino as ov
 
 from .detections import Detections
-from .model import Detector
+from .model import Detector, DetectFilter
 from .sources import Frame
 
 
@@ -25,7 +24,7 @@ class Job:
     seq: int
     source_id: int
     frame: Frame
-    submitted: float = 0.0
+    keep: DetectFilter | None = None  # the source's own threshold and classes; None = the detector's
     # The request reads this tensor's memory while it runs, but OpenVINO does
     # not keep the Python owner alive: the job must, or the buffer is reused.
     tensor: ov.Tensor | None = None
@@ -37,36 +36,31 @@ class Completed:
     detections: Detections
     infer_ms: float
     done: float
+    error: BaseException | None = None  # decoding the outputs failed; the frame carries no result
 
 
 class InferenceEngine:
     def __init__(self, detector: Detector, nireq: int, on_done: Callable[[Completed], None]):
         self.detector = detector
-        self.nireq = nireq
         self._on_done = on_done
         self._queue = ov.AsyncInferQueue(detector.compiled, nireq)
         self._queue.set_callback(self._callback)
-        self.error: BaseException | None = None
-        self._error_lock = threading.Lock()
 
     def _callback(self, request: ov.InferRequest, job: Job) -> None:
         job.tensor = None
         try:
             height, width = job.frame.image.shape[:2]
-            detections = self.detector.decode(request, width, height)
-            self._on_done(Completed(job, detections, request.latency, time.monotonic()))
+            detections = self.detector.decode(request, width, height, job.keep)
+            completed = Completed(job, detections, request.latency, time.monotonic())
         except BaseException as exc:  # an exception here would vanish inside OpenVINO
-            with self._error_lock:
-                if self.error is None:
-                    self.error = exc
-            self._on_done(Completed(job, Detections.empty(), 0.0, time.monotonic()))
+            completed = Completed(job, Detections.empty(), 0.0, time.monotonic(), error=exc)
+        self._on_done(completed)
 
     def wait_idle(self) -> None:
         """Block until a request is free, so the next submit never waits with a frame in hand."""
         self._queue.get_idle_request_id()
 
     def submit(self, job: Job) -> None:
-        job.submitted = time.monotonic()
         job.tensor = self.detector.infer_input(job.frame.image)
         self._queue.start_async(job.tensor, job)
 

@@ -1,4 +1,4 @@
-"""Class names: the COCO label file shipped in streamdet/assets/, or the user's own."""
+"""Class names: the COCO label file (assets/, shipped as streamdet.assets), or the user's own."""
 
 from __future__ import annotations
 

@@ -36,10 +36,6 @@ class StageTimer:
             self._total += ms
             self._count += 1
 
-    @property
-    def count(self) -> int:
-        return self._count
-
     def summary(self) -> StageSummary:
         with self._lock:
             samples = np.fromiter(self._samples, dtype=np.float64, count=len(self._samples))
@@ -62,11 +58,12 @@ class RateMeter:
         while self._times and now - self._times[0] > self._window:
             self._times.popleft()
 
-    def rate(self) -> float:
+    def rate(self) -> float | None:
+        """Events per second, or None until two events give a rate."""
         if len(self._times) < 2:
-            return 0.0
+            return None
         span = self._times[-1] - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else 0.0
+        return (len(self._times) - 1) / span if span > 0 else None
 
 
 @dataclass(frozen=True)
@@ -75,6 +72,23 @@ class StageSummary:
     p50_ms: float
     p95_ms: float
     count: int
+
+
+@dataclass
+class SourceCounters:
+    """What the output loop counts for one source (on its own thread, so no lock)."""
+
+    frames_processed: int = 0
+    last_done: float | None = None
+    latency: StageTimer = field(default_factory=StageTimer)
+    age: StageTimer = field(default_factory=StageTimer)
+    rate: RateMeter = field(default_factory=RateMeter)
+
+    def done(self, now: float, latency_ms: float) -> None:
+        self.frames_processed += 1
+        self.last_done = now
+        self.latency.add(latency_ms)
+        self.rate.tick(now)
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,7 @@ class SourceSummary:
     reconnects: int
     latency: StageSummary
     frame_age: StageSummary
+    frames_skipped: int = 0  # pictures in a folder that could not be decoded
 
 
 @dataclass(frozen=True)
@@ -119,5 +134,26 @@ class RunSummary:
                 f"  source {src.name}: {src.frames_processed} processed, {src.frames_dropped} dropped, "
                 f"{src.fps:.1f} FPS, latency p50 {src.latency.p50_ms:.1f} ms p95 {src.latency.p95_ms:.1f} ms"
                 + (f", {src.reconnects} reconnects" if src.reconnects else "")
+                + (f", {src.frames_skipped} unreadable images skipped" if src.frames_skipped else "")
             )
         return "\n".join(lines)
+
+
+def status_line(name: str, counters: SourceCounters, dropped: int, health) -> str:
+    """The periodic line for one live source: its rates while connected; offline, how long, and what next while not."""
+    processed = counters.rate.rate()
+    if health is not None and not health.connected:
+        line = f"{name}: OFFLINE"
+        if health.offline_s is not None:
+            line += f" for {health.offline_s:.0f} s"
+        if health.attempt:
+            line += f", {health.attempt} failed attempt(s)"
+        if health.next_try_s is not None:
+            line += f", next try in {health.next_try_s:.1f} s"
+        if health.last_error:
+            line += f" ({health.last_error})"
+        return line + f"; reconnects {health.reconnects}, dropped {dropped}"
+    input_fps = getattr(health, "input_fps", None)
+    return (f"{name}: input {f'{input_fps:.1f}' if input_fps is not None else '-'} fps, "
+            f"processed {f'{processed:.1f}' if processed is not None else '-'} fps, dropped {dropped}, "
+            f"reconnects {getattr(health, 'reconnects', 0)}, latency {counters.latency.summary().mean_ms:.0f} ms")

@@ -262,4 +262,4 @@ def test_bad_inference_settings_are_named(model_cache, pedestrian_xml):
     with pytest.raises(ConfigError, match="streams -1 is negative"):
         load(pedestrian_xml, cache_dir=model_cache, streams=-1)
     detector = load(pedestrian_xml, cache_dir=model_cache, hint="latency", streams=1, threads=1, nireq=3)
-    assert detector.compiled.get_property("NUM_STREAMS") == 1 and detector.optimal_nireq == 3
+    assert detector.compiled.get_property("NUM_STREAMS") == 1 and detector.nireq == 3

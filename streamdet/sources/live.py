@@ -9,49 +9,26 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 
-from .errors import SourceError
-from .sources import Frame, Source, SourceInfo
+from ..config import SourceConfig
+from ..errors import SourceError
+from .base import Frame, Source, SourceHealth, SourceInfo
+from ..urls import mask_url, safe_name
 
-log = logging.getLogger("streamdet.live")
+log = logging.getLogger("streamdet.live")  # name kept: users filter on it
 
-_URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
-_SECRET_KEYS = re.compile(r"pass|pwd|token|key|secret|auth|sig", re.IGNORECASE)
 # OpenCV reads FFmpeg options from this variable at open time, for the whole process.
 _FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _env_lock = threading.Lock()
-
-
-def is_live_spec(spec: str) -> bool:
-    text = str(spec)
-    return text.isdigit() or text.startswith("/dev/video") or text.lower().startswith(_URL_SCHEMES)
-
-
-def mask_url(url: str) -> str:
-    """The URL with user, password and secret-looking query values replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = ("***:***" if ":" in userinfo else "***") + "@" + host
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _SECRET_KEYS.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _use_rtsp_transport(transport: str) -> None:
@@ -70,35 +47,13 @@ def _use_rtsp_transport(transport: str) -> None:
         os.environ[_FFMPEG_OPTIONS_ENV] = "|".join([*others, wanted])
 
 
-def _safe_name(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or "camera"
-    port = f"_{parts.port}" if parts.port else ""
-    path = re.sub(r"[^A-Za-z0-9]+", "_", parts.path).strip("_")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{host}{port}" + (f"_{path}" if path else ""))
-
-
 @dataclass
 class LiveStats:
-    frames_read: int = 0
     reconnects: int = 0
     losses: int = 0                    # times the stream was lost (backend error or watchdog)
     connected: bool = False
     last_error: str | None = None
     input_fps: float | None = None
-
-
-@dataclass(frozen=True)
-class LiveOptions:
-    rtsp_transport: str = "tcp"
-    open_timeout: float = 10.0
-    read_timeout: float = 5.0
-    reconnect_initial: float = 1.0
-    reconnect_max: float = 30.0
-    reconnect_attempts: int = 0  # 0 = never give up
-    width: int = 0
-    height: int = 0
-    fps: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +146,8 @@ class LiveSource(Source):
     # first, FFmpeg's timeout only frees a retired reader.
     _BACKSTOP = 2.0
 
-    def __init__(self, options: LiveOptions):
-        self.options = options
+    def __init__(self, settings: SourceConfig):
+        self.settings = settings
         self.stats = LiveStats()
         self.display_name = ""
         self._mailbox = _Mailbox()
@@ -262,12 +217,12 @@ class LiveSource(Source):
             self.stats.last_error = f"{len(self._retired)} earlier connections still blocked in the backend"
             return None
         self._start_reader()
-        item = self._mailbox.take(self.options.open_timeout + 1.0)
+        item = self._mailbox.take(self.settings.open_timeout + 1.0)
         if isinstance(item, _Opened):
             self.stats.connected = True
             return item.info
         self.stats.last_error = item.reason if isinstance(item, _Lost) else (
-            f"did not open within {self.options.open_timeout:g} s")
+            f"did not open within {self.settings.open_timeout:g} s")
         self._retire_reader()
         return None
 
@@ -281,7 +236,7 @@ class LiveSource(Source):
 
     def _reconnect(self) -> bool:
         """Reconnect with backoff until it works, stop() is called, or attempts run out."""
-        delay = self.options.reconnect_initial
+        delay = self.settings.reconnect_initial
         attempt = 0
         while not self._stop.is_set():
             attempt += 1
@@ -290,14 +245,14 @@ class LiveSource(Source):
                 log.info("%s: reconnected after %d attempt(s), %.1f s without frames",
                          self.display_name, attempt, time.monotonic() - (self._lost_at or time.monotonic()))
                 return True
-            if self.options.reconnect_attempts and attempt >= self.options.reconnect_attempts:
+            if self.settings.reconnect_attempts and attempt >= self.settings.reconnect_attempts:
                 log.error("%s: giving up after %d attempts (%s)", self.display_name, attempt, self.stats.last_error)
                 return False
             log.warning("%s: reconnect attempt %d failed (%s); next try in %.1f s",
                         self.display_name, attempt, self.stats.last_error, delay)
             if self._stop.wait(delay):
                 return False
-            delay = min(delay * 2, self.options.reconnect_max)
+            delay = min(delay * 2, self.settings.reconnect_max)
         return False
 
     def _lose(self, reason: str) -> None:
@@ -313,7 +268,7 @@ class LiveSource(Source):
         while not self._stop.is_set():
             if self._reader is None and not self._reconnect():
                 return None
-            item = self._mailbox.take(self.options.read_timeout)
+            item = self._mailbox.take(self.settings.read_timeout)
             if isinstance(item, _Picture):
                 gap = None
                 if self._lost_at is not None:
@@ -322,12 +277,11 @@ class LiveSource(Source):
                 self._tick(item.captured)
                 frame = Frame(image=item.image, index=self._index, pts_ms=None, captured=item.captured, gap_ms=gap)
                 self._index += 1
-                self.stats.frames_read += 1
                 return frame
             if self._stop.is_set():
                 break
             # _Opened cannot come here: _connect() took it before read() waits for frames.
-            self._lose(item.reason if isinstance(item, _Lost) else f"no frame for {self.options.read_timeout:g} s")
+            self._lose(item.reason if isinstance(item, _Lost) else f"no frame for {self.settings.read_timeout:g} s")
         return None
 
     def _tick(self, now: float) -> None:
@@ -353,28 +307,28 @@ class LiveSource(Source):
 
 
 class NetworkSource(LiveSource):
-    def __init__(self, url: str, options: LiveOptions):
-        super().__init__(options)
+    def __init__(self, url: str, settings: SourceConfig):
+        super().__init__(settings)
         parts = urlsplit(url)
         if not parts.hostname:
             raise SourceError(f"source '{mask_url(url)}': the URL has no host; write it as rtsp://host:port/path")
         self.url = url
         self.display_name = mask_url(url)
-        self.name = _safe_name(url)
+        self.name = safe_name(url)
 
     def _open_capture(self) -> cv2.VideoCapture:
         if self.url.lower().startswith(("rtsp://", "rtsps://")):
-            _use_rtsp_transport(self.options.rtsp_transport)
+            _use_rtsp_transport(self.settings.rtsp_transport)
         params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.options.open_timeout * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.options.read_timeout * self._BACKSTOP * 1000),
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.settings.read_timeout * self._BACKSTOP * 1000),
         ]
         return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
 
 
 class CameraSource(LiveSource):
-    def __init__(self, spec: str, options: LiveOptions):
-        super().__init__(options)
+    def __init__(self, spec: str, settings: SourceConfig):
+        super().__init__(settings)
         self.device = Path(f"/dev/video{spec}" if spec.isdigit() else spec)
         what = f"index {spec}" if spec.isdigit() else str(self.device)
         if not self.device.exists():
@@ -386,12 +340,12 @@ class CameraSource(LiveSource):
 
     def _open_capture(self) -> cv2.VideoCapture:
         params = []
-        if self.options.width:
-            params += [cv2.CAP_PROP_FRAME_WIDTH, self.options.width]
-        if self.options.height:
-            params += [cv2.CAP_PROP_FRAME_HEIGHT, self.options.height]
-        if self.options.fps:
-            params += [cv2.CAP_PROP_FPS, int(self.options.fps)]
+        if self.settings.width:
+            params += [cv2.CAP_PROP_FRAME_WIDTH, self.settings.width]
+        if self.settings.height:
+            params += [cv2.CAP_PROP_FRAME_HEIGHT, self.settings.height]
+        if self.settings.fps:
+            params += [cv2.CAP_PROP_FPS, int(self.settings.fps)]
         return cv2.VideoCapture(str(self.device), cv2.CAP_V4L2, params)
 
     def open(self) -> SourceInfo:
@@ -399,11 +353,3 @@ class CameraSource(LiveSource):
         if not self.stats.connected:
             raise SourceError(f"camera {self.device}: cannot be opened (busy or not a capture device)")
         return info
-
-
-def open_live(spec: str, **options) -> LiveSource:
-    opts = LiveOptions(**options)
-    text = str(spec)
-    if text.isdigit() or text.startswith("/dev/video"):
-        return CameraSource(text, opts)
-    return NetworkSource(text, opts)

@@ -1,1 +1,0 @@
-"""Data files shipped with streamdet (installed as the streamdet.assets package)."""

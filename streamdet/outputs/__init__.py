@@ -1,0 +1,27 @@
+"""Where processed frames go. Every output has the `Output` interface; `plan_targets`
+checks all of a run's paths before any work, `open_output` makes one once its source is open.
+"""
+
+from __future__ import annotations
+
+from ..sources import SourceInfo
+from .base import Output, write_atomically
+from .images import ImageOutput
+from .jsonl import JsonlOutput
+from .plan import Target, plan_targets
+from .video import VideoOutput
+from .window import WindowOutput, display_available
+
+__all__ = ["Output", "Target", "plan_targets", "open_output", "write_atomically", "WindowOutput",
+           "display_available", "VideoOutput", "ImageOutput", "JsonlOutput"]
+
+
+def open_output(target: Target, info: SourceInfo, source_name: str) -> Output:
+    """The output for a checked target; files are created on the first frame, not here."""
+    if target.kind == "video":
+        return VideoOutput(target.path, info.fps, source_name)
+    if target.kind in ("image", "images"):
+        return ImageOutput(target.path, folder=target.kind == "images")
+    if target.kind == "jsonl":
+        return JsonlOutput(target.path)
+    raise ValueError(f"no output is made for a {target.kind} target")

@@ -1,0 +1,63 @@
+"""What every output is: something that takes processed frames and is finalised once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from ..detections import FrameResult
+from ..errors import OutputError
+
+
+class Output(ABC):
+    """A recording, a folder of images, a JSONL file, a window; later a web view or an event publisher.
+
+    `write` is called on the pipeline's output thread, in frame order.
+    `close` finalises (safe to call twice), also after a failed run, and
+    raises OutputError when the output could not be completed.
+    """
+
+    label: str = ""            # what error messages call it: the path, or "window"
+    shows_pictures = False     # it wants frames with boxes drawn on them
+    cpu_s: float = 0.0         # CPU seconds spent on threads the output owns
+
+    @abstractmethod
+    def write(self, result: FrameResult) -> None: ...
+
+    def flush(self) -> None:
+        """Push out anything buffered; called when the pipeline is idle."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+def write_error(label: str, exc: OSError) -> OutputError:
+    """The one-line message for a failed write: which output, and the system's reason."""
+    reason = exc.strerror or str(exc)
+    hint = {28: "; free some space", 27: "; the file grew past the size limit", 13: "; check the permissions"}
+    return OutputError(f"output '{label}': writing failed ({reason}{hint.get(exc.errno or 0, '')})")
+
+
+def staged_path(final: Path) -> Path:
+    """A hidden name beside `final`, with its extension (writers pick the format by it), for writing before the move."""
+    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
+
+
+def write_atomically(path: str | os.PathLike, data: bytes, label: str | None = None) -> None:
+    """Write a small file whole: to a temporary name beside it, then moved over the final name."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise write_error(label or str(path), exc) from None

@@ -1,0 +1,85 @@
+"""JSON Lines: one line per processed frame."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import time
+
+from ..detections import FrameResult
+from ..errors import PipeClosed
+from .base import Output, write_error
+
+
+def record(result: FrameResult) -> dict:
+    """The JSON form of one processed frame (boxes in pixels)."""
+    d = result.detections
+    line = {
+        "source": result.source,
+        "frame": result.frame.index,
+        "pts_ms": None if result.frame.pts_ms is None else round(result.frame.pts_ms, 3),
+        "detections": [
+            {"label": label, "class_id": int(class_id), "score": round(float(score), 4),
+             "box": [round(float(v), 1) for v in box]}
+            for box, score, class_id, label in zip(d.xyxy, d.scores, d.class_ids, d.labels)
+        ],
+        "latency_ms": round(result.latency_ms, 2),
+    }
+    if result.frame.gap_ms is not None:
+        line["gap_ms"] = round(result.frame.gap_ms, 1)
+    if result.frame.file is not None:
+        line["file"] = result.frame.file
+    return line
+
+
+class JsonlOutput(Output):
+    """One JSON line per frame, written in place so it can be followed while a camera runs (`tail -f`).
+
+    Lines are collected and written whole with one unbuffered write, so a
+    killed process leaves only complete lines behind.
+    """
+
+    _FLUSH_LINES = 64
+    _FLUSH_S = 0.5
+
+    def __init__(self, path: str):
+        self.path = path
+        self.label = "standard output" if path == "-" else path
+        self._fd: int | None = None
+        self._pending: list[str] = []
+        self._last_flush = time.monotonic()
+
+    def write(self, result: FrameResult) -> None:
+        self._pending.append(json.dumps(record(result), separators=(",", ":")) + "\n")
+        if len(self._pending) >= self._FLUSH_LINES or time.monotonic() - self._last_flush >= self._FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        data = "".join(self._pending).encode("utf-8")
+        self._pending.clear()
+        try:
+            if self._fd is None:
+                if self.path == "-":
+                    self._fd = sys.stdout.fileno()
+                else:
+                    self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            if exc.errno == errno.EPIPE and self.path == "-":
+                raise PipeClosed("the reader of standard output went away") from None
+            raise write_error(self.label, exc) from None
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None and self.path != "-":
+                os.close(self._fd)
+            self._fd = None

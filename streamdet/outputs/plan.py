@@ -1,0 +1,150 @@
+"""Where each output goes, checked before any work: nothing may be written over an input or another output.
+
+Every path is compared resolved (symlinks and `..` followed) and, where it
+exists, by inode (hard links), so no spelling of a path slips through.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import SourcePlan
+from ..errors import OutputError
+from ..sources import ImageFilesSource, Source
+from .images import IMAGE_SUFFIXES
+from .video import VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Target:
+    """One output file or folder and the sources that write to it."""
+
+    kind: str                   # "video", "image" (one picture), "images" (a folder), "jsonl", "summary"
+    path: str
+    sources: tuple[int, ...]    # indexes into the run's sources; empty for the summary
+    what: str                   # for messages: "recording of bikes"
+
+
+def _suffixes(names) -> str:
+    return ", ".join(names)
+
+
+def _picture_kind(path: str, source: Source) -> str:
+    """What `--output` makes for this source, from the name's extension and the kind of source."""
+    suffix = Path(path).suffix.lower()
+    if isinstance(source, ImageFilesSource):
+        if suffix in VIDEO_SUFFIXES and source.folder:
+            return "video"
+        if suffix in IMAGE_SUFFIXES and not source.folder:
+            return "image"
+        if not suffix:
+            return "images"
+        if suffix in IMAGE_SUFFIXES:
+            raise OutputError(f"output '{path}': source '{source.display_name}' is a folder of images; give a folder "
+                              f"for the annotated images, or a video name ({_suffixes(VIDEO_SUFFIXES)})")
+        raise OutputError(f"output '{path}': '{suffix}' is not a supported picture format for an image source; "
+                          f"use {_suffixes(IMAGE_SUFFIXES)}, or a folder")
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        raise OutputError(f"output '{path}': an image name for the video source '{source.display_name}'; "
+                          f"give a video name ({_suffixes(VIDEO_SUFFIXES)})")
+    shown = f"'{suffix}'" if suffix else "a name without an extension"
+    raise OutputError(f"output '{path}': {shown} is not a supported recording format; use {_suffixes(VIDEO_SUFFIXES)}")
+
+
+def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: str | None,
+                 overwrite: bool) -> list[Target]:
+    """Every output of the run, checked; raises OutputError naming the output (and what it clashes with)."""
+    targets: list[Target] = []
+    jsonl: dict[str, list[int]] = {}
+    for plan, source in zip(plans, sources):
+        out = plan.output
+        if out.video:
+            path = out.video.replace("{name}", source.name)
+            targets.append(Target(_picture_kind(path, source), path, (plan.index,), f"recording of {source.name}"))
+        if out.json:
+            jsonl.setdefault(out.json.replace("{name}", source.name), []).append(plan.index)
+    for path, users in jsonl.items():
+        names = ", ".join(sources[i].name for i in users)
+        targets.append(Target("jsonl", path, tuple(users), f"detections of {names}"))
+    if summary_json:
+        targets.append(Target("summary", summary_json, (), "run summary"))
+    _check(targets, sources, overwrite)
+    return targets
+
+
+def _identity(path: str) -> tuple[str, tuple[int, int] | None]:
+    """The resolved path and, when something exists there, its (device, inode)."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+        return real, (st.st_dev, st.st_ino)
+    except OSError:
+        return real, None
+
+
+def _written_files(target: Target, sources: list[Source]) -> list[str]:
+    """The files a target writes; for a folder of images, the input file names it will use."""
+    if target.kind != "images":
+        return [target.path]
+    names: list[str] = []
+    for i in target.sources:
+        source = sources[i]
+        if isinstance(source, ImageFilesSource):
+            names += [p.name for p in source.listing()]
+    return [os.path.join(target.path, n) for n in names]
+
+
+def _check(targets: list[Target], sources: list[Source], overwrite: bool) -> None:
+    inputs = [(s.display_name, *_identity(p), os.path.isdir(p)) for s in sources for p in s.input_paths]
+    seen: dict[str, Target] = {}
+    seen_inodes: dict[tuple[int, int], Target] = {}
+    for target in targets:
+        if target.path == "-":
+            continue
+        _check_folder(target)
+        real, inode = _identity(target.path)
+        for name, input_real, input_inode, is_dir in inputs:
+            same = real == input_real or (inode is not None and inode == input_inode)
+            inside = is_dir and real.startswith(input_real.rstrip(os.sep) + os.sep)
+            if same or inside:
+                where = "is" if same else "lies inside"
+                raise OutputError(f"output '{target.path}' ({target.what}) {where} the input '{name}'; "
+                                  "choose a path outside the inputs")
+        other = seen.get(real) or (seen_inodes.get(inode) if inode else None)
+        if other is not None:
+            raise OutputError(f"output '{target.path}' is given twice: {other.what} and {target.what}; "
+                              "give each its own path (with several sources, put {name} in it)")
+        seen[real] = target
+        if inode:
+            seen_inodes[inode] = target
+        if not overwrite:
+            for path in _written_files(target, sources):
+                if os.path.lexists(path):
+                    raise OutputError(f"output '{path}' ({target.what}) exists already; choose another path, "
+                                      "or pass --overwrite to replace it")
+
+
+def _check_folder(target: Target) -> None:
+    """The output's folder exists and is writable (for a folder of images: its parent, and it is a folder)."""
+    path = Path(target.path)
+    if target.kind == "images":
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"output '{path}': exists and is not a folder; the annotated images need a folder")
+        if path.is_dir():
+            parent = path
+        else:
+            parent = path.parent if str(path.parent) else Path(".")
+    else:
+        if path.is_dir():
+            raise OutputError(f"output '{path}': is a folder; give a file name")
+        parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise OutputError(f"output '{path}': folder '{parent}' does not exist; create it first")
+    if not parent.is_dir():
+        raise OutputError(f"output '{path}': '{parent}' is not a folder; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output '{path}': folder '{parent}' is not writable; choose another path")

@@ -1,0 +1,306 @@
+"""Moving frames from the sources through inference, in order, with bounded memory.
+
+Threads (all owned by `Scheduler`, all joined by `close()`):
+
+- one capture thread per source: reads frames into that source's inbox;
+- one feeder thread: takes frames from the inboxes round-robin and starts an
+  inference when a request is free;
+- the inference engine's callback threads: hand finished frames to the
+  reorder buffer;
+- the caller takes finished frames, in submission order, with `take()`.
+
+Backpressure: the feeder holds a slot for every frame from submit until the
+caller `release()`s it, so a slow consumer slows inference down, which fills
+the file inboxes and pauses decoding; a live inbox holds one frame and
+replaces it, counting the replaced one as dropped.
+
+Errors: the first exception on any of these threads is kept, stops reading,
+and is raised by `take()` once the frames already in flight are through.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .inference import Completed, Job
+from .sources import Frame, Source, SourceInfo
+from .stats import StageTimer
+
+_POLL_S = 0.5  # how often a blocked thread re-checks for abort; not a busy loop
+# A thread may still be inside one inference or one blocking read when the
+# run stops; it notices within a poll interval, so joining it is bounded by this.
+_JOIN_S = 5.0
+
+
+class Inbox:
+    """Frames of one source waiting for inference. Not locked: the scheduler's condition guards it.
+
+    `newest_wins` (cameras): holds one frame; a new one replaces it and the
+    replaced one counts as dropped, so latency never builds up. Otherwise
+    (files): holds up to `capacity` and the reader waits, so nothing is lost.
+    """
+
+    def __init__(self, capacity: int, newest_wins: bool):
+        self.frames: list[Frame] = []
+        self.capacity = 1 if newest_wins else capacity
+        self.newest_wins = newest_wins
+        self.finished = False
+        self.dropped = 0
+
+    def has_room(self) -> bool:
+        return self.newest_wins or len(self.frames) < self.capacity
+
+    def put(self, frame: Frame) -> None:
+        if self.newest_wins and self.frames:
+            self.dropped += len(self.frames)
+            self.frames.clear()
+        assert len(self.frames) < self.capacity, "put() without room"
+        self.frames.append(frame)
+
+    def take(self) -> Frame | None:
+        return self.frames.pop(0) if self.frames else None
+
+
+class ReorderBuffer:
+    """Finished frames arrive in any order from the engine's threads and leave in submission order."""
+
+    def __init__(self) -> None:
+        self._ready: dict[int, Completed] = {}
+        self.next_seq = 0
+
+    def put(self, completed: Completed) -> None:
+        self._ready[completed.job.seq] = completed
+
+    def pop(self) -> Completed | None:
+        """The next frame in order, if it has arrived."""
+        completed = self._ready.pop(self.next_seq, None)
+        if completed is not None:
+            self.next_seq += 1
+        return completed
+
+    def __len__(self) -> int:
+        return len(self._ready)
+
+
+class Failure:
+    """The first error raised on any thread of a run; later ones are consequences and are dropped."""
+
+    def __init__(self, on_first: Callable[[], None]):
+        self._lock = threading.Lock()
+        self._on_first = on_first
+        self.error: BaseException | None = None
+
+    def record(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.error is not None:
+                return
+            self.error = exc
+        self._on_first()
+
+
+class Engine(Protocol):
+    """What the scheduler needs of inference (streamdet.inference.InferenceEngine; a stand-in in unit tests)."""
+
+    def wait_idle(self) -> None: ...
+    def submit(self, job: Job) -> None: ...
+    def drain(self) -> None: ...
+
+
+@dataclass
+class Lane:
+    """One source on its way through the scheduler, with its counters."""
+
+    id: int
+    source: Source
+    info: SourceInfo
+    inbox: Inbox
+    keep: object = None                 # passed to the engine with each frame (the source's detection filter)
+    thread: threading.Thread | None = None
+    frames_read: int = 0
+    frames_taken: int = 0               # taken from the inbox for inference; under the scheduler's condition
+    frames_done: int = 0                # handed out by take(); likewise
+    decode_cpu_s: float = 0.0
+    decode: StageTimer = field(default_factory=StageTimer)
+
+
+class Scheduler:
+    def __init__(self, lanes: list[Lane], make_engine: Callable[[Callable[[Completed], None]], Engine], nireq: int):
+        self.lanes = lanes
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._aborted = threading.Event()
+        # Two results per request may wait for the consumer: enough to absorb
+        # jitter in rendering without letting frames pile up.
+        self._slots = threading.Semaphore(nireq * 3)
+        self._buffer = ReorderBuffer()
+        self._submitted = 0
+        self._feeding_done = False
+        self.failure = Failure(on_first=self.stop)
+        self._engine = make_engine(self._on_done)
+        self._feeder: threading.Thread | None = None
+
+    # ------------------------------------------------------------- threads
+
+    def start(self) -> None:
+        for lane in self.lanes:
+            lane.thread = threading.Thread(target=self._capture, args=(lane,), name=f"capture-{lane.source.name}",
+                                           daemon=True)
+            lane.thread.start()
+        self._feeder = threading.Thread(target=self._feed, name="feeder", daemon=True)
+        self._feeder.start()
+
+    def _capture(self, lane: Lane) -> None:
+        inbox, cond = lane.inbox, self._cond
+        try:
+            while not self._stopping.is_set():
+                t0, c0 = time.perf_counter(), time.thread_time()
+                frame = lane.source.read()
+                if frame is None:
+                    break
+                lane.decode.add((time.perf_counter() - t0) * 1000)
+                lane.decode_cpu_s += time.thread_time() - c0
+                lane.frames_read += 1
+                with cond:
+                    while not inbox.has_room() and not self._stopping.is_set():
+                        cond.wait()
+                    if not inbox.has_room():
+                        break  # stopping: this frame was read but is not kept
+                    inbox.put(frame)
+                    cond.notify_all()
+        except BaseException as exc:
+            self.failure.record(exc)
+        finally:
+            with cond:
+                inbox.finished = True
+                cond.notify_all()
+
+    def _next_frame(self, start: int) -> tuple[Lane, Frame] | None:
+        """Round-robin over the inboxes; waits while all are empty. None when all are done."""
+        with self._cond:
+            while not self._aborted.is_set():
+                count = len(self.lanes)
+                for k in range(count):
+                    lane = self.lanes[(start + k) % count]
+                    frame = lane.inbox.take()
+                    if frame is not None:
+                        lane.frames_taken += 1
+                        self._cond.notify_all()
+                        return lane, frame
+                if all(lane.inbox.finished for lane in self.lanes):
+                    return None
+                self._cond.wait()
+            return None
+
+    def _feed(self) -> None:
+        turn = 0
+        try:
+            while not self._aborted.is_set():
+                while not self._slots.acquire(timeout=_POLL_S):
+                    if self._aborted.is_set():
+                        return
+                # Wait for a free request before taking a frame: a live frame
+                # taken now is the newest one, not one that aged in our hands.
+                self._engine.wait_idle()
+                picked = self._next_frame(turn)
+                if picked is None:
+                    self._slots.release()
+                    break
+                lane, frame = picked
+                turn = lane.id + 1
+                self._engine.submit(Job(seq=self._submitted, source_id=lane.id, frame=frame, keep=lane.keep))
+                with self._cond:
+                    self._submitted += 1
+            self._engine.drain()
+        except BaseException as exc:
+            self.failure.record(exc)
+        finally:
+            with self._cond:
+                self._feeding_done = True
+                self._cond.notify_all()
+
+    def _on_done(self, completed: Completed) -> None:
+        if completed.error is not None:
+            self.failure.record(completed.error)
+        with self._cond:
+            self._buffer.put(completed)
+            self._cond.notify_all()
+
+    # -------------------------------------------------------------- consumer
+
+    def take(self, timeout: float) -> Completed | None:
+        """The next finished frame in order; None when none came within `timeout` or the run is over.
+
+        Raises the first error of any thread once nothing more will come.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._aborted.is_set():
+                completed = self._buffer.pop()
+                if completed is not None:
+                    if completed.error is None:
+                        self.lanes[completed.job.source_id].frames_done += 1
+                        return completed
+                    self._slots.release()  # a frame that failed in inference is not handed on
+                    continue
+                if self.finished_locked():
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+        if self.failure.error is not None:
+            raise self.failure.error
+        return None
+
+    def finished_locked(self) -> bool:
+        return self._feeding_done and self._buffer.next_seq >= self._submitted
+
+    @property
+    def finished(self) -> bool:
+        """Every frame is through (or the run was aborted)."""
+        with self._cond:
+            return self._aborted.is_set() or self.finished_locked()
+
+    def release(self) -> None:
+        """The consumer is done with a frame from `take()`: its slot may carry the next one."""
+        self._slots.release()
+
+    def source_done(self, lane: Lane) -> bool:
+        """Every frame of this source has been read, inferred and handed out, without error."""
+        with self._cond:
+            return (lane.inbox.finished and not lane.inbox.frames and lane.frames_done == lane.frames_taken
+                    and self.failure.error is None)
+
+    # -------------------------------------------------------------- stopping
+
+    def stop(self) -> None:
+        """Stop reading; frames already read are still inferred and handed out."""
+        self._stopping.set()
+        for lane in self.lanes:
+            lane.source.stop()
+        with self._cond:
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Stop now: frames in flight are not handed out."""
+        self.stop()
+        self._aborted.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+    def close(self) -> list[str]:
+        """Stop and join every thread; the names of any still blocked (in a read that ignores stop) after the wait."""
+        self.stop()
+        deadline = time.monotonic() + _JOIN_S
+        threads = [t for t in [lane.thread for lane in self.lanes] + [self._feeder] if t is not None]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in threads if t.is_alive()]

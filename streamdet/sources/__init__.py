@@ -1,0 +1,44 @@
+"""Where frames come from: files, folders of images, webcams and network cameras.
+
+`open_source` picks the kind from how the source is written and checks only
+what is cheap; `Source.open()` does the slow part.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# OpenCV serialises every FFmpeg open behind one process-wide lock unless told
+# that FFmpeg is thread-safe (it is since FFmpeg 4). With the lock, a camera
+# that hangs while opening holds up every other open - other cameras'
+# reconnects and files alike - for its whole open timeout. Set before cv2 loads.
+os.environ.setdefault("OPENCV_FFMPEG_IS_THREAD_SAFE", "1")
+
+from ..config import SourceConfig  # noqa: E402
+from ..errors import SourceError  # noqa: E402
+from .base import Frame, Source, SourceHealth, SourceInfo  # noqa: E402
+from .files import IMAGE_SUFFIXES, ImageFilesSource, VideoFileSource  # noqa: E402
+from .live import CameraSource, LiveSource, NetworkSource  # noqa: E402
+from ..urls import NETWORK_SCHEMES, is_camera_spec, mask_url, scheme_of  # noqa: E402
+
+__all__ = ["Frame", "Source", "SourceHealth", "SourceInfo", "ImageFilesSource", "VideoFileSource", "LiveSource",
+           "NetworkSource", "CameraSource", "open_source", "mask_url"]
+
+
+def open_source(spec: str, settings: SourceConfig = SourceConfig()) -> Source:
+    """The source `spec` names (file, folder, image, camera index or URL); not opened yet."""
+    spec = str(spec)
+    scheme = scheme_of(spec)
+    if scheme is not None:
+        if scheme not in NETWORK_SCHEMES:
+            supported = ", ".join(f"{s}://" for s in NETWORK_SCHEMES)
+            raise SourceError(f"source '{mask_url(spec)}': {scheme}:// is not supported; use {supported}, "
+                              "a file, a folder of images or a camera index")
+        return NetworkSource(spec, settings)
+    if is_camera_spec(spec):
+        return CameraSource(spec, settings)
+    path = Path(spec)
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageFilesSource(path, settings)
+    return VideoFileSource(path, settings)

@@ -1,0 +1,91 @@
+"""What every source hands out: frames, a description of the stream, its health."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded picture.
+
+    ``captured`` is ``time.monotonic()`` when decoding finished: every latency
+    and frame-age figure is measured from it. ``gap_ms`` is set on the first
+    frame after a live source lost its stream: how long it had no frames.
+    ``file`` names the image a frame of an image folder came from.
+    """
+
+    image: np.ndarray
+    index: int
+    pts_ms: float | None
+    captured: float
+    gap_ms: float | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    width: int
+    height: int
+    fps: float | None
+    frame_count: int | None
+    live: bool
+    still: bool = False  # single images: no frame rate, no status plate
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """A live source's state for status lines: connected, or offline since when and what comes next."""
+
+    connected: bool
+    input_fps: float | None
+    reconnects: int
+    offline_s: float | None = None     # how long it has had no frames
+    attempt: int = 0                   # failed connection attempts in this outage
+    next_try_s: float | None = None    # seconds until the next full open
+    last_error: str | None = None
+
+
+class Source(ABC):
+    """A stream of frames. Not thread-safe: one thread owns `read()`.
+
+    Constructing a source checks only what is cheap (the file exists, the URL
+    is well formed), so every source can be checked before the model loads;
+    `open()` does the slow part.
+    """
+
+    name: str
+    display_name: str = ""  # for log lines: a path, or a URL with credentials masked
+
+    @abstractmethod
+    def open(self) -> SourceInfo:
+        """Open the source or raise SourceError saying why it cannot be read."""
+
+    @abstractmethod
+    def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def stop(self) -> None:
+        """Ask a blocking `read()` in another thread to give up soon."""
+
+    def health(self) -> SourceHealth | None:
+        """Live sources say whether they are connected; files have nothing to say."""
+        return None
+
+    @property
+    def input_paths(self) -> list[str]:
+        """Local files or folders this source reads: no output may be written over them."""
+        return []
+
+    def __enter__(self) -> Source:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,73 @@
+"""Helpers every test area shares: decoding clips, free ports, waiting for events, loopback HTTP servers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def decode(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    """The clip's frames as OpenCV decodes them (the first `limit` only, when given)."""
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    frames = []
+    while limit is None or len(frames) < limit:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    cap.release()
+    return frames
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (a camera that is switched off)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.05):
+    """Wait until `predicate()` is true (returning its value) or fail naming `what`; polls, never sleeps blind."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)
+
+
+class LoopbackHttpServer:
+    """A threading HTTP server on 127.0.0.1 whose GET is `handle(request_handler)`; closes cleanly."""
+
+    def __init__(self, handle: Callable[[BaseHTTPRequestHandler], None], port: int = 0):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                try:
+                    handle(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away: normal for a camera stream
+
+            def log_message(self, *args):
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join()

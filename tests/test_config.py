@@ -1,0 +1,138 @@
+"""The settings tree: YAML to dataclasses, per-source settings, and errors that name the key and line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamdet.config import Config, SourceEntry, load_config, override
+from streamdet.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(tmp_path: Path, text: str) -> Config:
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def _error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, text).plans()
+    return str(info.value)
+
+
+def test_shipped_config_yaml_is_the_builtin_defaults_and_shows_every_key():
+    assert load_config(ROOT / "config.yaml") == Config()
+    shown = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for section in dataclasses.fields(Config):
+        value = getattr(Config(), section.name)
+        if dataclasses.is_dataclass(value):
+            assert set(shown[section.name]) == {f.name for f in dataclasses.fields(value)}, section.name
+
+
+def test_sources_as_strings_and_as_mappings_with_their_own_settings(tmp_path):
+    config = _load(tmp_path, """
+detect:
+  threshold: 0.4
+  classes: [person]
+source:
+  read_timeout: 3
+output:
+  json: all.jsonl
+sources:
+  - clip.mp4
+  - name: door
+    url: rtsp://admin:pw@10.0.0.5/live
+    source: {read_timeout: 1.5}
+    detect: {threshold: 0.8}
+    output: {video: door.mp4, json: door.jsonl}
+""")
+    clip, door = config.plans()
+    assert (clip.url, clip.name, clip.detect.threshold, clip.source.read_timeout) == ("clip.mp4", None, 0.4, 3.0)
+    assert clip.output.json == "all.jsonl" and clip.output.video is None
+    assert (door.name, door.detect.threshold, door.detect.classes) == ("door", 0.8, ["person"])
+    assert door.source.read_timeout == 1.5 and door.source.open_timeout == 10.0
+    assert (door.output.video, door.output.json) == ("door.mp4", "door.jsonl")
+    # CLI flags set the sections; an entry's own keys still win for that entry.
+    override(config, "detect", threshold=0.3)
+    clip, door = config.plans()
+    assert (clip.detect.threshold, door.detect.threshold) == (0.3, 0.8)
+
+
+def test_a_single_source_may_be_a_scalar(tmp_path):
+    assert [p.url for p in _load(tmp_path, "sources: clip.mp4\n").plans()] == ["clip.mp4"]
+
+
+def test_python_api_takes_plain_strings():
+    assert [p.url for p in Config(sources=["a.mp4", "rtsp://h/x"]).plans()] == ["a.mp4", "rtsp://h/x"]
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("sources:\n  - name: door\n    url: a.mp4\n    detect:\n      treshold: 0.8\n",
+     ["line 5", "sources[0] (door).detect.treshold", "allowed keys: threshold, classes"]),
+    ("sources:\n  - a.mp4\n  - name: yard\n    url: b.mp4\n    colour: red\n", ["line 5", "(yard)", "unknown key 'colour'"]),
+    ("sources:\n  - name: door\n    detect: {threshold: 0.5}\n", ["line 2", "no url"]),
+    ("sources:\n  - name: door\n    url: a.mp4\n    detect: {threshold: 1.5}\n", ["line 4", "(door).detect", "between 0 and 1"]),
+    ("sources:\n  - name: door\n    url: a.mp4\n    output: {summary_json: s.json}\n", ["door", "summary_json"]),
+    ("sources:\n  - name: front door\n    url: a.mp4\n", ["line 2", "name 'front door'", "letters"]),
+    ("detect:\n  threshold: 0.3\ndetect:\n  threshold: 0.4\n", ["line 3", "'detect' is given twice", "line 1"]),
+    ("source:\n  open_timeout: .nan\n", ["line 2", "source.open_timeout", "finite"]),
+    ("source:\n  read_timeout: .inf\n", ["line 2", "source.read_timeout"]),
+    ("inference:\n  nireq: 10000\n", ["line 2", "nireq", "up to 64"]),
+    ("inference:\n  threads: -1\n", ["threads"]),
+    ("overlay:\n  draw: sometimes\n", ["line 2", "overlay.draw", "'auto', 'yes', 'no'"]),
+])
+def test_errors_name_the_key_and_line(tmp_path, text, fragments):
+    message = _error(tmp_path, text)
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_an_override_that_breaks_a_rule_with_the_sections_names_the_source(tmp_path):
+    message = _error(tmp_path, """
+source:
+  reconnect_initial: 5
+sources:
+  - name: door
+    url: rtsp://h/x
+    source: {reconnect_max: 2}
+""")
+    assert "source 'door'" in message and "reconnect_max must be at least reconnect_initial" in message
+
+
+def test_rtsp_transport_that_differs_between_sources_is_refused(tmp_path):
+    message = _error(tmp_path, """
+sources:
+  - rtsp://cam1/live
+  - name: cam2
+    url: rtsp://cam2/live
+    source: {rtsp_transport: udp}
+""")
+    assert "rtsp_transport" in message and "one for the whole process" in message
+    # The same difference between a file and a camera is fine: only RTSP sources use it.
+    _load(tmp_path, "sources:\n  - a.mp4\n  - name: c\n    url: rtsp://h/x\n    source: {rtsp_transport: udp}\n").plans()
+
+
+def test_credentials_never_reach_an_error_about_an_unnamed_source(tmp_path):
+    message = _error(tmp_path, """
+source:
+  reconnect_initial: 5
+sources:
+  - url: rtsp://admin:hunter2@cam/live
+    source: {reconnect_max: 2}
+""")
+    assert "hunter2" not in message and "rtsp://***:***@cam/live" in message
+
+
+def test_entries_check_their_settings_in_the_python_api_too():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        SourceEntry(url="a.mp4", detect={"threshold": 7})
+    with pytest.raises(ValueError, match="unknown key 'detect.score'"):
+        SourceEntry(url="a.mp4", detect={"score": 0.5})

@@ -1,0 +1,194 @@
+"""The scheduler without a model: inbox policies, the reorder buffer, and errors on every thread.
+
+`StandInEngine` stands in for OpenVINO's AsyncInferQueue (streamdet.inference):
+it finishes jobs on a thread of its own, out of order, as a real device does
+with several requests. Everything else here is the real scheduler.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streamdet.detections import Detections
+from streamdet.errors import ModelError, SourceError
+from streamdet.inference import Completed, Job
+from streamdet.scheduler import Failure, Inbox, Lane, ReorderBuffer, Scheduler
+from streamdet.sources import Frame, Source, SourceInfo
+
+pytestmark = pytest.mark.unit
+
+
+def _frame(i: int) -> Frame:
+    return Frame(image=np.zeros((4, 4, 3), np.uint8), index=i, pts_ms=None, captured=time.monotonic())
+
+
+class CountingSource(Source):
+    """`count` tiny frames; raises `fail` instead of frame `fail_at`."""
+
+    def __init__(self, name: str, count: int, fail_at: int | None = None, fail: BaseException | None = None):
+        self.name = name
+        self.count, self.fail_at, self.fail = count, fail_at, fail
+        self.read_count = 0
+
+    def open(self) -> SourceInfo:
+        return SourceInfo(4, 4, 25.0, self.count, live=False)
+
+    def read(self) -> Frame | None:
+        if self.read_count == self.fail_at:
+            raise self.fail
+        if self.read_count >= self.count:
+            return None
+        self.read_count += 1
+        return _frame(self.read_count - 1)
+
+    def close(self) -> None:
+        pass
+
+
+class StandInEngine:
+    """Stands in for OpenVINO: `nireq` jobs in flight, finished in shuffled order on a worker thread."""
+
+    def __init__(self, on_done, nireq: int = 3, submit_fails_at: int | None = None, decode_fails_at: int | None = None):
+        self.on_done, self.nireq = on_done, nireq
+        self.submit_fails_at, self.decode_fails_at = submit_fails_at, decode_fails_at
+        self.free = threading.Semaphore(nireq)
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.submitted = 0
+        self.worker = threading.Thread(target=self._work, daemon=True)
+        self.worker.start()
+        self.idle = threading.Event()
+
+    def wait_idle(self) -> None:
+        self.free.acquire()
+        self.free.release()
+
+    def submit(self, job: Job) -> None:
+        if self.submitted == self.submit_fails_at:
+            raise ModelError("detector input must be an 8-bit BGR image (stand-in)")
+        self.free.acquire()
+        self.submitted += 1
+        self.jobs.put(job)
+
+    def drain(self) -> None:
+        for _ in range(self.nireq):
+            self.free.acquire()
+        for _ in range(self.nireq):
+            self.free.release()
+        self.jobs.put(None)
+
+    def _work(self) -> None:
+        rng = random.Random(7)
+        batch: list[Job] = []
+        while True:
+            job = self.jobs.get()
+            if job is not None:
+                batch.append(job)
+            if job is None or len(batch) == self.nireq or self.jobs.empty():
+                rng.shuffle(batch)
+                for done in batch:
+                    error = ValueError("bad output tensor") if done.seq == self.decode_fails_at else None
+                    self.free.release()
+                    self.on_done(Completed(done, Detections.empty(), 1.0, time.monotonic(), error=error))
+                batch = []
+            if job is None:
+                return
+
+
+def _run(sources, nireq=3, got: list[tuple[int, int]] | None = None, **engine):
+    lanes = [Lane(id=i, source=s, info=s.open(), inbox=Inbox(capacity=2 * nireq, newest_wins=False))
+             for i, s in enumerate(sources)]
+    scheduler = Scheduler(lanes, lambda on_done: StandInEngine(on_done, nireq, **engine), nireq)
+    scheduler.start()
+    got = [] if got is None else got
+    try:
+        while True:
+            completed = scheduler.take(5.0)
+            if completed is None:
+                if scheduler.finished:
+                    break
+                continue
+            got.append((completed.job.source_id, completed.job.frame.index))
+            scheduler.release()
+    finally:
+        stuck = scheduler.close()
+    assert stuck == [], stuck
+    return got, lanes
+
+
+def test_inbox_keeps_every_file_frame_and_only_the_newest_camera_frame():
+    files = Inbox(capacity=2, newest_wins=False)
+    files.put(_frame(0))
+    files.put(_frame(1))
+    assert not files.has_room() and files.dropped == 0
+    assert [files.take().index, files.take().index, files.take()] == [0, 1, None]
+    camera = Inbox(capacity=8, newest_wins=True)
+    for i in range(5):
+        assert camera.has_room()
+        camera.put(_frame(i))
+    assert camera.take().index == 4 and camera.dropped == 4 and camera.take() is None
+
+
+def test_reorder_buffer_hands_out_in_submission_order():
+    buffer = ReorderBuffer()
+    jobs = {seq: Completed(Job(seq, 0, _frame(seq)), Detections.empty(), 0.0, 0.0) for seq in range(5)}
+    out = []
+    for seq in (2, 0, 4, 1, 3):
+        buffer.put(jobs[seq])
+        while (done := buffer.pop()) is not None:
+            out.append(done.job.seq)
+    assert out == [0, 1, 2, 3, 4] and len(buffer) == 0
+
+
+def test_failure_keeps_the_first_error_and_stops_once():
+    stops = []
+    failure = Failure(on_first=lambda: stops.append(1))
+    first, second = SourceError("first"), SourceError("second")
+    failure.record(first)
+    failure.record(second)
+    assert failure.error is first and stops == [1]
+
+
+def test_frames_come_out_in_order_per_source_with_none_lost():
+    got, lanes = _run([CountingSource("a", 40), CountingSource("b", 25)], nireq=4)
+    for lane in lanes:
+        indexes = [i for sid, i in got if sid == lane.id]
+        assert indexes == list(range(lane.source.count))
+        assert lane.frames_read == lane.frames_taken == lane.frames_done == lane.source.count
+    assert len(got) == 65
+
+
+def test_a_capture_error_ends_the_run_with_that_error_after_the_frames_before_it():
+    error = SourceError("decoding stopped at frame 12 of 40")
+    with pytest.raises(SourceError, match="frame 12 of 40"):
+        _run([CountingSource("a", 40, fail_at=12, fail=error)])
+
+
+def test_a_feeder_error_ends_the_run_with_that_error_not_a_normal_end():
+    # A custom source giving a frame the model cannot take: submit raises on the feeder thread.
+    with pytest.raises(ModelError, match="8-bit BGR"):
+        _run([CountingSource("a", 40)], submit_fails_at=5)
+
+
+def test_an_error_in_a_completion_callback_ends_the_run_and_that_frame_is_not_handed_out():
+    handed: list[tuple[int, int]] = []
+    with pytest.raises(ValueError, match="bad output tensor"):
+        _run([CountingSource("a", 30)], got=handed, decode_fails_at=7)
+    assert handed and (0, 7) not in handed
+
+
+def test_abort_ends_every_thread_even_with_frames_waiting():
+    lanes = [Lane(id=0, source=CountingSource("a", 10_000), info=SourceInfo(4, 4, 25.0, None, live=False),
+                  inbox=Inbox(capacity=6, newest_wins=False))]
+    scheduler = Scheduler(lanes, lambda on_done: StandInEngine(on_done, 3), 3)
+    scheduler.start()
+    assert scheduler.take(5.0) is not None  # one frame taken and never released: the consumer is gone
+    scheduler.abort()
+    assert scheduler.take(0.1) is None and scheduler.finished
+    assert scheduler.close() == []
+    assert lanes[0].source.read_count < 10_000
