@@ -25,7 +25,7 @@ class OverlayStyle:
 
 @dataclass(frozen=True)
 class OverlayStatus:
-    fps: float
+    fps: float | None  # None until two frames give a rate
     latency_ms: float
 
 
@@ -69,7 +69,8 @@ class Annotator:
                 text = f"{label} {score:.2f}" if self.style.scores else label
                 self._label(image, text, p1, p2, color, scale, thickness)
         if self.style.fps and status is not None:
-            self._status(image, f"{status.fps:.1f} FPS  {status.latency_ms:.0f} ms", scale, thickness)
+            rate = f"{status.fps:.1f} FPS  " if status.fps is not None else ""
+            self._status(image, f"{rate}{status.latency_ms:.0f} ms", scale, thickness)
         return image
 
     def _label(self, image, text, p1, p2, color, scale, thickness) -> None:

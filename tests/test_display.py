@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from clirun import cli_env
+from helpers import wait_for
 from media import clip, pedestrian_pb
 
 from streamdet.render import class_color
@@ -48,8 +49,8 @@ def xvfb():
     server.wait(timeout=10)
 
 
-def test_window_shows_annotated_frames_and_q_closes_it(xvfb, tmp_path):
-    env = cli_env(tmp_path / "cache", DISPLAY=xvfb, QT_QPA_PLATFORM="xcb")
+def test_window_shows_annotated_frames_and_q_closes_it(xvfb, model_cache):
+    env = cli_env(model_cache, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamdet", "run", "--source", str(clip("carphone_pristine")), "--loop",
          "--model", str(pedestrian_pb()), "--show", "--line-width", "3"],
@@ -65,12 +66,14 @@ def test_window_shows_annotated_frames_and_q_closes_it(xvfb, tmp_path):
             window = found.stdout.split()[0] if found.stdout.split() else ""
             time.sleep(0.3)
         assert window, "no window appeared"
-        time.sleep(2)
-        shot = subprocess.run(["xwd", "-root", "-silent", "-display", xvfb], capture_output=True, check=True).stdout
-        screen = _xwd_to_bgr(shot)
         person = np.array(class_color(1), np.int16)
-        near = np.abs(screen.astype(np.int16) - person).max(axis=2) <= 12
-        assert near.sum() > 300, "the person box colour is not on screen"
+
+        def person_box_on_screen() -> bool:
+            shot = subprocess.run(["xwd", "-root", "-silent", "-display", xvfb], capture_output=True, check=True).stdout
+            near = np.abs(_xwd_to_bgr(shot).astype(np.int16) - person).max(axis=2) <= 12
+            return near.sum() > 300
+
+        wait_for(person_box_on_screen, 30, "the person box colour on screen", poll=0.3)
         subprocess.run(["xdotool", "windowactivate", "--sync", window], env=env, capture_output=True)
         subprocess.run(["xdotool", "key", "--window", window, "q"], env=env, check=True)
         _, stderr = proc.communicate(timeout=30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -14,26 +15,25 @@ import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
+from helpers import decode as decode_all
+from helpers import wait_for
 from media import clip, pedestrian_pb
 
 from streamdet.config import Config, DetectConfig, OutputConfig
+from streamdet.errors import ModelError
 from streamdet.model import load
 from streamdet.pipeline import Pipeline
+from streamdet.sources import Frame, Source, SourceInfo
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def env(model_cache) -> dict[str, str]:
+    return cli_env(model_cache)
 
 
 @pytest.fixture(scope="session")
-def env(cache_dir) -> dict[str, str]:
-    return cli_env(cache_dir)
-
-
-@pytest.fixture(scope="session")
-def detector(cache_dir):
-    return load(pedestrian_pb(), cache_dir=cache_dir, threshold=0.5)
+def detector(pedestrian_xml):
+    return load(pedestrian_xml, threshold=0.5)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -52,17 +52,6 @@ def video_props(path: Path) -> tuple[int, int, int, float]:
         frames += 1
     cap.release()
     return frames, width, height, fps
-
-
-def decode_all(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    return frames
 
 
 @pytest.mark.parametrize("name", ["bikes", "bigbuckbunny"])
@@ -130,12 +119,11 @@ def _start_long_run(tmp_path, env, *extra):
          "--model", str(pedestrian_pb()), "--output", str(out), "--json", str(js), *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if js.exists() and js.stat().st_size > 20_000:
-            break
+    def running_with_lines() -> bool:
         assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(0.1)
+        return js.exists() and js.stat().st_size > 20_000
+
+    wait_for(running_with_lines, 60, "JSON lines from the looping run")
     return proc, out, js
 
 
@@ -213,6 +201,7 @@ def test_python_api_callback_and_iterator(tmp_path, detector):
     assert all(r.detections.labels == ("person",) * len(r.detections) for r in seen)
     assert len(read_jsonl(tmp_path / "api.jsonl")) == 120
 
+    config.output.overwrite = True
     with Pipeline(config, detector=detector) as pipeline:
         first = next(iter(pipeline.results()))
         assert first.frame.index == 0
@@ -260,3 +249,94 @@ def test_bad_inputs_give_one_line_errors(tmp_path, env):
         assert_one_line_error(proc, *fragments)
     # Nothing was processed, so nothing may have been written.
     assert set(tmp_path.rglob("*")) == before
+
+
+def test_each_source_has_its_own_threshold_from_the_yaml(tmp_path, env):
+    config = tmp_path / "site.yaml"
+    config.write_text(f"""
+detect:
+  threshold: 0.3
+output:
+  json: {tmp_path}/{{name}}.jsonl
+sources:
+  - name: loose
+    url: {clip("bikes")}
+  - name: strict
+    url: {clip("bikes")}
+    detect: {{threshold: 0.8}}
+""")
+    proc = streamdet("run", "--config", str(config), "--model", str(pedestrian_pb()), env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    loose, strict = read_jsonl(tmp_path / "loose.jsonl"), read_jsonl(tmp_path / "strict.jsonl")
+    assert len(loose) == len(strict) == 250
+    assert all(r["source"] == "loose" for r in loose) and all(r["source"] == "strict" for r in strict)
+    scores = lambda records: [d["score"] for r in records for d in r["detections"]]  # noqa: E731
+    assert min(scores(loose)) < 0.8 <= min(scores(strict))
+    # Same frames, same model: the strict source keeps exactly the loose one's detections scoring 0.8 or more.
+    for a, b in zip(loose, strict):
+        assert [d for d in a["detections"] if d["score"] >= 0.8] == b["detections"]
+    assert "source loose:" in proc.stderr and "source strict:" in proc.stderr
+
+
+def test_a_wrong_key_in_one_camera_names_that_camera_and_line(tmp_path, env):
+    config = tmp_path / "site.yaml"
+    config.write_text(f"sources:\n  - {clip('bikes')}\n  - name: door\n    url: rtsp://u:secretpw@cam/live\n"
+                      "    detect:\n      threshhold: 0.7\n")
+    proc = streamdet("run", "--config", str(config), "--model", str(pedestrian_pb()), env=env, cwd=tmp_path)
+    line = assert_one_line_error(proc, "line 6", "(door)", "threshhold")
+    assert "secretpw" not in proc.stderr, line
+
+
+class GreySource(Source):
+    """A custom source (Python API) that turns out to give grey frames after a while: the model takes BGR."""
+
+    name = "grey"
+
+    def __init__(self, good: list[np.ndarray]):
+        self.good = good
+        self.index = 0
+
+    def open(self) -> SourceInfo:
+        return SourceInfo(176, 144, 25.0, None, live=False)
+
+    def read(self) -> Frame | None:
+        image = self.good[self.index] if self.index < len(self.good) else np.zeros((144, 176), np.uint8)
+        self.index += 1
+        return Frame(image=image, index=self.index - 1, pts_ms=None, captured=time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_error_on_the_feeder_thread_ends_the_run_with_that_error(tmp_path, detector):
+    frames = decode_all(clip("carphone_pristine"), 20)
+    config = Config(output=OutputConfig(json=str(tmp_path / "grey.jsonl"), video=str(tmp_path / "grey.mp4")))
+    config.display.show = "no"
+    seen = []
+    with pytest.raises(ModelError, match="8-bit BGR image"):
+        with Pipeline(config, detector=detector, sources=[GreySource(frames)]) as pipeline:
+            pipeline.run(on_result=seen.append)
+    # Every good frame before the bad one went through and the outputs were finalised.
+    assert [r.frame.index for r in seen] == list(range(20))
+    assert len(read_jsonl(tmp_path / "grey.jsonl")) == 20
+    assert video_props(tmp_path / "grey.mp4")[0] == 20
+    assert not [t for t in threading.enumerate() if t.name in ("feeder", "capture-grey")]
+
+
+@pytest.mark.parametrize("draw, outputs, drawn", [
+    ("auto", {"json": "d.jsonl"}, False),   # nothing shows pictures: no time spent drawing
+    ("auto", {"video": "d.mp4"}, True),
+    ("yes", {"json": "d.jsonl"}, True),     # API callers who want annotated frames
+    ("no", {"video": "d.mp4"}, False),      # a raw recording
+])
+def test_drawing_is_an_explicit_setting(draw, outputs, drawn, tmp_path, detector):
+    config = Config(sources=[str(clip("carphone_pristine"))],
+                    output=OutputConfig(**{k: str(tmp_path / v) for k, v in outputs.items()}))
+    config.display.show = "no"
+    config.overlay.draw = draw
+    originals = decode_all(clip("carphone_pristine"))
+    with Pipeline(config, detector=detector) as pipeline:
+        changed = [bool((r.frame.image != originals[r.frame.index]).any()) for r in pipeline.results()]
+    assert len(changed) == 120
+    # Every carphone frame has the man in it: a drawn frame always differs from the decoded one.
+    assert all(changed) if drawn else not any(changed)
