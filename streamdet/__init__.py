@@ -8,7 +8,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "Config": "config",
-    "load_config": "config",
+    "load_config": "config_file",
     "Detections": "detections",
     "FrameResult": "detections",
     "StreamdetError": "errors",

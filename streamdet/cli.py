@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from . import cli_model
-from .config import Config, load_config, override
+from .config import Config, override
+from .config_file import load_config
 from .errors import PipeClosed, StreamdetError
 
 RUN_EXAMPLES = """examples:

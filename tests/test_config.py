@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamdet.config import Config, SourceEntry, load_config, override
+from streamdet.config import Config, SourceEntry, override
+from streamdet.config_file import load_config
 from streamdet.errors import ConfigError
 
 pytestmark = pytest.mark.unit
