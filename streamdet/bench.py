@@ -234,13 +234,14 @@ def _pipeline_run(detector: Detector, source: Source, frames: int, *, video: str
     config.source.policy = policy
     config.output.video = video
     config.output.json = json_path
-    callback = None
-    if rss is not None:
-        def callback(result, rss=rss):
-            if result.frame.index in (199, frames - 1):
-                rss.append(_rss_bytes())
+    config.output.overwrite = True  # every round writes the same scratch files
+
+    def sample_rss(result) -> None:
+        if rss is not None and result.frame.index in (199, frames - 1):
+            rss.append(_rss_bytes())
+
     with Pipeline(config, detector=detector, sources=[source]) as pipeline:
-        return pipeline.run(on_result=callback)
+        return pipeline.run(on_result=sample_rss)
 
 
 def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, device: str = "CPU",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import cli_model
-from .config import Config, override
+from .config import HINTS, Config, override
 from .config_file import load_config
 from .errors import PipeClosed, StreamdetError
 
@@ -40,7 +40,7 @@ def _add_run(sub) -> None:
                    help="video file, image, folder of images, camera index (0), /dev/videoN, rtsp:// or http(s):// URL; repeat for several")
     p.add_argument("-m", "--model", metavar="MODEL", help="model name (ssdlite_mobilenet_v2), .xml IR or TF frozen .pb")
     p.add_argument("-d", "--device", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
-    p.add_argument("--hint", choices=["THROUGHPUT", "LATENCY"], type=str.upper, help="OpenVINO performance hint")
+    p.add_argument("--hint", choices=HINTS, type=str.upper, help="OpenVINO performance hint")
     p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = the device's optimal number, +1 under THROUGHPUT)")
     p.add_argument("--streams", type=int, metavar="N", help="CPU streams (0 = from the hint)")
     p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = from the hint)")

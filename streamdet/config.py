@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,10 +29,15 @@ class ModelConfig:
 LIMITS = {"nireq": 64, "streams": 64, "threads": 256}
 
 
+# OpenVINO's performance hints; CUMULATIVE_THROUGHPUT spreads requests over every device of AUTO.
+Hint = Literal["THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT"]
+HINTS: tuple[str, ...] = typing.get_args(Hint)
+
+
 @dataclass
 class InferenceConfig:
     device: str = "CPU"
-    hint: Literal["THROUGHPUT", "LATENCY"] = "THROUGHPUT"
+    hint: Hint = "THROUGHPUT"
     nireq: int = 0
     streams: int = 0
     threads: int = 0

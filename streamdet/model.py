@@ -27,6 +27,7 @@ import numpy as np
 import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
+from .config import HINTS, DetectConfig, InferenceConfig, ModelConfig
 from .detections import Detections
 from .devices import check_device, normalise
 from .errors import ConfigError, ModelError
@@ -240,10 +241,6 @@ class Detector:
     def threshold(self) -> float:
         return self.keep.threshold
 
-    def filter(self, threshold: float, classes: Sequence[str | int]) -> DetectFilter:
-        """A source's own threshold and class list, checked against this model's labels."""
-        return DetectFilter(threshold, np.array(sorted(resolve_classes(self.labels, classes)), np.int32))
-
     def infer_input(self, image: np.ndarray) -> ov.Tensor:
         """The input tensor for an 8-bit BGR HxWx3 frame of any size, sharing its (or its resized copy's) memory.
 
@@ -301,13 +298,12 @@ class Detector:
         return self.decode(self._sync, image.shape[1], image.shape[0])
 
 
-_HINTS = ("THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT")
 
 
 def _device_config(device: str, hint: str, streams: int | None, threads: int | None) -> dict[str, str]:
     # Checked here: OpenVINO's own complaint about these arrives as a multi-line compile failure.
-    if str(hint).upper() not in _HINTS:
-        raise ConfigError(f"performance hint '{hint}' is not known; use one of {', '.join(_HINTS)}")
+    if str(hint).upper() not in HINTS:
+        raise ConfigError(f"performance hint '{hint}' is not known; use one of {', '.join(HINTS)}")
     for name, value in (("streams", streams), ("threads", threads)):
         if value is not None and value < 0:
             raise ConfigError(f"{name} {value} is negative; give a count, or 0 to let the hint decide")
@@ -342,6 +338,14 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     except Exception as exc:
         raise ModelError(f"model '{spec}' cannot be compiled for {device} ({_one_line(exc)})") from None
     return Detector(compiled, form, label_names, threshold, class_ids, nireq, xml)
+
+
+def load_from(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig) -> Detector:
+    """`load` with the settings tree's sections, as the pipeline has them."""
+    return load(model.name, inference.device, hint=inference.hint, streams=inference.streams or None,
+                threads=inference.threads or None, nireq=inference.nireq or None, threshold=detect.threshold,
+                classes=detect.classes, labels=model.labels, cache_dir=model.cache_dir, fp32=model.fp32,
+                base_url=model.base_url)
 
 
 def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,

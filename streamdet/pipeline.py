@@ -26,9 +26,9 @@ from .detections import FrameResult
 from .errors import StreamdetError
 from .inference import Completed, InferenceEngine
 from .labels import load_labels, resolve_classes
-from .model import Detector, DetectFilter, load
+from .model import Detector, DetectFilter, load_from
 from .outputs import Output, WindowOutput, display_available, open_output, plan_targets
-from .render import Annotator, OverlayStatus, OverlayStyle
+from .render import Annotator, OverlayStatus
 from .scheduler import Inbox, Lane, Scheduler
 from .sources import Source, SourceInfo, open_source
 from .stages import Annotate, Stage
@@ -63,13 +63,7 @@ class Pipeline:
         labels = detector.labels if detector is not None else load_labels(config.model.labels)
         self._keep = [DetectFilter(p.detect.threshold, np.array(sorted(resolve_classes(labels, p.detect.classes)),
                                                                  np.int32)) for p in self._plans]
-        self.detector = detector or load(
-            config.model.name, config.inference.device, hint=config.inference.hint,
-            streams=config.inference.streams or None, threads=config.inference.threads or None,
-            nireq=config.inference.nireq or None, threshold=config.detect.threshold,
-            classes=config.detect.classes, labels=config.model.labels, cache_dir=config.model.cache_dir,
-            fp32=config.model.fp32, base_url=config.model.base_url,
-        )
+        self.detector = detector or load_from(config.model, config.inference, config.detect)
         self.nireq = self.detector.nireq
         self._progress = progress
         self._scheduler: Scheduler | None = None
@@ -189,10 +183,7 @@ class Pipeline:
         draw = self.config.overlay.draw
         if draw == "no" or (draw == "auto" and not any(o.shows_pictures for o in self._outputs)):
             return []
-        overlay = self.config.overlay
-        style = OverlayStyle(labels=overlay.labels, scores=overlay.scores, fps=overlay.fps,
-                             line_width=overlay.line_width, font_scale=overlay.font_scale)
-        return [Annotate(Annotator(style), self._status_for)]
+        return [Annotate(Annotator(self.config.overlay), self._status_for)]
 
     def _status_for(self, result: FrameResult) -> OverlayStatus | None:
         """The FPS/latency plate's text for a frame; none on single images, where a rate means nothing."""

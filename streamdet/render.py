@@ -9,18 +9,10 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .config import OverlayConfig
 from .detections import Detections
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-@dataclass(frozen=True)
-class OverlayStyle:
-    labels: bool = True
-    scores: bool = True
-    fps: bool = True
-    line_width: int = 0      # 0 = from the frame size
-    font_scale: float = 0.0  # 0 = from the frame size
 
 
 @dataclass(frozen=True)
@@ -44,7 +36,7 @@ def _text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 class Annotator:
-    def __init__(self, style: OverlayStyle = OverlayStyle()):
+    def __init__(self, style: OverlayConfig = OverlayConfig()):
         self.style = style
 
     def _sizes(self, image: np.ndarray) -> tuple[int, float, int]:
