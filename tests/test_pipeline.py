@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import threading
@@ -340,3 +341,22 @@ def test_drawing_is_an_explicit_setting(draw, outputs, drawn, tmp_path, detector
     assert len(changed) == 120
     # Every carphone frame has the man in it: a drawn frame always differs from the decoded one.
     assert all(changed) if drawn else not any(changed)
+
+
+def test_the_readmes_first_command_runs_on_the_clip_that_ships(tmp_path, env):
+    """The README's first line, as a new user runs it in a clone; only the model differs: the COCO
+    model is downloaded on first use, which tests may not do, so the pedestrian graph stands in."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    first = readme.split("```sh\n", 1)[1].splitlines()[0]
+    run = next(part for part in first.split("&&") if "streamdet run" in part)
+    args = shlex.split(run)[2:]  # after `.venv/bin/streamdet run`
+    source = args[args.index("--source") + 1]
+    assert source.startswith("assets/") and (root / source).is_file()
+    (tmp_path / "assets").symlink_to(root / "assets")
+    proc = streamdet("run", *args, "--model", str(pedestrian_pb()), env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    recording = tmp_path / args[args.index("--output") + 1]
+    records = read_jsonl(tmp_path / args[args.index("--json") + 1])
+    assert video_props(recording)[0] == len(records) == video_props(root / source)[0]
+    assert sum(any(d["label"] == "person" for d in r["detections"]) for r in records) > len(records) // 2
