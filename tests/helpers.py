@@ -71,3 +71,26 @@ class LoopbackHttpServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join()
+
+
+class LineReader:
+    """Collects a child process's stderr (or stdout) lines as they come, so a test can wait for one."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait(self, predicate: Callable[[str], bool], timeout: float, what: str, after: int = 0) -> int:
+        """Index of the first line from `after` on that `predicate` accepts."""
+        def found():
+            return next((i + 1 for i, line in enumerate(self.lines[after:], after) if predicate(line)), 0)
+        return wait_for(found, timeout, what) - 1
+
+    def text(self) -> str:
+        self._thread.join(timeout=10)
+        return "\n".join(self.lines)

@@ -10,68 +10,47 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
+from helpers import LoopbackHttpServer, decode, free_port, wait_for
 from media import clip, pedestrian_pb
 
+from streamdet.config import SourceConfig
 from streamdet.errors import SourceError
-from streamdet.live import LiveOptions, NetworkSource, mask_url, open_live
-from streamdet.sources import open_source
+from streamdet.sources import NetworkSource, open_source
 
 
 class MjpegCamera:
-    """An IP camera on loopback: multipart/x-mixed-replace JPEGs from a real clip, at `fps`."""
+    """An IP camera on loopback: multipart/x-mixed-replace JPEGs of a real clip, at `fps`."""
 
     def __init__(self, fps: float = 50.0, port: int = 0):
-        cap = cv2.VideoCapture(str(clip("carphone_pristine")))
-        self.jpegs = []
-        while True:
-            ok, image = cap.read()
-            if not ok:
-                break
-            self.jpegs.append(cv2.imencode(".jpg", image)[1].tobytes())
+        self.jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in decode(clip("carphone_pristine"))]
         self.fps = fps
         self.running = threading.Event()
         self.running.set()
-        outer = self
+        self.connections = 0
+        self.server = LoopbackHttpServer(self._stream, port)
+        self.port = self.server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                i = 0
-                try:
-                    while outer.running.is_set():
-                        jpeg = outer.jpegs[i % len(outer.jpegs)]
-                        self.wfile.write(
-                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                            + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n"
-                        )
-                        i += 1
-                        time.sleep(1 / outer.fps)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+    def _stream(self, request) -> None:
+        self.connections += 1
+        request.send_response(200)
+        request.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        request.end_headers()
+        i = 0
+        while self.running.is_set():
+            jpeg = self.jpegs[i % len(self.jpegs)]
+            request.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+            i += 1
+            time.sleep(1 / self.fps)  # the camera's frame rate, not a wait in the test
 
-            def log_message(self, *args):
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
+    def close(self) -> None:
         self.running.clear()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        self.server.close()
 
 
 @pytest.fixture
@@ -81,34 +60,19 @@ def camera():
     cam.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_mask_url():
-    assert mask_url("rtsp://admin:hunter2@10.0.0.5:554/stream1") == "rtsp://***:***@10.0.0.5:554/stream1"
-    assert mask_url("http://user@cam.local/video.mjpg") == "http://***@cam.local/video.mjpg"
-    assert mask_url("http://cam/video?user=a&password=hunter2&res=hd") == "http://cam/video?user=a&password=***&res=hd"
-    assert mask_url("https://cam/live.m3u8?token=abc") == "https://cam/live.m3u8?token=***"
-    assert mask_url("rtsp://[::1]:8554/live") == "rtsp://[::1]:8554/live"
-    assert mask_url("rtsp://u:p@[::1]:8554/live") == "rtsp://***:***@[::1]:8554/live"
-
-
 def test_no_camera_here_is_a_clear_error(tmp_path):
     with pytest.raises(SourceError, match=r"no camera at index 0 \(/dev/video0 does not exist\)"):
         open_source("0")
     with pytest.raises(SourceError, match="no camera at /dev/video7"):
         open_source("/dev/video7")
-    proc = streamdet("run", "--source", "0", "--model", str(pedestrian_pb()), env=cli_env(tmp_path))
+    proc = streamdet("run", "--source", "0", "--model", str(pedestrian_pb()), env=cli_env(tmp_path / "empty-cache"))
     assert_one_line_error(proc, "no camera at index 0")
 
 
 def test_mjpeg_ip_camera_frames_flow_and_credentials_stay_hidden(camera, caplog):
     url = f"http://viewer:s3cret@127.0.0.1:{camera.port}/video.mjpg"
     caplog.set_level(logging.DEBUG)
-    source = open_live(url, open_timeout=5, read_timeout=2)
+    source = open_source(url, SourceConfig(open_timeout=5, read_timeout=2))
     assert "s3cret" not in source.name and "viewer" not in source.name
     info = source.open()
     assert (info.width, info.height) == (176, 144) and info.live
@@ -116,59 +80,116 @@ def test_mjpeg_ip_camera_frames_flow_and_credentials_stay_hidden(camera, caplog)
     source.close()
     assert all(f is not None and f.image.shape == (144, 176, 3) for f in frames)
     assert [f.index for f in frames] == list(range(30))
-    assert source.stats.frames_read == 30
     assert "s3cret" not in caplog.text
 
 
+def _messages(caplog, fragment: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if fragment in r.getMessage()]
+
+
 def test_nothing_listening_backs_off_as_configured_and_stops_promptly(caplog):
-    port = _free_port()
+    port = free_port()
     url = f"http://cam:pw123@127.0.0.1:{port}/video.mjpg"
-    source = NetworkSource(url, LiveOptions(open_timeout=1, read_timeout=1, reconnect_initial=0.1, reconnect_max=0.4))
+    source = NetworkSource(url, SourceConfig(open_timeout=1, read_timeout=1, reconnect_initial=0.1, reconnect_max=0.4))
     caplog.set_level(logging.INFO, logger="streamdet.live")
     info = source.open()
     assert (info.width, info.height) == (0, 0)
     result = {}
     reader = threading.Thread(target=lambda: result.setdefault("frame", source.read()))
     reader.start()
-    time.sleep(2.0)
+    wait_for(lambda: len(_messages(caplog, "next try in")) >= 4, 10, "four failed attempts")
+    health = source.health()
+    assert not health.connected and health.input_fps is None and health.attempt >= 4
+    assert health.offline_s > 0.5 and 0 <= health.next_try_s <= 0.4
+    assert f"nothing answers at 127.0.0.1:{port}" in health.last_error
     t0 = time.monotonic()
     source.stop()
     reader.join(timeout=2)
     assert not reader.is_alive() and time.monotonic() - t0 < 1.0
     assert result["frame"] is None
-    waits = [float(r.getMessage().rsplit("in ", 1)[1].split(" s")[0]) for r in caplog.records if "next try in" in r.getMessage()]
+    waits = [float(m.rsplit("in ", 1)[1].split(" s")[0]) for m in _messages(caplog, "next try in")]
     assert waits[:4] == [0.1, 0.2, 0.4, 0.4]
     assert all("pw123" not in r.getMessage() and f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records)
 
 
-def test_camera_dropping_mid_stream_reconnects_with_gap(tmp_path):
+@pytest.mark.parametrize("outage_s", [3, 20])
+def test_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog):
+    """Default backoff (1 s doubling to 30 s): without the port probe, a 20 s outage left the camera
+    unwatched for up to 11 s more (attempts at 0, 1, 3, 7, 15, 31 s)."""
+    caplog.set_level(logging.INFO, logger="streamdet.live")
     cam = MjpegCamera()
     port = cam.port
-    source = NetworkSource(f"http://127.0.0.1:{port}/v.mjpg",
-                           LiveOptions(open_timeout=2, read_timeout=1, reconnect_initial=0.2, reconnect_max=0.5))
+    source = NetworkSource(f"http://127.0.0.1:{port}/v.mjpg", SourceConfig())
     source.open()
-    assert all(source.read() is not None for _ in range(10))
+    frames: list = []
+    consumer = threading.Thread(target=lambda: [frames.append(f) for f in iter(source.read, None)], daemon=True)
+    consumer.start()
+    wait_for(lambda: len(frames) >= 10, 10, "frames from the camera")
+    assert source.health().connected and source.health().input_fps > 10
     cam.close()
-    t_kill = time.monotonic()
-    back = {}
+    wait_for(lambda: not source.health().connected, 10, "the loss to be noticed")
+    # The camera stays off until streamdet has been without it for the whole outage.
+    wait_for(lambda: (source.health().offline_s or 0) >= outage_s, outage_s + 10, f"a {outage_s} s outage", poll=0.1)
+    health = source.health()
+    assert health.input_fps is None and health.attempt >= 1 and health.next_try_s is not None
+    cam = MjpegCamera(port=port)
+    back = time.monotonic()
+    try:
+        first = wait_for(lambda: next((f for f in list(frames) if f.captured > back), None), 10, "frames after the return")
+        recovery = first.captured - back
+        print(f"\nMJPEG camera off for {outage_s} s: first frame {recovery * 1000:.0f} ms after it accepted "
+              f"connections again (gap {first.gap_ms / 1000:.1f} s)")
+        assert recovery < 1.5
+        assert first.gap_ms / 1000 >= outage_s
+        assert source.health().connected and source.health().reconnects == 1
+        assert _messages(caplog, "the camera answers again")
+    finally:
+        source.close()
+        cam.close()
+    consumer.join(timeout=5)
+    assert not consumer.is_alive()
 
-    def serve_again():  # the camera comes back on the same port a little later
-        time.sleep(1.5)
-        back["cam"] = MjpegCamera(port=port)
 
-    threading.Thread(target=serve_again, daemon=True).start()
-    frame = source.read()
-    while frame is not None and frame.gap_ms is None:
-        frame = source.read()  # frames already buffered before the kill
-    recovered = time.monotonic() - t_kill
-    source.close()
-    back["cam"].close()
-    assert frame is not None and frame.gap_ms > 500
-    assert source.stats.reconnects >= 1
-    assert recovered < 6
+def test_a_camera_that_answers_but_refuses_the_stream_is_not_hammered(caplog):
+    """The port answers (so no probing) but every open fails: full opens follow the backoff only."""
+    accepted: list[float] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def refuse() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=refuse, daemon=True).start()
+    caplog.set_level(logging.INFO, logger="streamdet.live")
+    source = NetworkSource(f"http://127.0.0.1:{port}/v.mjpg",
+                           SourceConfig(open_timeout=2, reconnect_initial=0.5, reconnect_max=1.0))
+    try:
+        source.open()
+        reader = threading.Thread(target=source.read, daemon=True)
+        reader.start()
+        wait_for(lambda: source.health().attempt >= 4, 20, "four failed full opens")
+        attempts = source.health().attempt
+        started = accepted[0]
+        span = time.monotonic() - started
+    finally:
+        source.close()
+        server.close()
+    # One probe plus FFmpeg's connection(s) per attempt; a probe loop would add four a second.
+    per_attempt = len([t for t in accepted if t <= started + span]) / (attempts + 1)
+    assert per_attempt <= 3, (len(accepted), attempts, span)
+    reader.join(timeout=2)
+    assert not reader.is_alive()
 
 
-def test_live_pipeline_drops_old_frames_and_stops_on_sigint(camera, tmp_path):
+def test_live_pipeline_drops_old_frames_and_stops_on_sigint(camera, tmp_path, model_cache):
     """A camera faster than a deliberately slow consumer: frames are dropped, never queued."""
     js, summary = tmp_path / "live.jsonl", tmp_path / "summary.json"
     url = f"http://user:topsecret@127.0.0.1:{camera.port}/video.mjpg"
@@ -176,13 +197,11 @@ def test_live_pipeline_drops_old_frames_and_stops_on_sigint(camera, tmp_path):
         [sys.executable, "-m", "streamdet", "run", "--source", url, "--model", str(pedestrian_pb()),
          "--json", str(js), "--summary-json", str(summary), "--output", str(tmp_path / "live.mp4"),
          "--hint", "LATENCY", "--nireq", "1", "--threads", "1"],
-        env=cli_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(model_cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (js.exists() and js.stat().st_size > 5000):
-        time.sleep(0.2)
-    time.sleep(3)
+    # Long enough for a slow consumer to fall behind a 50 fps camera many times over.
+    wait_for(lambda: js.exists() and js.read_text().count("\n") >= 60, 60, "60 frames from the camera")
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

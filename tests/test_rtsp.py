@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,13 +20,14 @@ import numpy as np
 import pytest
 
 from clirun import cli_env
+from helpers import LineReader, decode, free_port, wait_for
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 
-from streamdet.config import Config
-from streamdet.live import LiveOptions, NetworkSource
+from streamdet.config import Config, SourceConfig
 from streamdet.model import load
 from streamdet.pipeline import Pipeline
+from streamdet.sources import NetworkSource
 
 
 @pytest.fixture
@@ -46,36 +46,22 @@ def _frames_in(path: Path) -> int:
     return count
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def bikes_frames() -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(clip("bikes")))
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            return frames
-        frames.append(image)
+    return decode(clip("bikes"))
 
 
 def test_rtsp_camera_with_credentials_persons_detected_and_password_hidden(server, tmp_path, pedestrian_xml,
-                                                                           bikes_frames):
+                                                                           bikes_frames, model_cache):
     js, summary, video = tmp_path / "cam.jsonl", tmp_path / "summary.json", tmp_path / "cam_{name}.mp4"
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamdet", "run", "--source", server.url("admin", "S3cr3t!x"),
          "--model", str(pedestrian_pb()), "--json", str(js), "--summary-json", str(summary), "--output", str(video)],
-        env=cli_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(model_cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL,
     )
     try:
-        _wait_for(lambda: js.exists() and js.read_text().count("\n") >= 150, 60, "150 frames from the RTSP camera")
+        wait_for(lambda: js.exists() and js.read_text().count("\n") >= 150, 60, "150 frames from the RTSP camera")
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
@@ -135,7 +121,7 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
 
     def chaos(pipeline: Pipeline) -> None:
         try:
-            _wait_for(lambda: len(received) >= 25, 30, "first frames")
+            wait_for(lambda: len(received) >= 25, 30, "first frames")
             for kind in ("kill", "kill", "kill", "freeze"):
                 before = len(lost_records())
                 t_mono, t_wall = time.monotonic(), time.time()
@@ -143,14 +129,17 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
                     server.kill()
                 else:
                     server.freeze()
-                _wait_for(lambda: len(lost_records()) > before, 10, "the loss to be noticed")
+                wait_for(lambda: len(lost_records()) > before, 10, "the loss to be noticed")
                 noticed = lost_records()[-1].created - t_wall
                 if kind == "freeze":
                     server.close()
-                time.sleep(0.5)
+                # Back once streamdet has found it gone at least once (the camera is off, not just blinking).
+                attempts = len([r for r in caplog.records if "reconnect attempt" in r.getMessage()])
+                wait_for(lambda: len([r for r in caplog.records if "reconnect attempt" in r.getMessage()]) > attempts,
+                         10, "a failed reconnect attempt")
                 server.start()
                 t_up = time.monotonic()
-                _wait_for(lambda: frames_since(t_up) >= 25, 30, "frames after the restart")
+                wait_for(lambda: frames_since(t_up) >= 25, 30, "frames after the restart")
                 first = next(captured for captured, _ in received if captured > t_up)
                 outages.append({"kind": kind, "noticed_s": noticed, "reconnect_s": first - t_up,
                                 "gap_s": first - t_mono})
@@ -168,7 +157,7 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
         summary = pipeline.summary()
     if errors:
         raise errors[0]
-    _wait_for(lambda: not _reader_threads(), 5, "every reader thread to end")
+    wait_for(lambda: not _reader_threads(), 5, "every reader thread to end")
 
     for o in outages:
         print(f"\n{o['kind']}: noticed after {o['noticed_s'] * 1000:.0f} ms, first frame {o['reconnect_s'] * 1000:.0f} ms "
@@ -179,8 +168,8 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
     # FFmpeg's own timeout (2 s, retried several times inside OpenCV).
     assert all(o["noticed_s"] < 0.5 for o in outages[:3])
     assert 0.9 < outages[3]["noticed_s"] < 1.6
-    # Backoff: 0.25, 0.5, 1.0 s; the server is back 0.5 s after the loss is noticed.
-    assert all(o["reconnect_s"] < 2.5 for o in outages)
+    # The port is watched while the camera is away: frames come back at once, whatever the backoff.
+    assert all(o["reconnect_s"] < 1.5 for o in outages)
     source = summary.sources[0]
     assert source.reconnects == 4
     assert source.frames_read == source.frames_processed + source.frames_dropped
@@ -193,7 +182,7 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
     assert all("S3cr3t!x" not in r.getMessage() for r in caplog.records)
 
 
-def test_rtsp_and_file_together_both_outputs_complete(server, tmp_path):
+def test_rtsp_and_file_together_both_outputs_complete(server, tmp_path, model_cache):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     summary = tmp_path / "summary.json"
@@ -202,14 +191,15 @@ def test_rtsp_and_file_together_both_outputs_complete(server, tmp_path):
          "--source", str(clip("bikes")), "--model", str(pedestrian_pb()),
          "--output", str(out_dir / "{name}.mp4"), "--json", str(out_dir / "{name}.jsonl"),
          "--summary-json", str(summary)],
-        env=cli_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(model_cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL,
     )
     file_js = out_dir / "bikes.jsonl"
     try:
         # The file ends after 250 frames; the camera goes on until Ctrl-C.
-        _wait_for(lambda: file_js.exists() and file_js.read_text().count("\n") == 250, 90, "the whole file")
-        time.sleep(1.0)
+        wait_for(lambda: file_js.exists() and file_js.read_text().count("\n") == 250, 90, "the whole file")
+        # The file's outputs are complete while the camera goes on: not only at the end of the run.
+        wait_for(lambda: (out_dir / "bikes.mp4").exists(), 30, "the file's recording to be finalised")
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
@@ -235,32 +225,72 @@ def test_rtsp_and_file_together_both_outputs_complete(server, tmp_path):
     assert f"source {camera}:" in stderr and "source bikes:" in stderr
 
 
-def test_nothing_listening_logs_backoff_and_stops_on_sigint(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_nothing_listening_logs_backoff_and_stops_on_sigint(tmp_path, model_cache):
+    port = free_port()
     config = tmp_path / "site.yaml"
-    config.write_text("source:\n  open_timeout: 1\n  reconnect_initial: 0.2\n  reconnect_max: 0.8\n")
+    config.write_text("source:\n  open_timeout: 1\n  reconnect_initial: 0.2\n  reconnect_max: 0.8\n"
+                      "logging:\n  status_interval: 0.5\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamdet", "run", "--config", str(config), "--model", str(pedestrian_pb()),
          "--source", f"rtsp://cam:pw4cam@127.0.0.1:{port}/live", "--json", str(tmp_path / "none.jsonl")],
-        env=cli_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(model_cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL,
     )
-    time.sleep(6.0)
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    stderr = LineReader(proc.stderr)
+    try:
+        stderr.wait(lambda line: "reconnect attempt 4 failed" in line, 60, "the fourth failed attempt")
+        # The status line says the camera is offline, for how long, the attempt and the next try.
+        stderr.wait(lambda line: "OFFLINE for" in line and "next try in" in line, 30, "an OFFLINE status line")
+    finally:
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
     stopped_in = time.monotonic() - t0
-    assert proc.returncode == 130, stderr
+    text = stderr.text()
+    assert proc.returncode == 130, text
     assert stopped_in < 2.0
-    assert "Traceback" not in stderr and "pw4cam" not in stderr
-    ours = [line for line in stderr.splitlines() if line.startswith("streamdet:")]
-    assert any(f"rtsp://***:***@127.0.0.1:{port}/live: could not open" in line for line in ours), stderr
-    waits = [float(line.rsplit("next try in ", 1)[1].split(" s")[0]) for line in ours if "next try in" in line]
-    assert waits[:4] == [0.2, 0.4, 0.8, 0.8], stderr
-    assert "0 frames" in stderr
+    assert "Traceback" not in text and "pw4cam" not in text
+    ours = [line for line in text.splitlines() if line.startswith("streamdet:")]
+    assert any(f"rtsp://***:***@127.0.0.1:{port}/live: could not open (nothing answers at 127.0.0.1:{port}" in line
+               for line in ours), text
+    waits = [float(line.rsplit("next try in ", 1)[1].split(" s")[0]) for line in ours if "reconnect attempt" in line]
+    assert waits[:4] == [0.2, 0.4, 0.8, 0.8], text
+    offline = [line for line in ours if "OFFLINE for" in line]
+    assert offline and all("attempt" in line and "reconnects 0" in line for line in offline), offline
+    assert not any("input" in line and "fps" in line for line in ours), "no stale input fps while offline"
+    assert "0 frames" in text
     assert not (tmp_path / "none.jsonl").exists()
+
+
+@pytest.mark.parametrize("outage_s", [3, 20])
+def test_rtsp_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, pedestrian_xml, caplog):
+    """Default backoff (1 s doubling to 30 s), killed server restarted on the same port after the outage."""
+    caplog.set_level(logging.INFO, logger="streamdet.live")
+    server = RtspServer(clip("bikes"), repeat=20).start()
+    source = NetworkSource(server.url(), SourceConfig())
+    try:
+        source.open()
+        frames: list = []
+        consumer = threading.Thread(target=lambda: [frames.append(f) for f in iter(source.read, None)], daemon=True)
+        consumer.start()
+        wait_for(lambda: len(frames) >= 10, 30, "frames from the camera")
+        server.kill()
+        wait_for(lambda: not source.health().connected, 10, "the loss to be noticed")
+        wait_for(lambda: (source.health().offline_s or 0) >= outage_s, outage_s + 10, f"a {outage_s} s outage",
+                 poll=0.1)
+        server = RtspServer(clip("bikes"), port=server.port, repeat=20).start()
+        back = time.monotonic()
+        first = wait_for(lambda: next((f for f in list(frames) if f.captured > back), None), 15, "frames after the return")
+        recovery = first.captured - back
+        print(f"\nRTSP camera off for {outage_s} s: first frame {recovery * 1000:.0f} ms after it accepted "
+              f"connections again (gap {first.gap_ms / 1000:.1f} s)")
+        assert recovery < 1.5
+        assert first.gap_ms / 1000 >= outage_s and source.health().reconnects == 1
+    finally:
+        source.close()
+        server.close()
+    consumer.join(timeout=5)
+    assert not consumer.is_alive()
 
 
 def _reader_threads() -> list[threading.Thread]:
@@ -270,7 +300,7 @@ def _reader_threads() -> list[threading.Thread]:
 def test_watchdog_retires_a_reader_blocked_in_ffmpeg_and_it_ends_by_itself(server):
     """A frozen camera: FFmpeg blocks for several of its own timeouts; the watchdog does not wait for it."""
     source = NetworkSource(server.url("admin", "S3cr3t!x"),
-                           LiveOptions(open_timeout=1.0, read_timeout=0.5, reconnect_initial=0.5, reconnect_max=0.5))
+                           SourceConfig(open_timeout=1.0, read_timeout=0.5, reconnect_initial=0.5, reconnect_max=0.5))
     source.open()
     assert all(source.read() is not None for _ in range(10))
     server.freeze()
@@ -284,16 +314,16 @@ def test_watchdog_retires_a_reader_blocked_in_ffmpeg_and_it_ends_by_itself(serve
 
     reader = threading.Thread(target=consume)
     reader.start()
-    _wait_for(lambda: source.stats.losses == 1, 5, "the watchdog")
+    wait_for(lambda: source.stats.losses == 1, 5, "the watchdog")
     noticed = time.monotonic() - t0
     # Frames already in the socket buffer may be read first; nothing after them.
     assert noticed < 0.5 + 1.0
     # The retired reader is still inside FFmpeg (its timeout is twice ours); it
     # must come out and end by itself, releasing its capture, while the source
     # keeps trying to reconnect.
-    _wait_for(lambda: len(_reader_threads()) <= 1, 15, "the retired reader to end")
+    wait_for(lambda: len(_reader_threads()) <= 1, 15, "the retired reader to end")
     assert reader.is_alive() and source.stats.reconnects == 0
     source.close()
     reader.join(timeout=3)
     assert not reader.is_alive() and got.get("end")
-    _wait_for(lambda: not _reader_threads(), 5, "every reader thread to end after close()")
+    wait_for(lambda: not _reader_threads(), 5, "every reader thread to end after close()")

@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import cv2
-import numpy as np
 
 from ..config import SourceConfig
 from ..errors import SourceError
 from .base import Frame, Source, SourceHealth, SourceInfo
+from .mailbox import Lost, Mailbox, Opened, Picture
 from ..urls import mask_url, safe_name
 
 log = logging.getLogger("streamdet.live")  # name kept: users filter on it
 
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 # OpenCV reads FFmpeg options from this variable at open time, for the whole process.
 _FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _env_lock = threading.Lock()
@@ -49,79 +51,17 @@ def _use_rtsp_transport(transport: str) -> None:
 
 @dataclass
 class LiveStats:
+    """Written by the thread in read(), read by the pipeline's status line: guarded by `lock`."""
+
     reconnects: int = 0
     losses: int = 0                    # times the stream was lost (backend error or watchdog)
     connected: bool = False
     last_error: str | None = None
     input_fps: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Opened:
-    info: SourceInfo
-
-
-@dataclass(frozen=True, slots=True)
-class _Lost:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Picture:
-    image: np.ndarray
-    captured: float
-
-
-class _Mailbox:
-    """Hands what the current reader thread produces to `read()`, one item at a time.
-
-    A reader that the watchdog gave up on is retired by bumping the
-    generation: whatever it hands in afterwards is refused, which tells it to
-    release its capture and end.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: _Opened | _Lost | _Picture | None = None
-        self._generation = 0
-        self._closed = False
-
-    def put(self, generation: int, item: _Opened | _Lost | _Picture) -> bool:
-        """Wait for the slot; False when this reader is retired or the source closed."""
-        with self._cond:
-            while self._item is not None and generation == self._generation and not self._closed:
-                self._cond.wait()
-            if generation != self._generation or self._closed:
-                return False
-            self._item = item
-            self._cond.notify_all()
-            return True
-
-    def take(self, timeout: float) -> _Opened | _Lost | _Picture | None:
-        """The next item, or None after `timeout` seconds without one (or once closed)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._item is None and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            item, self._item = self._item, None
-            self._cond.notify_all()
-            return item
-
-    def new_generation(self) -> int:
-        """Retire the current reader (if any); the next one hands in under the number returned."""
-        with self._cond:
-            self._generation += 1
-            self._item = None
-            self._cond.notify_all()
-            return self._generation
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+    lost_at: float | None = None       # monotonic time the current outage began
+    attempt: int = 0                   # failed attempts in the current outage
+    next_try: float | None = None      # monotonic time of the next full open
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class LiveSource(Source):
@@ -138,7 +78,11 @@ class LiveSource(Source):
     meanwhile.
     """
 
-    live = True
+    # While a camera is away, how often its port is tried with a bare TCP
+    # connect: a SYN every quarter second costs the camera nothing, and the
+    # full open (seconds of FFmpeg work) starts within that of the camera
+    # accepting connections again, however long the outage was.
+    _PROBE_S = 0.25
     # Reader threads still blocked in a backend after being retired; past this
     # many, reconnecting waits for one to come back instead of piling up more.
     _MAX_STALLED = 4
@@ -150,7 +94,7 @@ class LiveSource(Source):
         self.settings = settings
         self.stats = LiveStats()
         self.display_name = ""
-        self._mailbox = _Mailbox()
+        self._mailbox = Mailbox()
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
         self._retired: list[threading.Thread] = []
@@ -161,6 +105,24 @@ class LiveSource(Source):
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
 
+    def _reachable(self) -> str | None:
+        """None when a full open may work now; else why not (cheap: no FFmpeg involved)."""
+        return None
+
+    def health(self) -> SourceHealth:
+        stats = self.stats
+        with stats.lock:
+            now = time.monotonic()
+            return SourceHealth(
+                connected=stats.connected,
+                input_fps=stats.input_fps if stats.connected else None,
+                reconnects=stats.reconnects,
+                offline_s=None if stats.connected or stats.lost_at is None else now - stats.lost_at,
+                attempt=stats.attempt,
+                next_try_s=None if stats.connected or stats.next_try is None else max(0.0, stats.next_try - now),
+                last_error=None if stats.connected else stats.last_error,
+            )
+
     # ------------------------------------------------------------- reader thread
 
     def _read_loop(self, generation: int) -> None:
@@ -168,7 +130,7 @@ class LiveSource(Source):
         try:
             cap = self._open_capture()
             if not cap.isOpened():
-                self._mailbox.put(generation, _Lost("could not open"))
+                self._mailbox.put(generation, Lost("could not open"))
                 return
             fps = cap.get(cv2.CAP_PROP_FPS)
             info = SourceInfo(
@@ -178,17 +140,17 @@ class LiveSource(Source):
                 frame_count=None,
                 live=True,
             )
-            if not self._mailbox.put(generation, _Opened(info)):
+            if not self._mailbox.put(generation, Opened(info)):
                 return
             while True:
                 ok, image = cap.read()
                 if not ok or image is None:
-                    self._mailbox.put(generation, _Lost("the stream ended or timed out"))
+                    self._mailbox.put(generation, Lost("the stream ended or timed out"))
                     return
-                if not self._mailbox.put(generation, _Picture(image, time.monotonic())):
+                if not self._mailbox.put(generation, Picture(image, time.monotonic())):
                     return
         except Exception as exc:  # a backend error must reach read(), not vanish with this thread
-            self._mailbox.put(generation, _Lost(f"{type(exc).__name__}: {exc}"))
+            self._mailbox.put(generation, Lost(f"{type(exc).__name__}: {exc}"))
         finally:
             if cap is not None:
                 cap.release()
@@ -214,54 +176,88 @@ class LiveSource(Source):
         """One attempt: a new reader, and its capture opened within open_timeout (None if not)."""
         self._retired = [t for t in self._retired if t.is_alive()]
         if len(self._retired) >= self._MAX_STALLED:
-            self.stats.last_error = f"{len(self._retired)} earlier connections still blocked in the backend"
+            with self.stats.lock:
+                self.stats.last_error = f"{len(self._retired)} earlier connections still blocked in the backend"
             return None
         self._start_reader()
         item = self._mailbox.take(self.settings.open_timeout + 1.0)
-        if isinstance(item, _Opened):
-            self.stats.connected = True
+        if isinstance(item, Opened):
+            with self.stats.lock:
+                self.stats.connected = True
             return item.info
-        self.stats.last_error = item.reason if isinstance(item, _Lost) else (
-            f"did not open within {self.settings.open_timeout:g} s")
+        with self.stats.lock:
+            self.stats.last_error = item.reason if isinstance(item, Lost) else (
+                f"did not open within {self.settings.open_timeout:g} s")
         self._retire_reader()
         return None
 
     def open(self) -> SourceInfo:
-        info = self._connect()
+        unreachable = self._reachable()
+        info = self._connect() if unreachable is None else None
         if info is None:
+            with self.stats.lock:
+                self.stats.last_error = unreachable or self.stats.last_error
+                self.stats.lost_at = self._lost_at = time.monotonic()
             log.warning("%s: could not open (%s); will keep retrying", self.display_name, self.stats.last_error)
-            self._lost_at = time.monotonic()
             return SourceInfo(0, 0, None, None, live=True)
         return info
 
     def _reconnect(self) -> bool:
-        """Reconnect with backoff until it works, stop() is called, or attempts run out."""
+        """Reconnect until it works, stop() is called, or attempts run out.
+
+        Full opens follow the backoff (reconnect_initial doubling up to
+        reconnect_max); a full open whose port does not answer fails without
+        FFmpeg. Between them the port is probed every _PROBE_S, and the moment
+        it starts answering a full open is made at once, outside the backoff:
+        a camera that comes back is not left waiting for a long backoff.
+        """
         delay = self.settings.reconnect_initial
-        attempt = 0
+        next_try = time.monotonic()
+        was_reachable: bool | None = None
         while not self._stop.is_set():
-            attempt += 1
-            if self._connect() is not None:
-                self.stats.reconnects += 1
-                log.info("%s: reconnected after %d attempt(s), %.1f s without frames",
-                         self.display_name, attempt, time.monotonic() - (self._lost_at or time.monotonic()))
-                return True
-            if self.settings.reconnect_attempts and attempt >= self.settings.reconnect_attempts:
-                log.error("%s: giving up after %d attempts (%s)", self.display_name, attempt, self.stats.last_error)
+            unreachable = self._reachable()
+            came_up = unreachable is None and was_reachable is False
+            was_reachable = unreachable is None
+            if came_up or time.monotonic() >= next_try:
+                if came_up:
+                    log.info("%s: the camera answers again; opening the stream", self.display_name)
+                if unreachable is None and self._connect() is not None:
+                    with self.stats.lock:
+                        self.stats.reconnects += 1
+                        attempts, self.stats.attempt, self.stats.next_try = self.stats.attempt + 1, 0, None
+                    log.info("%s: reconnected after %d attempt(s), %.1f s without frames", self.display_name,
+                             attempts, time.monotonic() - (self._lost_at or time.monotonic()))
+                    return True
+                with self.stats.lock:
+                    self.stats.last_error = unreachable or self.stats.last_error
+                    self.stats.attempt += 1
+                    attempt = self.stats.attempt
+                    self.stats.next_try = next_try = time.monotonic() + delay
+                if self.settings.reconnect_attempts and attempt >= self.settings.reconnect_attempts:
+                    log.error("%s: giving up after %d attempts (%s)", self.display_name, attempt, self.stats.last_error)
+                    return False
+                probing = f", watching for it every {self._PROBE_S:g} s" if self._probes and unreachable else ""
+                log.warning("%s: reconnect attempt %d failed (%s); next try in %.1f s%s",
+                            self.display_name, attempt, self.stats.last_error, delay, probing)
+                delay = min(delay * 2, self.settings.reconnect_max)
+            wait = next_try - time.monotonic()
+            if self._probes and not was_reachable:
+                wait = min(wait, self._PROBE_S)  # watch for the moment it comes back
+            if self._stop.wait(max(0.0, wait)):
                 return False
-            log.warning("%s: reconnect attempt %d failed (%s); next try in %.1f s",
-                        self.display_name, attempt, self.stats.last_error, delay)
-            if self._stop.wait(delay):
-                return False
-            delay = min(delay * 2, self.settings.reconnect_max)
         return False
+
+    _probes = False  # whether _reachable() is worth calling between full opens
 
     def _lose(self, reason: str) -> None:
         self._retire_reader()
-        self.stats.connected = False
-        self.stats.losses += 1
-        self.stats.last_error = reason
-        if self._lost_at is None:
-            self._lost_at = time.monotonic()
+        with self.stats.lock:
+            self.stats.connected = False
+            self.stats.losses += 1
+            self.stats.last_error = reason
+            if self._lost_at is None:
+                self._lost_at = time.monotonic()
+            self.stats.lost_at = self._lost_at
         log.warning("%s: stream lost (%s); reconnecting", self.display_name, reason)
 
     def read(self) -> Frame | None:
@@ -269,19 +265,21 @@ class LiveSource(Source):
             if self._reader is None and not self._reconnect():
                 return None
             item = self._mailbox.take(self.settings.read_timeout)
-            if isinstance(item, _Picture):
+            if isinstance(item, Picture):
                 gap = None
                 if self._lost_at is not None:
                     gap = (item.captured - self._lost_at) * 1000
                     self._lost_at = None
+                    with self.stats.lock:
+                        self.stats.lost_at = None
                 self._tick(item.captured)
                 frame = Frame(image=item.image, index=self._index, pts_ms=None, captured=item.captured, gap_ms=gap)
                 self._index += 1
                 return frame
             if self._stop.is_set():
                 break
-            # _Opened cannot come here: _connect() took it before read() waits for frames.
-            self._lose(item.reason if isinstance(item, _Lost) else f"no frame for {self.settings.read_timeout:g} s")
+            # Opened cannot come here: _connect() took it before read() waits for frames.
+            self._lose(item.reason if isinstance(item, Lost) else f"no frame for {self.settings.read_timeout:g} s")
         return None
 
     def _tick(self, now: float) -> None:
@@ -290,7 +288,8 @@ class LiveSource(Source):
         while now - window[0] > 2.0:
             window.popleft()
         if len(window) > 1:
-            self.stats.input_fps = (len(window) - 1) / (window[-1] - window[0])
+            with self.stats.lock:
+                self.stats.input_fps = (len(window) - 1) / (window[-1] - window[0])
 
     def stop(self) -> None:
         self._stop.set()
@@ -315,6 +314,16 @@ class NetworkSource(LiveSource):
         self.url = url
         self.display_name = mask_url(url)
         self.name = safe_name(url)
+        self._address = (parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme.lower()])
+
+    _probes = True
+
+    def _reachable(self) -> str | None:
+        try:
+            with socket.create_connection(self._address, timeout=self._PROBE_S):
+                return None
+        except OSError as exc:
+            return f"nothing answers at {self._address[0]}:{self._address[1]} ({exc.strerror or 'timed out'})"
 
     def _open_capture(self) -> cv2.VideoCapture:
         if self.url.lower().startswith(("rtsp://", "rtsps://")):
@@ -337,6 +346,12 @@ class CameraSource(LiveSource):
             )
         self.display_name = str(self.device)
         self.name = self.device.name
+
+    _probes = True
+
+    def _reachable(self) -> str | None:
+        # A USB camera unplugged and plugged in again: its device node is back before it can stream.
+        return None if self.device.exists() else f"{self.device} is gone (unplugged?)"
 
     def _open_capture(self) -> cv2.VideoCapture:
         params = []
