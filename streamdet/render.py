@@ -21,6 +21,9 @@ class OverlayStatus:
     latency_ms: float
 
 
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels
+
+
 @lru_cache(maxsize=512)
 def class_color(class_id: int) -> tuple[int, int, int]:
     """A stable BGR colour per class: golden-ratio steps round the hue circle keep neighbours apart."""
@@ -47,9 +50,15 @@ class Annotator:
         return line, scale, thickness
 
     def draw(self, image: np.ndarray, detections: Detections, status: OverlayStatus | None = None) -> np.ndarray:
-        """Draw on `image` in place and return it."""
+        """Draw on `image` in place and return it.
+
+        Boxes first, then the status plate, then the labels: a label is always
+        on top and readable, and the plate goes where it hides the least.
+        """
         line, scale, thickness = self._sizes(image)
         height, width = image.shape[:2]
+        boxes: list[Rect] = []
+        labels: list[tuple[Rect, str, tuple[int, int, int]]] = []
         for (x1, y1, x2, y2), score, class_id, label in zip(
             detections.xyxy, detections.scores, detections.class_ids, detections.labels
         ):
@@ -57,25 +66,59 @@ class Annotator:
             p1 = (int(x1), int(y1))
             p2 = (min(int(x2), width - 1), min(int(y2), height - 1))
             cv2.rectangle(image, p1, p2, color, line)
+            boxes.append((p1[0], p1[1], p2[0], p2[1]))
             if self.style.labels:
                 text = f"{label} {score:.2f}" if self.style.scores else label
-                self._label(image, text, p1, p2, color, scale, thickness)
+                labels.append((self._label_rect(image, text, p1, scale, thickness), text, color))
         if self.style.fps and status is not None:
             rate = f"{status.fps:.1f} FPS  " if status.fps is not None else ""
-            self._status(image, f"{rate}{status.latency_ms:.0f} ms", scale, thickness)
+            self._status(image, f"{rate}{status.latency_ms:.0f} ms", scale, thickness,
+                         [rect for rect, _, _ in labels], boxes)
+        for rect, text, color in labels:
+            x, y_top, x2, y2 = rect
+            cv2.rectangle(image, (x, y_top), (x2, y2), color, cv2.FILLED)
+            (_, th), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+            cv2.putText(image, text, (x + 1, y_top + th + 1), _FONT, scale, _text_color(color), thickness, cv2.LINE_AA)
         return image
 
-    def _label(self, image, text, p1, p2, color, scale, thickness) -> None:
+    @staticmethod
+    def _label_rect(image, text, p1, scale, thickness) -> Rect:
         height, width = image.shape[:2]
         (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
         plate_h = th + base + 2
         x = min(max(p1[0], 0), max(0, width - tw - 2))
         # Above the box when there is room, else just inside its top edge.
         y_top = p1[1] - plate_h if p1[1] - plate_h >= 0 else min(p1[1], max(0, height - plate_h))
-        cv2.rectangle(image, (x, y_top), (x + tw + 2, y_top + plate_h), color, cv2.FILLED)
-        cv2.putText(image, text, (x + 1, y_top + th + 1), _FONT, scale, _text_color(color), thickness, cv2.LINE_AA)
+        return (x, y_top, x + tw + 2, y_top + plate_h)
 
-    def _status(self, image, text, scale, thickness) -> None:
+    def _status(self, image, text, scale, thickness, labels: list[Rect], boxes: list[Rect]) -> None:
+        """The FPS/latency plate in the corner that hides no label and the least of the boxes.
+
+        When every corner has a label or a box under it, the plate is blended
+        (only its own pixels, so the cost stays that of the small rectangle).
+        """
+        height, width = image.shape[:2]
         (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
-        cv2.rectangle(image, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), cv2.FILLED)
-        cv2.putText(image, text, (4, th + 4), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        w, h = min(tw + 8, width), min(th + base + 8, height)
+        corners = [(0, 0), (width - w, 0), (0, height - h), (width - w, height - h)]
+
+        def cost(corner: tuple[int, int]) -> tuple[int, int]:
+            plate = (corner[0], corner[1], corner[0] + w, corner[1] + h)
+            return (sum(_overlap(plate, r) for r in labels), sum(_overlap(plate, r) for r in boxes))
+
+        costs = [cost(c) for c in corners]
+        best = min(range(4), key=lambda i: costs[i])
+        x, y = corners[best]
+        roi = image[y:y + h, x:x + w]
+        if costs[best] == (0, 0):
+            roi[:] = 0
+        else:
+            roi //= 3  # a third of the scene still shows through the dark plate
+        cv2.putText(image, text, (x + 4, y + th + 4), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def _overlap(a: Rect, b: Rect) -> int:
+    """Pixels two rectangles (x1, y1, x2, y2) share, counting a box's outline as its whole area."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0
