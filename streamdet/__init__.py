@@ -6,6 +6,10 @@ commands start without loading the whole pipeline.
 
 from importlib import import_module
 
+from .privacy import telemetry_off
+
+telemetry_off()  # before any module of ours imports openvino
+
 _EXPORTS = {
     "Config": "config",
     "load_config": "config_file",

@@ -33,6 +33,7 @@ from .devices import check_device, normalise
 from .errors import ConfigError, ModelError
 from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import label_for, load_labels, resolve_classes
+from .privacy import telemetry_off
 
 INPUT_SIZE = 300  # used when the model leaves its spatial size open
 _TF_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")
@@ -128,6 +129,7 @@ def convert_graph(pb: Path, out_xml: Path, fp32: bool = False) -> Path:
     """Convert a TF frozen graph to IR at `out_xml` (written to a temp dir, then moved into place)."""
     if not pb.is_file():
         raise ModelError(f"model '{pb}': no such file; check the path")
+    telemetry_off()  # again: the host program may have loaded the converter before streamdet
     try:
         with _quiet_native_stderr():
             model = ov.convert_model(str(pb), input=[1, INPUT_SIZE, INPUT_SIZE, 3])

@@ -1,0 +1,43 @@
+"""streamdet sends nothing anywhere: converting a model leaves no telemetry id and opens no connection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from media import pedestrian_pb
+
+# Runs streamdet's CLI after installing an audit hook that writes down every
+# network look-up and connection the process attempts, whatever library makes it.
+WATCHED = """
+import json, sys
+calls = []
+def hook(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo", "socket.sendto", "http.client.connect"):
+        calls.append([event, repr(args)[:200]])
+sys.addaudithook(hook)
+from streamdet.cli import main
+try:
+    code = main(sys.argv[2:])
+finally:
+    with open(sys.argv[1], "w") as f:
+        json.dump(calls, f)
+sys.exit(code)
+"""
+
+
+def test_converting_a_model_writes_no_telemetry_id_and_connects_nowhere(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config"),
+           "PATH": "/usr/bin:/bin", "STREAMDET_CACHE_DIR": str(tmp_path / "cache")}
+    calls_file, out = tmp_path / "calls.json", tmp_path / "model.xml"
+    proc = subprocess.run([sys.executable, "-c", WATCHED, str(calls_file), "model", "convert", str(pedestrian_pb()),
+                           "-o", str(out)], env=env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and out.with_suffix(".bin").is_file()
+    assert json.loads(calls_file.read_text()) == [], "a network call was attempted"
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == [], "files were written to the home folder"
