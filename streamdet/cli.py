@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _setup_logging("info")  # `run` and `bench` set their own level; the model commands report downloads
     try:
         return args.func(args)
     except PipeClosed as exc:

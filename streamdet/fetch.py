@@ -25,7 +25,8 @@ log = logging.getLogger("streamdet.fetch")
 
 BASE_URL_ENV = "STREAMDET_MODEL_BASE_URL"
 CACHE_ENV = "STREAMDET_CACHE_DIR"
-_TIMEOUT_S = 30
+# Seconds a server may stay silent (connecting, or between two reads) before the download counts as failed.
+TIMEOUT_S = 10
 _CHUNK = 1 << 20
 # Temporary folders this old were left by a killed process, not by one still working.
 _STALE_S = 24 * 3600
@@ -90,7 +91,7 @@ def _download(url: str, dest: Path, archive: Archive) -> None:
     """Stream `url` into `dest`, checking size and hash; raises OSError/ValueError on any fault."""
     digest = hashlib.sha384()
     done = 0
-    with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response, open(dest, "wb") as out:
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as out:
         total = int(response.headers.get("Content-Length") or archive.size)
         bar = None
         if sys.stderr.isatty():
@@ -160,20 +161,26 @@ def fetch_graph(name: str, cache_dir: str | os.PathLike | None = None, base_url:
     with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
         tar_path = Path(tmp) / archive.file
         for url in _urls(archive, base_url):
-            log.info("downloading %s", url)
+            log.info("downloading %s (waiting at most %d s for each answer)", url, TIMEOUT_S)
             try:
                 _download(url, tar_path, archive)
                 break
             # URLError and timeouts are OSErrors; a cut connection can also surface as IncompleteRead.
             except (OSError, ValueError, http.client.HTTPException) as exc:
                 reason = getattr(exc, "reason", None) or exc
+                if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+                    reason = f"no answer within {TIMEOUT_S} s"
                 failures.append(f"{url}: {reason}")
                 tar_path.unlink(missing_ok=True)
         else:
-            raise ModelError(
-                f"model '{archive.name}' could not be downloaded ({'; '.join(failures)}); to work offline, "
-                f"convert a local frozen graph with `streamdet model convert FILE.pb` or set {BASE_URL_ENV} to a mirror"
-            )
+            mirror = base_url or os.environ.get(BASE_URL_ENV)
+            if mirror:
+                advice = (f"check that the mirror ({'model.base_url' if base_url else BASE_URL_ENV} = {mirror}) "
+                          f"is reachable and serves {archive.file}")
+            else:
+                advice = (f"to work offline, convert a local frozen graph with `streamdet model convert FILE.pb` "
+                          f"or set {BASE_URL_ENV} to a mirror")
+            raise ModelError(f"model '{archive.name}' could not be downloaded ({'; '.join(failures)}); {advice}")
         staged = Path(tmp) / "frozen_inference_graph.pb"
         safe_extract(tar_path, archive.graph, staged)
         os.replace(staged, graph)

@@ -39,7 +39,10 @@ def resolve_classes(labels: tuple[str, ...], classes) -> frozenset[int]:
     lookup = {name.lower(): i for i, name in enumerate(labels) if name}
     for entry in classes:
         text = str(entry).strip()
-        if text.isdigit():
+        if text.lstrip("-").isdigit():
+            if not 0 < int(text) < len(labels):
+                raise ModelError(f"class id {text} is not in the label file; ids go from 1 to {len(labels) - 1} "
+                                 "(0 is the background)")
             ids.add(int(text))
         elif text.lower() in lookup:
             ids.add(lookup[text.lower()])

@@ -64,6 +64,24 @@ def test_load_compiles_on_a_lower_case_device(model_cache, pedestrian_xml):
     assert load(pedestrian_xml, "AUTO:CPU", cache_dir=model_cache, hint="LATENCY").form == "tf"
 
 
+@pytest.mark.parametrize("device", ["AUTO", "AUTO:CPU", "MULTI:CPU", "HETERO:CPU", "BATCH:CPU"])
+@pytest.mark.parametrize("hint", ["THROUGHPUT", "LATENCY"])
+def test_virtual_devices_compile_and_find_the_person(device, hint, pedestrian_xml, carphone_frames):
+    detector = load(pedestrian_xml, device, hint=hint)
+    found = detector.detect(carphone_frames[0])
+    assert found.labels[:1] == ("person",) and found.scores[0] > 0.9
+    assert detector.nireq == detector.optimal_nireq + (hint == "THROUGHPUT")
+
+
+def test_hetero_through_the_cli(model_cache, pedestrian_xml, tmp_path):
+    proc = streamdet("run", "--source", str(clip("carphone_pristine")), "--model", str(pedestrian_xml),
+                     "--device", "HETERO:CPU", "--json", str(tmp_path / "d.jsonl"), env=cli_env(model_cache))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "d.jsonl").read_text().count("\n") == 120
+    info = streamdet("model", "info", str(pedestrian_xml), "--device", "hetero:cpu", env=cli_env(model_cache))
+    assert info.returncode == 0 and "HETERO:CPU" in info.stdout, info.stderr
+
+
 def test_devices_command_lists_cpu_with_its_full_name(tmp_path):
     proc = streamdet("devices", env=cli_env(tmp_path))
     assert proc.returncode == 0, proc.stderr

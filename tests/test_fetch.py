@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import socket
 import tarfile
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from helpers import free_port
 from media import pedestrian_pb
 
 from streamdet import fetch
@@ -142,7 +146,7 @@ def test_connection_dropped_mid_file(server, tmp_path, monkeypatch):
     server.cut_after = len(data) // 2
     with pytest.raises(ModelError, match="could not be downloaded") as err:
         fetch.fetch_graph(ARCHIVE.name, tmp_path, server.url)
-    assert "streamdet model convert" in str(err.value)
+    assert "check that the mirror" in str(err.value) and "connection cut" in str(err.value)
     assert _leftovers(tmp_path) == []
     server.cut_after = None  # the next run starts clean and succeeds
     assert fetch.fetch_graph(ARCHIVE.name, tmp_path, server.url).is_file()
@@ -170,14 +174,41 @@ def test_unsafe_archive_members_are_refused(kind, server, tmp_path, monkeypatch)
     assert not (tmp_path.parent / "evil.txt").exists()
 
 
-def test_nothing_listening_says_how_to_work_offline(tmp_path):
-    import socket
+def test_nothing_listening_says_how_to_work_offline(tmp_path, monkeypatch):
+    dead = f"http://127.0.0.1:{free_port()}/models/"
+    monkeypatch.delenv(fetch.BASE_URL_ENV, raising=False)
+    _register(monkeypatch, b"x", base_urls=(dead,))
+    with pytest.raises(ModelError, match=r"could not be downloaded.*streamdet model convert.*set STREAMDET_MODEL_BASE_URL"):
+        fetch.fetch_graph(ARCHIVE.name, tmp_path)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(ModelError, match=r"could not be downloaded.*STREAMDET_MODEL_BASE_URL"):
-        fetch.fetch_graph(ARCHIVE.name, tmp_path, f"http://127.0.0.1:{port}")
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_a_mirror_that_fails_is_named_not_advised_again(how, tmp_path, monkeypatch):
+    mirror = f"http://127.0.0.1:{free_port()}/m"
+    if how == "environment":
+        monkeypatch.setenv(fetch.BASE_URL_ENV, mirror)
+    with pytest.raises(ModelError) as info:
+        fetch.fetch_graph(ARCHIVE.name, tmp_path, mirror if how == "argument" else None)
+    message = str(info.value)
+    name = "model.base_url" if how == "argument" else "STREAMDET_MODEL_BASE_URL"
+    assert f"check that the mirror ({name} = {mirror}) is reachable and serves {ARCHIVE.file}" in message
+    assert "set STREAMDET_MODEL_BASE_URL" not in message
+
+
+def test_a_mirror_that_accepts_and_never_answers_times_out_and_says_so(tmp_path, monkeypatch, caplog):
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    monkeypatch.setattr(fetch, "TIMEOUT_S", 1)
+    caplog.set_level(logging.INFO, logger="streamdet.fetch")
+    mirror = f"http://127.0.0.1:{silent.getsockname()[1]}/m"
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ModelError, match="no answer within 1 s"):
+            fetch.fetch_graph(ARCHIVE.name, tmp_path, mirror)
+    finally:
+        silent.close()
+    assert time.monotonic() - t0 < 5
+    assert any(f"downloading {mirror}/{ARCHIVE.file} (waiting at most 1 s" in m for m in caplog.messages)
+    assert _leftovers(tmp_path) == []
 
 
 def test_cli_fetch_refuses_a_file_that_is_not_the_published_one(server, tmp_path):
@@ -185,7 +216,7 @@ def test_cli_fetch_refuses_a_file_that_is_not_the_published_one(server, tmp_path
 
     server.files[f"/m/{ARCHIVE.file}"] = b"a short page that is not the archive"
     proc = streamdet("model", "fetch", "--cache-dir", str(tmp_path), "--base-url", server.url + "/m", env=cli_env(tmp_path))
-    assert_one_line_error(proc, f"{server.url}/m/{ARCHIVE.file}", f"expected {ARCHIVE.size}", "streamdet model convert")
+    assert_one_line_error(proc, f"{server.url}/m/{ARCHIVE.file}", f"expected {ARCHIVE.size}", "check that the mirror")
     assert _leftovers(tmp_path) == []
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -263,3 +262,19 @@ def test_bad_inference_settings_are_named(model_cache, pedestrian_xml):
         load(pedestrian_xml, cache_dir=model_cache, streams=-1)
     detector = load(pedestrian_xml, cache_dir=model_cache, hint="latency", streams=1, threads=1, nireq=3)
     assert detector.compiled.get_property("NUM_STREAMS") == 1 and detector.nireq == 3
+
+
+@pytest.mark.parametrize("entry, fragment", [("999", "class id 999"), ("-3", "class id -3"), ("0", "class id 0"),
+                                             ("92", "1 to 91"), ("unicorn", "class 'unicorn'")])
+def test_class_filters_that_name_nothing_are_refused(entry, fragment, model_cache):
+    from streamdet.labels import resolve_classes
+
+    with pytest.raises(ModelError, match=fragment):
+        resolve_classes(load_labels(), [entry])
+    assert resolve_classes(load_labels(), ["person", "3", "91"]) == {1, 3, 91}
+    # Through the CLI: refused before any work, so an empty cache stays empty.
+    empty = model_cache.parent / f"empty-{entry}"
+    proc = streamdet("run", "--source", str(clip("bikes")), "--model", str(pedestrian_pb()), "--classes", entry,
+                     env=cli_env(empty))
+    assert_one_line_error(proc, fragment)
+    assert not empty.exists() or not any(empty.rglob("*"))
