@@ -63,8 +63,6 @@ class Pipeline:
         labels = detector.labels if detector is not None else load_labels(config.model.labels)
         self._keep = [DetectFilter(p.detect.threshold, np.array(sorted(resolve_classes(labels, p.detect.classes)),
                                                                  np.int32)) for p in self._plans]
-        self.detector = detector or load_from(config.model, config.inference, config.detect)
-        self.nireq = self.detector.nireq
         self._progress = progress
         self._scheduler: Scheduler | None = None
         self.lanes: list[Lane] = []
@@ -75,13 +73,22 @@ class Pipeline:
         self._stages: list[Stage] = []
         self.timers = {name: StageTimer() for name in ("decode", "inference", "render", "write")}
         self._cpu_s: dict[str, float] = {}
-        self._opened = False
         self._closed = False
         self._started_at = 0.0
         self._process_cpu0 = 0.0
         self._wall = 0.0
         self._process_cpu = 0.0
         self._stopped_by = "end of stream"
+        # Sources open before the model loads: a file that is no video, or a
+        # pipe with no writer, is found in a second, not after a download.
+        self._opened = True
+        try:
+            self._infos = self._open_sources()
+            self.detector = detector or load_from(config.model, config.inference, config.detect)
+        except BaseException:
+            self._close_all()
+            raise
+        self.nireq = self.detector.nireq
 
     # ----------------------------------------------------------------- set-up
 
@@ -116,12 +123,11 @@ class Pipeline:
         log.info("no display (DISPLAY is not set): the window is off; results go to the outputs only")
         return False
 
-    def _open(self) -> None:
-        if self._opened:
+    def _prepare(self) -> None:
+        if self.lanes:
             return
-        self._opened = True
+        infos = self._infos
         try:
-            infos = self._open_sources()
             for plan, source, info in zip(self._plans, self._sources, infos):
                 newest = plan.source.policy == "newest" or (plan.source.policy == "auto" and info.live)
                 inbox = Inbox(capacity=max(2, self.nireq * 2), newest_wins=newest)
@@ -220,7 +226,7 @@ class Pipeline:
 
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
-        self._open()
+        self._prepare()
         self._scheduler = scheduler = Scheduler(
             self.lanes, lambda on_done: InferenceEngine(self.detector, self.nireq, on_done), self.nireq)
         self._started_at = time.monotonic()

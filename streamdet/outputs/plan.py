@@ -122,8 +122,9 @@ def _check(targets: list[Target], sources: list[Source], overwrite: bool) -> Non
         if inode:
             seen_inodes[inode] = target
         if not overwrite:
+            # Only files: writing into a pipe or a device (/dev/stdout, a FIFO to another program) loses nothing.
             for path in _written_files(target, sources):
-                if os.path.lexists(path):
+                if os.path.isfile(path):
                     raise OutputError(f"output '{path}' ({target.what}) exists already; choose another path, "
                                       "or pass --overwrite to replace it")
 
