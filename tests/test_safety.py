@@ -1,0 +1,270 @@
+"""Nothing lost, ever: bad invocations, full disks, closed pipes and damaged inputs, through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from clirun import assert_one_line_error, cli_env, streamdet
+from helpers import decode
+from media import clip, pedestrian_pb
+
+
+def _digests(root: Path, skip: Path) -> dict[str, str]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if skip in path.parents or path == skip or path.is_dir() or path.is_fifo():
+            continue
+        found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "link"
+    return found
+
+
+@pytest.fixture
+def inputs(tmp_path) -> Path:
+    """Real media to be wrongly pointed at: a clip with a symlink and a hard link to it, photos, a text file."""
+    box = tmp_path / "in"
+    box.mkdir()
+    shutil.copy(clip("bikes"), box / "clip.mp4")
+    (box / "link.mp4").symlink_to(box / "clip.mp4")
+    os.link(box / "clip.mp4", box / "hard.mp4")
+    photos = box / "photos"
+    photos.mkdir()
+    for i, image in enumerate(decode(clip("carphone_pristine"), 3)):
+        cv2.imwrite(str(photos / f"p{i}.png"), image)
+    shutil.copy(photos / "p0.png", box / "photo.png")
+    (box / "notes.mp4").write_text("this is not a video\n" * 20)
+    (box / "empty.mp4").write_bytes(b"")
+    (box / "existing.mp4").write_bytes(b"an earlier recording")
+    os.mkfifo(box / "pipe.ts")
+    return box
+
+
+CASES = [
+    # (arguments, fragments of the one error line); {in} is the inputs folder
+    (["-s", "{in}/clip.mp4", "-o", "{in}/clip.mp4"], ["is the input"]),
+    (["-s", "{in}/clip.mp4", "-o", "{in}/link.mp4"], ["is the input"]),
+    (["-s", "{in}/clip.mp4", "-o", "{in}/hard.mp4"], ["is the input"]),
+    (["-s", "{in}/clip.mp4", "-o", "{in}/photos/../clip.mp4"], ["is the input"]),
+    (["-s", "{in}/link.mp4", "--json", "{in}/clip.mp4"], ["is the input"]),
+    (["-s", "{in}/clip.mp4", "--summary-json", "{in}/hard.mp4"], ["is the input"]),
+    (["-s", "{in}/photos", "-o", "{in}/photos"], ["is the input"]),
+    (["-s", "{in}/photos", "-o", "{in}/photos/annotated"], ["lies inside the input"]),
+    (["-s", "{in}/photos", "--json", "{in}/photos/d.jsonl"], ["lies inside the input"]),
+    (["-s", "{in}/photo.png", "-o", "{in}/photo.png"], ["is the input"]),
+    (["-s", "{in}/clip.mp4", "-o", "out.mp4", "--json", "out.mp4"], ["given twice"]),
+    (["-s", "{in}/clip.mp4", "--json", "d.jsonl", "--summary-json", "d.jsonl"], ["given twice"]),
+    (["-s", "{in}/clip.mp4", "-s", "{in}/photos", "-o", "out.mp4"], ["given twice", "{name}"]),
+    (["-s", "{in}/clip.mp4", "-o", "out.jpg"], ["an image name for the video source", ".mp4"]),
+    (["-s", "{in}/clip.mp4", "-o", "out.gif"], ["'.gif' is not a supported recording format", ".mp4, .mkv"]),
+    (["-s", "{in}/clip.mp4", "-o", "out.webm"], ["'.webm'"]),
+    (["-s", "{in}/clip.mp4", "-o", "recording"], ["without an extension"]),
+    (["-s", "{in}/photo.png", "-o", "out.mp4"], ["'.mp4' is not a supported picture format", ".png"]),
+    (["-s", "{in}/photos", "-o", "out.jpg"], ["folder of images", "give a folder"]),
+    (["-s", "{in}/clip.mp4", "-o", "{in}/existing.mp4"], ["exists already", "--overwrite"]),
+    (["-s", "{in}/clip.mp4", "-o", "nowhere/out.mp4"], ["folder 'nowhere' does not exist"]),
+    (["-s", "{in}/clip.mp4", "-o", "{in}/existing.mp4/out.mp4"], ["is not a folder"]),
+    (["-s", "ftp://127.0.0.1/x"], ["ftp:// is not supported", "rtsp://"]),
+    (["-s", "file:///tmp/x.mp4"], ["file:// is not supported"]),
+    (["-s", "rtmp://user:hunter2@cam/live"], ["rtmp:// is not supported", "***"]),
+    (["-s", "{in}/missing.mp4"], ["missing.mp4", "no such file"]),
+    (["-s", "{in}/empty.mp4"], ["empty"]),
+    (["-s", "{in}/notes.mp4"], ["notes.mp4", "cannot be opened as video"]),
+    (["-s", "/dev/video7"], ["no camera at /dev/video7"]),
+    (["-s", "{in}/pipe.ts", "--open-timeout", "1"], ["nothing could be read within 1 s", "pipe"]),
+    (["-s", "{in}/clip.mp4", "--classes", "999"], ["class id 999"]),
+    (["-s", "{in}/clip.mp4", "--classes", "unicorn"], ["class 'unicorn'"]),
+    (["-s", "{in}/clip.mp4", "--nireq", "10000"], ["nireq", "up to 64"]),
+    (["-s", "{in}/clip.mp4", "--threads", "100000"], ["threads", "up to 256"]),
+    (["-s", "{in}/clip.mp4", "--threshold", "2"], ["threshold"]),
+    (["-s", "{in}/clip.mp4", "--open-timeout", "-1"], ["open_timeout"]),
+    (["-s", "{in}/clip.mp4", "--device", "HETERO:NOPE"], ["'NOPE' is not present"]),
+    (["-s", "{in}/clip.mp4", "--model", "{in}/missing.xml"], ["missing.xml", "no such file"]),
+    (["-s", "{in}/clip.mp4", "--config", "unknown.yaml"], ["line 2", "unknown key 'detect.treshold'"]),
+    (["-s", "{in}/clip.mp4", "--config", "twice.yaml"], ["line 3", "'detect' is given twice"]),
+    (["-s", "{in}/clip.mp4", "--config", "nan.yaml"], ["line 2", "source.open_timeout", "finite"]),
+    (["--config", "camera.yaml"], ["line 6", "(door)", "treshold"]),
+]
+
+
+def test_bad_invocations_change_nothing_and_say_one_line_each(inputs, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "unknown.yaml").write_text("detect:\n  treshold: 0.4\n")
+    (work / "twice.yaml").write_text("detect:\n  threshold: 0.4\ndetect:\n  threshold: 0.5\n")
+    (work / "nan.yaml").write_text("source:\n  open_timeout: .nan\n")
+    (work / "camera.yaml").write_text(f"sources:\n  - {inputs}/clip.mp4\n  - name: door\n    url: {inputs}/clip.mp4\n"
+                                      "    detect:\n      treshold: 0.7\n")
+    cache = tmp_path / "empty-cache"
+    env = cli_env(cache)
+    before = _digests(tmp_path, cache)
+    assert len(CASES) >= 30
+    for args, fragments in CASES:
+        args = [a.replace("{in}", str(inputs)) for a in args]
+        if "--model" not in args:
+            args += ["--model", str(pedestrian_pb())]
+        proc = streamdet("run", *args, env=env, cwd=work, timeout=60)
+        line = assert_one_line_error(proc, *fragments)
+        assert "hunter2" not in proc.stderr, line
+        assert _digests(tmp_path, cache) == before, f"files changed by {args}: {line}"
+        # Everything here is found by the cheap checks: the model was never converted.
+        assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*")), f"model converted for {args}"
+
+
+def _in_full_disk(tmp_path: Path, size: str, args: list[str], fill: bool = False) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run streamdet with `disk` (a tmpfs of `size`, optionally filled first) as its output folder, in a
+    private mount namespace; returns the run and what the disk held after it (the mount goes with it)."""
+    disk, listing = tmp_path / "disk", tmp_path / "listing.json"
+    disk.mkdir(exist_ok=True)
+    wrapper = """
+import json, os, subprocess, sys
+disk, listing, size, fill = sys.argv[1:5]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", disk], check=True)
+if fill == "1":
+    fd = os.open(os.path.join(disk, "filler"), os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        os.close(fd)
+proc = subprocess.run([sys.executable, "-m", "streamdet", "run", *sys.argv[5:]])
+found = {name: os.path.getsize(os.path.join(disk, name)) for name in os.listdir(disk)}
+json.dump(found, open(listing, "w"))
+sys.exit(proc.returncode)
+"""
+    resolved = [a.replace("{disk}", str(disk)) for a in args]
+    proc = subprocess.run(["unshare", "-rm", sys.executable, "-c", wrapper, str(disk), str(listing), size,
+                           "1" if fill else "0", *resolved], env=cli_env(tmp_path.parent / "shared-cache"),
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return proc, sorted(json.loads(listing.read_text()))
+
+
+@pytest.fixture
+def shared_cache(model_cache, tmp_path):
+    (tmp_path.parent / "shared-cache").unlink(missing_ok=True)
+    (tmp_path.parent / "shared-cache").symlink_to(model_cache)
+
+
+@pytest.mark.parametrize("what, size, args, fragment", [
+    ("recording", "1200k", ["-o", "{disk}/out.mp4"], "out.mp4"),  # the recording needs 1.8 MB
+    ("JSONL", "16k", ["--json", "{disk}/d.jsonl"], "d.jsonl"),
+])
+def test_a_full_disk_is_an_error_naming_the_output(what, size, args, fragment, tmp_path, shared_cache):
+    proc, left = _in_full_disk(tmp_path, size, ["-s", str(clip("bikes")), "--model", str(pedestrian_pb()), *args])
+    line = assert_one_line_error(proc, fragment, "No space left on device")
+    assert "end of stream" not in proc.stderr, line
+    if what == "recording":
+        # No half recording under the final name, and no hidden partial file left behind either.
+        assert left == [], left
+    else:
+        assert left == ["d.jsonl"]  # JSONL is written in place, whole lines only (see the README)
+
+
+def test_a_recording_that_could_not_be_stored_whole_is_an_error_not_a_broken_file(tmp_path, model_cache):
+    """OpenCV's writer swallows write errors: here every write past 400 KB fails (the file size limit) while the
+    disk has room, and only reading the recording back shows that it is incomplete."""
+    import resource
+    import signal
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, as on a full disk, instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+
+    out = tmp_path / "out.mp4"
+    proc = subprocess.run([sys.executable, "-m", "streamdet", "run", "-s", str(clip("bikes")), "--model",
+                           str(pedestrian_pb()), "-o", str(out)], env=cli_env(model_cache), capture_output=True,
+                          text=True, timeout=120, preexec_fn=limit_file_size, stdin=subprocess.DEVNULL)
+    assert_one_line_error(proc, "out.mp4", "incomplete", "of 250 frames")
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == [], list(tmp_path.iterdir())
+
+
+def test_a_summary_that_cannot_be_written_is_an_error(tmp_path, shared_cache):
+    proc, left = _in_full_disk(tmp_path, "16k", ["-s", str(clip("carphone_pristine")), "--model", str(pedestrian_pb()),
+                                                "--summary-json", "{disk}/summary.json"], fill=True)
+    assert_one_line_error(proc, "summary.json", "No space left on device")
+    assert left == ["filler"]
+
+
+def test_json_to_dev_full_is_an_error(tmp_path, model_cache):
+    proc = streamdet("run", "-s", str(clip("carphone_pristine")), "--model", str(pedestrian_pb()), "--json", "/dev/full",
+                     env=cli_env(model_cache))
+    assert_one_line_error(proc, "/dev/full", "No space left on device")
+
+
+def test_json_to_a_pipe_whose_reader_left_ends_quietly(model_cache):
+    proc = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "-s", str(clip("bikes")), "--loop",
+                             "--model", str(pedestrian_pb()), "--json", "-"], env=cli_env(model_cache),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    first = proc.stdout.readline()  # as `head -n 1` does
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=60)
+    assert json.loads(first)["frame"] == 0
+    assert proc.returncode == 141, stderr
+    assert b"Traceback" not in stderr and b"error" not in stderr.lower(), stderr
+
+
+def test_a_file_damaged_part_way_is_an_error_unless_ignored(tmp_path, model_cache):
+    whole = tmp_path / "whole.mkv"
+    frames = decode(clip("bikes"))
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 25, frames[0].shape[1::-1])
+    for image in frames:
+        writer.write(image)
+    writer.release()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 4 // 10])
+    env = cli_env(model_cache)
+    proc = streamdet("run", "-s", str(cut), "--model", str(pedestrian_pb()), "-o", str(tmp_path / "a.mp4"),
+                     "--json", str(tmp_path / "a.jsonl"), env=env)
+    line = assert_one_line_error(proc, "cut.mkv", "decoding stopped at frame", "of 250", "--ignore-errors")
+    got = int(line.split("at frame ")[1].split()[0])
+    assert 50 < got < 200
+    # The frames before the damage are kept, finalised and playable.
+    assert (tmp_path / "a.jsonl").read_text().count("\n") == got
+    assert len(decode(tmp_path / "a.mp4")) == got
+    proc = streamdet("run", "-s", str(cut), "--model", str(pedestrian_pb()), "--json", str(tmp_path / "b.jsonl"),
+                     "--ignore-errors", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"decoding stopped at frame {got} of 250" in proc.stderr and "going on" in proc.stderr
+    assert (tmp_path / "b.jsonl").read_text().count("\n") == got
+
+
+def test_one_bad_image_in_a_folder_is_skipped_and_counted(tmp_path, model_cache):
+    folder, out = tmp_path / "photos", tmp_path / "annotated"
+    folder.mkdir()
+    for i, image in enumerate(decode(clip("carphone_pristine"), 4)):
+        cv2.imwrite(str(folder / f"p{i}.jpg"), image)
+    (folder / "p2.jpg").write_bytes(b"\xff\xd8 not really a jpeg" * 10)
+    summary = tmp_path / "summary.json"
+    proc = streamdet("run", "-s", str(folder), "--model", str(pedestrian_pb()), "-o", str(out),
+                     "--json", str(tmp_path / "d.jsonl"), "--summary-json", str(summary), env=cli_env(model_cache))
+    assert proc.returncode == 0, proc.stderr
+    assert "p2.jpg: cannot be decoded as an image; skipped" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["p0.jpg", "p1.jpg", "p3.jpg"]
+    records = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in records] == ["p0.jpg", "p1.jpg", "p3.jpg"]
+    assert json.loads(summary.read_text())["sources"][0]["frames_skipped"] == 1
+    assert "1 unreadable images skipped" in proc.stderr
+
+
+def test_one_image_in_gives_a_real_jpeg_out_without_a_status_plate(tmp_path, model_cache):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), decode(clip("carphone_pristine"), 1)[0])
+    env = cli_env(model_cache)
+    for name, extra in (("a.jpg", []), ("b.jpg", ["--no-fps"])):
+        proc = streamdet("run", "-s", str(photo), "--model", str(pedestrian_pb()), "-o", str(tmp_path / name), *extra,
+                         env=env)
+        assert proc.returncode == 0, proc.stderr
+    data = (tmp_path / "a.jpg").read_bytes()
+    assert data[:2] == b"\xff\xd8"
+    a, b = cv2.imread(str(tmp_path / "a.jpg")), cv2.imread(str(tmp_path / "b.jpg"))
+    original = cv2.imread(str(photo))
+    assert np.array_equal(a, b), "a status plate was drawn on a single image"
+    assert not np.array_equal(a, cv2.imdecode(cv2.imencode(".jpg", original)[1], cv2.IMREAD_COLOR)), "no boxes drawn"
