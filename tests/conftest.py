@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from helpers import decode
 from media import clip, pedestrian_pb
 
 
@@ -36,14 +36,7 @@ def pedestrian_xml(model_cache) -> Path:
 @pytest.fixture(scope="session")
 def carphone_frames() -> list[np.ndarray]:
     """The first 40 frames of carphone (176x144): one man in a car, filling the middle and right."""
-    cap = cv2.VideoCapture(str(clip("carphone_pristine")))
-    frames = []
-    while len(frames) < 40:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
+    frames = decode(clip("carphone_pristine"), 40)
     assert len(frames) == 40, "carphone_pristine.mp4 could not be read"
     return frames
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -25,6 +26,26 @@ def decode(path: Path, limit: int | None = None) -> list[np.ndarray]:
         frames.append(image)
     cap.release()
     return frames
+
+
+def video_props(path: Path) -> tuple[int, int, int, float]:
+    """(frames decoded, width, height, fps) of a recording: decoding every frame proves it plays to the end."""
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    cap.release()
+    return frames, width, height, fps
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every record of a JSONL output; the last line must be whole."""
+    text = path.read_text()
+    assert text.endswith("\n"), "the last JSONL line is cut off"
+    return [json.loads(line) for line in text.splitlines()]
 
 
 def free_port() -> int:

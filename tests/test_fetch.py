@@ -12,15 +12,13 @@ import io
 import logging
 import socket
 import tarfile
-import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from helpers import free_port
+from helpers import LoopbackHttpServer, free_port
 from media import pedestrian_pb
 
 from streamdet import fetch
@@ -50,37 +48,27 @@ class Server:
         self.files: dict[str, bytes] = {}
         self.requests: list[str] = []
         self.cut_after: int | None = None
-        outer = self
+        self._http = LoopbackHttpServer(self._serve)
+        self.url = f"http://127.0.0.1:{self._http.port}"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests.append(self.path)
-                body = outer.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if outer.cut_after is not None:
-                    self.wfile.write(body[: outer.cut_after])
-                    self.wfile.flush()
-                    self.connection.close()
-                    return
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    def _serve(self, request) -> None:
+        self.requests.append(request.path)
+        body = self.files.get(request.path)
+        if body is None:
+            request.send_error(404)
+            return
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        if self.cut_after is not None:
+            request.wfile.write(body[: self.cut_after])
+            request.wfile.flush()
+            request.connection.close()
+            return
+        request.wfile.write(body)
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+        self._http.close()
 
 
 @pytest.fixture

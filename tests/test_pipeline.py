@@ -17,7 +17,7 @@ import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
 from helpers import decode as decode_all
-from helpers import wait_for
+from helpers import read_jsonl, video_props, wait_for
 from media import clip, pedestrian_pb
 
 from streamdet.config import Config, DetectConfig, OutputConfig
@@ -35,24 +35,6 @@ def env(model_cache) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def detector(pedestrian_xml):
     return load(pedestrian_xml, threshold=0.5)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    text = path.read_text()
-    assert text.endswith("\n"), "the last JSONL line is cut off"
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def video_props(path: Path) -> tuple[int, int, int, float]:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open"
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    frames = 0
-    while cap.read()[0]:
-        frames += 1
-    cap.release()
-    return frames, width, height, fps
 
 
 @pytest.mark.parametrize("name", ["bikes", "bigbuckbunny"])

@@ -15,12 +15,11 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from clirun import cli_env
-from helpers import LineReader, decode, free_port, wait_for
+from helpers import LineReader, decode, free_port, video_props, wait_for
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 
@@ -37,13 +36,8 @@ def server():
     srv.close()
 
 
-def _frames_in(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} is not a playable video"
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    return count
+def _frames(path: Path) -> int:
+    return video_props(path)[0]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +84,7 @@ def test_rtsp_camera_with_credentials_persons_detected_and_password_hidden(serve
     assert source["name"] == f"127.0.0.1_{server.port}_live"
     assert source["frames_read"] == source["frames_processed"] + source["frames_dropped"]
     recording = tmp_path / f"cam_127.0.0.1_{server.port}_live.mp4"
-    assert _frames_in(recording) == len(records) == source["frames_processed"]
+    assert _frames(recording) == len(records) == source["frames_processed"]
     age = source["frame_age"]
     print(f"\nRTSP frame age over {age['count']} frames: p50 {age['p50_ms']:.1f} ms, p95 {age['p95_ms']:.1f} ms")
     assert age["p95_ms"] < 250
@@ -178,7 +172,7 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
     records = [json.loads(line) for line in (tmp_path / "rec.jsonl").read_text().splitlines()]
     assert len(records) == len(received) and sum("gap_ms" in r for r in records) == 4
     # One recording across all four outages, playable, every processed frame in it.
-    assert _frames_in(tmp_path / "rec.mp4") == len(received)
+    assert _frames(tmp_path / "rec.mp4") == len(received)
     assert all("S3cr3t!x" not in r.getMessage() for r in caplog.records)
 
 
@@ -213,14 +207,14 @@ def test_rtsp_and_file_together_both_outputs_complete(server, tmp_path, model_ca
     assert [r["frame"] for r in file_records] == list(range(250))
     assert by_name["bikes"]["frames_processed"] == by_name["bikes"]["frames_read"] == 250
     assert by_name["bikes"]["frames_dropped"] == 0
-    assert _frames_in(out_dir / "bikes.mp4") == 250
+    assert _frames(out_dir / "bikes.mp4") == 250
 
     cam = by_name[camera]
     cam_records = [json.loads(line) for line in (out_dir / f"{camera}.jsonl").read_text().splitlines()]
     assert cam["frames_processed"] == len(cam_records) > 30
     assert cam["frames_read"] == cam["frames_processed"] + cam["frames_dropped"]
     assert all(r["source"] == camera for r in cam_records)
-    assert _frames_in(out_dir / f"{camera}.mp4") == len(cam_records)
+    assert _frames(out_dir / f"{camera}.mp4") == len(cam_records)
     assert report["frames"] == 250 + len(cam_records)
     assert f"source {camera}:" in stderr and "source bikes:" in stderr
 
