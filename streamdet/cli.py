@@ -47,7 +47,8 @@ def _add_run(sub) -> None:
     p.add_argument("-t", "--threshold", type=float, metavar="SCORE", help="minimum score, 0..1")
     p.add_argument("--classes", type=_classes, metavar="LIST", help="only these classes, by name or id, comma-separated")
     p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, line 0 = background)")
-    p.add_argument("-o", "--output", metavar="PATH", help="annotated recording (.mp4), or a folder for image sources; {name} = source name")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="annotated recording (.mp4 .mkv .avi .mov); for images a folder, or an image name for one image; {name} = source name")
     p.add_argument("--json", metavar="PATH", help="JSON Lines of detections, one line per frame ('-' = stdout)")
     p.add_argument("--summary-json", metavar="PATH", help="write the run summary as JSON")
     p.add_argument("--overwrite", action="store_const", const=True,
@@ -61,7 +62,7 @@ def _add_run(sub) -> None:
     p.add_argument("--ignore-errors", action="store_const", const=True,
                    help="a video file that is damaged part-way: keep the frames before the damage and exit 0")
     p.add_argument("--rtsp-transport", choices=["tcp", "udp"], help="RTSP transport")
-    p.add_argument("--open-timeout", type=float, metavar="S", help="seconds a camera or stream may take to open")
+    p.add_argument("--open-timeout", type=float, metavar="S", help="seconds a camera, stream, pipe or device may take to open")
     p.add_argument("--read-timeout", type=float, metavar="S", help="seconds without a frame before a camera or stream counts as lost and is reopened")
     p.add_argument("--no-labels", dest="labels_shown", action="store_const", const=False, help="draw boxes without label text")
     p.add_argument("--no-scores", dest="scores_shown", action="store_const", const=False, help="leave scores out of the labels")
