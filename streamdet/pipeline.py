@@ -81,14 +81,21 @@ class Pipeline:
         self._stopped_by = "end of stream"
         # Sources open before the model loads: a file that is no video, or a
         # pipe with no writer, is found in a second, not after a download.
-        self._opened = True
         try:
-            self._infos = self._open_sources()
+            infos = self._open_sources()
             self.detector = detector or load_from(config.model, config.inference, config.detect)
+            self.nireq = self.detector.nireq
+            for plan, source, info in zip(self._plans, self._sources, infos):
+                newest = plan.source.policy == "newest" or (plan.source.policy == "auto" and info.live)
+                inbox = Inbox(capacity=max(2, self.nireq * 2), newest_wins=newest)
+                self.lanes.append(Lane(id=plan.index, source=source, info=info, inbox=inbox,
+                                       keep=self._keep[plan.index], decode=self.timers["decode"]))
+                self._counters.append(SourceCounters())
+            self._make_outputs(infos)
+            self._stages = self._after_inference()
         except BaseException:
             self._close_all()
             raise
-        self.nireq = self.detector.nireq
 
     # ----------------------------------------------------------------- set-up
 
@@ -122,23 +129,6 @@ class Pipeline:
             raise StreamdetError("--show: no display (DISPLAY is not set); run under a desktop session or use --no-show")
         log.info("no display (DISPLAY is not set): the window is off; results go to the outputs only")
         return False
-
-    def _prepare(self) -> None:
-        if self.lanes:
-            return
-        infos = self._infos
-        try:
-            for plan, source, info in zip(self._plans, self._sources, infos):
-                newest = plan.source.policy == "newest" or (plan.source.policy == "auto" and info.live)
-                inbox = Inbox(capacity=max(2, self.nireq * 2), newest_wins=newest)
-                self.lanes.append(Lane(id=plan.index, source=source, info=info, inbox=inbox,
-                                       keep=self._keep[plan.index], decode=self.timers["decode"]))
-                self._counters.append(SourceCounters())
-            self._make_outputs(infos)
-            self._stages = self._after_inference()
-        except BaseException:
-            self._close_all()
-            raise
 
     def _open_sources(self) -> list[SourceInfo]:
         """Open every source at once: a camera that is down must not hold up the others for its open timeout."""
@@ -226,7 +216,6 @@ class Pipeline:
 
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
-        self._prepare()
         self._scheduler = scheduler = Scheduler(
             self.lanes, lambda on_done: InferenceEngine(self.detector, self.nireq, on_done), self.nireq)
         self._started_at = time.monotonic()
@@ -336,9 +325,8 @@ class Pipeline:
         return self._scheduler is not None and self._scheduler.failure.error is not None
 
     def close(self) -> None:
-        if self._opened:
-            self.abort(self._stopped_by)
-            self._close_all()
+        self.abort(self._stopped_by)
+        self._close_all()
 
     # ---------------------------------------------------------------- reports
 

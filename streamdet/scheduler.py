@@ -163,13 +163,13 @@ class Scheduler:
                     break
                 lane.decode.add((time.perf_counter() - t0) * 1000)
                 lane.decode_cpu_s += time.thread_time() - c0
-                lane.frames_read += 1
                 with cond:
                     while not inbox.has_room() and not self._stopping.is_set():
                         cond.wait()
                     if not inbox.has_room():
-                        break  # stopping: this frame was read but is not kept
+                        break  # stopping with a full inbox: this frame is not kept, nor counted as read
                     inbox.put(frame)
+                    lane.frames_read += 1
                     cond.notify_all()
         except BaseException as exc:
             self.failure.record(exc)
