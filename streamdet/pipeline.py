@@ -87,7 +87,7 @@ class Pipeline:
             self.nireq = self.detector.nireq
             for plan, source, info in zip(self._plans, self._sources, infos):
                 newest = plan.source.policy == "newest" or (plan.source.policy == "auto" and info.live)
-                inbox = Inbox(capacity=max(2, self.nireq * 2), newest_wins=newest)
+                inbox = Inbox(capacity=min(max(2, self.nireq * 2), 16), newest_wins=newest)
                 self.lanes.append(Lane(id=plan.index, source=source, info=info, inbox=inbox,
                                        keep=self._keep[plan.index], decode=self.timers["decode"]))
                 self._counters.append(SourceCounters())

@@ -134,8 +134,9 @@ class Scheduler:
         self._stopping = threading.Event()
         self._aborted = threading.Event()
         # Two results per request may wait for the consumer: enough to absorb
-        # jitter in rendering without letting frames pile up.
-        self._slots = threading.Semaphore(nireq * 3)
+        # jitter in rendering without letting frames pile up; past 8 requests
+        # the extra is capped, so frames held stay few whatever nireq is.
+        self._slots = threading.Semaphore(nireq + min(2 * nireq, 16))
         self._buffer = ReorderBuffer()
         self._submitted = 0
         self._feeding_done = False

@@ -192,3 +192,18 @@ def test_abort_ends_every_thread_even_with_frames_waiting():
     assert scheduler.take(0.1) is None and scheduler.finished
     assert scheduler.close() == []
     assert lanes[0].source.read_count < 10_000
+
+
+def test_frames_held_stay_bounded_however_many_requests():
+    """A consumer that never lets go: the scheduler stops at its slot limit instead of reading on."""
+    lanes = [Lane(id=0, source=CountingSource("a", 10_000), info=SourceInfo(4, 4, 25.0, None, live=False),
+                  inbox=Inbox(capacity=16, newest_wins=False))]
+    scheduler = Scheduler(lanes, lambda on_done: StandInEngine(on_done, 64), 64)
+    scheduler.start()
+    held = 0
+    while scheduler.take(0.5) is not None:
+        held += 1
+    assert held == 64 + 16  # nireq plus at most 16 waiting, not 3 x 64
+    assert lanes[0].frames_read <= held + 16 + 1
+    scheduler.abort()
+    assert scheduler.close() == []
