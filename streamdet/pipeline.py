@@ -48,7 +48,8 @@ class Pipeline:
 
     Everything cheap is checked here, before the model is loaded: the
     settings, that every source exists, that every output can be written and
-    clashes with no input and no other output.
+    clashes with no input and no other output; then the sources are opened
+    and the model loaded. Close it (`with`, or `close()`) even if it never runs.
     """
 
     def __init__(self, config: Config, detector: Detector | None = None, *,
