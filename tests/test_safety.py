@@ -268,3 +268,21 @@ def test_one_image_in_gives_a_real_jpeg_out_without_a_status_plate(tmp_path, mod
     original = cv2.imread(str(photo))
     assert np.array_equal(a, b), "a status plate was drawn on a single image"
     assert not np.array_equal(a, cv2.imdecode(cv2.imencode(".jpg", original)[1], cv2.IMREAD_COLOR)), "no boxes drawn"
+
+
+def test_a_pipe_with_a_writer_is_read_to_the_end(tmp_path, model_cache):
+    """The open timeout is for pipes nobody writes to; a program feeding one (ffmpeg ... -f matroska pipe) works."""
+    stream = tmp_path / "stream.mkv"
+    frames = decode(clip("carphone_pristine"))
+    writer = cv2.VideoWriter(str(stream), cv2.VideoWriter_fourcc(*"mp4v"), 25, frames[0].shape[1::-1])
+    for image in frames:
+        writer.write(image)
+    writer.release()
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    feeder = subprocess.Popen(["cp", str(stream), str(fifo)])  # blocks until streamdet opens the pipe
+    proc = streamdet("run", "-s", str(fifo), "--model", str(pedestrian_pb()), "--json", str(tmp_path / "d.jsonl"),
+                     "--open-timeout", "20", env=cli_env(model_cache))
+    assert feeder.wait(timeout=30) == 0
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "d.jsonl").read_text().count("\n") == len(frames) == 120
