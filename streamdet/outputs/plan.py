@@ -64,7 +64,9 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
         out = plan.output
         if out.video:
             path = out.video.replace("{name}", source.name)
-            targets.append(Target(_picture_kind(path, source), path, (plan.index,), f"recording of {source.name}"))
+            kind = _picture_kind(path, source)
+            what = f"recording of {source.name}" if kind == "video" else f"annotated images of {source.name}"
+            targets.append(Target(kind, path, (plan.index,), what))
         if out.json:
             jsonl.setdefault(out.json.replace("{name}", source.name), []).append(plan.index)
     for path, users in jsonl.items():
