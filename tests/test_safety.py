@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import decode
+from helpers import decode, wait_for
 from media import clip, pedestrian_pb
 
 
@@ -286,3 +286,20 @@ def test_a_pipe_with_a_writer_is_read_to_the_end(tmp_path, model_cache):
     assert feeder.wait(timeout=30) == 0
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "d.jsonl").read_text().count("\n") == len(frames) == 120
+
+
+def test_the_output_folder_removed_mid_run_is_an_error_naming_the_recording(tmp_path, model_cache):
+    out_dir = tmp_path / "recordings"
+    out_dir.mkdir()
+    js = tmp_path / "d.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "-s", str(clip("bikes")), "--loop",
+                             "--model", str(pedestrian_pb()), "-o", str(out_dir / "out.mp4"), "--json", str(js)],
+                            env=cli_env(model_cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    wait_for(lambda: js.exists() and js.read_text().count("\n") >= 50, 60, "a recording under way")
+    shutil.rmtree(out_dir)
+    _, stderr = proc.communicate(timeout=60)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+    assert_one_line_error(done, "out.mp4", "No such file or directory")
+    # The other output was finalised: whole lines only.
+    assert js.read_text().endswith("\n")
