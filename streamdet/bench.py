@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from .config import Config, SourceConfig
+from .config import Config, RecordingConfig, SourceConfig
 from .errors import SourceError
 from .model import Detector, load
+from .outputs.video import Encoder
 from .pipeline import Pipeline
 from .sources import Frame, Source, SourceInfo, VideoFileSource
 from .stats import process_cpu_s
@@ -116,7 +117,7 @@ class BenchResult:
     live_age_p95_x_latency: float
     cpu_ms_per_frame: dict[str, dict[str, float]]
     cpu_utilisation: dict[str, float]
-    cost_ms: dict[str, float]          # CPU ms per frame, all cores, each measured alone: inference, decode, encode
+    cost_ms: dict[str, float]          # CPU ms per frame, all cores, each measured alone: inference, decode, encoders
     ceiling: dict[str, float]          # best ratio to raw possible here if the pipeline cost nothing else
     rss_growth: float                  # between the 2nd and the last 100 frames of a headless run
     per_round: list[dict[str, float]] = field(default_factory=list)
@@ -144,7 +145,8 @@ class BenchResult:
         cost = self.cost_ms
         lines.append(
             f"  CPU ms per frame, each measured alone: inference {cost['inference']:.2f} (raw THROUGHPUT), "
-            f"decode {cost['decode']:.2f}, mp4 encode {cost['encode']:.2f}"
+            f"decode {cost['decode']:.2f}, "
+            + ", ".join(f"{k} {v:.2f}" for k, v in cost.items() if k.startswith("encode"))
         )
         lines.append(
             "  ceiling here with no other pipeline cost: "
@@ -190,12 +192,17 @@ def _decode_cost_ms(clip: Path, frames: int) -> float:
     return _cpu_ms_per_frame(work, frames)[1]
 
 
-def _encode_cost_ms(images: list[np.ndarray], path: str) -> float:
+def _encode_cost_ms(images: list[np.ndarray], path: str, settings: RecordingConfig) -> float:
+    """CPU per frame of the recording's encoder alone, all its threads, as the pipeline runs it."""
     height, width = images[0].shape[:2]
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
-    _, cost = _cpu_ms_per_frame(lambda: [writer.write(image) for image in images], len(images))
-    writer.release()
-    return cost
+
+    def work() -> None:
+        encoder = Encoder(Path(path), (width - width % 2, height - height % 2), 25.0, settings)
+        for i, image in enumerate(images):
+            encoder.add(image[: height - height % 2, : width - width % 2], i * 40)
+        encoder.close()
+
+    return _cpu_ms_per_frame(work, len(images))[1]
 
 
 def raw_fps(detector: Detector, image: np.ndarray, frames: int, nireq: int | None = None) -> float:
@@ -267,7 +274,9 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
                 lambda: raw_fps(throughput, image, frames), frames)
             figures["raw LATENCY"] = raw_fps(latency, image, frames)
             cost["decode"] = _decode_cost_ms(clip, frames)
-            cost["encode"] = _encode_cost_ms(camera_frames, os.path.join(tmp, "encode.mp4"))
+            for codec in ("h264", "mp4v"):
+                cost[f"encode {codec}"] = _encode_cost_ms(camera_frames, os.path.join(tmp, f"encode-{codec}.mp4"),
+                                                          RecordingConfig(codec=codec))
             costs.append(cost)
             variants = {
                 "pipeline headless": ({}, lambda: _Repeated(clip, frames)),
@@ -301,7 +310,7 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
     p95 = statistics.median(a[1] for a in ages)
     growth = (rss[-1] - rss[-2]) / rss[-2] if len(rss) >= 2 else 0.0
     cost_ms = {k: statistics.median(c[k] for c in costs) for k in costs[0]}
-    inference, decode, encode = cost_ms["inference"], cost_ms["decode"], cost_ms["encode"]
+    inference, decode, encode = cost_ms["inference"], cost_ms["decode"], cost_ms[f"encode {RecordingConfig().codec}"]
     core = ov.Core()
     return BenchResult(
         machine=f"{core.get_property('CPU', 'FULL_DEVICE_NAME')}, {os.cpu_count()} cores",

@@ -96,6 +96,17 @@ class OutputConfig:
 
 
 @dataclass
+class RecordingConfig:
+    codec: Literal["h264", "mp4v"] = "h264"
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "superfast"
+    crf: int = 23
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 51:
+            raise ValueError("crf must be between 0 (lossless) and 51 (smallest)")
+
+
+@dataclass
 class DisplayConfig:
     show: Literal["auto", "yes", "no"] = "auto"
 
@@ -126,7 +137,7 @@ class LoggingConfig:
 
 
 # The sections a source entry may override, and the keys of them that belong to the whole run.
-PER_SOURCE = {"source": SourceConfig, "detect": DetectConfig, "output": OutputConfig}
+PER_SOURCE = {"source": SourceConfig, "detect": DetectConfig, "output": OutputConfig, "recording": RecordingConfig}
 RUN_WIDE = {"output": ("summary_json", "overwrite")}
 
 
@@ -143,6 +154,7 @@ class SourceEntry:
     source: dict[str, Any] = field(default_factory=dict)
     detect: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
+    recording: dict[str, Any] = field(default_factory=dict)
     where: str = ""  # where it was written (file and line), for error messages
 
     def __post_init__(self) -> None:
@@ -173,6 +185,7 @@ class SourcePlan:
     source: SourceConfig
     detect: DetectConfig
     output: OutputConfig
+    recording: RecordingConfig
 
 
 @dataclass
@@ -183,6 +196,7 @@ class Config:
     sources: list[SourceEntry] = field(default_factory=list)  # plain strings are taken too (API, CLI)
     source: SourceConfig = field(default_factory=SourceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

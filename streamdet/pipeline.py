@@ -104,7 +104,8 @@ class Pipeline:
     def _plan(config: Config, sources: list[Source] | None) -> list[SourcePlan]:
         if sources:
             return [SourcePlan(index=i, url=s.display_name or s.name, name=None, source=config.source,
-                               detect=config.detect, output=config.output) for i, s in enumerate(sources)]
+                               detect=config.detect, output=config.output, recording=config.recording)
+                    for i, s in enumerate(sources)]
         plans = config.plans()
         if not plans:
             raise StreamdetError("no source given; pass --source FILE|URL|CAMERA or list sources: in the config")
@@ -163,7 +164,7 @@ class Pipeline:
             if not target.sources:
                 continue  # the run summary: written by the caller at the end
             first = target.sources[0]
-            output = open_output(target, infos[first], self._sources[first].name)
+            output = open_output(target, infos[first], self._sources[first].name, self._plans[first].recording)
             self._outputs.append(output)
             for i in target.sources:
                 self._outputs_of[i].append(output)

@@ -4,6 +4,7 @@ checks all of a run's paths before any work, `open_output` makes one once its so
 
 from __future__ import annotations
 
+from ..config import RecordingConfig
 from ..sources import SourceInfo
 from .base import Output, write_atomically
 from .images import ImageOutput
@@ -16,10 +17,10 @@ __all__ = ["Output", "Target", "plan_targets", "open_output", "write_atomically"
            "display_available", "VideoOutput", "ImageOutput", "JsonlOutput"]
 
 
-def open_output(target: Target, info: SourceInfo, source_name: str) -> Output:
+def open_output(target: Target, info: SourceInfo, source_name: str, recording: RecordingConfig) -> Output:
     """The output for a checked target; files are created on the first frame, not here."""
     if target.kind == "video":
-        return VideoOutput(target.path, info.fps, source_name)
+        return VideoOutput(target.path, info, source_name, recording)
     if target.kind in ("image", "images"):
         return ImageOutput(target.path, folder=target.kind == "images")
     if target.kind == "jsonl":

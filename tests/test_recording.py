@@ -1,0 +1,147 @@
+"""Recordings: H.264 a browser plays, that survive kill -9 and keep real time (real encoder, real Chromium)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from clirun import cli_env
+from helpers import video_props, wait_for
+from media import clip, pedestrian_pb
+from test_live import MjpegCamera
+
+from streamdet.config import Config
+from streamdet.model import load
+from streamdet.pipeline import Pipeline
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _timestamps_s(path: Path) -> list[float]:
+    """Every frame's presentation time, read by PyAV (FFmpeg), not by the writer."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sorted(float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None)
+
+
+def _plays_in_chromium(videos: list[Path], tmp_path: Path) -> dict[str, dict]:
+    """Load each video in headless Chromium (Debian's, driven by Playwright) and report what the page sees."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: install the packages in tests/apt-packages.txt (the CI script does)")
+    page_dir = tmp_path / "page"
+    page_dir.mkdir()
+    for video in videos:
+        shutil.copy(video, page_dir / video.name)
+    results = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            page = browser.new_page()
+            for video in videos:
+                (page_dir / "index.html").write_text(f'<video id="v" src="{video.name}" muted preload="auto"></video>')
+                page.goto((page_dir / "index.html").as_uri())
+                page.wait_for_function("() => { const v = document.getElementById('v'); "
+                                       "return v.readyState >= 2 || v.error; }", timeout=20_000)
+                results[video.name] = page.evaluate("() => { const v = document.getElementById('v'); return "
+                                                    "{width: v.videoWidth, ready: v.readyState, duration: v.duration, "
+                                                    "error: v.error ? v.error.message || String(v.error.code) : null}; }")
+        finally:
+            browser.close()
+    return results
+
+
+def test_recordings_play_in_chromium_even_after_kill_9(tmp_path, model_cache):
+    env = cli_env(model_cache)
+    finished = tmp_path / "finished.mp4"
+    proc = subprocess.run([sys.executable, "-m", "streamdet", "run", "-s", str(clip("bikes")), "--model",
+                           str(pedestrian_pb()), "-o", str(finished)], env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert video_props(finished)[:3] == (250, 640, 272)
+    with av.open(str(finished)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+
+    killed, js = tmp_path / "killed.mp4", tmp_path / "killed.jsonl"
+    run = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "-s", str(clip("bikes")), "--loop", "--model",
+                            str(pedestrian_pb()), "-o", str(killed), "--json", str(js)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    wait_for(lambda: js.exists() and js.read_text().count("\n") >= 150, 60, "150 frames recorded")
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=10)
+    processed = js.read_text().count("\n")  # JSON lines lag the recording (they are flushed every 0.5 s)
+    kept = video_props(killed)[0]
+    print(f"\nkill -9 after {processed}+ frames processed: {kept} frames play")
+    # All but the fragment being written (a keyframe a second = 25 frames) and the writer's queue (8).
+    assert kept >= processed - 25 - 8
+
+    mp4v = tmp_path / "mp4v.mp4"
+    config = tmp_path / "mp4v.yaml"
+    config.write_text("recording:\n  codec: mp4v\n")
+    proc = subprocess.run([sys.executable, "-m", "streamdet", "run", "--config", str(config), "-s",
+                           str(clip("carphone_pristine")), "--model", str(pedestrian_pb()), "-o", str(mp4v)],
+                          env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+
+    seen = _plays_in_chromium([finished, killed, mp4v], tmp_path)
+    for name in ("finished.mp4", "killed.mp4"):
+        assert seen[name]["error"] is None and seen[name]["width"] == 640 and seen[name]["ready"] >= 2, seen
+    assert abs(seen["finished.mp4"]["duration"] - 10.0) < 0.1, seen
+    # The reason for H.264: MPEG-4 Part 2 is still there on request, but browsers refuse it.
+    assert seen["mp4v.mp4"]["error"] is not None or seen["mp4v.mp4"]["width"] == 0, seen
+
+
+def test_a_camera_recording_keeps_real_time_through_drops_and_an_outage(tmp_path, pedestrian_xml):
+    """A camera faster than inference (half its frames dropped) and off for 5 s: the recording is as long as
+    the time that passed, and the outage is a 5 s jump, not a cut."""
+    cam = MjpegCamera(fps=60)
+    port = cam.port
+    config = Config(sources=[f"http://127.0.0.1:{port}/v.mjpg"])
+    config.display.show = "no"
+    config.logging.status_interval = 0
+    config.output.video = str(tmp_path / "cam.mp4")
+    captured: list[float] = []
+    detector = load(pedestrian_xml, hint="LATENCY", threads=1, nireq=1)
+    events: dict[str, float] = {}
+
+    def outage(pipeline: Pipeline) -> None:
+        source = pipeline.lanes[0].source
+        try:
+            wait_for(lambda: len(captured) >= 60, 30, "frames before the outage")
+            cam.close()
+            wait_for(lambda: (source.health().offline_s or 0) >= 5.0, 20, "a 5 s outage", poll=0.05)
+            events["back"] = time.monotonic()
+            events["cam"] = MjpegCamera(fps=60, port=port)
+            wait_for(lambda: sum(1 for c in list(captured) if c > events["back"]) >= 60, 30, "frames after it")
+        finally:
+            pipeline.stop("test done")
+
+    with Pipeline(config, detector=detector) as pipeline:
+        controller = threading.Thread(target=outage, args=(pipeline,), daemon=True)
+        controller.start()
+        for result in pipeline.results():
+            captured.append(result.frame.captured)
+        controller.join(timeout=10)
+        summary = pipeline.summary()
+    events["cam"].close()
+    source = summary.sources[0]
+    assert source.frames_dropped > 0.3 * source.frames_read, source  # the newest-frame policy at work
+
+    stamps = _timestamps_s(tmp_path / "cam.mp4")
+    assert len(stamps) == len(captured)
+    wall = captured[-1] - captured[0]
+    print(f"\ncamera recording: {stamps[-1] - stamps[0]:.2f} s of video for {wall:.2f} s of capture, "
+          f"{source.frames_dropped} of {source.frames_read} frames dropped")
+    assert abs((stamps[-1] - stamps[0]) - wall) <= 0.05 * wall
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert max(gaps) >= 5.0 and sorted(gaps)[-2] < 1.0  # one jump: the outage
