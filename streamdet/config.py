@@ -100,10 +100,17 @@ class RecordingConfig:
     codec: Literal["h264", "mp4v"] = "h264"
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "superfast"
     crf: int = 23
+    segment_seconds: float = 0.0
+    keep_hours: float = 0.0
+    keep_gb: float = 0.0
+    on_error: Literal["stop", "continue"] = "stop"
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
             raise ValueError("crf must be between 0 (lossless) and 51 (smallest)")
+        for key in ("segment_seconds", "keep_hours", "keep_gb"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be 0 (off) or positive")
 
 
 @dataclass

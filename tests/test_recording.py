@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -145,3 +146,110 @@ def test_a_camera_recording_keeps_real_time_through_drops_and_an_outage(tmp_path
     assert abs((stamps[-1] - stamps[0]) - wall) <= 0.05 * wall
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     assert max(gaps) >= 5.0 and sorted(gaps)[-2] < 1.0  # one jump: the outage
+
+
+def _starts(folder: Path, name: str) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(f"{name}_2") and p.suffix == ".mp4")
+
+
+def test_camera_segments_rotate_and_expire_per_camera_touching_nothing_else(tmp_path, pedestrian_xml):
+    """Two cameras into one folder: door keeps 4 s of 1 s segments, yard keeps at most 1 byte (so only the file
+    being written); files the templates could not have made, and the other camera's, are never touched."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    decoys = ["door_notes.txt", "door_20200101-000000.mp4.bak", "porch_20200101-000000.mp4", "door_latest.mp4",
+              "yard.mp4"]
+    for name in decoys:
+        (rec / name).write_bytes(b"not ours")
+    (rec / "door_20200101-000000.mp4").write_bytes(b"an old door segment: past keep_hours, so it goes")
+    door, yard = MjpegCamera(fps=25), MjpegCamera(fps=25)
+    config_file = tmp_path / "site.yaml"
+    config_file.write_text(f"""
+output:
+  video: {rec}/{{name}}_{{start}}.mp4
+recording:
+  segment_seconds: 1
+sources:
+  - name: door
+    url: http://127.0.0.1:{door.port}/v.mjpg
+    recording: {{keep_hours: {4 / 3600}}}
+  - name: yard
+    url: http://127.0.0.1:{yard.port}/v.mjpg
+    recording: {{keep_gb: 0.000000001}}
+""")
+    from streamdet.config_file import load_config
+
+    config = load_config(config_file)
+    config.display.show = "no"
+    config.logging.status_interval = 0
+    made: set[str] = set()
+
+    def watch(pipeline: Pipeline) -> None:
+        try:
+            def enough() -> bool:
+                made.update(_starts(rec, "door"))
+                return len(made) >= 8
+            wait_for(enough, 60, "eight door segments", poll=0.1)
+        finally:
+            pipeline.stop("test done")
+
+    try:
+        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+            controller = threading.Thread(target=watch, args=(pipeline,), daemon=True)
+            controller.start()
+            for _ in pipeline.results():
+                pass
+            controller.join(timeout=10)
+    finally:
+        door.close()
+        yard.close()
+    kept = _starts(rec, "door")
+    print(f"\ndoor: {len(made)} segments made, {len(kept)} kept: {kept}; yard kept {_starts(rec, 'yard')}")
+    assert "door_20200101-000000.mp4" not in kept
+    assert 3 <= len(kept) <= 6, kept
+    assert len(_starts(rec, "yard")) == 1  # only the segment being written when the run ended
+    for name in decoys:
+        assert (rec / name).read_bytes() == b"not ours", name
+    for name in kept[:-1]:  # every finished segment is about a second long and plays
+        stamps = _timestamps_s(rec / name)
+        assert 0.8 <= stamps[-1] - stamps[0] + 0.04 <= 1.3 and video_props(rec / name)[0] == len(stamps), name
+    seen = _plays_in_chromium([rec / kept[0]], tmp_path)
+    assert seen[kept[0]]["error"] is None and seen[kept[0]]["width"] == 176, seen
+
+
+def test_a_camera_recording_with_on_error_continue_survives_its_folder_vanishing(tmp_path, pedestrian_xml, caplog):
+    caplog.set_level(logging.INFO)
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    cam = MjpegCamera(fps=25)
+    config = Config(sources=[f"http://127.0.0.1:{cam.port}/v.mjpg"])
+    config.display.show = "no"
+    config.logging.status_interval = 0
+    config.output.video = str(rec / "{name}_{start}.mp4")
+    config.recording.on_error = "continue"
+    frames: list[float] = []
+
+    def vanish(pipeline: Pipeline) -> None:
+        try:
+            wait_for(lambda: len(frames) >= 30, 30, "recording under way")
+            shutil.rmtree(rec)
+            wait_for(lambda: any("recording again" in m for m in caplog.messages), 20, "the error to be logged")
+            rec.mkdir()
+            wait_for(lambda: any(rec.iterdir()), 20, "a new recording in the folder made again")
+            after = len(frames)
+            wait_for(lambda: len(frames) >= after + 30, 30, "frames after it")
+        finally:
+            pipeline.stop("test done")
+
+    try:
+        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+            controller = threading.Thread(target=vanish, args=(pipeline,), daemon=True)
+            controller.start()
+            for result in pipeline.results():
+                frames.append(result.frame.captured)
+            controller.join(timeout=10)
+    finally:
+        cam.close()
+    assert any("No such file or directory" in m for m in caplog.messages), caplog.messages
+    (segment,) = list(rec.iterdir())
+    assert video_props(segment)[0] > 10  # the new file plays

@@ -65,6 +65,14 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
         if out.video:
             path = out.video.replace("{name}", source.name)
             kind = _picture_kind(path, source)
+            rec = plan.recording
+            # Each new file (a segment, or a recording started again after an error) gets a name of its own.
+            if (rec.segment_seconds or rec.keep_hours or rec.keep_gb or rec.on_error == "continue") \
+                    and "{start}" not in path:
+                raise OutputError(f"output '{path}': segments, their expiry and on_error: continue (recording:) need "
+                                  "{start} in the recording path, e.g. rec_{name}_{start}.mp4")
+            if "{start}" in path and kind != "video":
+                raise OutputError(f"output '{path}': {{start}} is for recordings; name a video ({_suffixes(VIDEO_SUFFIXES)})")
             what = f"recording of {source.name}" if kind == "video" else f"annotated images of {source.name}"
             targets.append(Target(kind, path, (plan.index,), what))
         if out.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -18,6 +19,9 @@ from ..detections import FrameResult
 from ..errors import OutputError
 from ..sources import SourceInfo
 from .base import Output, write_error
+from .segments import Segments
+
+log = logging.getLogger("streamdet.recording")
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
 _CODECS = {"h264": "libx264", "mp4v": "mpeg4"}
@@ -73,26 +77,38 @@ class VideoOutput(Output):
     the time they were captured, so dropped frames and outages keep their
     real length in the recording. Encoding runs on a writer thread owned by
     the output; its queue is bounded, so a writer that falls behind slows the
-    pipeline down and never drops a frame. The file is written in place, in
-    its crash-safe form (fragmented MP4).
+    pipeline down and never drops a frame. Files are written in place, in
+    their crash-safe form (fragmented MP4).
+
+    With `{start}` in the path the recording is a series of segments (a new
+    one every `segment_seconds`, each starting on a keyframe), expired by
+    `keep_hours` / `keep_gb`. With `on_error: continue` a camera's recording
+    that fails to write is logged and started again in a new file later,
+    instead of stopping the run.
     """
 
     shows_pictures = True
     _QUEUE = 8
     # Below this much free space the next frames cannot be stored: stop now, not at the end.
     _MIN_FREE = 1 << 20
+    _RETRY_S = 5.0  # after a write error with on_error: continue
 
     def __init__(self, path: str | os.PathLike, info: SourceInfo, source_name: str,
                  settings: RecordingConfig = RecordingConfig()):
-        self.path = Path(path)
-        self.label = str(self.path)
+        self.template = str(path)
+        self.path = Path(path)  # the file being written (the first segment's, once known)
+        self.label = self.template
         self.info = info
         self.fps = info.fps if info.fps and info.fps > 0 else 25.0
         self.settings = settings
         self.source_name = source_name
+        self._segments = Segments(self.template, settings) if "{start}" in self.template else None
+        self._continue = settings.on_error == "continue" and info.live
         self._encoder: Encoder | None = None
+        self._segment_pts = 0                      # the current file's first pts: files start at 0
+        self._retry_at = 0.0
         self._size: tuple[int, int] = (0, 0)
-        self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue(self._QUEUE)
+        self._queue: queue.Queue[tuple[np.ndarray, int, float] | None] = queue.Queue(self._QUEUE)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._first_captured: float | None = None
@@ -112,17 +128,31 @@ class VideoOutput(Output):
         if self._error is not None:
             raise self._failure()
         image = result.frame.image
-        if self._encoder is None:
-            # Opened here, not on the writer thread, so a bad path fails this call.
+        pts_ms = self._pts_ms(result)
+        wall = time.time() - (time.monotonic() - result.frame.captured)
+        if self._thread is None:
             height, width = image.shape[:2]
             self._size = (width - width % 2, height - height % 2)  # 4:2:0 needs even sides
+            # The first file is opened here, not on the writer thread, so a bad path fails this call.
             try:
-                self._encoder = Encoder(self.path, self._size, self.fps, self.settings)
+                self._open(pts_ms, wall)
             except OSError as exc:
                 raise write_error(self.label, exc) from None
             self._thread = threading.Thread(target=self._encode, name=f"writer-{self.source_name}", daemon=True)
             self._thread.start()
-        self._queue.put((image, self._pts_ms(result)))
+        self._queue.put((image, pts_ms, wall))
+
+    def _open(self, pts_ms: int, wall: float) -> None:
+        if self._segments is not None:
+            self.path = self._segments.path_for(wall)
+        self._encoder = Encoder(self.path, self._size, self.fps, self.settings)
+        self._segment_pts = pts_ms
+        if self._segments is not None:
+            self._segments.expire(self.path, time.time())
+
+    def _due(self, pts_ms: int) -> bool:
+        length = self.settings.segment_seconds * 1000
+        return self._segments is not None and length > 0 and pts_ms - self._segment_pts >= length
 
     def _failure(self) -> OutputError:
         error = self._error
@@ -133,19 +163,24 @@ class VideoOutput(Output):
         return OutputError(f"output '{self.label}': writing the video failed ({error})")
 
     def _encode(self) -> None:
-        encoder = self._encoder
-        assert encoder is not None
         c0 = time.thread_time()
         next_check = 0.0
         while (item := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # keep taking frames so write() never blocks on a dead writer
-            image, pts_ms = item
+            image, pts_ms, wall = item
             try:
+                if self._encoder is None or self._due(pts_ms):
+                    if self._encoder is not None:
+                        self._encoder.close()
+                        self._encoder = None
+                    elif time.monotonic() < self._retry_at:
+                        continue  # the recording failed a moment ago: frames until the retry are not kept
+                    self._open(pts_ms, wall)
                 if image.shape[1::-1] != self._size:
                     # Odd sides, or a camera that came back at another resolution: still the one file.
                     image = np.ascontiguousarray(_fit(image, self._size))
-                encoder.add(image, pts_ms)
+                self._encoder.add(image, pts_ms - self._segment_pts)
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + 1.0
@@ -153,8 +188,26 @@ class VideoOutput(Output):
                     if stat.f_bavail * stat.f_frsize < self._MIN_FREE:
                         raise OSError(28, os.strerror(28))
             except Exception as exc:
-                self._error = exc
+                if not self._continue:
+                    self._error = exc
+                else:
+                    log.error("%s", self._failure_of(exc))
+                    log.error("%s: recording again in a new file in %g s (on_error: continue)", self.source_name,
+                              self._RETRY_S)
+                    self._drop_encoder()
+                    self._retry_at = time.monotonic() + self._RETRY_S
             self.cpu_s = time.thread_time() - c0
+
+    def _failure_of(self, exc: BaseException) -> str:
+        return str(write_error(self.label, exc)) if isinstance(exc, OSError) else f"output '{self.label}': {exc}"
+
+    def _drop_encoder(self) -> None:
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            try:
+                encoder.close()
+            except Exception:
+                pass  # the file is already failing; what was written before stays playable
 
     def close(self) -> None:
         if self._closed:
