@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from media import clip
+
 
 def decode(path: Path, limit: int | None = None) -> list[np.ndarray]:
     """The clip's frames as OpenCV decodes them (the first `limit` only, when given)."""
@@ -115,3 +117,33 @@ class LineReader:
     def text(self) -> str:
         self._thread.join(timeout=10)
         return "\n".join(self.lines)
+
+
+class MjpegCamera:
+    """An IP camera on loopback: multipart/x-mixed-replace JPEGs of a real clip, at `fps`."""
+
+    def __init__(self, fps: float = 50.0, port: int = 0):
+        self.jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in decode(clip("carphone_pristine"))]
+        self.fps = fps
+        self.running = threading.Event()
+        self.running.set()
+        self.connections = 0
+        self.server = LoopbackHttpServer(self._stream, port)
+        self.port = self.server.port
+
+    def _stream(self, request) -> None:
+        self.connections += 1
+        request.send_response(200)
+        request.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        request.end_headers()
+        i = 0
+        while self.running.is_set():
+            jpeg = self.jpegs[i % len(self.jpegs)]
+            request.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+            i += 1
+            time.sleep(1 / self.fps)  # the camera's frame rate, not a wait in the test
+
+    def close(self) -> None:
+        self.running.clear()
+        self.server.close()

@@ -11,46 +11,15 @@ import sys
 import threading
 import time
 
-import cv2
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import LoopbackHttpServer, decode, free_port, video_props, wait_for
+from helpers import MjpegCamera, free_port, video_props, wait_for
 from media import clip, pedestrian_pb
 
 from streamdet.config import SourceConfig
 from streamdet.errors import SourceError
 from streamdet.sources import NetworkSource, open_source
-
-
-class MjpegCamera:
-    """An IP camera on loopback: multipart/x-mixed-replace JPEGs of a real clip, at `fps`."""
-
-    def __init__(self, fps: float = 50.0, port: int = 0):
-        self.jpegs = [cv2.imencode(".jpg", image)[1].tobytes() for image in decode(clip("carphone_pristine"))]
-        self.fps = fps
-        self.running = threading.Event()
-        self.running.set()
-        self.connections = 0
-        self.server = LoopbackHttpServer(self._stream, port)
-        self.port = self.server.port
-
-    def _stream(self, request) -> None:
-        self.connections += 1
-        request.send_response(200)
-        request.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        request.end_headers()
-        i = 0
-        while self.running.is_set():
-            jpeg = self.jpegs[i % len(self.jpegs)]
-            request.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-            i += 1
-            time.sleep(1 / self.fps)  # the camera's frame rate, not a wait in the test
-
-    def close(self) -> None:
-        self.running.clear()
-        self.server.close()
 
 
 @pytest.fixture

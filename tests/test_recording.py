@@ -15,9 +15,8 @@ import av
 import pytest
 
 from clirun import cli_env
-from helpers import video_props, wait_for
+from helpers import MjpegCamera, video_props, wait_for
 from media import clip, pedestrian_pb
-from test_live import MjpegCamera
 
 from streamdet.config import Config
 from streamdet.model import load
