@@ -147,3 +147,35 @@ class MjpegCamera:
     def close(self) -> None:
         self.running.clear()
         self.server.close()
+
+
+def write_clip(frames: list[np.ndarray], path: Path, fps: float = 25) -> Path:
+    """Frames into a video file by OpenCV (MPEG-4 Part 2; the container from the extension)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, frames[0].shape[1::-1])
+    for image in frames:
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def run_alongside(pipeline, work: Callable[[object], None], on_result: Callable[[object], None] | None = None) -> None:
+    """Run `pipeline` on this thread while `work(pipeline)` runs on another (a camera's chaos, a check);
+    when the work ends, the pipeline is stopped; an error in the work is raised here."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work(pipeline)
+        except BaseException as exc:  # raised on the test's thread below
+            errors.append(exc)
+        finally:
+            pipeline.stop("test done")
+
+    controller = threading.Thread(target=guarded, daemon=True)
+    controller.start()
+    for result in pipeline.results():
+        if on_result is not None:
+            on_result(result)
+    controller.join(timeout=10)
+    if errors:
+        raise errors[0]

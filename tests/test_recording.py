@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import av
 import pytest
 
 from clirun import cli_env
-from helpers import MjpegCamera, video_props, wait_for
+from helpers import MjpegCamera, run_alongside, video_props, wait_for
 from media import clip, pedestrian_pb
 
 from streamdet.config import Config
@@ -102,9 +101,9 @@ def test_recordings_play_in_chromium_even_after_kill_9(tmp_path, model_cache):
 
 
 def test_a_camera_recording_keeps_real_time_through_drops_and_an_outage(tmp_path, pedestrian_xml):
-    """A camera faster than inference (half its frames dropped) and off for 5 s: the recording is as long as
-    the time that passed, and the outage is a 5 s jump, not a cut."""
-    cam = MjpegCamera(fps=60)
+    """A 25 fps camera faster than its slow consumer (half its frames dropped) and off for 5 s: the recording
+    is as long as the time that passed, and the outage is a 5 s jump, not a cut."""
+    cam = MjpegCamera(fps=25)
     port = cam.port
     config = Config(sources=[f"http://127.0.0.1:{port}/v.mjpg"])
     config.display.show = "no"
@@ -116,22 +115,21 @@ def test_a_camera_recording_keeps_real_time_through_drops_and_an_outage(tmp_path
 
     def outage(pipeline: Pipeline) -> None:
         source = pipeline.lanes[0].source
-        try:
-            wait_for(lambda: len(captured) >= 60, 30, "frames before the outage")
-            cam.close()
-            wait_for(lambda: (source.health().offline_s or 0) >= 5.0, 20, "a 5 s outage", poll=0.05)
-            events["back"] = time.monotonic()
-            events["cam"] = MjpegCamera(fps=60, port=port)
-            wait_for(lambda: sum(1 for c in list(captured) if c > events["back"]) >= 60, 30, "frames after it")
-        finally:
-            pipeline.stop("test done")
+        wait_for(lambda: len(captured) >= 40, 30, "frames before the outage")
+        cam.close()
+        wait_for(lambda: (source.health().offline_s or 0) >= 5.0, 20, "a 5 s outage", poll=0.05)
+        events["back"] = time.monotonic()
+        events["cam"] = MjpegCamera(fps=25, port=port)
+        wait_for(lambda: sum(1 for c in list(captured) if c > events["back"]) >= 40, 30, "frames after it")
+
+    def slow_output(result) -> None:
+        # An output that takes 80 ms a frame (a slow disk, a busy uplink): the camera's 25 fps outrun it and
+        # the newest-frame policy drops about half, whatever the speed of inference on this machine.
+        captured.append(result.frame.captured)
+        time.sleep(0.08)
 
     with Pipeline(config, detector=detector) as pipeline:
-        controller = threading.Thread(target=outage, args=(pipeline,), daemon=True)
-        controller.start()
-        for result in pipeline.results():
-            captured.append(result.frame.captured)
-        controller.join(timeout=10)
+        run_alongside(pipeline, outage, slow_output)
         summary = pipeline.summary()
     events["cam"].close()
     source = summary.sources[0]
@@ -183,22 +181,13 @@ sources:
     config.logging.status_interval = 0
     made: set[str] = set()
 
-    def watch(pipeline: Pipeline) -> None:
-        try:
-            def enough() -> bool:
-                made.update(_starts(rec, "door"))
-                return len(made) >= 8
-            wait_for(enough, 60, "eight door segments", poll=0.1)
-        finally:
-            pipeline.stop("test done")
+    def enough() -> bool:
+        made.update(_starts(rec, "door"))
+        return len(made) >= 8
 
     try:
         with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
-            controller = threading.Thread(target=watch, args=(pipeline,), daemon=True)
-            controller.start()
-            for _ in pipeline.results():
-                pass
-            controller.join(timeout=10)
+            run_alongside(pipeline, lambda _: wait_for(enough, 60, "eight door segments", poll=0.1))
     finally:
         door.close()
         yard.close()
@@ -229,24 +218,17 @@ def test_a_camera_recording_with_on_error_continue_survives_its_folder_vanishing
     frames: list[float] = []
 
     def vanish(pipeline: Pipeline) -> None:
-        try:
-            wait_for(lambda: len(frames) >= 30, 30, "recording under way")
-            shutil.rmtree(rec)
-            wait_for(lambda: any("recording again" in m for m in caplog.messages), 20, "the error to be logged")
-            rec.mkdir()
-            wait_for(lambda: any(rec.iterdir()), 20, "a new recording in the folder made again")
-            after = len(frames)
-            wait_for(lambda: len(frames) >= after + 30, 30, "frames after it")
-        finally:
-            pipeline.stop("test done")
+        wait_for(lambda: len(frames) >= 30, 30, "recording under way")
+        shutil.rmtree(rec)
+        wait_for(lambda: any("recording again" in m for m in caplog.messages), 20, "the error to be logged")
+        rec.mkdir()
+        wait_for(lambda: any(rec.iterdir()), 20, "a new recording in the folder made again")
+        after = len(frames)
+        wait_for(lambda: len(frames) >= after + 30, 30, "frames after it")
 
     try:
         with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
-            controller = threading.Thread(target=vanish, args=(pipeline,), daemon=True)
-            controller.start()
-            for result in pipeline.results():
-                frames.append(result.frame.captured)
-            controller.join(timeout=10)
+            run_alongside(pipeline, vanish, lambda result: frames.append(result.frame.captured))
     finally:
         cam.close()
     assert any("No such file or directory" in m for m in caplog.messages), caplog.messages

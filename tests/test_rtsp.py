@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from clirun import cli_env
-from helpers import LineReader, decode, free_port, video_props, wait_for
+from helpers import LineReader, decode, free_port, run_alongside, video_props, wait_for
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 
@@ -105,7 +105,6 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
     detector = load(pedestrian_xml, hint="LATENCY")
     received: list[tuple[float, float | None]] = []  # (captured, gap_ms) per frame
     outages: list[dict] = []
-    errors: list[BaseException] = []
 
     def frames_since(t: float) -> int:
         return sum(1 for captured, _ in list(received) if captured > t)
@@ -114,43 +113,32 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
         return [r for r in caplog.records if "stream lost" in r.getMessage()]
 
     def chaos(pipeline: Pipeline) -> None:
-        try:
-            wait_for(lambda: len(received) >= 25, 30, "first frames")
-            for kind in ("kill", "kill", "kill", "freeze"):
-                before = len(lost_records())
-                t_mono, t_wall = time.monotonic(), time.time()
-                if kind == "kill":
-                    server.kill()
-                else:
-                    server.freeze()
-                wait_for(lambda: len(lost_records()) > before, 10, "the loss to be noticed")
-                noticed = lost_records()[-1].created - t_wall
-                if kind == "freeze":
-                    server.close()
-                # Back once streamdet has found it gone at least once (the camera is off, not just blinking).
-                attempts = len([r for r in caplog.records if "reconnect attempt" in r.getMessage()])
-                wait_for(lambda: len([r for r in caplog.records if "reconnect attempt" in r.getMessage()]) > attempts,
-                         10, "a failed reconnect attempt")
-                server.start()
-                t_up = time.monotonic()
-                wait_for(lambda: frames_since(t_up) >= 25, 30, "frames after the restart")
-                first = next(captured for captured, _ in received if captured > t_up)
-                outages.append({"kind": kind, "noticed_s": noticed, "reconnect_s": first - t_up,
-                                "gap_s": first - t_mono})
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            pipeline.stop("test done")
+        wait_for(lambda: len(received) >= 25, 30, "first frames")
+        for kind in ("kill", "kill", "kill", "freeze"):
+            before = len(lost_records())
+            t_mono, t_wall = time.monotonic(), time.time()
+            if kind == "kill":
+                server.kill()
+            else:
+                server.freeze()
+            wait_for(lambda: len(lost_records()) > before, 10, "the loss to be noticed")
+            noticed = lost_records()[-1].created - t_wall
+            if kind == "freeze":
+                server.close()
+            # Back once streamdet has found it gone at least once (the camera is off, not just blinking).
+            attempts = len([r for r in caplog.records if "reconnect attempt" in r.getMessage()])
+            wait_for(lambda: len([r for r in caplog.records if "reconnect attempt" in r.getMessage()]) > attempts,
+                     10, "a failed reconnect attempt")
+            server.start()
+            t_up = time.monotonic()
+            wait_for(lambda: frames_since(t_up) >= 25, 30, "frames after the restart")
+            first = next(captured for captured, _ in received if captured > t_up)
+            outages.append({"kind": kind, "noticed_s": noticed, "reconnect_s": first - t_up,
+                            "gap_s": first - t_mono})
 
     with Pipeline(config, detector=detector) as pipeline:
-        controller = threading.Thread(target=chaos, args=(pipeline,), daemon=True)
-        controller.start()
-        for result in pipeline.results():
-            received.append((result.frame.captured, result.frame.gap_ms))
-        controller.join(timeout=10)
+        run_alongside(pipeline, chaos, lambda result: received.append((result.frame.captured, result.frame.gap_ms)))
         summary = pipeline.summary()
-    if errors:
-        raise errors[0]
     wait_for(lambda: not _reader_threads(), 5, "every reader thread to end")
 
     for o in outages:

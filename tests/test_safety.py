@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import decode, video_props, wait_for
+from helpers import decode, video_props, wait_for, write_clip
 from media import clip, pedestrian_pb
 
 
@@ -221,12 +221,7 @@ def test_json_to_a_pipe_whose_reader_left_ends_quietly(model_cache):
 
 
 def test_a_file_damaged_part_way_is_an_error_unless_ignored(tmp_path, model_cache):
-    whole = tmp_path / "whole.mkv"
-    frames = decode(clip("bikes"))
-    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"mp4v"), 25, frames[0].shape[1::-1])
-    for image in frames:
-        writer.write(image)
-    writer.release()
+    whole = write_clip(decode(clip("bikes")), tmp_path / "whole.mkv")
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 4 // 10])
     env = cli_env(model_cache)
@@ -281,12 +276,8 @@ def test_one_image_in_gives_a_real_jpeg_out_without_a_status_plate(tmp_path, mod
 
 def test_a_pipe_with_a_writer_is_read_to_the_end(tmp_path, model_cache):
     """The open timeout is for pipes nobody writes to; a program feeding one (ffmpeg ... -f matroska pipe) works."""
-    stream = tmp_path / "stream.mkv"
     frames = decode(clip("carphone_pristine"))
-    writer = cv2.VideoWriter(str(stream), cv2.VideoWriter_fourcc(*"mp4v"), 25, frames[0].shape[1::-1])
-    for image in frames:
-        writer.write(image)
-    writer.release()
+    stream = write_clip(frames, tmp_path / "stream.mkv")
     fifo = tmp_path / "feed"
     os.mkfifo(fifo)
     feeder = subprocess.Popen(["cp", str(stream), str(fifo)])  # blocks until streamdet opens the pipe
