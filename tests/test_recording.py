@@ -194,7 +194,7 @@ sources:
     kept = _starts(rec, "door")
     print(f"\ndoor: {len(made)} segments made, {len(kept)} kept: {kept}; yard kept {_starts(rec, 'yard')}")
     assert "door_20200101-000000.mp4" not in kept
-    assert 3 <= len(kept) <= 6, kept
+    assert 2 <= len(kept) <= 6 and len(made) > len(kept), kept  # about 4 s of 1 s segments (names keep whole seconds)
     assert len(_starts(rec, "yard")) == 1  # only the segment being written when the run ended
     for name in decoys:
         assert (rec / name).read_bytes() == b"not ours", name
