@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import streamdet  # noqa: F401  first: keeps OpenVINO's telemetry off for test modules that import openvino
+
 import numpy as np
 import pytest
 
