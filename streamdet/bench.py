@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from .config import Config, RecordingConfig, SourceConfig
+from .config import Config, RecordingConfig, SourceConfig, WebConfig
 from .errors import SourceError
 from .model import Detector, load
 from .outputs.video import Encoder
@@ -100,6 +102,40 @@ class _Memory(Source):
         pass
 
 
+class _Viewers:
+    """MJPEG viewers of the web view on loopback: each a socket and a thread that reads and throws away."""
+
+    def __init__(self, url: str, path: str, count: int):
+        host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+        self._socks = []
+        self.received = 0
+        for _ in range(count):
+            sock = socket.create_connection((host, int(port)), timeout=30)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            self._socks.append(sock)
+        self._threads = [threading.Thread(target=self._drain, args=(s,), daemon=True) for s in self._socks]
+        for thread in self._threads:
+            thread.start()
+
+    def _drain(self, sock: socket.socket) -> None:
+        buffer = bytearray(1 << 16)
+        try:
+            while (n := sock.recv_into(buffer)) > 0:
+                self.received += n
+        except OSError:
+            pass  # closed at the end of the run
+
+    def close(self) -> None:
+        for sock in self._socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
 @dataclass
 class BenchResult:
     machine: str
@@ -109,6 +145,7 @@ class BenchResult:
     rounds: int
     fps: dict[str, float]              # median over rounds
     ratio_to_raw: dict[str, float]     # pipeline variants / raw THROUGHPUT, median of per-round ratios
+    web_ratio: dict[str, float]        # web view variants / pipeline headless, median of per-round ratios
     single_request_latency_ms: float
     live_source_fps: float
     live_age_p50_ms: float
@@ -133,6 +170,8 @@ class BenchResult:
         for name, fps in self.fps.items():
             ratio = self.ratio_to_raw.get(name)
             lines.append(f"  {name:<30}{fps:>9.1f}{(f'{ratio:.2f}' if ratio is not None else ''):>8}")
+        lines.append("  web view (10 pictures a second to each viewer) vs pipeline headless: " + ", ".join(
+            f"{name.removeprefix('pipeline + web, ')} {ratio:.2f} x" for name, ratio in self.web_ratio.items()))
         lines.append(
             f"  live (newest frame, a {self.live_source_fps:.0f} fps camera): frame age p50 {self.live_age_p50_ms:.1f} ms = {self.live_age_p50_x_latency:.2f} x, "
             f"p95 {self.live_age_p95_ms:.1f} ms = {self.live_age_p95_x_latency:.2f} x "
@@ -147,6 +186,7 @@ class BenchResult:
             f"  CPU ms per frame, each measured alone: inference {cost['inference']:.2f} (raw THROUGHPUT), "
             f"decode {cost['decode']:.2f}, "
             + ", ".join(f"{k} {v:.2f}" for k, v in cost.items() if k.startswith("encode"))
+            + f"; one web view JPEG {cost['web jpeg']:.2f}"
         )
         lines.append(
             "  ceiling here with no other pipeline cost: "
@@ -205,6 +245,19 @@ def _encode_cost_ms(images: list[np.ndarray], path: str, settings: RecordingConf
     return _cpu_ms_per_frame(work, len(images))[1]
 
 
+def _jpeg_cost_ms(images: list[np.ndarray], web: WebConfig) -> float:
+    """CPU per picture the web view sends: scaled to web.max_width and encoded once for all viewers."""
+    def work() -> None:
+        for image in images:
+            height, width = image.shape[:2]
+            if width > web.max_width:
+                image = cv2.resize(image, (web.max_width, round(height * web.max_width / width)),
+                                   interpolation=cv2.INTER_AREA)
+            cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, web.quality])
+
+    return _cpu_ms_per_frame(work, len(images))[1]
+
+
 def raw_fps(detector: Detector, image: np.ndarray, frames: int, nireq: int | None = None) -> float:
     """What benchmark_app measures: a tight async loop on one pre-made input."""
     queue = ov.AsyncInferQueue(detector.compiled, nireq or detector.optimal_nireq)
@@ -233,7 +286,9 @@ def single_request_latency_ms(detector: Detector, image: np.ndarray, runs: int =
 
 
 def _pipeline_run(detector: Detector, source: Source, frames: int, *, video: str | None = None,
-                  json_path: str | None = None, policy: str = "all", rss: list[int] | None = None):
+                  json_path: str | None = None, policy: str = "all", rss: list[int] | None = None,
+                  viewers: int | None = None):
+    """One run; with `viewers`, the web view is on (port chosen by the system) and that many watch it."""
     config = Config()
     config.display.show = "no"
     config.logging.quiet = True
@@ -242,13 +297,20 @@ def _pipeline_run(detector: Detector, source: Source, frames: int, *, video: str
     config.output.video = video
     config.output.json = json_path
     config.output.overwrite = True  # every round writes the same scratch files
+    if viewers is not None:
+        config.web.listen = "127.0.0.1:0"
 
     def sample_rss(result) -> None:
         if rss is not None and result.frame.index in (199, frames - 1):
             rss.append(_rss_bytes())
 
     with Pipeline(config, detector=detector, sources=[source]) as pipeline:
-        return pipeline.run(on_result=sample_rss)
+        watching = _Viewers(pipeline.web_url, f"/stream/{source.name}.mjpg", viewers) if viewers else None
+        try:
+            return pipeline.run(on_result=sample_rss)
+        finally:
+            if watching is not None:
+                watching.close()
 
 
 def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, device: str = "CPU",
@@ -277,12 +339,16 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
             for codec in ("h264", "mp4v"):
                 cost[f"encode {codec}"] = _encode_cost_ms(camera_frames, os.path.join(tmp, f"encode-{codec}.mp4"),
                                                           RecordingConfig(codec=codec))
+            cost["web jpeg"] = _jpeg_cost_ms(camera_frames, WebConfig())
             costs.append(cost)
             variants = {
                 "pipeline headless": ({}, lambda: _Repeated(clip, frames)),
                 "pipeline + mp4": ({"video": os.path.join(tmp, "bench.mp4")}, lambda: _Repeated(clip, frames)),
                 "pipeline + jsonl": ({"json_path": os.path.join(tmp, "bench.jsonl")}, lambda: _Repeated(clip, frames)),
                 "pipeline headless, no decode": ({}, lambda: _Memory(camera_frames, frames)),
+                "pipeline + web, no viewer": ({"viewers": 0}, lambda: _Repeated(clip, frames)),
+                "pipeline + web, 1 viewer": ({"viewers": 1}, lambda: _Repeated(clip, frames)),
+                "pipeline + web, 10 viewers": ({"viewers": 10}, lambda: _Repeated(clip, frames)),
             }
             for name, (kwargs, source) in variants.items():
                 summary = _pipeline_run(throughput, source(), frames, rss=rss if name == "pipeline headless" else None, **kwargs)
@@ -305,6 +371,11 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
         for n in names
         if n.startswith("pipeline")
     }
+    web_ratio = {
+        n: statistics.median(r[n] / r["pipeline headless"] for r in per_round)
+        for n in names
+        if n.startswith("pipeline + web")
+    }
     lat = statistics.median(latencies)
     p50 = statistics.median(a[0] for a in ages)
     p95 = statistics.median(a[1] for a in ages)
@@ -320,6 +391,7 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
         rounds=rounds,
         fps=fps,
         ratio_to_raw=ratios,
+        web_ratio=web_ratio,
         single_request_latency_ms=lat,
         live_source_fps=camera_fps,
         live_age_p50_ms=p50,

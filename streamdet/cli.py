@@ -20,6 +20,7 @@ RUN_EXAMPLES = """examples:
   streamdet run --source 'rtsp://user:pass@192.168.1.20:554/stream1' --output cam_{name}.mp4
   streamdet run --source cam1.mp4 --source 'rtsp://host/live' --output out_{name}.mp4
   streamdet run --config site.yaml --threshold 0.6 --classes person,car
+  streamdet run --source 'rtsp://host/live' --serve 8080   # watch at http://127.0.0.1:8080/
 """
 
 
@@ -69,6 +70,9 @@ def _add_run(sub) -> None:
     p.add_argument("--no-fps", dest="fps_shown", action="store_const", const=False, help="hide the FPS/latency line")
     p.add_argument("--line-width", type=int, metavar="PX", help="box line width (0 = from frame size)")
     p.add_argument("--font-scale", type=float, metavar="X", help="label font scale (0 = from frame size)")
+    p.add_argument("--serve", metavar="[HOST:]PORT",
+                   help="web view: live pictures, figures, MJPEG, JSON and /healthz on this port (127.0.0.1 unless a host "
+                        "is given; another address needs web.token or STREAMDET_WEB_TOKEN)")
     p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="logging level")
     p.set_defaults(func=cmd_run)
@@ -93,6 +97,7 @@ def build_config(args: argparse.Namespace) -> Config:
     override(config, "overlay", labels=args.labels_shown, scores=args.scores_shown, fps=args.fps_shown,
              line_width=args.line_width, font_scale=args.font_scale)
     override(config, "logging", quiet=args.quiet, level=args.log_level)
+    override(config, "web", listen=args.serve)
     return config
 
 
@@ -148,7 +153,8 @@ def _add_bench(sub) -> None:
     p = sub.add_parser(
         "bench",
         help="measure the pipeline against raw OpenVINO inference on this machine",
-        description="Raw async inference vs the pipeline (headless, recording, JSONL) and live frame age, "
+        description="Raw async inference vs the pipeline (headless, recording, JSONL, web view with 0, 1 and 10 "
+        "viewers) and live frame age, "
         "interleaved round by round; prints FPS and ratios to raw.",
     )
     p.add_argument("--model", default="ssdlite_mobilenet_v2", help="model name, .xml or .pb")

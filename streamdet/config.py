@@ -6,6 +6,8 @@ streamdet.config_file loads it from YAML; CLI flags override it with `override`.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ class ModelConfig:
 # Past these, more requests, streams or threads only add memory and latency on
 # any machine streamdet runs on, and frames in flight grow with requests.
 LIMITS = {"nireq": 64, "streams": 64, "threads": 256}
+MAX_WEB_CLIENTS = 1024  # each is a coroutine and a socket; past this a proxy or a CDN should serve them
 
 
 # OpenVINO's performance hints; CUMULATIVE_THROUGHPUT spreads requests over every device of AUTO.
@@ -133,6 +136,57 @@ class OverlayConfig:
 
 
 @dataclass
+class WebConfig:
+    listen: str = ""
+    token: str | None = None
+    fps: float = 10.0
+    max_width: int = 1280
+    quality: int = 80
+    max_clients: int = 32
+    client_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.token is None:
+            # From the environment, so the token is in neither the process list nor a shared settings file.
+            self.token = os.environ.get("STREAMDET_WEB_TOKEN") or None
+        if self.listen:
+            host, port = parse_listen(self.listen)
+            if not is_loopback(host) and not self.token:
+                raise ValueError(f"listen {self.listen!r} is reachable from other machines: set web.token "
+                                 "(or STREAMDET_WEB_TOKEN) so only those who have it can watch, or listen on 127.0.0.1")
+        if self.token is not None and len(self.token) < 8:
+            raise ValueError("token must be at least 8 characters (it is all that guards the cameras)")
+        if not 0 < self.fps <= 60:
+            raise ValueError("fps must be more than 0 and at most 60")
+        if not 16 <= self.max_width <= 7680:
+            raise ValueError("max_width must be between 16 and 7680 pixels")
+        if not 1 <= self.quality <= 100:
+            raise ValueError("quality must be between 1 and 100")
+        if not 1 <= self.max_clients <= MAX_WEB_CLIENTS:
+            raise ValueError(f"max_clients must be between 1 and {MAX_WEB_CLIENTS}")
+        if not 0 < self.client_timeout <= 3600:
+            raise ValueError("client_timeout must be a positive number of seconds (at most 3600)")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`PORT`, `HOST:PORT` or `[IPv6]:PORT` as (host, port); 127.0.0.1 when no host is given."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]:|([^:\[\]]*):)?(\d{1,5})", text.strip())
+    if not match or int(match.group(3)) > 65535:
+        raise ValueError(f"listen {text!r} is not PORT or HOST:PORT (for example 8080 or 0.0.0.0:8080)")
+    host = match.group(1) or match.group(2) or "127.0.0.1"
+    return host, int(match.group(3))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+@dataclass
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     quiet: bool = False
@@ -207,6 +261,7 @@ class Config:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def plans(self) -> list[SourcePlan]:
         """Every source with its own settings over the sections'; raises ConfigError naming the source."""

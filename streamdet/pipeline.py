@@ -32,7 +32,8 @@ from .render import Annotator, OverlayStatus
 from .scheduler import Inbox, Lane, Scheduler
 from .sources import Source, SourceInfo, open_source
 from .stages import Annotate, Stage
-from .stats import RunSummary, SourceCounters, SourceSummary, StageTimer, process_cpu_s, status_line
+from .stats import (RunStatus, RunSummary, SourceCounters, SourceStatus, SourceSummary, StageTimer, process_cpu_s,
+                    status_line)
 
 log = logging.getLogger("streamdet")
 
@@ -61,6 +62,8 @@ class Pipeline:
         self._name_sources()
         self._targets = plan_targets(self._plans, self._sources, config.output.summary_json, config.output.overwrite)
         self._window = self._want_window()
+        self._listener = None
+        self.web_url: str | None = None  # where the web view serves, once it does
         labels = detector.labels if detector is not None else load_labels(config.model.labels)
         self._keep = [DetectFilter(p.detect.threshold, np.array(sorted(resolve_classes(labels, p.detect.classes)),
                                                                  np.int32)) for p in self._plans]
@@ -83,6 +86,10 @@ class Pipeline:
         # Sources open before the model loads: a file that is no video, or a
         # pipe with no writer, is found in a second, not after a download.
         try:
+            if config.web.listen:
+                from .web import bind_listener  # aiohttp loads only when the web view is on
+
+                self._listener = bind_listener(config.web)  # a busy port is found before any source opens
             infos = self._open_sources()
             self.detector = detector or load_from(config.model, config.inference, config.detect)
             self.nireq = self.detector.nireq
@@ -94,6 +101,7 @@ class Pipeline:
                 self._counters.append(SourceCounters())
             self._make_outputs(infos)
             self._stages = self._after_inference()
+            self._serve()
         except BaseException:
             self._close_all()
             raise
@@ -182,6 +190,25 @@ class Pipeline:
         if draw == "no" or (draw == "auto" and not any(o.shows_pictures for o in self._outputs)):
             return []
         return [Annotate(Annotator(self.config.overlay), self._status_for)]
+
+    def _serve(self) -> None:
+        """The web view, last: it draws for itself, and only when no stage drew already."""
+        if self._listener is None:
+            return
+        from .web import WebView
+
+        draw = None
+        if self.config.overlay.draw != "no" and not any(isinstance(s, Annotate) for s in self._stages):
+            annotator = Annotator(self.config.overlay)
+            draw = lambda image, result, status: annotator.draw(image, result.detections, status)  # noqa: E731
+
+        view = WebView(self._listener, self.config.web, [s.name for s in self._sources], self.status, draw,
+                       self._status_for)
+        self._listener = None  # the web view owns it now
+        self.web_url = view.server.url
+        self._outputs.append(view)
+        for outs in self._outputs_of:
+            outs.append(view)
 
     def _status_for(self, result: FrameResult) -> OverlayStatus | None:
         """The FPS/latency plate's text for a frame; none on single images, where a rate means nothing."""
@@ -317,6 +344,8 @@ class Pipeline:
                 log.warning("threads still blocked after stopping: %s", ", ".join(stuck))
         for source in self._sources:
             source.close()
+        if self._listener is not None:
+            self._listener.close()  # the run failed before the web view started
         self._wall = time.monotonic() - self._started_at if self._started_at else 0.0
         self._process_cpu = process_cpu_s() - self._process_cpu0
         if errors and not self._failed_already():
@@ -345,6 +374,31 @@ class Pipeline:
         for lane, counters in zip(self.lanes, self._counters):
             if lane.info.live:
                 log.info("%s", status_line(lane.source.name, counters, lane.inbox.dropped, lane.source.health()))
+
+    def status(self) -> RunStatus:
+        """Every source's state and rates now; safe to call from any thread while the run goes on."""
+        sources = []
+        for lane, c in zip(self.lanes, self._counters):
+            health = lane.source.health()
+            if health is not None and not health.connected:
+                state = "offline"
+            elif lane.inbox.finished:
+                state = "ended"
+            else:
+                state = "online" if c.frames_processed else "starting"
+            latency = c.latency.summary()
+            sources.append(SourceStatus(
+                name=lane.source.name, url=lane.source.display_name or lane.source.name, live=lane.info.live,
+                state=state, width=lane.info.width, height=lane.info.height,
+                input_fps=health.input_fps if health is not None else None, processed_fps=c.rate.rate(time.monotonic()),
+                frames_processed=c.frames_processed, dropped=lane.inbox.dropped,
+                latency_ms=latency.mean_ms if latency.count else None,
+                reconnects=health.reconnects if health is not None else 0,
+                offline_s=health.offline_s if health is not None else None,
+                last_error=health.last_error if health is not None else None,
+            ))
+        uptime = time.monotonic() - self._started_at if self._started_at else 0.0
+        return RunStatus(uptime_s=uptime, frames=sum(c.frames_processed for c in self._counters), sources=sources)
 
     def summary(self) -> RunSummary:
         wall = self._wall or (time.monotonic() - self._started_at)

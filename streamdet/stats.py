@@ -47,23 +47,32 @@ class StageTimer:
 
 
 class RateMeter:
-    """Events per second over a sliding window, for the on-screen FPS."""
+    """Events per second over a sliding window, for the on-screen FPS and the web view (read from other threads)."""
 
     def __init__(self, window_s: float = 1.0) -> None:
         self._times: deque[float] = deque()
         self._window = window_s
+        self._lock = threading.Lock()
 
     def tick(self, now: float) -> None:
-        self._times.append(now)
-        while self._times and now - self._times[0] > self._window:
-            self._times.popleft()
+        with self._lock:
+            self._times.append(now)
+            while self._times and now - self._times[0] > self._window:
+                self._times.popleft()
 
-    def rate(self) -> float | None:
-        """Events per second, or None until two events give a rate."""
-        if len(self._times) < 2:
-            return None
-        span = self._times[-1] - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else None
+    def rate(self, now: float | None = None) -> float | None:
+        """Events per second, or None until two events give a rate.
+
+        With `now`, a source that stopped delivering falls to 0 once its last
+        event is older than the window, instead of keeping its last rate.
+        """
+        with self._lock:
+            if now is not None and self._times and now - self._times[-1] > self._window:
+                return 0.0
+            if len(self._times) < 2:
+                return None
+            span = self._times[-1] - self._times[0]
+            return (len(self._times) - 1) / span if span > 0 else None
 
 
 @dataclass(frozen=True)
@@ -157,3 +166,34 @@ def status_line(name: str, counters: SourceCounters, dropped: int, health) -> st
     return (f"{name}: input {f'{input_fps:.1f}' if input_fps is not None else '-'} fps, "
             f"processed {f'{processed:.1f}' if processed is not None else '-'} fps, dropped {dropped}, "
             f"reconnects {getattr(health, 'reconnects', 0)}, latency {counters.latency.summary().mean_ms:.0f} ms")
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """One source as the web view and its JSON show it, now."""
+
+    name: str
+    url: str                     # a path, or the URL with credentials masked
+    live: bool
+    state: str                   # starting, online, offline or ended
+    width: int
+    height: int
+    input_fps: float | None      # what a camera delivers
+    processed_fps: float | None  # what comes out of inference
+    frames_processed: int
+    dropped: int
+    latency_ms: float | None     # mean over recent frames, decode to end of inference
+    reconnects: int
+    offline_s: float | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    uptime_s: float
+    frames: int
+    sources: list[SourceStatus]
+
+    @property
+    def offline(self) -> list[str]:
+        return [s.name for s in self.sources if s.state == "offline"]

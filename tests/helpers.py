@@ -179,3 +179,40 @@ def run_alongside(pipeline, work: Callable[[object], None], on_result: Callable[
     controller.join(timeout=10)
     if errors:
         raise errors[0]
+
+
+class Viewer:
+    """An MJPEG viewer of the web view on a raw socket: counts the JPEGs it receives, or never reads (`stalled`)."""
+
+    def __init__(self, url: str, path: str, stalled: bool = False):
+        host, port = url.split("//")[1].rstrip("/").split(":")
+        self.sock = socket.socket()
+        if stalled:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect((host, int(port)))
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        self.frames: list[float] = []
+        self.status = None
+        self.closed = threading.Event()
+        if not stalled:
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        data = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if self.status is None and b"\r\n" in data:
+                    self.status = int(data.split(b" ", 2)[1])
+                count = data.count(b"Content-Type: image/jpeg")
+                self.frames.extend([time.monotonic()] * count)
+                data = data[data.rfind(b"Content-Type: image/jpeg") + 1:] if count else data[-64:]
+        except OSError:
+            pass
+        self.closed.set()
+
+    def close(self) -> None:
+        self.sock.close()

@@ -18,7 +18,8 @@ def test_bench_prints_table_and_json(tmp_path, model_cache):
     assert proc.returncode == 0, proc.stderr
     assert "WARN" not in proc.stderr, proc.stderr  # OpenCV's note on OPENCV_FFMPEG_IS_THREAD_SAFE, set on purpose
     report = json.loads(out.read_text())
-    pipelines = {"pipeline headless", "pipeline + mp4", "pipeline + jsonl", "pipeline headless, no decode"}
+    web = {"pipeline + web, no viewer", "pipeline + web, 1 viewer", "pipeline + web, 10 viewers"}
+    pipelines = {"pipeline headless", "pipeline + mp4", "pipeline + jsonl", "pipeline headless, no decode", *web}
     expected = {"raw THROUGHPUT", "raw LATENCY", "live newest-frame", *pipelines}
     assert set(report["fps"]) == expected
     assert set(report["ratio_to_raw"]) == pipelines
@@ -34,7 +35,13 @@ def test_bench_prints_table_and_json(tmp_path, model_cache):
     # The live camera outruns inference (twice the LATENCY raw rate), so frames are dropped.
     assert report["live_source_fps"] > report["fps"]["live newest-frame"]
     costs = report["cost_ms"]
-    assert set(costs) == {"inference", "decode", "encode h264", "encode mp4v"} and all(v > 0 for v in costs.values())
+    assert set(costs) == {"inference", "decode", "encode h264", "encode mp4v", "web jpeg"}
+    assert all(v > 0 for v in costs.values())
+    assert set(report["web_ratio"]) == web and all(0 < r < 2 for r in report["web_ratio"].values())
+    assert "web view (10 pictures a second to each viewer) vs pipeline headless: no viewer" in proc.stdout
+    # Viewers cost JPEG encoding, on threads the web view owns: counted in its write stage.
+    write = {name: report["cpu_ms_per_frame"][name]["write"] for name in web}
+    assert write["pipeline + web, 10 viewers"] > write["pipeline + web, no viewer"]
     ceiling = report["ceiling"]
     assert ceiling["headless"] == pytest.approx(costs["inference"] / (costs["inference"] + costs["decode"]))
     assert 0 < ceiling["+ mp4"] < ceiling["headless"] < 1

@@ -1,0 +1,286 @@
+"""The web view's HTTP server: aiohttp on a thread and event loop of its own.
+
+aiohttp rather than the standard library's http.server: MJPEG clients stay
+connected for hours, and here each is a coroutine instead of a thread, with
+back-pressure (`write` waits while a client's socket is full, so a stalled
+client is found by a timeout), keep-alive and header limits built in. It is
+what Home Assistant proxies camera MJPEG with.
+
+Only the fixed routes exist; a name in a route is looked up among the run's
+sources, never used as a path. No page or JSON carries a camera's credentials:
+sources are shown by name and masked URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import importlib.resources
+import json
+import logging
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..config import WebConfig
+from ..stats import RunStatus
+from .frames import FrameHub
+
+log = logging.getLogger("streamdet")
+
+_BOUNDARY = "streamdet-frame"
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # a ?token= in the page's address stays out of other sites' logs
+}
+_PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src 'unsafe-inline'; "
+             "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# The page, snapshots, JSON and /healthz end in milliseconds; they have places of their own, so a
+# health probe is answered even while every viewer place is taken.
+_SHORT_REQUESTS = 16
+# How often a stream waiting for a frame (a camera that is away) checks that its client is still there.
+_IDLE_CHECK_S = 1.0
+
+
+class WebServer:
+    """Serves the page, MJPEG streams, snapshots, JSON and /healthz for one run."""
+
+    def __init__(self, sock: socket.socket, web_config: WebConfig, hub: FrameHub, names: list[str],
+                 status: Callable[[], RunStatus], extra: Callable[[], dict]):
+        self._sock = sock
+        self._web = web_config
+        self._hub = hub
+        self._names = names
+        self._index = {name: i for i, name in enumerate(names)}
+        self._status = status
+        self._extra = extra
+        self._page = importlib.resources.files(__package__).joinpath("page.html").read_bytes()
+        self.clients = 0            # open MJPEG streams
+        self._short = 0             # other requests in progress (page, snapshots, JSON, /healthz)
+        self.most_clients = 0
+        self.refused = 0
+        self.dropped_stalled = 0
+        self.error: BaseException | None = None
+        self.cpu_s = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._changed: list[asyncio.Event] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="web-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass  # the loop ended already
+        self._thread.join(timeout=10)
+
+    # ------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        c0 = time.thread_time()
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # raised by the web view on the output thread's next write
+            self.error = exc
+            log.debug("web server failed", exc_info=True)
+        finally:
+            self.cpu_s = time.thread_time() - c0
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._changed = [asyncio.Event() for _ in self._names]
+        self._hub.on_jpeg(self._notify)
+        app = web.Application(middlewares=[self._guard], client_max_size=4096)
+        app.router.add_get("/", self._page_handler)
+        app.router.add_get("/stream/{name}.mjpg", self._stream)
+        app.router.add_get("/snapshot/{name}.jpg", self._snapshot)
+        app.router.add_get("/api/sources", self._sources)
+        app.router.add_get("/api/stats", self._stats)
+        app.router.add_get("/healthz", self._healthz)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
+                               keepalive_timeout=15.0)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, self._sock).start()
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            for event in self._changed:
+                event.set()  # streams waiting for a frame see the stop and end
+            await runner.cleanup()
+
+    def _notify(self, source_id: int) -> None:
+        """On the encoder thread: a new JPEG; the streams waiting for it are woken on the loop."""
+        try:
+            self._loop.call_soon_threadsafe(self._wake, source_id)
+        except RuntimeError:
+            pass  # the loop has ended: the run is stopping and nobody waits any more
+
+    def _wake(self, source_id: int) -> None:
+        event = self._changed[source_id]
+        self._changed[source_id] = asyncio.Event()
+        event.set()
+
+    # -------------------------------------------------------- middleware
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):
+        if self._web.token and not self._authorised(request):
+            return web.Response(status=401, text="a token is needed: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n",
+                                headers={**_HEADERS, "WWW-Authenticate": 'Bearer realm="streamdet"'})
+        streaming = request.path.startswith("/stream/")
+        if streaming and self.clients >= self._web.max_clients:
+            self.refused += 1
+            return web.Response(status=503, text=f"busy: {self._web.max_clients} viewers already (web.max_clients)\n",
+                                headers={**_HEADERS, "Retry-After": "5"})
+        if not streaming and self._short >= _SHORT_REQUESTS:
+            self.refused += 1
+            return web.Response(status=503, text="busy: too many requests at once\n",
+                                headers={**_HEADERS, "Retry-After": "1"})
+        if streaming:
+            self.clients += 1
+            self.most_clients = max(self.most_clients, self.clients)
+        else:
+            self._short += 1
+        try:
+            response = await handler(request)
+        finally:
+            if streaming:
+                self.clients -= 1
+            else:
+                self._short -= 1
+        if not response.prepared:
+            for key, value in _HEADERS.items():
+                response.headers.setdefault(key, value)
+        return response
+
+    def _authorised(self, request: web.Request) -> bool:
+        given = request.query.get("token", "")
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            given = header[7:].strip()
+        return hmac.compare_digest(given.encode(), self._web.token.encode())
+
+    def _source_id(self, request: web.Request) -> int:
+        name = request.match_info["name"]
+        if name not in self._index:
+            raise web.HTTPNotFound(text=f"no source named {name!r} in this run; see /api/sources\n", headers=_HEADERS)
+        return self._index[name]
+
+    # ----------------------------------------------------------- routes
+
+    async def _page_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8",
+                            headers={"Content-Security-Policy": _PAGE_CSP})
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        source_id = self._source_id(request)
+        response = web.StreamResponse(headers={**_HEADERS, "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}"})
+        await response.prepare(request)
+        self._hub.watch(source_id, +1)
+        sent = 0
+        try:
+            while not self._stop.is_set():
+                jpeg = self._hub.latest(source_id)
+                if jpeg is None or jpeg.seq <= sent:
+                    changed = self._changed[source_id]
+                    try:
+                        await asyncio.wait_for(changed.wait(), _IDLE_CHECK_S)
+                    except asyncio.TimeoutError:
+                        if request.transport is None or request.transport.is_closing():
+                            break  # the client left while its camera sent nothing
+                    continue
+                part = (f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg.data)}\r\n\r\n"
+                        .encode() + jpeg.data + b"\r\n")
+                try:
+                    await asyncio.wait_for(response.write(part), self._web.client_timeout)
+                except asyncio.TimeoutError:
+                    self.dropped_stalled += 1
+                    log.info("web: dropped a viewer of %s that took no frame for %g s (web.client_timeout)",
+                             self._names[source_id], self._web.client_timeout)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    break
+                sent = jpeg.seq
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away (aiohttp says so with ClientConnectionResetError or RuntimeError)
+        finally:
+            self._hub.watch(source_id, -1)
+        return response
+
+    async def _snapshot(self, request: web.Request) -> web.Response:
+        source_id = self._source_id(request)
+        changed = self._changed[source_id]
+        seq = self._hub.want(source_id)
+        if seq == 0:
+            raise web.HTTPServiceUnavailable(text=f"{self._names[source_id]}: no frame yet\n", headers=_HEADERS)
+        jpeg = self._hub.latest(source_id)
+        while jpeg is None or jpeg.seq < seq:
+            try:
+                await asyncio.wait_for(changed.wait(), self._web.client_timeout)
+            except asyncio.TimeoutError:
+                raise web.HTTPServiceUnavailable(text="the frame could not be encoded in time\n",
+                                                 headers=_HEADERS) from None
+            if self._stop.is_set():
+                raise web.HTTPServiceUnavailable(text="the run is ending\n", headers=_HEADERS)
+            changed = self._changed[source_id]
+            jpeg = self._hub.latest(source_id)
+        return web.Response(body=jpeg.data, content_type="image/jpeg")
+
+    async def _sources(self, request: web.Request) -> web.Response:
+        status = self._status()
+        return _json([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
+                       "height": s.height, "stream": f"/stream/{s.name}.mjpg", "snapshot": f"/snapshot/{s.name}.jpg"}
+                      for s in status.sources])
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        status = self._status()
+        watchers = self._hub.watchers()
+        sources = [{**dataclasses.asdict(s), "viewers": watchers[i]} for i, s in enumerate(status.sources)]
+        return _json({"uptime_s": round(status.uptime_s, 3), "frames": status.frames, "sources": sources,
+                      "web": {"clients": self.clients, "most_clients": self.most_clients,
+                              "max_clients": self._web.max_clients, "refused": self.refused,
+                              "dropped_stalled": self.dropped_stalled, **self._extra()}})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        offline = self._status().offline
+        if offline:
+            return web.Response(status=503, text=f"offline: {', '.join(offline)}\n", headers=_HEADERS)
+        return web.Response(text="ok\n", headers=_HEADERS)
+
+
+def _json(value) -> web.Response:
+    return web.Response(text=json.dumps(_finite(value), allow_nan=False), content_type="application/json",
+                        headers=_HEADERS)
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: a rate nobody could measure is null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,95 @@
+"""The web view as one of a run's outputs: frames in, a page, streams and JSON out."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from ..config import WebConfig, parse_listen
+from ..detections import FrameResult
+from ..errors import ConfigError, OutputError
+from ..outputs import Output
+from ..render import OverlayStatus
+from ..stats import RunStatus
+from .frames import Draw, FrameHub
+from .server import WebServer
+
+log = logging.getLogger("streamdet")
+
+
+def bind_listener(web: WebConfig) -> socket.socket:
+    """The listening socket for `web.listen`, bound before anything slow starts, so a busy port fails in a moment."""
+    host, port = parse_listen(web.listen)
+    where = f"web.listen {web.listen}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"{where}: cannot resolve {host!r} ({exc.strerror}); give an address of this machine, "
+                          "such as 127.0.0.1 or 0.0.0.0") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        hint = {
+            errno.EADDRINUSE: "the port is in use (another streamdet?): pick another port or stop that program",
+            errno.EACCES: "ports below 1024 need root: pick a port of 1024 or more",
+            errno.EADDRNOTAVAIL: "this machine has no such address: use 127.0.0.1, 0.0.0.0 or one of its own",
+        }.get(exc.errno, exc.strerror or str(exc))
+        raise ConfigError(f"{where}: cannot listen there: {hint}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class WebView(Output):
+    """Serves the run in a browser while it goes on (see streamdet.web.server for the routes)."""
+
+    label = "web view"
+
+    def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
+                 draw: Draw | None, status_for: Callable[[FrameResult], OverlayStatus | None]):
+        self._sock = sock
+        self.hub = FrameHub(len(names), web, draw, status_for)
+        self._closed = False
+        try:
+            self.server = WebServer(sock, web, self.hub, names, status, self._figures)
+            self.server.start()
+        except BaseException:
+            self.hub.stop()
+            sock.close()
+            raise
+        log.info("web view on %s%s", self.server.url, " (token required)" if web.token else "")
+
+    def _figures(self) -> dict:
+        encode = self.hub.encode_ms.summary()
+        return {"jpeg_frames": encode.count, "jpeg_ms_mean": encode.mean_ms, "jpeg_ms_p95": encode.p95_ms}
+
+    def _check(self) -> None:
+        error = self.hub.error or self.server.error
+        if error is not None:
+            raise OutputError(f"web view: {error}") from error
+
+    def write(self, result: FrameResult) -> None:
+        self._check()
+        self.hub.publish(result.source_id, result)
+
+    def flush(self) -> None:
+        self._check()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        t0 = time.monotonic()
+        self.server.stop()
+        self.hub.stop()
+        self._sock.close()
+        self.cpu_s = self.hub.cpu_s + self.server.cpu_s
+        log.debug("web view closed in %.2f s", time.monotonic() - t0)
+        self._check()

@@ -1,0 +1,270 @@
+"""The web view for real: real inference on a real clip, Debian's Chromium (driven by Playwright, no
+browser download), 20 MJPEG viewers and a stalled one, /healthz following a real RTSP camera, the CLI.
+
+Figures (FPS with and without viewers) are printed; run `bash tests/run -k web -s` to see them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from clirun import assert_one_line_error, cli_env, streamdet
+from helpers import LineReader, Viewer, decode, read_jsonl, wait_for, write_clip
+from media import clip
+from rtsp import RtspServer
+
+from streamdet.config import Config
+from streamdet.model import load
+from streamdet.pipeline import Pipeline
+from streamdet.render import class_color
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+TOKEN = "token-for-the-web-tests"
+
+
+def _config(sources: list[str], **web) -> Config:
+    config = Config()
+    config.sources = sources
+    config.display.show = "no"
+    config.logging.status_interval = 0
+    config.web.listen = "127.0.0.1:0"
+    for key, value in web.items():
+        setattr(config.web, key, value)
+    return config
+
+
+@contextmanager
+def running(pipeline: Pipeline, stop_after=None):
+    """The run on a thread of its own (the test's thread drives the browser or the clients)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for result in pipeline.results():
+                if stop_after is not None and stop_after(result):
+                    pipeline.stop("enough frames")
+        except BaseException as exc:  # raised on the test's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="test-run")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        pipeline.stop("test done")
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the run did not end"
+    if errors:
+        raise errors[0]
+
+
+def _get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def _color_mask(image: np.ndarray, bgr: tuple[int, int, int], tolerance: int = 60) -> np.ndarray:
+    return np.abs(image.astype(np.int16) - np.array(bgr, np.int16)).sum(axis=2) < tolerance
+
+
+def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures(tmp_path, pedestrian_xml):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: install the packages in tests/apt-packages.txt (the CI script does)")
+    # One real frame with a cyclist, held still and looped: the box stays where the test can look for it.
+    frame = decode(clip("bikes"), 121)[120]
+    still = write_clip([frame] * 25, tmp_path / "cyclist.mp4")
+    config = _config([str(still)])
+    config.source.loop = True
+    config.overlay.line_width = 4  # a line JPEG keeps the colour of
+    config.output.json = str(tmp_path / "cyclist.jsonl")
+    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 800})
+                page.goto(pipeline.web_url)
+                page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
+                                       "return i && i.naturalWidth > 0; }", timeout=30_000)
+                size = page.evaluate("() => { const i = document.querySelector('.tile img'); "
+                                     "return [i.naturalWidth, i.naturalHeight]; }")
+                stats = page.locator(".tile .stats")
+                page.wait_for_function("() => document.querySelector('.tile .stats').textContent.includes('frames')")
+                first = stats.text_content()
+                page.wait_for_function("(before) => document.querySelector('.tile .stats').textContent !== before",
+                                       arg=first, timeout=10_000)
+                second = stats.text_content()
+                state = page.locator(".tile .state").text_content()
+                shot = cv2.imdecode(np.frombuffer(page.locator(".tile img").screenshot(), np.uint8), cv2.IMREAD_COLOR)
+            finally:
+                browser.close()
+    assert size == [640, 272]
+    assert state == "online" and "processed" in first and first != second, (first, second)
+    box = read_jsonl(tmp_path / "cyclist.jsonl")[0]["detections"][0]["box"]
+    scale = shot.shape[1] / 640
+    x1, y1, x2, y2 = (round(v * scale) for v in box)
+    colour = class_color(1)
+    mask = _color_mask(shot, colour)
+    pad = round(10 * scale)
+    near_box = np.zeros_like(mask)
+    near_box[max(0, y1 - 4 * pad):y2 + pad, max(0, x1 - pad):x2 + pad] = True
+    near_box[y1 + pad:y2 - pad, x1 + pad:x2 - pad] = False  # the box's outline and the label, not its inside
+    raw = _color_mask(cv2.resize(frame, shot.shape[1::-1]), colour)
+    print(f"\nbox colour: {mask.sum()} pixels in the page's picture, {(mask & near_box).sum()} on the box; "
+          f"{raw.sum()} in the raw frame")
+    assert mask.sum() > 4 * (x2 - x1), "the person's box is not drawn in the page's picture"
+    assert (mask & near_box).sum() / mask.sum() > 0.9, "the box colour is not where the person is"
+    assert raw.sum() < mask.sum() / 20
+
+
+def _run_fps(detector, frames: int, setup=None) -> tuple[float, dict]:
+    """FPS of a run of the looping bikes clip with the web view on; `setup(url)` connects viewers first."""
+    config = _config([str(clip("bikes"))], fps=10.0, max_clients=21, client_timeout=2.0)
+    config.source.loop = True
+    config.logging.quiet = True
+    seen: dict = {"most": 0, "dropped": 0, "stats": None}
+    count = {"n": 0}
+    with Pipeline(config, detector=detector) as pipeline:
+        viewers = setup(pipeline.web_url) if setup else []
+        done = threading.Event()
+
+        def monitor():
+            while not done.is_set():
+                code, body = _get(pipeline.web_url + "api/stats")
+                if code == 200:
+                    stats = json.loads(body)
+                    seen["stats"] = stats
+                    seen["most"] = max(seen["most"], stats["web"]["clients"])
+                    seen["dropped"] = stats["web"]["dropped_stalled"]
+                done.wait(0.2)  # a dashboard's refresh rate
+
+        watcher = threading.Thread(target=monitor, daemon=True)
+        watcher.start()
+
+        def enough(result) -> bool:
+            count["n"] += 1
+            # With viewers, the run also lasts until the stalled one is dropped (web.client_timeout is 2 s).
+            return count["n"] >= frames and (not viewers or seen["dropped"] >= 1)
+
+        with running(pipeline, enough) as run:
+            run.join()
+        summary = pipeline.summary()
+        done.set()
+        watcher.join()
+    return summary.fps, {"viewers": viewers, **seen, "wall_s": summary.wall_s}
+
+
+def test_twenty_viewers_and_a_stalled_one_cost_little_and_wait_for_nobody(pedestrian_xml):
+    detector = load(pedestrian_xml)
+    baseline, _ = _run_fps(detector, 300)  # warm-up and a first estimate of the speed
+    frames = max(300, int(baseline * 10))   # about 10 s of inference
+    alone, _ = _run_fps(detector, frames)
+
+    def connect(url: str) -> list[Viewer]:
+        stalled = Viewer(url, "/stream/bikes.mjpg", stalled=True)
+        viewers = [Viewer(url, "/stream/bikes.mjpg") for _ in range(20)]
+        wait_for(lambda: all(v.status == 200 for v in viewers) or None, 20, "20 viewers accepted", poll=0.1)
+        refused = [Viewer(url, "/stream/bikes.mjpg") for _ in range(2)]
+        wait_for(lambda: all(v.status for v in refused), 10, "the two over the limit answered")
+        assert [v.status for v in refused] == [503, 503]
+        return viewers + [stalled]
+
+    watched, seen = _run_fps(detector, frames, connect)
+    ratio = watched / alone
+    viewers = seen["viewers"][:20]
+    counts = [len(v.frames) for v in viewers]
+    gaps = [float(np.diff(v.frames).max()) for v in viewers if len(v.frames) > 1]
+    print(f"\nweb view, {frames} frames: {alone:.1f} FPS with no viewer, {watched:.1f} FPS with 20 viewers and a "
+          f"stalled one = {ratio:.2f} x; frames per viewer {min(counts)}..{max(counts)} in {seen['wall_s']:.1f} s, "
+          f"longest wait {max(gaps):.2f} s; JPEG {seen['stats']['web']['jpeg_ms_mean']:.2f} ms per frame; "
+          f"most viewers at once {seen['most']}")
+    assert ratio >= 0.85
+    assert seen["dropped"] == 1 and seen["most"] <= 21
+    # 10 pictures a second to everyone who reads, whatever the stalled one does.
+    assert min(counts) >= 10 * seen["wall_s"] * 0.5, counts
+    assert max(gaps) < 1.0, gaps
+    for v in seen["viewers"]:
+        v.close()
+
+
+def test_healthz_follows_a_real_rtsp_camera_and_credentials_stay_out_of_every_page(pedestrian_xml):
+    server = RtspServer(clip("bikes"), repeat=50, user="admin", password="Pa55-w0rd-x").start()
+    config = _config([server.url("admin", "Pa55-w0rd-x")])
+    config.source.read_timeout = 1.0
+    try:
+        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+            url = pipeline.web_url
+            wait_for(lambda: _get(url + "healthz") == (200, b"ok\n"), 30, "healthz 200 while the camera streams")
+            pages = b"".join(_get(url + path)[1] for path in ("", "api/sources", "api/stats", "healthz"))
+            viewer = Viewer(url, f"/stream/{json.loads(_get(url + 'api/sources')[1])[0]['name']}.mjpg")
+            wait_for(lambda: len(viewer.frames) >= 2, 20, "frames of the camera's stream")
+            viewer.close()
+            assert b"Pa55-w0rd-x" not in pages and b"admin" not in pages
+            assert b"rtsp://***:***@127.0.0.1" in pages
+            server.kill()
+            code, body = wait_for(lambda: (r := _get(url + "healthz"))[0] == 503 and r, 15, "healthz 503")
+            name = json.loads(_get(url + "api/sources")[1])[0]["name"]
+            assert body == f"offline: {name}\n".encode()
+            assert json.loads(_get(url + "api/stats")[1])["sources"][0]["state"] == "offline"
+            server = RtspServer(clip("bikes"), port=server.port, repeat=50, user="admin", password="Pa55-w0rd-x").start()
+            wait_for(lambda: _get(url + "healthz")[0] == 200, 20, "healthz 200 after the camera came back")
+            assert json.loads(_get(url + "api/stats")[1])["sources"][0]["reconnects"] == 1
+    finally:
+        server.close()
+
+
+def test_cli_other_address_needs_a_token_and_requests_without_it_get_401(tmp_path, model_cache, pedestrian_xml):
+    env = cli_env(model_cache)
+    env.pop("STREAMDET_WEB_TOKEN", None)
+    source = str(clip("carphone_pristine"))
+    proc = streamdet("run", "-m", str(pedestrian_xml), "-s", source, "--serve", "0.0.0.0:0", env=env, timeout=60)
+    assert_one_line_error(proc, "web: listen '0.0.0.0:0' is reachable from other machines: set web.token")
+
+    with socket.socket() as taken:  # a busy port: refused before the model loads or a source opens
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = streamdet("run", "-m", str(tmp_path / "not-there-yet.xml"), "-s", "rtsp://127.0.0.1:9/x",
+                         "--serve", str(port), env=env, timeout=60)
+    assert_one_line_error(proc, f"web.listen {port}: cannot listen there: the port is in use")
+
+    env["STREAMDET_WEB_TOKEN"] = TOKEN
+    child = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "-m", str(pedestrian_xml), "-s", source,
+                              "--loop", "--serve", "0.0.0.0:0"], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = LineReader(child.stderr)
+        at = lines.wait(lambda line: "web view on http://0.0.0.0:" in line, 60, "the web view's address")
+        assert lines.lines[at].endswith("(token required)") and TOKEN not in lines.lines[at]
+        port = int(lines.lines[at].split("http://0.0.0.0:")[1].split("/")[0])
+        base = f"http://127.0.0.1:{port}/"
+        assert _get(base + "api/stats")[0] == 401
+        assert _get(base + "healthz")[0] == 401
+        assert _get(base + "api/stats", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        assert _get(base + f"snapshot/carphone_pristine.jpg?token={TOKEN}")[0] in (200, 503)
+        wait_for(lambda: _get(base + f"snapshot/carphone_pristine.jpg?token={TOKEN}")[0] == 200, 30, "a snapshot")
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+    assert child.returncode == 128 + signal.SIGTERM
+    assert TOKEN not in lines.text()

@@ -1,0 +1,241 @@
+"""The web view's server on its own (no model): routes, limits, tokens, snapshots, stalled viewers.
+
+Frames are real pictures from a clip, published the way the pipeline's output
+thread does; the HTTP side is the real aiohttp server on loopback, spoken to
+with raw sockets and urllib.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from helpers import Viewer, wait_for
+
+from streamdet.config import WebConfig
+from streamdet.detections import Detections, FrameResult
+from streamdet.errors import ConfigError
+from streamdet.render import OverlayStatus
+from streamdet.sources import Frame
+from streamdet.stats import RunStatus, SourceStatus
+from streamdet.web import WebView, bind_listener
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def _status(states: dict[str, str]):
+    def status() -> RunStatus:
+        return RunStatus(uptime_s=1.0, frames=0, sources=[
+            SourceStatus(name=name, url=f"rtsp://***:***@127.0.0.1:554/{name}", live=True, state=state,
+                         width=64, height=48, input_fps=float("nan"), processed_fps=None, frames_processed=0,
+                         dropped=0, latency_ms=None, reconnects=0)
+            for name, state in states.items()])
+    return status
+
+
+def _result(source_id: int, index: int, image: np.ndarray | None = None) -> FrameResult:
+    image = image if image is not None else np.full((48, 64, 3), index % 255, np.uint8)
+    detections = Detections(xyxy=np.array([[8, 8, 40, 40]], np.float32), scores=np.array([0.9], np.float32),
+                            class_ids=np.array([1], np.int32), labels=("person",))
+    return FrameResult(source="cam", frame=Frame(image=image, index=index, pts_ms=None, captured=time.monotonic()),
+                       detections=detections, latency_ms=5.0, source_id=source_id)
+
+
+@pytest.fixture
+def serve():
+    views = []
+
+    def start(names=("door", "yard"), states=None, **settings) -> WebView:
+        web = WebConfig(listen="127.0.0.1:0", **settings)
+        drawn = []
+
+        def draw(image, result, status):
+            drawn.append(result.frame.index)
+            image[:4, :4] = (0, 0, 255)
+
+        view = WebView(bind_listener(web), web, list(names), _status(states or {n: "online" for n in names}), draw,
+                       lambda result: OverlayStatus(fps=25.0, latency_ms=result.latency_ms))
+        view.drawn = drawn
+        views.append(view)
+        return view
+
+    yield start
+    for view in views:
+        view.close()
+
+
+def _get(url: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def test_listen_address_and_token_rules():
+    assert WebConfig(listen="8080").listen == "8080"
+    with pytest.raises(ValueError, match="reachable from other machines: set web.token"):
+        WebConfig(listen="0.0.0.0:8080", token=None)
+    WebConfig(listen="0.0.0.0:8080", token=TOKEN)
+    WebConfig(listen="[::1]:8080")
+    for bad in ("80800", "host:", "a:b:c", "8080x", ""):
+        if bad:
+            with pytest.raises(ValueError, match="is not PORT or HOST:PORT"):
+                WebConfig(listen=bad)
+    with pytest.raises(ValueError, match="at least 8 characters"):
+        WebConfig(listen="8080", token="short")
+
+
+def test_token_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STREAMDET_WEB_TOKEN", TOKEN)
+    assert WebConfig(listen="0.0.0.0:8080").token == TOKEN
+
+
+def test_busy_port_is_one_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"web.listen 127.0.0.1:{port}: cannot listen there: the port is in use"):
+            bind_listener(WebConfig(listen=f"127.0.0.1:{port}"))
+
+
+def test_routes_json_health_and_nothing_else(serve):
+    view = serve(states={"door": "online", "yard": "offline"})
+    url = view.server.url
+    code, body, headers = _get(url)
+    assert code == 200 and b"<title>streamdet</title>" in body
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    code, body, _ = _get(url + "api/sources")
+    sources = json.loads(body)
+    assert [s["name"] for s in sources] == ["door", "yard"]
+    assert sources[0]["stream"] == "/stream/door.mjpg"
+    code, body, _ = _get(url + "api/stats")
+    stats = json.loads(body)
+    assert code == 200 and stats["sources"][0]["input_fps"] is None  # NaN is no JSON: null
+    code, body, _ = _get(url + "healthz")
+    assert code == 503 and body == b"offline: yard\n"
+    for path in ("stream/nobody.mjpg", "snapshot/..%2F..%2Fetc%2Fpasswd.jpg", "stream/../../etc/passwd",
+                 "page.html", "static/x", "api", "%2e%2e/%2e%2e/etc/passwd", "snapshot/door.png"):
+        code, body, _ = _get(url + path)
+        assert code == 404, path
+        assert b"root:" not in body
+    code, _, _ = _get(url + "snapshot/door.jpg")
+    assert code == 503  # no frame yet
+
+
+def test_healthz_200_when_all_online(serve):
+    view = serve(states={"door": "online", "yard": "ended"})
+    assert _get(view.server.url + "healthz")[:2] == (200, b"ok\n")
+
+
+def test_snapshot_is_the_newest_frame_drawn_by_the_web_view_only(serve):
+    view = serve()
+    for i in range(1, 6):
+        view.write(_result(0, i))
+    code, body, headers = _get(view.server.url + "snapshot/door.jpg")
+    assert code == 200 and headers["Content-Type"] == "image/jpeg"
+    import cv2
+    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (48, 64, 3)
+    assert abs(int(image[20, 50, 0]) - 5) < 6        # frame 5's grey, not an older frame
+    assert image[1, 1, 2] > 180                      # drawn on
+    assert view.drawn == [5]                          # only the frame asked for was drawn and encoded
+    assert view.hub.encode_ms.summary().count == 1
+
+
+def test_unwatched_frames_are_never_encoded(serve):
+    view = serve()
+    for i in range(1, 200):
+        view.write(_result(i % 2, i))
+    assert view.hub.encode_ms.summary().count == 0 and view.drawn == []
+
+
+def test_streams_capped_per_second_shared_by_viewers_and_limited_in_number(serve):
+    view = serve(fps=20.0, max_clients=3)
+    url = view.server.url
+    viewers = [Viewer(url, "/stream/door.mjpg") for _ in range(3)]
+    wait_for(lambda: view.hub.watchers()[0] == 3, 10, "three viewers")
+    extra = Viewer(url, "/stream/door.mjpg")
+    wait_for(lambda: extra.status, 10, "the fourth viewer's answer")
+    assert extra.status == 503
+    # The page's JSON and /healthz are still answered with every viewer place taken.
+    assert _get(url + "api/stats")[0] == 200 and _get(url + "healthz")[0] == 200
+    stop = threading.Event()
+
+    def feed():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            view.write(_result(0, i))
+            time.sleep(0.002)  # a 500 fps source
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        wait_for(lambda: all(len(v.frames) >= 20 for v in viewers), 20, "20 frames at every viewer")
+    finally:
+        stop.set()
+        feeder.join()
+    encoded = view.hub.encode_ms.summary().count
+    span = max(v.frames[-1] for v in viewers) - min(v.frames[0] for v in viewers)
+    assert encoded <= 20 * span + 3, f"{encoded} JPEGs in {span:.2f} s: the 20 fps cap is not kept"
+    assert all(len(v.frames) <= encoded for v in viewers)  # one encode serves every viewer
+    stats = json.loads(_get(url + "api/stats")[1])
+    assert stats["web"]["most_clients"] == 3 and stats["web"]["refused"] >= 1
+    for v in viewers + [extra]:
+        v.close()
+
+
+def test_stalled_viewer_dropped_others_unaffected(serve):
+    view = serve(fps=30.0, client_timeout=1.0, max_width=640)
+    url = view.server.url
+    stalled = Viewer(url, "/stream/door.mjpg", stalled=True)
+    wait_for(lambda: view.hub.watchers()[0] == 1, 10, "the stalled viewer")
+    good = Viewer(url, "/stream/door.mjpg")
+    noise = np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8)  # big JPEGs fill buffers fast
+    stop = threading.Event()
+
+    def feed():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            view.write(_result(0, i, noise.copy()))
+            time.sleep(0.01)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        wait_for(lambda: view.server.dropped_stalled == 1, 30, "the stalled viewer to be dropped")
+        count = len(good.frames)
+        wait_for(lambda: len(good.frames) >= count + 10, 10, "frames at the good viewer after the drop")
+    finally:
+        stop.set()
+        feeder.join()
+    gaps = np.diff(good.frames)
+    assert gaps.max() < 0.9, f"the good viewer waited {gaps.max():.2f} s for a frame while the other stalled"
+    assert view.hub.watchers()[0] == 1
+    good.close()
+    stalled.close()
+
+
+def test_token_required_everywhere_when_set(serve):
+    view = serve(token=TOKEN)
+    url = view.server.url
+    for path in ("", "api/stats", "healthz", "stream/door.mjpg", "snapshot/door.jpg"):
+        code, body, headers = _get(url + path)
+        assert code == 401 and headers["WWW-Authenticate"].startswith("Bearer"), path
+    assert _get(url + "api/stats", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+    assert _get(url + f"api/stats?token={TOKEN}")[0] == 200
+    assert _get(url + "api/stats?token=wrong-token-value")[0] == 401
+    assert _get(url + "api/stats", {"Authorization": "Bearer wrong-token-value"})[0] == 401
