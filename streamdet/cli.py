@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from . import cli_model
-from .config import HINTS, Config, override
+from .config import HINTS, Config, LineConfig, ZoneConfig, override
 from .config_file import load_config
-from .errors import PipeClosed, StreamdetError
+from .errors import ConfigError, PipeClosed, StreamdetError
 
 RUN_EXAMPLES = """examples:
   streamdet run --source clip.mp4 --output annotated.mp4 --json detections.jsonl
@@ -70,6 +70,15 @@ def _add_run(sub) -> None:
     p.add_argument("--no-fps", dest="fps_shown", action="store_const", const=False, help="hide the FPS/latency line")
     p.add_argument("--line-width", type=int, metavar="PX", help="box line width (0 = from frame size)")
     p.add_argument("--font-scale", type=float, metavar="X", help="label font scale (0 = from frame size)")
+    p.add_argument("--track", action="store_const", const=True,
+                   help="give objects identities across frames (on by itself with --events, --zone, --line, --mqtt)")
+    p.add_argument("--events", metavar="PATH", help="JSON Lines of events: tracks starting and ending, zones, lines")
+    p.add_argument("--zone", action="append", metavar="NAME:X,Y;X,Y;X,Y",
+                   help="a zone (3 or more points, pixels or fractions of the frame); repeat for several")
+    p.add_argument("--line", action="append", metavar="NAME:X,Y;X,Y",
+                   help="a counting line from the first point to the second (crossing it left to right is 'in')")
+    p.add_argument("--snapshots", metavar="DIR", help="write a JPEG of each ended track's best frame into DIR")
+    p.add_argument("--mqtt", metavar="URL", help="publish events to an MQTT broker: mqtt://[user:pass@]host[:1883] or mqtts://")
     p.add_argument("--serve", metavar="[HOST:]PORT",
                    help="web view: live pictures, figures, MJPEG, JSON and /healthz on this port (127.0.0.1 unless a host "
                         "is given; another address needs web.token or STREAMDET_WEB_TOKEN)")
@@ -91,14 +100,34 @@ def build_config(args: argparse.Namespace) -> Config:
     override(config, "source", loop=args.loop, policy=args.policy, rtsp_transport=args.rtsp_transport,
              ignore_errors=args.ignore_errors,
              open_timeout=args.open_timeout, read_timeout=args.read_timeout)
-    override(config, "output", video=args.output, json=args.json, summary_json=args.summary_json,
-             overwrite=args.overwrite)
+    override(config, "output", video=args.output, json=args.json, events=args.events,
+             summary_json=args.summary_json, overwrite=args.overwrite)
+    override(config, "track", enabled=args.track)
+    override(config, "events", snapshots=args.snapshots,
+             zones=[_shape("--zone", z, ZoneConfig) for z in args.zone] if args.zone else None,
+             lines=[_shape("--line", x, LineConfig) for x in args.line] if args.line else None)
+    override(config, "mqtt", url=args.mqtt)
     override(config, "display", show=args.show)
     override(config, "overlay", labels=args.labels_shown, scores=args.scores_shown, fps=args.fps_shown,
              line_width=args.line_width, font_scale=args.font_scale)
     override(config, "logging", quiet=args.quiet, level=args.log_level)
     override(config, "web", listen=args.serve)
     return config
+
+
+def _shape(flag: str, text: str, cls):
+    """A zone or line from `NAME:X,Y;X,Y;...` (points may also be apart by spaces)."""
+    name, sep, rest = text.partition(":")
+    try:
+        points = [[float(v) for v in point.split(",")] for point in rest.replace(";", " ").split()]
+    except ValueError:
+        points = []
+    if not sep or not name or not points or any(len(p) != 2 for p in points):
+        raise ConfigError(f"{flag} {text!r}: write NAME:X,Y;X,Y;... (pixels, or fractions of the frame from 0 to 1)")
+    try:
+        return cls(name, points)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 def _setup_logging(level: str) -> None:

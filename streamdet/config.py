@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 import typing
@@ -62,6 +63,105 @@ class DetectConfig:
 
 
 @dataclass
+class TrackConfig:
+    enabled: bool = False
+    high: float = 0.5
+    low: float = 0.1
+    new_track: float = 0.6
+    birth_frames: int = 3
+    match_iou: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.low <= self.high <= 1.0:
+            raise ValueError("low and high must satisfy 0 < low <= high <= 1")
+        if not self.high <= self.new_track <= 1.0:
+            raise ValueError("new_track must be between high and 1")
+        if not 1 <= self.birth_frames <= 30:
+            raise ValueError("birth_frames must be between 1 and 30")
+        if not 0.0 < self.match_iou < 1.0:
+            raise ValueError("match_iou must be between 0 and 1")
+
+
+def _name_ok(name: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name))
+
+
+@dataclass
+class ZoneConfig:
+    """A polygon; an object is in it when the middle of its box's bottom edge is (where it stands)."""
+
+    name: str
+    points: list[list[float]]
+
+    def __post_init__(self) -> None:
+        if not _name_ok(self.name):
+            raise ValueError(f"zone name {self.name!r} may hold only letters, digits, '_', '-', '.' (it names topics)")
+        _check_points(f"zone '{self.name}'", self.points)
+        if len(self.points) < 3:
+            raise ValueError(f"zone '{self.name}' has {len(self.points)} point(s); a zone needs at least 3 [x, y] points")
+
+
+@dataclass
+class LineConfig:
+    """A segment from the first point to the second; crossing it from its left to its right is `in`."""
+
+    name: str
+    points: list[list[float]]
+
+    def __post_init__(self) -> None:
+        if not _name_ok(self.name):
+            raise ValueError(f"line name {self.name!r} may hold only letters, digits, '_', '-', '.' (it names topics)")
+        _check_points(f"line '{self.name}'", self.points)
+        if len(self.points) != 2 or self.points[0] == self.points[1]:
+            raise ValueError(f"line '{self.name}' needs exactly 2 different [x, y] points")
+
+
+def _check_points(what: str, points: list[list[float]]) -> None:
+    for point in points:
+        if len(point) != 2 or any(not math.isfinite(v) or v < 0 for v in point):
+            raise ValueError(f"{what}: {point} is not an [x, y] point (pixels, or fractions of the frame from 0 to 1)")
+
+
+def in_fractions(points: list[list[float]]) -> bool:
+    """Points are fractions of the frame when every coordinate is at most 1 (and at least one is not whole)."""
+    return all(v <= 1.0 for p in points for v in p)
+
+
+@dataclass
+class EventsConfig:
+    end_after: float = 2.0
+    snapshots: str | None = None
+    zones: list[ZoneConfig] = field(default_factory=list)
+    lines: list[LineConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.end_after <= 3600:
+            raise ValueError("end_after must be a positive number of seconds (at most 3600)")
+        names = [z.name for z in self.zones] + [line.name for line in self.lines]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"zone/line name '{twice[0]}' is given twice; give each its own name")
+
+
+@dataclass
+class MqttConfig:
+    url: str = field(default="", repr=False)  # may hold a password
+    prefix: str = "streamdet"
+    qos: int = 1
+    required: bool = True
+    outbox: int = 1000
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[^#+\s]+", self.prefix) or self.prefix.startswith("/") or self.prefix.endswith("/"):
+            raise ValueError("prefix must be a topic without '#', '+', spaces or a leading/trailing '/'")
+        if self.qos not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2")
+        if not 1 <= self.outbox <= 100_000:
+            raise ValueError("outbox must be between 1 and 100000 events")
+
+
+@dataclass
 class SourceConfig:
     loop: bool = False
     policy: Literal["auto", "all", "newest"] = "auto"
@@ -94,6 +194,7 @@ class SourceConfig:
 class OutputConfig:
     video: str | None = None
     json: str | None = None
+    events: str | None = None
     summary_json: str | None = None
     overwrite: bool = False
 
@@ -198,7 +299,8 @@ class LoggingConfig:
 
 
 # The sections a source entry may override, and the keys of them that belong to the whole run.
-PER_SOURCE = {"source": SourceConfig, "detect": DetectConfig, "output": OutputConfig, "recording": RecordingConfig}
+PER_SOURCE = {"source": SourceConfig, "detect": DetectConfig, "track": TrackConfig, "events": EventsConfig,
+              "output": OutputConfig, "recording": RecordingConfig}
 RUN_WIDE = {"output": ("summary_json", "overwrite")}
 
 
@@ -214,6 +316,8 @@ class SourceEntry:
     name: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
     detect: dict[str, Any] = field(default_factory=dict)
+    track: dict[str, Any] = field(default_factory=dict)
+    events: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
     recording: dict[str, Any] = field(default_factory=dict)
     where: str = ""  # where it was written (file and line), for error messages
@@ -245,6 +349,8 @@ class SourcePlan:
     name: str | None
     source: SourceConfig
     detect: DetectConfig
+    track: TrackConfig
+    events: EventsConfig
     output: OutputConfig
     recording: RecordingConfig
 
@@ -254,6 +360,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
     sources: list[SourceEntry] = field(default_factory=list)  # plain strings are taken too (API, CLI)
     source: SourceConfig = field(default_factory=SourceConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -22,13 +22,16 @@ class Detections:
     scores: np.ndarray
     class_ids: np.ndarray
     labels: tuple[str, ...]
+    track_ids: np.ndarray | None = None  # with tracking on: the track of each box, -1 for none yet
 
     def __post_init__(self) -> None:
         n = len(self.scores)
-        if self.xyxy.shape != (n, 4) or self.class_ids.shape != (n,) or len(self.labels) != n:
+        if (self.xyxy.shape != (n, 4) or self.class_ids.shape != (n,) or len(self.labels) != n
+                or (self.track_ids is not None and self.track_ids.shape != (n,))):
             raise ValueError(
                 f"Detections arrays disagree: xyxy {self.xyxy.shape}, scores {self.scores.shape}, "
                 f"class_ids {self.class_ids.shape}, labels {len(self.labels)}"
+                + (f", track_ids {self.track_ids.shape}" if self.track_ids is not None else "")
             )
 
     @classmethod
@@ -52,7 +55,11 @@ class Detections:
             scores=self.scores[idx],
             class_ids=self.class_ids[idx],
             labels=tuple(self.labels[i] for i in idx),
+            track_ids=self.track_ids[idx] if self.track_ids is not None else None,
         )
+
+    def with_tracks(self, track_ids: np.ndarray) -> Detections:
+        return Detections(self.xyxy, self.scores, self.class_ids, self.labels, np.asarray(track_ids, np.int32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +77,4 @@ class FrameResult:
     detections: Detections
     latency_ms: float
     source_id: int = 0
+    events: tuple = ()  # streamdet.events.Event: what this frame started, ended or crossed (tracking on)

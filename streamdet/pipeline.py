@@ -2,7 +2,7 @@
 
 A frame's way through a run, in order:
 
-    source -> inference -> stages (`_after_inference`: render) -> outputs
+    source -> inference -> stages (`_after_inference`: track, events, render) -> outputs
 
 The scheduler (streamdet.scheduler) moves frames from the sources through
 inference with its own threads and hands them back in order; everything after
@@ -13,6 +13,7 @@ stage in `_after_inference` or an `Output`; the scheduler does not change.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -31,7 +32,9 @@ from .outputs import Output, WindowOutput, display_available, open_output, plan_
 from .render import Annotator, OverlayStatus
 from .scheduler import Inbox, Lane, Scheduler
 from .sources import Source, SourceInfo, open_source
+from .events import EventStage, Scene, TrackStage
 from .stages import Annotate, Stage
+from .tracking import Tracker
 from .stats import (RunStatus, RunSummary, SourceCounters, SourceStatus, SourceSummary, StageTimer, process_cpu_s,
                     status_line)
 
@@ -63,10 +66,18 @@ class Pipeline:
         self._targets = plan_targets(self._plans, self._sources, config.output.summary_json, config.output.overwrite)
         self._window = self._want_window()
         self._listener = None
+        self._mqtt = None
+        if config.mqtt.url:
+            from .outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
+
+            self._mqtt = MqttPublisher(config.mqtt)  # the URL is checked here, before anything opens
         self.web_url: str | None = None  # where the web view serves, once it does
         labels = detector.labels if detector is not None else load_labels(config.model.labels)
-        self._keep = [DetectFilter(p.detect.threshold, np.array(sorted(resolve_classes(labels, p.detect.classes)),
-                                                                 np.int32)) for p in self._plans]
+        self._tracking = [self._wants_tracking(p, config) for p in self._plans]
+        # A tracker keeps an object's id through frames where its score dips: it needs boxes down to track.low.
+        self._keep = [DetectFilter(min(p.detect.threshold, p.track.low) if tracking else p.detect.threshold,
+                                   np.array(sorted(resolve_classes(labels, p.detect.classes)), np.int32))
+                      for p, tracking in zip(self._plans, self._tracking)]
         self._progress = progress
         self._scheduler: Scheduler | None = None
         self.lanes: list[Lane] = []
@@ -75,6 +86,10 @@ class Pipeline:
         self._outputs_of: list[list[Output]] = []      # per source: where its frames go
         self._own_outputs: list[list[Output]] = []     # per source: written by it alone, closed when it ends
         self._stages: list[Stage] = []
+        self._events: EventStage | None = None
+        self._scenes: list[Scene] = []
+        self._last: dict[int, FrameResult] = {}   # per source: its newest frame, for the events of its end
+        self._ended: set[int] = set()             # sources whose tracks were ended
         self.timers = {name: StageTimer() for name in ("decode", "inference", "render", "write")}
         self._cpu_s: dict[str, float] = {}
         self._closed = False
@@ -91,6 +106,11 @@ class Pipeline:
 
                 self._listener = bind_listener(config.web)  # a busy port is found before any source opens
             infos = self._open_sources()
+            # Zones and lines against the frame size: a point outside the picture is found before the model loads.
+            self._scenes = [Scene.of(p.events, info.width, info.height, src.name)
+                            for p, info, src in zip(self._plans, infos, self._sources)]
+            if self._mqtt is not None:
+                self._mqtt.start()  # an unreachable broker is found before the model loads
             self.detector = detector or load_from(config.model, config.inference, config.detect)
             self.nireq = self.detector.nireq
             for plan, source, info in zip(self._plans, self._sources, infos):
@@ -112,7 +132,8 @@ class Pipeline:
     def _plan(config: Config, sources: list[Source] | None) -> list[SourcePlan]:
         if sources:
             return [SourcePlan(index=i, url=s.display_name or s.name, name=None, source=config.source,
-                               detect=config.detect, output=config.output, recording=config.recording)
+                               detect=config.detect, track=config.track, events=config.events,
+                               output=config.output, recording=config.recording)
                     for i, s in enumerate(sources)]
         plans = config.plans()
         if not plans:
@@ -128,6 +149,13 @@ class Pipeline:
             if names.count(source.name) > 1:
                 # Two cameras with the same name would write to one file.
                 source.name = f"{source.name}-{i}"
+
+    @staticmethod
+    def _wants_tracking(plan: SourcePlan, config: Config) -> bool:
+        """Tracking is on when asked for, and for whatever needs tracks: events, zones, lines, snapshots, MQTT."""
+        ev = plan.events
+        return bool(plan.track.enabled or plan.output.events or ev.zones or ev.lines or ev.snapshots
+                    or config.mqtt.url)
 
     def _want_window(self) -> bool:
         show = self.config.display.show
@@ -178,6 +206,14 @@ class Pipeline:
                 self._outputs_of[i].append(output)
             if len(target.sources) == 1:
                 self._own_outputs[first].append(output)
+        if self._mqtt is not None:
+            from .outputs.mqtt import MqttOutput
+
+            mqtt = MqttOutput(self._mqtt)
+            self._outputs.append(mqtt)
+            for i, outs in enumerate(self._outputs_of):
+                if self._tracking[i]:
+                    outs.append(mqtt)
         if self._window:
             window = WindowOutput()
             self._outputs.append(window)
@@ -186,10 +222,19 @@ class Pipeline:
 
     def _after_inference(self) -> list[Stage]:
         """The stages between inference and the outputs, in the order they run."""
+        stages: list[Stage] = []
+        if any(self._tracking):
+            track = TrackStage(
+                [Tracker(p.track, p.detect.threshold, p.events.end_after) if on else None
+                 for p, on in zip(self._plans, self._tracking)],
+                [bool(p.events.snapshots) for p in self._plans])
+            self._events = EventStage(track, [p.events for p in self._plans], self._scenes,
+                                      [s.name for s in self._sources])
+            stages += [track, self._events]
         draw = self.config.overlay.draw
         if draw == "no" or (draw == "auto" and not any(o.shows_pictures for o in self._outputs)):
-            return []
-        return [Annotate(Annotator(self.config.overlay), self._status_for)]
+            return stages
+        return stages + [Annotate(Annotator(self.config.overlay), self._status_for, self._events)]
 
     def _serve(self) -> None:
         """The web view, last: it draws for itself, and only when no stage drew already."""
@@ -262,6 +307,9 @@ class Pipeline:
                     next_status = time.monotonic() + every
                 if completed is None:
                     if scheduler.finished:
+                        for lane in self.lanes:  # stopped (a signal, the window): tracks still open end now
+                            if lane.id not in self._ended:
+                                self._end_source(lane.id)
                         break
                     for output in self._outputs:  # idle: a camera is away or slow; let buffered lines out
                         output.flush()
@@ -298,13 +346,27 @@ class Pipeline:
             result = self._timed(stage.name, stage, result)
         self._timed("write", self._write, result)
         counters.age.add((time.monotonic() - job.frame.captured) * 1000)
+        if self._events is not None:
+            self._last[lane.id] = result
         # The unlocked look at `finished` keeps the lock off the per-frame path until a source has ended.
-        own = self._own_outputs[lane.id]
-        if own and lane.inbox.finished and self._scheduler.source_done(lane):
-            # One source ended while others go on: its outputs are complete now, not only when the run stops.
-            while own:
-                own.pop().close()
+        if lane.inbox.finished and lane.id not in self._ended and self._scheduler.source_done(lane):
+            self._end_source(lane.id)
         return result
+
+    def _end_source(self, source_id: int) -> None:
+        """A source ended (or the run stops): its tracks end, and its own outputs are complete now."""
+        self._ended.add(source_id)
+        if self._events is not None and source_id in self._last:
+            last = self._last.pop(source_id)
+            events = self._events.finish(source_id, last)
+            if events:
+                ended = dataclasses.replace(last, events=tuple(events))
+                for output in self._outputs_of[source_id]:
+                    if output.takes_events:
+                        output.write(ended)
+        own = self._own_outputs[source_id]
+        while own:
+            own.pop().close()
 
     def _write(self, result: FrameResult) -> FrameResult:
         for output in self._outputs_of[result.source_id]:
@@ -346,6 +408,8 @@ class Pipeline:
             source.close()
         if self._listener is not None:
             self._listener.close()  # the run failed before the web view started
+        if self._mqtt is not None and not any(getattr(o, "publisher", None) is self._mqtt for o in self._outputs):
+            self._mqtt.close()  # the run failed before its output was made
         self._wall = time.monotonic() - self._started_at if self._started_at else 0.0
         self._process_cpu = process_cpu_s() - self._process_cpu0
         if errors and not self._failed_already():
@@ -429,4 +493,7 @@ class Pipeline:
             stages={name: timer.summary() for name, timer in self.timers.items()},
             sources=sources,
             stopped_by=self._stopped_by,
+            mqtt={"sent": self._mqtt.sent, "dropped": self._mqtt.dropped} if self._mqtt is not None else {},
+            counts={lane.source.name: dataclasses.asdict(self._events.counts[lane.id])
+                    for lane in self.lanes if self._tracking[lane.id]} if self._events is not None else {},
         )

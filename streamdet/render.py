@@ -13,6 +13,7 @@ from .config import OverlayConfig
 from .detections import Detections
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+_SCENE = (0, 215, 255)  # zones and lines: amber, apart from the class colours' saturated hues
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ def _text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if luminance > 140 else (255, 255, 255)
 
 
+def label_text(label: str, track: int, score: float, scores: bool = True) -> str:
+    """`person #17 0.91`: the class, the track id when it has one, the score."""
+    text = f"{label} #{track}" if track > 0 else label
+    return f"{text} {score:.2f}" if scores else text
+
+
 class Annotator:
     def __init__(self, style: OverlayConfig = OverlayConfig()):
         self.style = style
@@ -59,8 +66,9 @@ class Annotator:
         height, width = image.shape[:2]
         boxes: list[Rect] = []
         labels: list[tuple[Rect, str, tuple[int, int, int]]] = []
-        for (x1, y1, x2, y2), score, class_id, label in zip(
-            detections.xyxy, detections.scores, detections.class_ids, detections.labels
+        tracks = detections.track_ids.tolist() if detections.track_ids is not None else [0] * len(detections)
+        for (x1, y1, x2, y2), score, class_id, label, track in zip(
+            detections.xyxy, detections.scores, detections.class_ids, detections.labels, tracks
         ):
             color = class_color(int(class_id))
             p1 = (int(x1), int(y1))
@@ -68,7 +76,7 @@ class Annotator:
             cv2.rectangle(image, p1, p2, color, line)
             boxes.append((p1[0], p1[1], p2[0], p2[1]))
             if self.style.labels:
-                text = f"{label} {score:.2f}" if self.style.scores else label
+                text = label_text(label, track, float(score), self.style.scores)
                 labels.append((self._label_rect(image, text, p1, scale, thickness), text, color))
         if self.style.fps and status is not None:
             rate = f"{status.fps:.1f} FPS  " if status.fps is not None else ""
@@ -80,6 +88,31 @@ class Annotator:
             (_, th), _ = cv2.getTextSize(text, _FONT, scale, thickness)
             cv2.putText(image, text, (x + 1, y_top + th + 1), _FONT, scale, _text_color(color), thickness, cv2.LINE_AA)
         return image
+
+    def draw_scene(self, image: np.ndarray, zones: dict[str, np.ndarray], lines: dict[str, np.ndarray],
+                   counts) -> None:
+        """Zones (outlined, with how many are inside) and lines (with in/out counts), under the boxes."""
+        line, scale, thickness = self._sizes(image)
+        for name, polygon in zones.items():
+            points = polygon.astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(image, [points], True, _SCENE, line, cv2.LINE_AA)
+            c = counts.zones[name]
+            self._scene_label(image, f"{name}: {c['inside']} in", polygon[0], scale, thickness)
+        for name, segment in lines.items():
+            a, b = (tuple(int(v) for v in p) for p in segment)
+            cv2.line(image, a, b, _SCENE, line + 1, cv2.LINE_AA)
+            cv2.circle(image, a, line + 2, _SCENE, cv2.FILLED)  # marks the first point: `in` is left to right from it
+            c = counts.lines[name]
+            self._scene_label(image, f"{name}: in {c['in']} out {c['out']}", segment.mean(axis=0), scale, thickness)
+
+    @staticmethod
+    def _scene_label(image, text, at, scale, thickness) -> None:
+        (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+        height, width = image.shape[:2]
+        x = int(min(max(at[0], 0), max(0, width - tw - 4)))
+        y = int(min(max(at[1], th + 4), height - base - 2))
+        cv2.rectangle(image, (x, y - th - 4), (x + tw + 4, y + base), _SCENE, cv2.FILLED)
+        cv2.putText(image, text, (x + 2, y - 2), _FONT, scale, (0, 0, 0), thickness, cv2.LINE_AA)
 
     @staticmethod
     def _label_rect(image, text, p1, scale, thickness) -> Rect:

@@ -26,10 +26,17 @@ class Annotate:
 
     name = "render"
 
-    def __init__(self, annotator: Annotator, status_for: Callable[[FrameResult], OverlayStatus | None]):
+    def __init__(self, annotator: Annotator, status_for: Callable[[FrameResult], OverlayStatus | None],
+                 events=None):
+        """`events`: the EventStage, whose zones, lines and counts are drawn under the boxes."""
         self._annotator = annotator
         self._status_for = status_for
+        self._events = events
 
     def __call__(self, result: FrameResult) -> FrameResult:
+        if self._events is not None and self._events.scenes[result.source_id]:
+            scene = self._events.scenes[result.source_id]
+            self._annotator.draw_scene(result.frame.image, scene.zones, scene.lines,
+                                       self._events.counts[result.source_id])
         self._annotator.draw(result.frame.image, result.detections, self._status_for(result))
         return result

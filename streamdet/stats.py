@@ -123,6 +123,8 @@ class RunSummary:
     cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
     cpu_utilisation: float = 0.0  # process CPU time / (wall time x cores)
     stopped_by: str = "end of stream"
+    counts: dict[str, dict] = field(default_factory=dict)  # per tracked source: tracks per class, zones, lines
+    mqtt: dict[str, int] = field(default_factory=dict)     # events the broker acknowledged, and those dropped
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -145,6 +147,14 @@ class RunSummary:
                 + (f", {src.reconnects} reconnects" if src.reconnects else "")
                 + (f", {src.frames_skipped} unreadable images skipped" if src.frames_skipped else "")
             )
+        for name, c in self.counts.items():
+            parts = [", ".join(f"{n} {label}" for label, n in sorted(c["tracks"].items())) or "no tracks"]
+            parts += [f"zone {z}: {v['enter']} entered, {v['exit']} left" for z, v in c["zones"].items()]
+            parts += [f"line {n}: {v['in']} in, {v['out']} out" for n, v in c["lines"].items()]
+            lines.append(f"  events of {name}: " + "; ".join(parts))
+        if self.mqtt:
+            lines.append(f"  mqtt: {self.mqtt['sent']} events acknowledged by the broker, {self.mqtt['dropped']} dropped "
+                         "while it was away (outbox full)")
         return "\n".join(lines)
 
 

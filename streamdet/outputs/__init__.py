@@ -8,13 +8,13 @@ from ..config import RecordingConfig
 from ..sources import SourceInfo
 from .base import Output, write_atomically
 from .images import ImageOutput
-from .jsonl import JsonlOutput
+from .jsonl import EventsOutput, JsonlOutput
 from .plan import Target, plan_targets
 from .video import VideoOutput
 from .window import WindowOutput, display_available
 
 __all__ = ["Output", "Target", "plan_targets", "open_output", "write_atomically", "WindowOutput",
-           "display_available", "VideoOutput", "ImageOutput", "JsonlOutput"]
+           "display_available", "VideoOutput", "ImageOutput", "JsonlOutput", "EventsOutput"]
 
 
 def open_output(target: Target, info: SourceInfo, source_name: str, recording: RecordingConfig) -> Output:
@@ -25,4 +25,6 @@ def open_output(target: Target, info: SourceInfo, source_name: str, recording: R
         return ImageOutput(target.path, folder=target.kind == "images")
     if target.kind == "jsonl":
         return JsonlOutput(target.path)
+    if target.kind == "events":
+        return EventsOutput(target.path)
     raise ValueError(f"no output is made for a {target.kind} target")

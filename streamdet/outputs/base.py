@@ -21,6 +21,7 @@ class Output(ABC):
 
     label: str = ""            # what error messages call it: the path, or "window"
     shows_pictures = False     # it wants frames with boxes drawn on them
+    takes_events = False       # it publishes events; also handed those of tracks that end with their source
     cpu_s: float = 0.0         # CPU seconds spent on threads the output owns
 
     @abstractmethod

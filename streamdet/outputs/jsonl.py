@@ -27,6 +27,9 @@ def record(result: FrameResult) -> dict:
         ],
         "latency_ms": round(result.latency_ms, 2),
     }
+    if d.track_ids is not None:
+        for item, track in zip(line["detections"], d.track_ids.tolist()):
+            item["track"] = track if track > 0 else None
     if result.frame.gap_ms is not None:
         line["gap_ms"] = round(result.frame.gap_ms, 1)
     if result.frame.file is not None:
@@ -50,9 +53,13 @@ class JsonlOutput(Output):
         self._fd: int | None = None
         self._pending: list[str] = []
         self._last_flush = time.monotonic()
+        self._closed = False
+
+    def records(self, result: FrameResult) -> list[dict]:
+        return [record(result)]
 
     def write(self, result: FrameResult) -> None:
-        self._pending.append(json.dumps(record(result), separators=(",", ":")) + "\n")
+        self._pending.extend(json.dumps(r, separators=(",", ":")) + "\n" for r in self.records(result))
         if len(self._pending) >= self._FLUSH_LINES or time.monotonic() - self._last_flush >= self._FLUSH_S:
             self.flush()
 
@@ -77,9 +84,26 @@ class JsonlOutput(Output):
             raise write_error(self.label, exc) from None
 
     def close(self) -> None:
+        if self._closed:
+            return  # closed when its source ended; the run's end closes every output again
+        self._closed = True
         try:
             self.flush()
         finally:
             if self._fd is not None and self.path != "-":
                 os.close(self._fd)
             self._fd = None
+
+
+class EventsOutput(JsonlOutput):
+    """One JSON line per event (a track started or ended, a zone entered or left, a line crossed)."""
+
+    takes_events = True
+
+    def records(self, result: FrameResult) -> list[dict]:
+        return [event.to_dict() for event in result.events]
+
+    def close(self) -> None:
+        if self._fd is None and self.path != "-" and not self._closed:
+            self._pending.append("")  # a run without events still leaves its (empty) file
+        super().close()

@@ -21,7 +21,7 @@ from .video import VIDEO_SUFFIXES
 class Target:
     """One output file or folder and the sources that write to it."""
 
-    kind: str                   # "video", "image" (one picture), "images" (a folder), "jsonl", "summary"
+    kind: str                   # "video", "image" (one picture), "images" (a folder), "jsonl", "events", "summary"
     path: str
     sources: tuple[int, ...]    # indexes into the run's sources; empty for the summary
     what: str                   # for messages: "recording of bikes"
@@ -60,6 +60,7 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
     """Every output of the run, checked; raises OutputError naming the output (and what it clashes with)."""
     targets: list[Target] = []
     jsonl: dict[str, list[int]] = {}
+    events: dict[str, list[int]] = {}
     for plan, source in zip(plans, sources):
         out = plan.output
         if out.video:
@@ -77,9 +78,12 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
             targets.append(Target(kind, path, (plan.index,), what))
         if out.json:
             jsonl.setdefault(out.json.replace("{name}", source.name), []).append(plan.index)
-    for path, users in jsonl.items():
-        names = ", ".join(sources[i].name for i in users)
-        targets.append(Target("jsonl", path, tuple(users), f"detections of {names}"))
+        if out.events:
+            events.setdefault(out.events.replace("{name}", source.name), []).append(plan.index)
+    for kind, paths, what in (("jsonl", jsonl, "detections"), ("events", events, "events")):
+        for path, users in paths.items():
+            names = ", ".join(sources[i].name for i in users)
+            targets.append(Target(kind, path, tuple(users), f"{what} of {names}"))
     if summary_json:
         targets.append(Target("summary", summary_json, (), "run summary"))
     _check(targets, sources, overwrite)

@@ -1,0 +1,284 @@
+"""Events to an MQTT broker (paho-mqtt 2.x) without ever stalling the video pipeline.
+
+paho's network thread (loop_start) does all socket work and reconnects with backoff.
+While the broker is away, events wait in our own bounded deque (newest kept); paho's
+own queue is bounded too, so a broker that is up but not reading cannot eat memory.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from ..config import MqttConfig
+from ..detections import FrameResult
+from ..errors import StreamdetError
+from .base import Output
+
+log = logging.getLogger("streamdet")
+
+_KEEPALIVE = 30  # seconds; a silently dead broker is noticed after about 1.5x this
+_INFLIGHT = 20   # paho's default in-flight window; its queue may hold one outbox beyond that
+_CREDENTIALS = (134, 135)  # "Bad user name or password", "Not authorized" (v3 CONNACK 4 and 5)
+
+
+class MqttError(StreamdetError):
+    """A one-line, user-facing message that never contains the password."""
+
+
+def mask(url: str) -> str:
+    """Hide user and password. All before the last '@' counts as credentials, so a password
+    with an unescaped '@', '/' or ':' is hidden too (over-masking is harmless)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    userinfo, _, hostpart = rest.rpartition("@")
+    return f"{scheme}{sep}{'***:***' if ':' in userinfo else '***'}@{hostpart}"
+
+
+def _parse(s: MqttConfig) -> tuple[str, int, str | None, str | None, bool]:
+    where = mask(s.url)
+    try:
+        u = urlsplit(s.url)
+    except ValueError:  # e.g. an unbalanced '[' around an IPv6 host
+        raise MqttError(f"mqtt: malformed URL {where}") from None
+    # The scheme is not echoed: for "user:pass@host" urlsplit takes "user" as the scheme.
+    if u.scheme not in ("mqtt", "mqtts"):
+        raise MqttError(f"mqtt: URL must start with mqtt:// or mqtts://, got {where}")
+    try:
+        port = u.port  # raises for a non-number or anything outside 0..65535
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise MqttError(f"mqtt: port must be a number 1..65535 in {where}")
+    if not u.hostname:
+        raise MqttError(f"mqtt: no host in {where}")
+    if u.path not in ("", "/") or u.query or u.fragment:
+        raise MqttError(f"mqtt: unexpected path in {where} (percent-encode '/', '?', '#' in a password)")
+    user, password = (unquote(x) if x is not None else None for x in (u.username, u.password))
+    return u.hostname, port or (8883 if u.scheme == "mqtts" else 1883), user, password, u.scheme == "mqtts"
+
+
+class MqttPublisher:
+    """Connects with `start()`; `publish()` only ever queues; `close()` says offline and disconnects."""
+
+    connect_timeout = 5.0  # seconds for the first connection at start
+
+    def __init__(self, settings: MqttConfig, client_id: str = ""):
+        """`client_id`: "" = streamdet-<pid> (a broker keeps one connection per id)."""
+        self._s, self._where = settings, mask(settings.url)
+        self._host, self._port, user, password, tls = _parse(settings)
+        self._avail = f"{settings.prefix}/available"
+        self._lock = threading.Lock()  # a leaf lock: never held while calling into paho
+        self._outbox: collections.deque[tuple[str, str]] = collections.deque(maxlen=settings.outbox)
+        self._online = False  # CONNACKed and the outbox flushed: publish() may go straight to paho
+        self._dropped = self._sent = self._q0 = 0
+        self._avail_mids: set[int] = set()  # availability acks are not events: not counted as sent
+        self._lost_at: float | None = None
+        self._refused: mqtt.ReasonCode | None = None
+        self._first = threading.Event()
+        self._started = self._closed = False
+        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                        client_id=client_id or f"streamdet-{os.getpid()}")
+        if user is not None:
+            c.username_pw_set(user, password)
+        if tls:
+            try:
+                c.tls_set(ca_certs=settings.ca_file)
+            except (OSError, ValueError) as e:
+                raise MqttError(f"mqtt: cannot use CA file {settings.ca_file!r} ({e})") from None
+        c.will_set(self._avail, "offline", qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=0.5, max_delay=10)
+        c.max_queued_messages_set(settings.outbox + _INFLIGHT)  # counts QoS>0 only; QoS 0: _send
+        c.connect_timeout = self.connect_timeout
+        c.on_connect, c.on_disconnect, c.on_publish = self._on_connect, self._on_disconnect, self._on_publish
+        self._client = c
+
+    def __repr__(self) -> str:
+        return f"<MqttPublisher {self._where} connected={self._online} sent={self._sent} dropped={self._dropped}>"
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    @property
+    def connected(self) -> bool:
+        return self._online
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        s, c = self._s, self._client
+        deadline = time.monotonic() + self.connect_timeout
+        while True:  # the first TCP/TLS connect runs here so that a failure can say why
+            try:  # one attempt may itself take connect_timeout (paho's socket timeout)
+                c.connect(self._host, self._port, keepalive=_KEEPALIVE)
+                err = None
+            except OSError as e:
+                err = e.strerror or str(e) or type(e).__name__
+                if isinstance(e, ssl.SSLError):  # a bad certificate will not get better
+                    break
+            left = deadline - time.monotonic()
+            if err is None or not s.required or left <= 0:
+                break
+            time.sleep(min(0.5, left))  # a broker that is still starting gets the whole timeout
+        if err is None:
+            c.loop_start()
+            if self._first.wait(max(0.0, deadline - time.monotonic())) and self._refused is None:
+                return
+            r = self._refused
+            err = (f"no answer to CONNECT within {self.connect_timeout:g} s" if r is None else
+                   f"the broker refused the {'credentials' if r.value in _CREDENTIALS else 'connection'}: {r}")
+        elif s.required:
+            raise MqttError(f"mqtt: cannot reach {self._where} ({err}); "
+                            "mqtt.required: false starts without it and keeps trying")
+        else:
+            c.connect_async(self._host, self._port, keepalive=_KEEPALIVE)
+            c.loop_start()
+        if s.required:
+            self._stop()  # or paho would keep retrying behind the caller's back
+            raise MqttError(f"mqtt: cannot connect to {self._where} ({err})")
+        self._lost_at = time.monotonic()
+        log.warning("mqtt: cannot connect to %s (%s); keeping up to %d events and retrying in the background",
+                    self._where, err, s.outbox)
+
+    def publish(self, source: str, event: dict) -> None:
+        if self._closed:
+            return
+        # '+' or '#' in a topic makes paho raise, perhaps later on its own thread.
+        topic = f"{self._s.prefix}/{source.replace('+', '_').replace('#', '_')}/events"
+        payload = json.dumps(event, separators=(",", ":"), default=str)
+        with self._lock:
+            if not self._online:  # also while on_connect is still flushing, to keep the order
+                self._queue(topic, payload)
+                return
+        self._send(topic, payload)
+
+    def _queue(self, topic: str, payload: str) -> None:  # caller holds the lock
+        if len(self._outbox) == self._outbox.maxlen:
+            self._dropped += 1
+        self._outbox.append((topic, payload))
+
+    def _send(self, topic: str, payload: str) -> None:
+        qos = self._s.qos
+        if qos == 0:  # paho does not bound QoS 0 packets: count those it has not written yet
+            with self._lock:
+                full = self._q0 >= self._s.outbox + _INFLIGHT
+                self._q0 += not full
+                self._dropped += full
+            if full:
+                return
+        rc = self._client.publish(topic, payload, qos=qos).rc
+        if rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            with self._lock:
+                self._dropped += 1
+        elif rc == mqtt.MQTT_ERR_NO_CONN and qos == 0:  # paho keeps QoS>0 for resending, not QoS 0
+            with self._lock:
+                self._q0 -= 1
+                self._queue(topic, payload)
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            if self._first.is_set() and self._refused != reason:
+                log.warning("mqtt: %s refused the connection: %s; retrying", self._where, reason)
+            self._refused = reason
+            self._first.set()
+            return
+        self._refused = None
+        info = client.publish(self._avail, "online", qos=1, retain=True)
+        with self._lock:
+            self._avail_mids.add(info.mid)  # before its ack: acks are handled on this thread
+            self._q0 = 0  # paho forgot unwritten QoS 0 packets when it reconnected
+            flushed, dropped = len(self._outbox), self._dropped
+        while True:  # one at a time, so publish() never waits for the whole flush
+            with self._lock:
+                if not self._outbox:
+                    self._online = True
+                    break
+                topic, payload = self._outbox.popleft()
+            self._send(topic, payload)
+        if self._lost_at is None:
+            log.info("mqtt: connected to %s", self._where)
+        else:
+            log.info("mqtt: connected to %s after %.1f s away; sent %d waiting events, %d dropped so far",
+                     self._where, time.monotonic() - self._lost_at, flushed, dropped)
+        self._lost_at = None
+        self._first.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        with self._lock:
+            was, self._online = self._online, False
+        if was and not self._closed:
+            self._lost_at = time.monotonic()
+            why = "" if reason.value == 128 else f" ({reason})"  # 128: "Unspecified error"
+            log.warning("mqtt: lost connection to %s%s; keeping up to %d events and reconnecting",
+                        self._where, why, self._s.outbox)
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        with self._lock:  # fine under paho's mutex: our lock is a leaf
+            if mid in self._avail_mids:
+                self._avail_mids.discard(mid)
+                return
+            if self._s.qos == 0:
+                self._q0 = max(0, self._q0 - 1)
+            self._sent += not reason.is_failure
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            online, lost = self._online, len(self._outbox)
+        if online:
+            info = self._client.publish(self._avail, "offline", qos=1, retain=True)
+            with self._lock:
+                self._avail_mids.add(info.mid)
+            try:  # PUBACKs come in order, so this also waits for the events sent before
+                info.wait_for_publish(2.0)
+                acked = info.is_published()
+            except (RuntimeError, ValueError):
+                acked = False
+            with self._lock:  # its ack may have beaten the add above and been counted as sent
+                if acked and info.mid in self._avail_mids:
+                    self._avail_mids.discard(info.mid)
+                    self._sent -= 1
+        elif lost:
+            log.warning("mqtt: closing while %s is unreachable; %d waiting events discarded", self._where, lost)
+        self._stop()
+
+    def _stop(self) -> None:
+        self._client.disconnect()  # a clean DISCONNECT: the broker drops the will
+        self._client.loop_stop()
+        with self._lock:
+            self._online = False
+
+
+class MqttOutput(Output):
+    """Every event of its sources, published on `{prefix}/{source}/events`."""
+
+    takes_events = True
+
+    def __init__(self, publisher: MqttPublisher):
+        self.publisher = publisher
+        self.label = f"mqtt {publisher._where}"
+
+    def write(self, result: FrameResult) -> None:
+        for event in result.events:
+            self.publisher.publish(result.source, event.to_dict())
+
+    def close(self) -> None:
+        self.publisher.close()
