@@ -82,8 +82,14 @@ class TrackConfig:
             raise ValueError("match_iou must be between 0 and 1")
 
 
-def _name_ok(name: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name))
+def _check_shape(kind: str, name: str, points: list[list[float]]) -> None:
+    """A zone's or line's name and points; how many points it needs is checked by each."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"{kind} name {name!r} may hold only letters, digits, '_', '-', '.' (it names topics)")
+    for point in points:
+        if len(point) != 2 or any(not math.isfinite(v) or v < 0 for v in point):
+            raise ValueError(f"{kind} '{name}': {point} is not an [x, y] point "
+                             "(pixels, or fractions of the frame from 0 to 1)")
 
 
 @dataclass
@@ -94,9 +100,7 @@ class ZoneConfig:
     points: list[list[float]]
 
     def __post_init__(self) -> None:
-        if not _name_ok(self.name):
-            raise ValueError(f"zone name {self.name!r} may hold only letters, digits, '_', '-', '.' (it names topics)")
-        _check_points(f"zone '{self.name}'", self.points)
+        _check_shape("zone", self.name, self.points)
         if len(self.points) < 3:
             raise ValueError(f"zone '{self.name}' has {len(self.points)} point(s); a zone needs at least 3 [x, y] points")
 
@@ -109,17 +113,9 @@ class LineConfig:
     points: list[list[float]]
 
     def __post_init__(self) -> None:
-        if not _name_ok(self.name):
-            raise ValueError(f"line name {self.name!r} may hold only letters, digits, '_', '-', '.' (it names topics)")
-        _check_points(f"line '{self.name}'", self.points)
+        _check_shape("line", self.name, self.points)
         if len(self.points) != 2 or self.points[0] == self.points[1]:
             raise ValueError(f"line '{self.name}' needs exactly 2 different [x, y] points")
-
-
-def _check_points(what: str, points: list[list[float]]) -> None:
-    for point in points:
-        if len(point) != 2 or any(not math.isfinite(v) or v < 0 for v in point):
-            raise ValueError(f"{what}: {point} is not an [x, y] point (pixels, or fractions of the frame from 0 to 1)")
 
 
 def in_fractions(points: list[list[float]]) -> bool:
