@@ -24,6 +24,14 @@ RUN_EXAMPLES = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line, like every other user error (argparse would print the usage block too)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("streamdet").strip()
+        self.exit(2, f"streamdet: error: {command + ': ' if command else ''}{message}; see {self.prog} --help\n")
+
+
 def _classes(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
@@ -210,7 +218,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamdet", description="Real-time object detection on video with OpenVINO.")
+    parser = _Parser(prog="streamdet", description="Real-time object detection on video with OpenVINO.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_bench(sub)

@@ -228,8 +228,11 @@ class OverlayConfig:
     font_scale: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.line_width < 0 or self.font_scale < 0:
-            raise ValueError("line_width and font_scale must be 0 (automatic) or positive")
+        # Past these a label or a line covers the whole picture; OpenCV fails on far larger values.
+        if not 0 <= self.line_width <= 100:
+            raise ValueError("line_width must be 0 (automatic) or a number of pixels up to 100")
+        if not 0 <= self.font_scale <= 20:
+            raise ValueError("font_scale must be 0 (automatic) or a positive number up to 20")
 
 
 @dataclass
@@ -372,7 +375,10 @@ class Config:
         """Every source with its own settings over the sections'; raises ConfigError naming the source."""
         plans = []
         # The Python API and the CLI give plain strings: entries with no settings of their own.
-        entries = [s if isinstance(s, SourceEntry) else SourceEntry(url=str(s)) for s in self.sources]
+        try:
+            entries = [s if isinstance(s, SourceEntry) else SourceEntry(url=str(s)) for s in self.sources]
+        except ValueError as exc:
+            raise ConfigError(f"source: {exc}; give a file, folder, camera index or URL") from None
         for i, entry in enumerate(entries):
             sections = {}
             for section in PER_SOURCE:
@@ -394,6 +400,9 @@ def override(config: Config, section: str, **values: Any) -> None:
     """Apply CLI flags (None means 'not given') to one section, re-running its checks."""
     current = getattr(config, section)
     given = {k: v for k, v in values.items() if v is not None}
+    for key, value in given.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}: {key} must be a finite number, not {value}")
     if not given:
         return
     try:

@@ -109,7 +109,10 @@ def _source_entry(node: yaml.Node, key: str, origin: str) -> SourceEntry:
     """A `sources:` entry: a plain string, or a mapping with url, name and per-source sections."""
     where = _where(node, origin)
     if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:null":
-        return SourceEntry(url=str(_convert(node, str, key, origin)), where=where)
+        try:
+            return SourceEntry(url=str(_convert(node, str, key, origin)), where=where)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}; give a file, folder, camera index or URL") from None
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(f"{where}: {key}: give a file, URL or camera index, or a mapping with url: and name:")
     pairs = _pairs(node, origin)

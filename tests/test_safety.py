@@ -92,6 +92,16 @@ CASES = [
     (["-s", "{in}/clip.mp4", "--config", "twice.yaml"], ["line 3", "'detect' is given twice"]),
     (["-s", "{in}/clip.mp4", "--config", "nan.yaml"], ["line 2", "source.open_timeout", "finite"]),
     (["--config", "camera.yaml"], ["line 6", "(door)", "treshold"]),
+    (["-s", ""], ["url must not be empty"]),
+    (["-s", "{in}/clip.mp4", "--font-scale", "nan"], ["font_scale must be a finite number"]),
+    (["-s", "{in}/clip.mp4", "--font-scale", "1e300"], ["font_scale", "up to 20"]),
+    (["-s", "{in}/clip.mp4", "--line-width", "100000"], ["line_width", "up to 100"]),
+    (["-s", "{in}/clip.mp4", "--threshold", "abc"], ["run: argument -t/--threshold: invalid float value", "--help"]),
+    (["-s", "{in}/clip.mp4", "--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
+    (["-s", "{in}/clip.mp4", "--zone", "porch:1,2;3,4"], ["zone 'porch' has 2 point(s)"]),
+    (["-s", "{in}/clip.mp4", "--zone", "porch:0,0;9999,0;0,10"], ["zone 'porch': point [9999, 0] is outside"]),
+    (["-s", "{in}/clip.mp4", "--mqtt", "mqtt://u:pw@127.0.0.1:99999"], ["mqtt: port must be a number"]),
+    (["-s", "{in}/clip.mp4", "--serve", "0.0.0.0:8080"], ["reachable from other machines"]),
 ]
 
 
