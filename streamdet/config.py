@@ -6,7 +6,6 @@ streamdet.config_file loads it from YAML; CLI flags override it with `override`.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
 import os
 import re
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .urls import mask_url
+from .urls import is_loopback, mask_url, parse_listen
 
 
 @dataclass
@@ -266,24 +265,6 @@ class WebConfig:
             raise ValueError(f"max_clients must be between 1 and {MAX_WEB_CLIENTS}")
         if not 0 < self.client_timeout <= 3600:
             raise ValueError("client_timeout must be a positive number of seconds (at most 3600)")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`PORT`, `HOST:PORT` or `[IPv6]:PORT` as (host, port); 127.0.0.1 when no host is given."""
-    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]:|([^:\[\]]*):)?(\d{1,5})", text.strip())
-    if not match or int(match.group(3)) > 65535:
-        raise ValueError(f"listen {text!r} is not PORT or HOST:PORT (for example 8080 or 0.0.0.0:8080)")
-    host = match.group(1) or match.group(2) or "127.0.0.1"
-    return host, int(match.group(3))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 @dataclass

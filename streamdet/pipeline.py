@@ -408,8 +408,8 @@ class Pipeline:
             source.close()
         if self._listener is not None:
             self._listener.close()  # the run failed before the web view started
-        if self._mqtt is not None and not any(getattr(o, "publisher", None) is self._mqtt for o in self._outputs):
-            self._mqtt.close()  # the run failed before its output was made
+        if self._mqtt is not None:
+            self._mqtt.close()  # closed with its output already, unless the run failed before that was made
         self._wall = time.monotonic() - self._started_at if self._started_at else 0.0
         self._process_cpu = process_cpu_s() - self._process_cpu0
         if errors and not self._failed_already():

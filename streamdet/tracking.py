@@ -12,7 +12,7 @@ the README's figures) for a fraction of the cost and no dependency.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -75,7 +75,6 @@ class Track:
     cov: np.ndarray
     class_id: int
     label: str
-    score: float
     box: np.ndarray              # the last detection's box, as detected (not smoothed)
     first_seen: float
     last_seen: float
@@ -83,7 +82,6 @@ class Track:
     hits: int = 1
     best_score: float = 0.0
     best_box: np.ndarray | None = None
-    best_time: float = 0.0
     best_frame: object = None    # the picture at the best score, for event snapshots
 
     @property
@@ -97,7 +95,7 @@ class TrackUpdate:
 
     started: tuple[Track, ...] = ()
     ended: tuple[Track, ...] = ()
-    active: tuple[Track, ...] = field(default=())  # confirmed and seen in this frame, in the order of `detections`
+    active: tuple[Track, ...] = ()  # confirmed and seen in this frame, in the order of `detections`
 
 
 class Tracker:
@@ -111,10 +109,6 @@ class Tracker:
         self._tracks: list[Track] = []
         self._next_id = 1
         self._last_time = float("-inf")
-
-    @property
-    def tracks(self) -> list[Track]:
-        return list(self._tracks)
 
     def update(self, detections: Detections, now: float, frame=None) -> tuple[Detections, TrackUpdate]:
         """Match this frame's detections (all down to `track.low`) to the tracks.
@@ -204,8 +198,8 @@ class Tracker:
         std = np.array([2 * _STD_POSITION * h, 2 * _STD_POSITION * h, 1e-2, 2 * _STD_POSITION * h,
                         10 * _STD_VELOCITY * h, 10 * _STD_VELOCITY * h, 1e-5, 10 * _STD_VELOCITY * h])
         track = Track(mean=np.r_[z, np.zeros(4)], cov=np.diag(std ** 2), class_id=class_id, label=label,
-                      score=score, box=box.copy(), first_seen=now, last_seen=now)
-        self._best(track, score, box, now, frame)
+                      box=box.copy(), first_seen=now, last_seen=now)
+        self._best(track, score, box, frame)
         return track
 
     def _predict(self, tracks: list[Track]) -> None:
@@ -241,12 +235,11 @@ class Tracker:
 
     def _hit(self, track: Track, box: np.ndarray, score: float, now: float, frame) -> None:
         track.box = box.copy()
-        track.score = score
         track.hits += 1
         track.last_seen = now
-        self._best(track, score, box, now, frame)
+        self._best(track, score, box, frame)
 
     @staticmethod
-    def _best(track: Track, score: float, box: np.ndarray, now: float, frame) -> None:
+    def _best(track: Track, score: float, box: np.ndarray, frame) -> None:
         if score > track.best_score:
-            track.best_score, track.best_box, track.best_time, track.best_frame = score, box.copy(), now, frame
+            track.best_score, track.best_box, track.best_frame = score, box.copy(), frame

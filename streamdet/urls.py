@@ -1,7 +1,8 @@
-"""Telling source kinds apart by how they are written, and keeping credentials out of sight."""
+"""Telling source kinds apart by how they are written, keeping credentials out of sight, listen addresses."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -48,3 +49,21 @@ def safe_name(url: str) -> str:
     port = f"_{parts.port}" if parts.port else ""
     path = re.sub(r"[^A-Za-z0-9]+", "_", parts.path).strip("_")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{host}{port}" + (f"_{path}" if path else ""))
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`PORT`, `HOST:PORT` or `[IPv6]:PORT` as (host, port); 127.0.0.1 when no host is given."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]:|([^:\[\]]*):)?(\d{1,5})", text.strip())
+    if not match or int(match.group(3)) > 65535:
+        raise ValueError(f"listen {text!r} is not PORT or HOST:PORT (for example 8080 or 0.0.0.0:8080)")
+    host = match.group(1) or match.group(2) or "127.0.0.1"
+    return host, int(match.group(3))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

@@ -8,7 +8,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from ..config import WebConfig, parse_listen
+from ..config import WebConfig
+from ..urls import parse_listen
 from ..detections import FrameResult
 from ..errors import ConfigError, OutputError
 from ..outputs import Output
