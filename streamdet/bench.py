@@ -186,7 +186,7 @@ class BenchResult:
             f"  CPU ms per frame, each measured alone: inference {cost['inference']:.2f} (raw THROUGHPUT), "
             f"decode {cost['decode']:.2f}, "
             + ", ".join(f"{k} {v:.2f}" for k, v in cost.items() if k.startswith("encode"))
-            + f"; one web view JPEG {cost['web jpeg']:.2f}"
+            + f"; one web view JPEG {cost['web jpeg']:.2f}; motion check {cost['motion check']:.2f}"
         )
         lines.append(
             "  ceiling here with no other pipeline cost: "
@@ -256,6 +256,15 @@ def _jpeg_cost_ms(images: list[np.ndarray], web: WebConfig) -> float:
             cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, web.quality])
 
     return _cpu_ms_per_frame(work, len(images))[1]
+
+
+def _motion_cost_ms(images: list[np.ndarray]) -> float:
+    """CPU per frame of the motion gate's check (streamdet.motion), on frames of the clip in order."""
+    from .motion import MotionDetector
+
+    height, width = images[0].shape[:2]
+    detector = MotionDetector(width, height, 25)
+    return _cpu_ms_per_frame(lambda: [detector(image, k * 0.04) for k, image in enumerate(images)], len(images))[1]
 
 
 def raw_fps(detector: Detector, image: np.ndarray, frames: int, nireq: int | None = None) -> float:
@@ -340,6 +349,7 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
                 cost[f"encode {codec}"] = _encode_cost_ms(camera_frames, os.path.join(tmp, f"encode-{codec}.mp4"),
                                                           RecordingConfig(codec=codec))
             cost["web jpeg"] = _jpeg_cost_ms(camera_frames, WebConfig())
+            cost["motion check"] = _motion_cost_ms(camera_frames)
             costs.append(cost)
             # The web view's variants next to the headless run they are compared with, so drifting load
             # between runs (tenths on a shared machine) does not pass for their cost.
@@ -410,3 +420,16 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
         rss_growth=growth,
         per_round=per_round,
     )
+
+
+def run_cameras(model: str, clip: Path, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
+                still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None):
+    """`bench --cameras`: the capacity run (streamdet.capacity), with the model loaded once for every trial."""
+    from .capacity import mostly_still, run_capacity
+
+    detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5)
+    machine = f"{ov.Core().get_property('CPU', 'FULL_DEVICE_NAME')}, {os.cpu_count()} cores"
+    with tempfile.TemporaryDirectory(prefix="streamdet-capacity-") as tmp:
+        footage = mostly_still(clip, Path(tmp) / f"{clip.stem}-still.mp4", still_share) if still_share else clip
+        result = run_capacity(detector, str(model), footage, cameras, seconds, motion, machine)
+    return result

@@ -55,6 +55,10 @@ def _add_run(sub) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = from the hint)")
     p.add_argument("-t", "--threshold", type=float, metavar="SCORE", help="minimum score, 0..1")
     p.add_argument("--classes", type=_classes, metavar="LIST", help="only these classes, by name or id, comma-separated")
+    p.add_argument("--motion", action="store_const", const=True,
+                   help="run the network only on frames where something moved (and every --stationary-interval s)")
+    p.add_argument("--stationary-interval", type=float, metavar="S",
+                   help="with --motion: seconds after which a still scene is looked at again (default 10)")
     p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, line 0 = background)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="annotated recording (.mp4 .mkv .avi .mov); for images a folder, or an image name for one image; {name} = source name")
@@ -104,7 +108,8 @@ def build_config(args: argparse.Namespace) -> Config:
         config.sources = list(args.source)
     override(config, "model", name=args.model, labels=args.labels)
     override(config, "inference", device=args.device, hint=args.hint, nireq=args.nireq, streams=args.streams, threads=args.threads)
-    override(config, "detect", threshold=args.threshold, classes=args.classes)
+    override(config, "detect", threshold=args.threshold, classes=args.classes, motion=args.motion,
+             stationary_interval=args.stationary_interval)
     override(config, "source", loop=args.loop, policy=args.policy, rtsp_transport=args.rtsp_transport,
              ignore_errors=args.ignore_errors,
              open_timeout=args.open_timeout, read_timeout=args.read_timeout)
@@ -200,21 +205,50 @@ def _add_bench(sub) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
     p.add_argument("--device", default="CPU")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    capacity = p.add_argument_group(
+        "capacity", "with --cameras: simulated cameras play the clip at its frame rate (decoded as they go, newest "
+        "frame policy); prints processed fps, drop rate and frame age per camera, and CPU use")
+    capacity.add_argument("--cameras", metavar="N|max",
+                          help="play N cameras at once; max: add one at a time until a camera drops 5%% or more")
+    capacity.add_argument("--seconds", type=float, default=20.0, help="measured seconds per trial (after 3 s of warm-up)")
+    capacity.add_argument("--motion", action="store_true", help="with the motion gate on (detect.motion)")
+    capacity.add_argument("--still-share", type=float, metavar="SHARE",
+                          help="play the clip as a mostly still camera: this share of the time (e.g. 0.8) shows one "
+                               "of its pictures held still, the rest the clip moving")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from .bench import run_bench, run_cameras
     from .outputs import write_atomically
 
-    if args.frames < 250 or args.rounds < 1:
-        raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
+    clip = Path(args.clip)
+    if not clip.is_file():
+        raise StreamdetError(f"bench: clip '{clip}' does not exist; give a video file")
+    if args.json and (not Path(args.json).resolve().parent.is_dir() or Path(args.json).resolve() == clip.resolve()):
+        raise StreamdetError(f"bench: --json '{args.json}': give a new file in a folder that exists (the figures "
+                             "are written there at the end)")
     _setup_logging("warning")
-    result = run_bench(args.model, Path(args.clip), frames=args.frames, rounds=args.rounds, device=args.device)
+    if args.cameras is not None:
+        cameras = None if args.cameras == "max" else _count(args.cameras)
+        if not 1 <= args.seconds <= 3600 or (args.still_share is not None and not 0 < args.still_share < 1):
+            raise StreamdetError("bench: --seconds must be between 1 and 3600 and --still-share between 0 and 1")
+        result = run_cameras(args.model, clip, cameras, seconds=args.seconds, motion=args.motion,
+                             still_share=args.still_share, device=args.device)
+    else:
+        if args.frames < 250 or args.rounds < 1:
+            raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
+        result = run_bench(args.model, clip, frames=args.frames, rounds=args.rounds, device=args.device)
     print(result.format())
     if args.json:
         write_atomically(args.json, (result.to_json() + "\n").encode())
     return 0
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise StreamdetError(f"bench: --cameras {text!r}: give a number of cameras from 1 to 64, or max")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,10 +55,23 @@ class InferenceConfig:
 class DetectConfig:
     threshold: float = 0.5
     classes: list[str] = field(default_factory=list)
+    # Motion gating: the network runs only on frames where something moved (see streamdet.motion).
+    motion: bool = False
+    motion_threshold: int = 25            # grey-level change (of 255) that counts as motion, after blurring
+    motion_mask: list[list[list[float]]] = field(default_factory=list)  # polygons where motion is ignored
+    stationary_interval: float = 10.0     # seconds: still scenes are looked at again this often
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must be between 0 and 1")
+        if not 1 <= self.motion_threshold <= 254:
+            raise ValueError("motion_threshold must be a grey-level change between 1 and 254")
+        if not 0 < self.stationary_interval <= 3600:
+            raise ValueError("stationary_interval must be a positive number of seconds (at most 3600)")
+        for k, polygon in enumerate(self.motion_mask):
+            if not isinstance(polygon, list) or len(polygon) < 3:
+                raise ValueError(f"motion_mask polygon {k + 1} needs at least 3 [x, y] points")
+            _check_shape("motion_mask", f"polygon{k + 1}", polygon)
 
 
 @dataclass

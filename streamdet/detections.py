@@ -78,3 +78,4 @@ class FrameResult:
     latency_ms: float
     source_id: int = 0
     events: tuple = ()  # streamdet.events.Event: what this frame started, ended or crossed (tracking on)
+    inferred: bool = True  # False: nothing moved, the network was skipped and the detections are the last ones

@@ -37,6 +37,7 @@ class Completed:
     infer_ms: float
     done: float
     error: BaseException | None = None  # decoding the outputs failed; the frame carries no result
+    inferred: bool = True  # False: the motion gate skipped the network for this frame
 
 
 class InferenceEngine:

@@ -2,13 +2,15 @@
 
 A frame's way through a run, in order:
 
-    source -> inference -> stages (`_after_inference`: track, events, render) -> outputs
+    source -> motion gate -> inference -> stages (`_after_inference`: reuse, track, events, render) -> outputs
 
 The scheduler (streamdet.scheduler) moves frames from the sources through
 inference with its own threads and hands them back in order; everything after
 inference runs here, on the caller's thread, because windows must live on
-one thread and signal handlers run on the main thread. A new capability is a
-stage in `_after_inference` or an `Output`; the scheduler does not change.
+one thread and signal handlers run on the main thread. What runs in front
+of the network wraps the engine (`_make_engine`). A new capability is a
+stage in `_after_inference`, an engine wrapper or an `Output`; the scheduler
+does not change.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .detections import FrameResult
 from .errors import StreamdetError
 from .inference import Completed, InferenceEngine
 from .labels import load_labels, resolve_classes
+from .motion import MotionGate, ReuseDetections
 from .model import Detector, DetectFilter, load_from
 from .outputs import Output, WindowOutput, display_available, open_output, plan_targets
 from .render import Annotator, OverlayStatus
@@ -86,6 +89,7 @@ class Pipeline:
         self._outputs_of: list[list[Output]] = []      # per source: where its frames go
         self._own_outputs: list[list[Output]] = []     # per source: written by it alone, closed when it ends
         self._stages: list[Stage] = []
+        self._gate: MotionGate | None = None
         self._events: EventStage | None = None
         self._scenes: list[Scene] = []
         self._last: dict[int, FrameResult] = {}   # per source: its newest frame, for the events of its end
@@ -220,9 +224,18 @@ class Pipeline:
             for outs in self._outputs_of:
                 outs.append(window)
 
+    def _make_engine(self, on_done: Callable[[Completed], None]):
+        """Inference as the scheduler sees it: the model, behind the motion gate where a source asks for one."""
+        engine = InferenceEngine(self.detector, self.nireq, on_done)
+        if any(p.detect.motion for p in self._plans):
+            self._gate = engine = MotionGate(engine, on_done, [p.detect for p in self._plans])
+        return engine
+
     def _after_inference(self) -> list[Stage]:
         """The stages between inference and the outputs, in the order they run."""
         stages: list[Stage] = []
+        if any(p.detect.motion for p in self._plans):
+            stages.append(ReuseDetections())  # first: a skipped frame gets its detections before anything reads them
         if any(self._tracking):
             track = TrackStage(
                 [Tracker(p.track, p.detect.threshold, p.events.end_after) if on else None
@@ -290,8 +303,7 @@ class Pipeline:
 
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
-        self._scheduler = scheduler = Scheduler(
-            self.lanes, lambda on_done: InferenceEngine(self.detector, self.nireq, on_done), self.nireq)
+        self._scheduler = scheduler = Scheduler(self.lanes, self._make_engine, self.nireq)
         self._started_at = time.monotonic()
         self._process_cpu0 = process_cpu_s()
         scheduler.start()
@@ -338,10 +350,12 @@ class Pipeline:
         lane, counters = self.lanes[job.source_id], self._counters[job.source_id]
         now = time.monotonic()
         latency_ms = (completed.done - job.frame.captured) * 1000
-        self.timers["inference"].add(completed.infer_ms)
+        if completed.inferred:
+            self.timers["inference"].add(completed.infer_ms)
+            counters.frames_inferred += 1
         counters.done(now, latency_ms)
         result = FrameResult(source=lane.source.name, frame=job.frame, detections=completed.detections,
-                             latency_ms=latency_ms, source_id=lane.id)
+                             latency_ms=latency_ms, source_id=lane.id, inferred=completed.inferred)
         for stage in self._stages:
             result = self._timed(stage.name, stage, result)
         self._timed("write", self._write, result)
@@ -476,11 +490,14 @@ class Pipeline:
                 frames_dropped=lane.inbox.dropped, fps=c.frames_processed / span if span > 0 else 0.0,
                 reconnects=health.reconnects if health else 0, latency=c.latency.summary(),
                 frame_age=c.age.summary(), frames_skipped=getattr(lane.source, "skipped", 0),
+                frames_inferred=c.frames_inferred if self._plans[lane.id].detect.motion else None,
             ))
         per_frame = 1000 / frames if frames else 0.0
         process_cpu = self._process_cpu or (process_cpu_s() - self._process_cpu0)
         cpu_ms = {"decode": sum(lane.decode_cpu_s for lane in self.lanes) * per_frame}
         cpu_ms.update({name: s * per_frame for name, s in self._cpu_s.items()})
+        if self._gate is not None:
+            cpu_ms["motion"] = self._gate.check_cpu_s * per_frame
         cpu_ms["write"] = cpu_ms.get("write", 0.0) + sum(o.cpu_s for o in self._outputs) * per_frame
         # Everything else is OpenVINO's threads plus the feeder and callbacks.
         cpu_ms["inference+other"] = max(0.0, process_cpu * per_frame - sum(cpu_ms.values()))

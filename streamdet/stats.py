@@ -88,6 +88,7 @@ class SourceCounters:
     """What the output loop counts for one source (on its own thread, so no lock)."""
 
     frames_processed: int = 0
+    frames_inferred: int = 0  # of those, how many went through the network (all, unless the motion gate is on)
     last_done: float | None = None
     latency: StageTimer = field(default_factory=StageTimer)
     age: StageTimer = field(default_factory=StageTimer)
@@ -111,6 +112,7 @@ class SourceSummary:
     latency: StageSummary
     frame_age: StageSummary
     frames_skipped: int = 0  # pictures in a folder that could not be decoded
+    frames_inferred: int | None = None  # with the motion gate on: frames the network looked at
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class RunSummary:
                 f"{src.fps:.1f} FPS, latency p50 {src.latency.p50_ms:.1f} ms p95 {src.latency.p95_ms:.1f} ms"
                 + (f", {src.reconnects} reconnects" if src.reconnects else "")
                 + (f", {src.frames_skipped} unreadable images skipped" if src.frames_skipped else "")
+                + (f", inferred {src.frames_inferred} ({src.frames_inferred / max(1, src.frames_processed):.0%}, "
+                   "motion gate)" if src.frames_inferred is not None else "")
             )
         for name, c in self.counts.items():
             parts = [", ".join(f"{n} {label}" for label, n in sorted(c["tracks"].items())) or "no tracks"]
@@ -175,7 +179,9 @@ def status_line(name: str, counters: SourceCounters, dropped: int, health) -> st
     input_fps = getattr(health, "input_fps", None)
     return (f"{name}: input {f'{input_fps:.1f}' if input_fps is not None else '-'} fps, "
             f"processed {f'{processed:.1f}' if processed is not None else '-'} fps, dropped {dropped}, "
-            f"reconnects {getattr(health, 'reconnects', 0)}, latency {counters.latency.summary().mean_ms:.0f} ms")
+            f"reconnects {getattr(health, 'reconnects', 0)}, latency {counters.latency.summary().mean_ms:.0f} ms"
+            + (f", inferred {counters.frames_inferred / counters.frames_processed:.0%}"
+               if counters.frames_inferred < counters.frames_processed else ""))
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def test_bench_prints_table_and_json(tmp_path, model_cache):
     # The live camera outruns inference (twice the LATENCY raw rate), so frames are dropped.
     assert report["live_source_fps"] > report["fps"]["live newest-frame"]
     costs = report["cost_ms"]
-    assert set(costs) == {"inference", "decode", "encode h264", "encode mp4v", "web jpeg"}
+    assert set(costs) == {"inference", "decode", "encode h264", "encode mp4v", "web jpeg", "motion check"}
     assert all(v > 0 for v in costs.values())
     assert set(report["web_ratio"]) == web and all(0 < r < 2 for r in report["web_ratio"].values())
     assert "web view (10 pictures a second to each viewer) vs pipeline headless: no viewer" in proc.stdout
@@ -49,3 +49,63 @@ def test_bench_prints_table_and_json(tmp_path, model_cache):
     for name in expected:
         assert name in proc.stdout
     assert "x raw" in proc.stdout
+
+
+def test_capacity_bench_prints_table_and_json(tmp_path, model_cache):
+    """`--cameras 2` on a mostly still version of a real clip, with the motion gate: the fields are all there."""
+    out = tmp_path / "capacity.json"
+    proc = streamdet("bench", "--model", str(pedestrian_pb()), "--clip", str(clip("bikes")), "--cameras", "2",
+                     "--seconds", "3", "--motion", "--still-share", "0.8", "--json", str(out),
+                     env=cli_env(model_cache), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["motion"] is True and report["camera_fps"] == 25 and report["size"] == "640x272"
+    assert report["clip"] == "bikes-still.mp4"
+    (trial,) = report["trials"]
+    assert trial["cameras"] == 2 and 2.5 < trial["seconds"] < 4.5 and 0 < trial["cpu_utilisation"] <= 1.05
+    assert [c["name"] for c in trial["per_camera"]] == ["cam1", "cam2"]
+    for cam in trial["per_camera"]:
+        assert 0 < cam["fps"] <= 26 and 0 <= cam["drop_rate"] < 1
+        assert 0 <= cam["age_p50_ms"] <= cam["age_p95_ms"]
+        assert 0 <= cam["inferred"] < 0.9  # mostly still footage: the gate skips most frames
+    assert trial["worst_drop"] == max(c["drop_rate"] for c in trial["per_camera"])
+    assert trial["kept_up"] == (trial["worst_drop"] < 0.05)
+    assert "cameras  fps/camera   drops  age p50  age p95  inferred   CPU" in proc.stdout
+    assert "motion gate on" in proc.stdout
+
+
+def test_capacity_search_adds_cameras_until_one_drops(pedestrian_xml):
+    """`max`: one camera more per trial; the answer is the most cameras kept up with. A 100 fps clip makes
+    the machine fall behind within a few cameras, so the search ends quickly."""
+    from streamdet.capacity import run_capacity
+    from streamdet.model import load
+
+    from helpers import decode, write_clip
+
+    fast = write_clip(decode(clip("bikes"), 100), tmp_clip := pedestrian_xml.parent / "fast-100fps.mp4", fps=100)
+    try:
+        detector = load(pedestrian_xml)
+        result = run_capacity(detector, "pedestrian", fast, None, 1.5, False, "this machine", most=6)
+    finally:
+        tmp_clip.unlink()
+    assert result.searched and result.camera_fps == 100
+    counts = [t.cameras for t in result.trials]
+    assert counts == list(range(1, len(counts) + 1))
+    assert not result.trials[-1].kept_up or len(counts) == 6
+    assert all(t.kept_up for t in result.trials[:-1])
+    assert result.most_cameras == (len(counts) - 1 if not result.trials[-1].kept_up else len(counts))
+    assert f"most cameras kept up with (drops under 5% on every camera): {result.most_cameras}" in result.format()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--cameras", "0"], "--cameras '0'"),
+    (["--cameras", "lots"], "--cameras 'lots'"),
+    (["--cameras", "2", "--still-share", "1.5"], "--still-share"),
+    (["--cameras", "2", "--seconds", "0"], "--seconds"),
+])
+def test_capacity_bench_bad_arguments(tmp_path, model_cache, args, fragment):
+    from clirun import assert_one_line_error
+
+    proc = streamdet("bench", "--model", str(pedestrian_pb()), "--clip", str(clip("bikes")), *args,
+                     env=cli_env(model_cache), timeout=60)
+    assert_one_line_error(proc, fragment)

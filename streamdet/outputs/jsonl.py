@@ -26,6 +26,7 @@ def record(result: FrameResult) -> dict:
             for box, score, class_id, label in zip(d.xyxy, d.scores, d.class_ids, d.labels)
         ],
         "latency_ms": round(result.latency_ms, 2),
+        "inferred": result.inferred,
     }
     if d.track_ids is not None:
         for item, track in zip(line["detections"], d.track_ids.tolist()):

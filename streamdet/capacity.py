@@ -1,0 +1,239 @@
+"""`streamdet bench --cameras N|max`: how many cameras this machine keeps up with.
+
+Each simulated camera plays a real clip at its real frame rate, decoding it
+as it goes (a real camera's stream must be decoded too), in a loop, each
+camera starting at another point of the clip. The pipeline takes them with
+the newest-frame policy, as it takes cameras. Per camera: processed fps, the
+share of the camera's frames that were never processed (drop rate: replaced
+in the inbox, or never decoded in time because the CPU was busy), frame age
+(decoded -> written) p50/p95, and the share of frames the network looked at;
+for the whole run, CPU use of all cores. `max` adds cameras one at a time
+until the drop rate of any camera reaches 5%.
+
+`mostly_still` makes the footage of a fixed camera that mostly watches
+nothing happen: each stretch of the clip is preceded by one of its pictures
+held still (with sensor-like noise), for most of the time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .config import Config, RecordingConfig, SourceConfig
+from .detections import FrameResult
+from .model import Detector
+from .outputs.video import Encoder
+from .pipeline import Pipeline
+from .sources import Frame, Source, SourceInfo, VideoFileSource
+from .stats import process_cpu_s
+
+MAX_DROP = 0.05      # a camera that loses more than this is not kept up with
+_WARM_UP_S = 3.0     # start-up (first requests, decoder pipelines filling) is left out of the figures
+
+
+class PlayedCamera(Source):
+    """A camera made of a clip: frames at the clip's rate from `start` on, decoded as they are due, looped."""
+
+    def __init__(self, path: Path, name: str, start: int = 0):
+        self._clip = VideoFileSource(path, SourceConfig(loop=True, decode_threads=1))
+        self.name = name
+        self.display_name = f"{name} ({path.name})"
+        self._start = start
+        self.period = 0.04
+        self._t0 = 0.0
+        self._index = 0
+        self._stopped = threading.Event()
+
+    def open(self) -> SourceInfo:
+        info = self._clip.open()
+        self.period = 1.0 / (info.fps or 25.0)
+        for _ in range(self._start):  # another point of the clip for each camera
+            self._clip.read()
+        return SourceInfo(info.width, info.height, 1.0 / self.period, None, live=True)
+
+    def read(self) -> Frame | None:
+        if self._index == 0:
+            self._t0 = time.monotonic()
+        due = self._t0 + self._index * self.period
+        if self._stopped.wait(max(0.0, due - time.monotonic())):
+            return None
+        frame = self._clip.read()
+        if frame is None:
+            return None
+        self._index += 1
+        # A camera's clock, not the file's: a looped clip's timestamps must keep going forward.
+        return Frame(image=frame.image, index=self._index - 1, pts_ms=None, captured=time.monotonic())
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def close(self) -> None:
+        self._clip.close()
+
+
+@dataclass
+class CameraFigures:
+    name: str
+    fps: float                 # frames processed per second
+    drop_rate: float           # share of the camera's frames (at its frame rate) never processed
+    age_p50_ms: float          # decoded -> written
+    age_p95_ms: float
+    inferred: float            # share of processed frames that went through the network
+
+
+@dataclass
+class Trial:
+    cameras: int
+    seconds: float
+    cpu_utilisation: float     # process CPU time / (wall time x cores)
+    per_camera: list[CameraFigures] = field(default_factory=list)
+
+    @property
+    def worst_drop(self) -> float:
+        return max(c.drop_rate for c in self.per_camera)
+
+    @property
+    def kept_up(self) -> bool:
+        return self.worst_drop < MAX_DROP
+
+
+@dataclass
+class CapacityResult:
+    machine: str
+    model: str
+    clip: str
+    size: str
+    camera_fps: float
+    motion: bool
+    trials: list[Trial] = field(default_factory=list)
+    searched: bool = False     # `max`: the trials went up one camera at a time
+
+    @property
+    def most_cameras(self) -> int:
+        """The most cameras kept up with (drops under 5% on each)."""
+        return max((t.cameras for t in self.trials if t.kept_up), default=0)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["most_cameras"] = self.most_cameras
+        for trial, raw in zip(self.trials, data["trials"]):
+            raw["worst_drop"] = trial.worst_drop
+            raw["kept_up"] = trial.kept_up
+        return json.dumps(data, indent=2)
+
+    def format(self) -> str:
+        gate = "motion gate on" if self.motion else "motion gate off"
+        lines = [f"streamdet bench --cameras: {self.model}, cameras of {self.size} at {self.camera_fps:.0f} fps "
+                 f"playing {self.clip}, newest frame, {gate}, {self.machine}",
+                 f"  {'cameras':>7} {'fps/camera':>11} {'drops':>7} {'age p50':>8} {'age p95':>8} {'inferred':>9} {'CPU':>5}"]
+        for t in self.trials:
+            fps = statistics.mean(c.fps for c in t.per_camera)
+            lines.append(
+                f"  {t.cameras:>7} {fps:>11.1f} {t.worst_drop:>7.1%} "
+                f"{max(c.age_p50_ms for c in t.per_camera):>6.0f}ms {max(c.age_p95_ms for c in t.per_camera):>6.0f}ms "
+                f"{statistics.mean(c.inferred for c in t.per_camera):>9.0%} {t.cpu_utilisation:>5.0%}"
+                + ("" if t.kept_up else "  <- drops over 5%"))
+        if self.searched:
+            lines.append(f"  most cameras kept up with (drops under {MAX_DROP:.0%} on every camera): {self.most_cameras}")
+        lines.append("  (fps and drops: the mean and the worst camera; ages: the worst camera)")
+        return "\n".join(lines)
+
+
+def run_trial(detector: Detector, clip: Path, cameras: int, seconds: float, motion: bool) -> Trial:
+    """`cameras` played cameras for `seconds` after a warm-up; the figures of the time after it."""
+    frame_count = max(1, int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT)))
+    sources = [PlayedCamera(clip, f"cam{k + 1}", start=k * frame_count // cameras) for k in range(cameras)]
+    config = Config()
+    config.display.show = "no"
+    config.logging.quiet = True
+    config.logging.status_interval = 0
+    config.source.policy = "newest"
+    config.detect.motion = motion
+    done = [0] * cameras
+    inferred = [0] * cameras
+    ages: list[list[float]] = [[] for _ in range(cameras)]
+    window: dict[str, float] = {}
+
+    def measure(result: FrameResult) -> None:
+        now = time.monotonic()
+        if "start" not in window:
+            if now - window.setdefault("first", now) < _WARM_UP_S:
+                return
+            window["start"], window["cpu"] = now, process_cpu_s()
+        if now - window["start"] >= seconds:
+            if "end" not in window:
+                window["end"], window["cpu_end"] = now, process_cpu_s()
+                pipeline.stop("bench done")
+            return
+        i = result.source_id
+        done[i] += 1
+        inferred[i] += result.inferred
+        ages[i].append((now - result.frame.captured) * 1000)
+
+    with Pipeline(config, detector=detector, sources=sources) as pipeline:
+        pipeline.run(on_result=measure)
+    if "end" not in window:
+        raise RuntimeError("the cameras stopped before the measurement ended")
+    wall = window["end"] - window["start"]
+    figures = []
+    for k, source in enumerate(sources):
+        expected = wall / source.period
+        p50, p95 = (np.percentile(ages[k], [50, 95]).tolist() if ages[k] else (0.0, 0.0))
+        figures.append(CameraFigures(source.name, done[k] / wall, max(0.0, 1 - done[k] / expected), p50, p95,
+                                     inferred[k] / done[k] if done[k] else 0.0))
+    cpu = (window["cpu_end"] - window["cpu"]) / wall / (os.cpu_count() or 1)
+    return Trial(cameras, wall, cpu, figures)
+
+
+def run_capacity(detector: Detector, model: str, clip: Path, cameras: int | None, seconds: float,
+                 motion: bool, machine: str, most: int = 32) -> CapacityResult:
+    """One trial of `cameras`, or with None, one camera more each trial until one is not kept up with."""
+    cap = cv2.VideoCapture(str(clip))
+    size = f"{int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    cap.release()
+    result = CapacityResult(machine, model, clip.name, size, fps, motion, searched=cameras is None)
+    for n in [cameras] if cameras else range(1, most + 1):
+        trial = run_trial(detector, clip, n, seconds, motion)
+        result.trials.append(trial)
+        if not trial.kept_up and cameras is None:
+            break
+    return result
+
+
+def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: float = 2.0, cycles: int = 2) -> Path:
+    """Footage of a fixed camera where little happens: per cycle, a picture of the clip held still
+    (plus noise, as a camera sensor gives), then `moving_s` of the clip playing from that picture on."""
+    cap = cv2.VideoCapture(str(clip))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    frames = []
+    while (ok_image := cap.read())[0]:
+        frames.append(ok_image[1])
+    cap.release()
+    if not frames:
+        raise ValueError(f"clip '{clip}': no frame could be decoded")
+    moving = max(1, min(len(frames) // cycles, round(moving_s * fps)))
+    held = round(moving * still_share / (1 - still_share))
+    height, width = frames[0].shape[:2]
+    encoder = Encoder(out, (width - width % 2, height - height % 2), fps, RecordingConfig())
+    rng = np.random.default_rng(0)
+    n = 0
+    for c in range(cycles):
+        start = c * moving
+        noise = rng.normal(0, 2.0, (8, *frames[0].shape)).astype(np.int16)  # a few noise patterns, reused
+        still = frames[start].astype(np.int16)
+        for k in range(held + moving):
+            image = np.clip(still + noise[k % 8], 0, 255).astype(np.uint8) if k < held else frames[start + k - held]
+            encoder.add(image[: height - height % 2, : width - width % 2], round(n * 1000 / fps))
+            n += 1
+    encoder.close()
+    return out
