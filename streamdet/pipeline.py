@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -31,15 +29,15 @@ from .inference import Completed, InferenceEngine
 from .labels import load_labels, resolve_classes
 from .motion import MotionGate, ReuseDetections
 from .model import Detector, DetectFilter, load_from
-from .outputs import Output, WindowOutput, display_available, open_output, plan_targets
+from .outputs import Output, WindowOutput, open_output, plan_targets, want_window
 from .render import Annotator, OverlayStatus
 from .scheduler import Inbox, Lane, Scheduler
-from .sources import Source, SourceInfo, open_source
+from .sources import Source, SourceInfo, open_all, open_source
 from .events import EventStage, Scene, TrackStage
 from .stages import Annotate, Stage
 from .tracking import Tracker
-from .stats import (RunStatus, RunSummary, SourceCounters, SourceStatus, SourceSummary, StageTimer, process_cpu_s,
-                    status_line)
+from . import reports
+from .stats import RunStatus, RunSummary
 
 log = logging.getLogger("streamdet")
 
@@ -67,7 +65,7 @@ class Pipeline:
         self._sources = sources or [open_source(p.url, p.source) for p in self._plans]
         self._name_sources()
         self._targets = plan_targets(self._plans, self._sources, config.output.summary_json, config.output.overwrite)
-        self._window = self._want_window()
+        self._window = want_window(config.display.show)
         self._listener = None
         self._mqtt = None
         if config.mqtt.url:
@@ -84,7 +82,7 @@ class Pipeline:
         self._progress = progress
         self._scheduler: Scheduler | None = None
         self.lanes: list[Lane] = []
-        self._counters: list[SourceCounters] = []
+        self.meter = reports.RunMeter()
         self._outputs: list[Output] = []               # every output, for flushing and closing
         self._outputs_of: list[list[Output]] = []      # per source: where its frames go
         self._own_outputs: list[list[Output]] = []     # per source: written by it alone, closed when it ends
@@ -94,13 +92,7 @@ class Pipeline:
         self._scenes: list[Scene] = []
         self._last: dict[int, FrameResult] = {}   # per source: its newest frame, for the events of its end
         self._ended: set[int] = set()             # sources whose tracks were ended
-        self.timers = {name: StageTimer() for name in ("decode", "inference", "render", "write")}
-        self._cpu_s: dict[str, float] = {}
         self._closed = False
-        self._started_at = 0.0
-        self._process_cpu0 = 0.0
-        self._wall = 0.0
-        self._process_cpu = 0.0
         self._stopped_by = "end of stream"
         # Sources open before the model loads: a file that is no video, or a
         # pipe with no writer, is found in a second, not after a download.
@@ -109,7 +101,7 @@ class Pipeline:
                 from .web import bind_listener  # aiohttp loads only when the web view is on
 
                 self._listener = bind_listener(config.web)  # a busy port is found before any source opens
-            infos = self._open_sources()
+            infos = open_all(self._sources)
             # Zones and lines against the frame size: a point outside the picture is found before the model loads.
             self._scenes = [Scene.of(p.events, info.width, info.height, src.name)
                             for p, info, src in zip(self._plans, infos, self._sources)]
@@ -121,16 +113,14 @@ class Pipeline:
                 newest = plan.source.policy == "newest" or (plan.source.policy == "auto" and info.live)
                 inbox = Inbox(capacity=min(max(2, self.nireq * 2), 16), newest_wins=newest)
                 self.lanes.append(Lane(id=plan.index, source=source, info=info, inbox=inbox,
-                                       keep=self._keep[plan.index], decode=self.timers["decode"]))
-                self._counters.append(SourceCounters())
+                                       keep=self._keep[plan.index], decode=self.meter.timers["decode"]))
+                self.meter.add_source()
             self._make_outputs(infos)
             self._stages = self._after_inference()
             self._serve()
         except BaseException:
             self._close_all()
             raise
-
-    # ----------------------------------------------------------------- set-up
 
     @staticmethod
     def _plan(config: Config, sources: list[Source] | None) -> list[SourcePlan]:
@@ -160,42 +150,6 @@ class Pipeline:
         ev = plan.events
         return bool(plan.track.enabled or plan.output.events or ev.zones or ev.lines or ev.snapshots
                     or config.mqtt.url)
-
-    def _want_window(self) -> bool:
-        show = self.config.display.show
-        if show == "no":
-            return False
-        if display_available():
-            return True
-        if show == "yes":
-            raise StreamdetError("--show: no display (DISPLAY is not set); run under a desktop session or use --no-show")
-        log.info("no display (DISPLAY is not set): the window is off; results go to the outputs only")
-        return False
-
-    def _open_sources(self) -> list[SourceInfo]:
-        """Open every source at once: a camera that is down must not hold up the others for its open timeout."""
-        sources = self._sources
-        if len(sources) == 1:
-            return [sources[0].open()]
-        infos: list[SourceInfo | None] = [None] * len(sources)
-        errors: list[BaseException | None] = [None] * len(sources)
-
-        def open_one(k: int) -> None:
-            try:
-                infos[k] = sources[k].open()
-            except BaseException as exc:  # re-raised below, on the caller's thread
-                errors[k] = exc
-
-        threads = [threading.Thread(target=open_one, args=(k,), name=f"open-{s.name}", daemon=True)
-                   for k, s in enumerate(sources)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for error in errors:
-            if error is not None:
-                raise error
-        return infos  # type: ignore[return-value]
 
     def _make_outputs(self, infos: list[SourceInfo]) -> None:
         self._outputs_of = [[] for _ in self._sources]
@@ -272,9 +226,7 @@ class Pipeline:
         """The FPS/latency plate's text for a frame; none on single images, where a rate means nothing."""
         if self.lanes[result.source_id].info.still:
             return None
-        return OverlayStatus(fps=self._counters[result.source_id].rate.rate(), latency_ms=result.latency_ms)
-
-    # ----------------------------------------------------------------- public
+        return OverlayStatus(fps=self.meter.sources[result.source_id].rate.rate(), latency_ms=result.latency_ms)
 
     def __enter__(self) -> Pipeline:
         return self
@@ -304,10 +256,9 @@ class Pipeline:
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
         self._scheduler = scheduler = Scheduler(self.lanes, self._make_engine, self.nireq)
-        self._started_at = time.monotonic()
-        self._process_cpu0 = process_cpu_s()
+        self.meter.start()
         scheduler.start()
-        bar = self._make_progress()
+        bar = reports.progress_bar(self.lanes) if self._progress and not self._window else None
         live = any(lane.info.live for lane in self.lanes)  # status lines are for cameras; files have the bar
         every = self.config.logging.status_interval if live and not self.config.logging.quiet else 0
         next_status = time.monotonic() + every if every else float("inf")
@@ -315,7 +266,7 @@ class Pipeline:
             while True:
                 completed = scheduler.take(min(_IDLE_S, max(0.0, next_status - time.monotonic())))
                 if time.monotonic() >= next_status:
-                    self._log_status()
+                    reports.log_status(self.lanes, self.meter)
                     next_status = time.monotonic() + every
                 if completed is None:
                     if scheduler.finished:
@@ -347,18 +298,18 @@ class Pipeline:
 
     def _finish(self, completed: Completed) -> FrameResult:
         job = completed.job
-        lane, counters = self.lanes[job.source_id], self._counters[job.source_id]
+        lane, counters = self.lanes[job.source_id], self.meter.sources[job.source_id]
         now = time.monotonic()
         latency_ms = (completed.done - job.frame.captured) * 1000
         if completed.inferred:
-            self.timers["inference"].add(completed.infer_ms)
+            self.meter.timers["inference"].add(completed.infer_ms)
             counters.frames_inferred += 1
         counters.done(now, latency_ms)
         result = FrameResult(source=lane.source.name, frame=job.frame, detections=completed.detections,
                              latency_ms=latency_ms, source_id=lane.id, inferred=completed.inferred)
         for stage in self._stages:
-            result = self._timed(stage.name, stage, result)
-        self._timed("write", self._write, result)
+            result = self.meter.timed(stage.name, stage, result)
+        self.meter.timed("write", self._write, result)
         counters.age.add((time.monotonic() - job.frame.captured) * 1000)
         if self._events is not None:
             self._last[lane.id] = result
@@ -387,19 +338,10 @@ class Pipeline:
             output.write(result)
         return result
 
-    def _timed(self, name: str, work: Callable[[FrameResult], FrameResult], result: FrameResult) -> FrameResult:
-        t0, c0 = time.perf_counter(), time.thread_time()
-        result = work(result)
-        self.timers.setdefault(name, StageTimer()).add((time.perf_counter() - t0) * 1000)
-        self._cpu_s[name] = self._cpu_s.get(name, 0.0) + time.thread_time() - c0
-        return result
-
     def run(self, on_result: Callable[[FrameResult], None] | None = None) -> RunSummary:
         for _ in self.results(on_result):
             pass
         return self.summary()
-
-    # --------------------------------------------------------------- teardown
 
     def _close_all(self) -> None:
         """Finalise every output and end every thread; the first output that could not be finalised is raised."""
@@ -424,8 +366,7 @@ class Pipeline:
             self._listener.close()  # the run failed before the web view started
         if self._mqtt is not None:
             self._mqtt.close()  # closed with its output already, unless the run failed before that was made
-        self._wall = time.monotonic() - self._started_at if self._started_at else 0.0
-        self._process_cpu = process_cpu_s() - self._process_cpu0
+        self.meter.stop()
         if errors and not self._failed_already():
             raise errors[0]
 
@@ -437,78 +378,15 @@ class Pipeline:
         self.abort(self._stopped_by)
         self._close_all()
 
-    # ---------------------------------------------------------------- reports
-
-    def _make_progress(self):
-        if not self._progress or self._window or any(lane.info.live for lane in self.lanes):
-            return None
-        counts = [lane.info.frame_count for lane in self.lanes]
-        total = sum(counts) if all(c is not None for c in counts) else None
-        from tqdm import tqdm
-
-        return tqdm(total=total, unit="frame", dynamic_ncols=True, leave=False)
-
-    def _log_status(self) -> None:
-        for lane, counters in zip(self.lanes, self._counters):
-            if lane.info.live:
-                log.info("%s", status_line(lane.source.name, counters, lane.inbox.dropped, lane.source.health()))
-
     def status(self) -> RunStatus:
         """Every source's state and rates now; safe to call from any thread while the run goes on."""
-        sources = []
-        for lane, c in zip(self.lanes, self._counters):
-            health = lane.source.health()
-            if health is not None and not health.connected:
-                state = "offline"
-            elif lane.inbox.finished:
-                state = "ended"
-            else:
-                state = "online" if c.frames_processed else "starting"
-            latency = c.latency.summary()
-            sources.append(SourceStatus(
-                name=lane.source.name, url=lane.source.display_name or lane.source.name, live=lane.info.live,
-                state=state, width=lane.info.width, height=lane.info.height,
-                input_fps=health.input_fps if health is not None else None, processed_fps=c.rate.rate(time.monotonic()),
-                frames_processed=c.frames_processed, dropped=lane.inbox.dropped,
-                latency_ms=latency.mean_ms if latency.count else None,
-                reconnects=health.reconnects if health is not None else 0,
-                offline_s=health.offline_s if health is not None else None,
-                last_error=health.last_error if health is not None else None,
-            ))
-        uptime = time.monotonic() - self._started_at if self._started_at else 0.0
-        return RunStatus(uptime_s=uptime, frames=sum(c.frames_processed for c in self._counters), sources=sources)
+        return reports.status(self.lanes, self.meter)
 
     def summary(self) -> RunSummary:
-        wall = self._wall or (time.monotonic() - self._started_at)
-        frames = sum(c.frames_processed for c in self._counters)
-        sources = []
-        for lane, c in zip(self.lanes, self._counters):
-            span = (c.last_done - self._started_at) if c.last_done else 0.0
-            health = lane.source.health()
-            sources.append(SourceSummary(
-                name=lane.source.name, frames_read=lane.frames_read, frames_processed=c.frames_processed,
-                frames_dropped=lane.inbox.dropped, fps=c.frames_processed / span if span > 0 else 0.0,
-                reconnects=health.reconnects if health else 0, latency=c.latency.summary(),
-                frame_age=c.age.summary(), frames_skipped=getattr(lane.source, "skipped", 0),
-                frames_inferred=c.frames_inferred if self._plans[lane.id].detect.motion else None,
-            ))
-        per_frame = 1000 / frames if frames else 0.0
-        process_cpu = self._process_cpu or (process_cpu_s() - self._process_cpu0)
-        cpu_ms = {"decode": sum(lane.decode_cpu_s for lane in self.lanes) * per_frame}
-        cpu_ms.update({name: s * per_frame for name, s in self._cpu_s.items()})
-        if self._gate is not None:
-            cpu_ms["motion"] = self._gate.check_cpu_s * per_frame
-        cpu_ms["write"] = cpu_ms.get("write", 0.0) + sum(o.cpu_s for o in self._outputs) * per_frame
-        # Everything else is OpenVINO's threads plus the feeder and callbacks.
-        cpu_ms["inference+other"] = max(0.0, process_cpu * per_frame - sum(cpu_ms.values()))
-        return RunSummary(
-            frames=frames,
-            cpu_ms_per_frame=cpu_ms,
-            cpu_utilisation=process_cpu / wall / (os.cpu_count() or 1) if wall > 0 else 0.0,
-            wall_s=wall,
-            fps=frames / wall if wall > 0 else 0.0,
-            stages={name: timer.summary() for name, timer in self.timers.items()},
-            sources=sources,
+        return reports.summary(
+            self.lanes, self.meter, gated=[p.detect.motion for p in self._plans],
+            output_cpu_s=sum(o.cpu_s for o in self._outputs),
+            motion_cpu_s=self._gate.check_cpu_s if self._gate is not None else None,
             stopped_by=self._stopped_by,
             mqtt={"sent": self._mqtt.sent, "dropped": self._mqtt.dropped} if self._mqtt is not None else {},
             counts={lane.source.name: dataclasses.asdict(self._events.counts[lane.id])

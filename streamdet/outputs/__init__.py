@@ -11,10 +11,10 @@ from .images import ImageOutput
 from .jsonl import EventsOutput, JsonlOutput
 from .plan import Target, plan_targets
 from .video import VideoOutput
-from .window import WindowOutput, display_available
+from .window import WindowOutput, display_available, want_window
 
 __all__ = ["Output", "Target", "plan_targets", "open_output", "write_atomically", "WindowOutput",
-           "display_available", "VideoOutput", "ImageOutput", "JsonlOutput", "EventsOutput"]
+           "display_available", "want_window", "VideoOutput", "ImageOutput", "JsonlOutput", "EventsOutput"]
 
 
 def open_output(target: Target, info: SourceInfo, source_name: str, recording: RecordingConfig) -> Output:

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import cv2
 
 from ..detections import FrameResult
+from ..errors import StreamdetError
 from .base import Output
+
+
+log = logging.getLogger("streamdet")
 
 
 def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def want_window(show: str) -> bool:
+    """Whether a run opens windows: `display.show` (auto, yes, no) against whether there is a display."""
+    if show == "no":
+        return False
+    if display_available():
+        return True
+    if show == "yes":
+        raise StreamdetError("--show: no display (DISPLAY is not set); run under a desktop session or use --no-show")
+    log.info("no display (DISPLAY is not set): the window is off; results go to the outputs only")
+    return False
 
 
 class WindowOutput(Output):

@@ -7,6 +7,7 @@ what is cheap; `Source.open()` does the slow part.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 # OpenCV serialises every FFmpeg open behind one process-wide lock unless told
@@ -23,7 +24,7 @@ from .live import CameraSource, LiveSource, NetworkSource  # noqa: E402
 from ..urls import NETWORK_SCHEMES, is_camera_spec, mask_url, scheme_of  # noqa: E402
 
 __all__ = ["Frame", "Source", "SourceHealth", "SourceInfo", "ImageFilesSource", "VideoFileSource", "LiveSource",
-           "NetworkSource", "CameraSource", "open_source", "mask_url"]
+           "NetworkSource", "CameraSource", "open_source", "open_all", "mask_url"]
 
 
 def open_source(spec: str, settings: SourceConfig = SourceConfig()) -> Source:
@@ -42,3 +43,28 @@ def open_source(spec: str, settings: SourceConfig = SourceConfig()) -> Source:
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageFilesSource(path, settings)
     return VideoFileSource(path, settings)
+
+
+def open_all(sources: list[Source]) -> list[SourceInfo]:
+    """Open every source at once: a camera that is down must not hold up the others for its open timeout."""
+    if len(sources) == 1:
+        return [sources[0].open()]
+    infos: list[SourceInfo | None] = [None] * len(sources)
+    errors: list[BaseException | None] = [None] * len(sources)
+
+    def open_one(k: int) -> None:
+        try:
+            infos[k] = sources[k].open()
+        except BaseException as exc:  # re-raised below, on the caller's thread
+            errors[k] = exc
+
+    threads = [threading.Thread(target=open_one, args=(k,), name=f"open-{s.name}", daemon=True)
+               for k, s in enumerate(sources)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return infos  # type: ignore[return-value]
