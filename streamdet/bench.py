@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,118 +20,14 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from .config import Config, RecordingConfig, SourceConfig, WebConfig
+from .config import Config, RecordingConfig, WebConfig
 from .errors import SourceError
 from .model import Detector, load
 from .outputs.video import Encoder
 from .pipeline import Pipeline
-from .sources import Frame, Source, SourceInfo, VideoFileSource
+from .sources import Source
+from .bench_inputs import Memory, Repeated, Viewers
 from .stats import process_cpu_s
-
-
-class _Repeated(Source):
-    """A clip played over and over until `total` frames have been read."""
-
-    def __init__(self, path: Path, total: int, decode_threads: int = 0):
-        self._inner = VideoFileSource(path, SourceConfig(loop=True, decode_threads=decode_threads))
-        self.name = self._inner.name
-        self.total = total
-        self._read = 0
-
-    def open(self) -> SourceInfo:
-        info = self._inner.open()
-        return SourceInfo(info.width, info.height, info.fps, self.total, live=False)
-
-    def read(self) -> Frame | None:
-        if self._read >= self.total:
-            return None
-        self._read += 1
-        return self._inner.read()
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class _Memory(Source):
-    """The clip's frames, decoded beforehand, handed out `total` times.
-
-    With `fps` it is a camera faster than inference: a real camera delivers at
-    its frame rate, so its decoding costs a few percent of a core, while
-    decoding a file flat out to outrun inference would take a whole core from
-    inference and measure that contention instead of the newest-frame policy.
-    Like a camera, it skips the frames whose time passed while nobody read.
-    Without `fps` it is a file with free decoding: what the pipeline itself
-    costs, decoding aside.
-    """
-
-    def __init__(self, frames: list[np.ndarray], total: int, fps: float | None = None):
-        self.name = "camera" if fps else "memory"
-        self.live = fps is not None
-        self._frames = frames
-        self._period = 1.0 / fps if fps else 0.0
-        self.total = total
-        self._slot = 0
-        self._read = 0
-        self._t0 = 0.0
-
-    def open(self) -> SourceInfo:
-        height, width = self._frames[0].shape[:2]
-        fps = 1.0 / self._period if self._period else None
-        return SourceInfo(width, height, fps, None if self.live else self.total, live=self.live)
-
-    def read(self) -> Frame | None:
-        if self._read >= self.total:
-            return None
-        if self._period:
-            now = time.perf_counter()
-            if self._read == 0:
-                self._t0 = now
-            self._slot = max(self._slot, int((now - self._t0) / self._period))
-            due = self._t0 + self._slot * self._period
-            if due > now:
-                time.sleep(due - now)
-        image = self._frames[self._slot % len(self._frames)]
-        frame = Frame(image=image, index=self._slot, pts_ms=None, captured=time.monotonic())
-        self._slot += 1
-        self._read += 1
-        return frame
-
-    def close(self) -> None:
-        pass
-
-
-class _Viewers:
-    """MJPEG viewers of the web view on loopback: each a socket and a thread that reads and throws away."""
-
-    def __init__(self, url: str, path: str, count: int):
-        host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
-        self._socks = []
-        self.received = 0
-        for _ in range(count):
-            sock = socket.create_connection((host, int(port)), timeout=30)
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            self._socks.append(sock)
-        self._threads = [threading.Thread(target=self._drain, args=(s,), daemon=True) for s in self._socks]
-        for thread in self._threads:
-            thread.start()
-
-    def _drain(self, sock: socket.socket) -> None:
-        buffer = bytearray(1 << 16)
-        try:
-            while (n := sock.recv_into(buffer)) > 0:
-                self.received += n
-        except OSError:
-            pass  # closed at the end of the run
-
-    def close(self) -> None:
-        for sock in self._socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        for thread in self._threads:
-            thread.join(timeout=10)
 
 
 @dataclass
@@ -224,7 +118,7 @@ def _cpu_ms_per_frame(work, frames: int) -> tuple[Any, float]:
 
 def _decode_cost_ms(clip: Path, frames: int) -> float:
     def work():
-        source = _Repeated(clip, frames)
+        source = Repeated(clip, frames)
         source.open()
         while source.read() is not None:
             pass
@@ -314,7 +208,7 @@ def _pipeline_run(detector: Detector, source: Source, frames: int, *, video: str
             rss.append(_rss_bytes())
 
     with Pipeline(config, detector=detector, sources=[source]) as pipeline:
-        watching = _Viewers(pipeline.web_url, f"/stream/{source.name}.mjpg", viewers) if viewers else None
+        watching = Viewers(pipeline.web_url, f"/stream/{source.name}.mjpg", viewers) if viewers else None
         try:
             return pipeline.run(on_result=sample_rss)
         finally:
@@ -354,13 +248,13 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
             # The web view's variants next to the headless run they are compared with, so drifting load
             # between runs (tenths on a shared machine) does not pass for their cost.
             variants = {
-                "pipeline headless": ({}, lambda: _Repeated(clip, frames)),
-                "pipeline + web, no viewer": ({"viewers": 0}, lambda: _Repeated(clip, frames)),
-                "pipeline + web, 1 viewer": ({"viewers": 1}, lambda: _Repeated(clip, frames)),
-                "pipeline + web, 10 viewers": ({"viewers": 10}, lambda: _Repeated(clip, frames)),
-                "pipeline + mp4": ({"video": os.path.join(tmp, "bench.mp4")}, lambda: _Repeated(clip, frames)),
-                "pipeline + jsonl": ({"json_path": os.path.join(tmp, "bench.jsonl")}, lambda: _Repeated(clip, frames)),
-                "pipeline headless, no decode": ({}, lambda: _Memory(camera_frames, frames)),
+                "pipeline headless": ({}, lambda: Repeated(clip, frames)),
+                "pipeline + web, no viewer": ({"viewers": 0}, lambda: Repeated(clip, frames)),
+                "pipeline + web, 1 viewer": ({"viewers": 1}, lambda: Repeated(clip, frames)),
+                "pipeline + web, 10 viewers": ({"viewers": 10}, lambda: Repeated(clip, frames)),
+                "pipeline + mp4": ({"video": os.path.join(tmp, "bench.mp4")}, lambda: Repeated(clip, frames)),
+                "pipeline + jsonl": ({"json_path": os.path.join(tmp, "bench.jsonl")}, lambda: Repeated(clip, frames)),
+                "pipeline headless, no decode": ({}, lambda: Memory(camera_frames, frames)),
             }
             for name, (kwargs, source) in variants.items():
                 summary = _pipeline_run(throughput, source(), frames, rss=rss if name == "pipeline headless" else None, **kwargs)
@@ -369,7 +263,7 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
                 util[name] = summary.cpu_utilisation
             latencies.append(single_request_latency_ms(latency, image))
             camera_fps = 2 * figures["raw LATENCY"]
-            live = _pipeline_run(latency, _Memory(camera_frames, frames, camera_fps), frames, policy="newest")
+            live = _pipeline_run(latency, Memory(camera_frames, frames, camera_fps), frames, policy="newest")
             age = live.sources[0].frame_age
             ages.append((age.p50_ms, age.p95_ms))
             figures["live newest-frame"] = live.fps
