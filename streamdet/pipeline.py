@@ -25,9 +25,11 @@ import numpy as np
 from .config import Config, SourcePlan
 from .detections import FrameResult
 from .errors import StreamdetError
-from .inference import Completed, InferenceEngine
+from .engines import Backend, open_backend
+from .inference import Completed
 from .labels import load_labels, resolve_classes
-from .model import Detector, DetectFilter, load_from
+from .decoding import DetectFilter
+from .model import Detector
 from .outputs import Output, WindowOutput, display_available, open_output, plan_targets
 from .render import Annotator, OverlayStatus
 from .scheduler import Inbox, Lane, Scheduler
@@ -80,6 +82,7 @@ class Pipeline:
                       for p, tracking in zip(self._plans, self._tracking)]
         self._progress = progress
         self._scheduler: Scheduler | None = None
+        self._backend: Backend | None = None
         self.lanes: list[Lane] = []
         self._counters: list[SourceCounters] = []
         self._outputs: list[Output] = []               # every output, for flushing and closing
@@ -111,8 +114,10 @@ class Pipeline:
                             for p, info, src in zip(self._plans, infos, self._sources)]
             if self._mqtt is not None:
                 self._mqtt.start()  # an unreachable broker is found before the model loads
-            self.detector = detector or load_from(config.model, config.inference, config.detect)
-            self.nireq = self.detector.nireq
+            # The local model (loaded and compiled here) or a server (checked here; nothing local is loaded).
+            self._backend = open_backend(config.model, config.inference, config.detect, detector)
+            self.detector = self._backend.detector
+            self.nireq = self._backend.nireq
             for plan, source, info in zip(self._plans, self._sources, infos):
                 newest = plan.source.policy == "newest" or (plan.source.policy == "auto" and info.live)
                 inbox = Inbox(capacity=min(max(2, self.nireq * 2), 16), newest_wins=newest)
@@ -290,8 +295,7 @@ class Pipeline:
 
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
-        self._scheduler = scheduler = Scheduler(
-            self.lanes, lambda on_done: InferenceEngine(self.detector, self.nireq, on_done), self.nireq)
+        self._scheduler = scheduler = Scheduler(self.lanes, self._backend.engine, self.nireq)
         self._started_at = time.monotonic()
         self._process_cpu0 = process_cpu_s()
         scheduler.start()
@@ -400,6 +404,8 @@ class Pipeline:
                 output.close()
             except Exception as exc:  # finalise every output even if one fails
                 errors.append(exc)
+        if self._backend is not None:
+            self._backend.close()  # an engine waiting for a server that is away lets the feeder go
         if self._scheduler is not None:
             stuck = self._scheduler.close()
             if stuck:
