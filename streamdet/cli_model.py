@@ -104,7 +104,8 @@ def cmd_export_server(args: argparse.Namespace) -> int:
                          fp32=args.fp32, base_url=args.base_url, overwrite=args.overwrite)
     print(done.xml)
     print(f"form {done.form}, input {done.input} (BGR); serve it with, for example:", file=sys.stderr)
-    print(f"  ovms --model_path {done.xml.parent.parent.resolve()} --model_name {done.name} --port 9000", file=sys.stderr)
+    model_path = done.xml.parent.parent.resolve()
+    print(f"  ovms --model_path {model_path} --model_name {done.name} --port 9000", file=sys.stderr)
     print(f"  streamdet run --server grpc://HOST:9000 --server-model {done.name} --source ...", file=sys.stderr)
     return 0
 

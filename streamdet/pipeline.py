@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from .config import Config, SourcePlan
+from .decoding import DetectFilter
 from .detections import FrameResult
-from .errors import StreamdetError
 from .engines import Backend, open_backend
+from .errors import StreamdetError
 from .inference import Completed
 from .labels import load_labels, resolve_classes
-from .decoding import DetectFilter
 from .model import Detector
 from .outputs import Output, WindowOutput, display_available, open_output, plan_targets
 from .render import Annotator, OverlayStatus

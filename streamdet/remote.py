@@ -155,7 +155,8 @@ def _tensor(t) -> str:
     return f"{t.name} {t.datatype} [{','.join(str(d) for d in t.shape)}]"
 
 
-_EXPORT_HINT = "serve the IR that `streamdet model export-server` writes (it takes 8-bit BGR frames as streamdet sends them)"
+_EXPORT_HINT = ("serve the IR that `streamdet model export-server` writes "
+                "(it takes 8-bit BGR frames as streamdet sends them)")
 
 
 def _input_of(metadata, where: str) -> tuple[str, tuple[int, int]]:
@@ -255,7 +256,8 @@ class RemoteEngine:
         model = self.model
         request.sent = time.perf_counter()
         try:
-            model.client.async_infer(model.name, request.inputs, lambda result, error: self._answered(request, result, error),
+            model.client.async_infer(model.name, request.inputs,
+                                     lambda result, error: self._answered(request, result, error),
                                      model_version=model.version, outputs=self._requested,
                                      client_timeout=model.timeout, headers=model.headers)
         except Exception as exc:  # a closed channel, or a request tritonclient refuses before sending

@@ -67,7 +67,8 @@ class IrModel(Model):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         # start_async blocks while every request is busy: off the event loop, so health calls stay answered.
-        await loop.run_in_executor(self.starter, self.queue.start_async, {0: np.ascontiguousarray(data)}, (loop, future))
+        inputs = {0: np.ascontiguousarray(data)}
+        await loop.run_in_executor(self.starter, self.queue.start_async, inputs, (loop, future))
         arrays = await future
         outputs = [InferOutput(name=port.any_name, shape=list(array.shape), datatype=_describe(port)["datatype"],
                                data=array) for port, array in zip(self.compiled.outputs, arrays)]

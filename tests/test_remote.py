@@ -211,11 +211,22 @@ def test_bad_server_settings_are_one_line_errors_without_a_local_model(tmp_path,
     assert not cache.exists() or not any(cache.rglob("*.xml")), "a remote run loaded a local model"
 
 
+def test_export_server_refuses_to_replace_a_version(repository, model_cache, pedestrian_xml):
+    """The server's model is an output like any other: an existing version is kept unless --overwrite."""
+    xml = repository / "ped/1/model.xml"
+    before = xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
+    proc = streamdet("model", "export-server", str(pedestrian_xml), "-o", str(repository), "--name", "ped",
+                     env=cli_env(model_cache))
+    assert_one_line_error(proc, str(xml), "--overwrite")
+    assert (xml.read_bytes(), xml.with_suffix(".bin").read_bytes()) == before
+
+
 def test_two_capture_nodes_share_one_server(tmp_path, server, model_cache):
     """Two streamdet processes send their frames to one server at once; both complete every frame."""
     env = cli_env(model_cache)
     procs = [subprocess.Popen([sys.executable, "-m", "streamdet", "run", "--server", server.url, "--server-model",
-                               "ped", "--source", str(clip("carphone_pristine")), "--json", str(tmp_path / f"{i}.jsonl"),
+                               "ped", "--source", str(clip("carphone_pristine")),
+                               "--json", str(tmp_path / f"{i}.jsonl"),
                                "--no-show"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     for proc in procs:
