@@ -21,6 +21,7 @@ RUN_EXAMPLES = """examples:
   streamdet run --source cam1.mp4 --source 'rtsp://host/live' --output out_{name}.mp4
   streamdet run --config site.yaml --threshold 0.6 --classes person,car
   streamdet run --source 'rtsp://host/live' --serve 8080   # watch at http://127.0.0.1:8080/
+  streamdet run --source 'rtsp://host/live' --server grpc://10.0.0.5:9000   # infer on OpenVINO Model Server
 """
 
 
@@ -50,9 +51,14 @@ def _add_run(sub) -> None:
     p.add_argument("-m", "--model", metavar="MODEL", help="model name (ssdlite_mobilenet_v2), .xml IR or TF frozen .pb")
     p.add_argument("-d", "--device", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
     p.add_argument("--hint", choices=HINTS, type=str.upper, help="OpenVINO performance hint")
-    p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = the device's optimal number, +1 under THROUGHPUT)")
+    p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = the device's optimal number, +1 under THROUGHPUT; 4 with --server)")
     p.add_argument("--streams", type=int, metavar="N", help="CPU streams (0 = from the hint)")
     p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = from the hint)")
+    p.add_argument("--server", metavar="URL",
+                   help="infer on a KServe v2 gRPC server (OpenVINO Model Server, Triton) instead of here: "
+                        "grpc://HOST:PORT or grpcs://HOST:PORT; no local model is loaded; token from "
+                        "STREAMDET_SERVER_TOKEN; see inference.server_* in config.yaml")
+    p.add_argument("--server-model", metavar="NAME", help="the model's name on --server (default ssdlite_mobilenet_v2)")
     p.add_argument("-t", "--threshold", type=float, metavar="SCORE", help="minimum score, 0..1")
     p.add_argument("--classes", type=_classes, metavar="LIST", help="only these classes, by name or id, comma-separated")
     p.add_argument("--motion", action="store_const", const=True,
@@ -107,7 +113,8 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.source:
         config.sources = list(args.source)
     override(config, "model", name=args.model, labels=args.labels)
-    override(config, "inference", device=args.device, hint=args.hint, nireq=args.nireq, streams=args.streams, threads=args.threads)
+    override(config, "inference", device=args.device, hint=args.hint, nireq=args.nireq, streams=args.streams,
+             threads=args.threads, server=args.server, server_model=args.server_model)
     override(config, "detect", threshold=args.threshold, classes=args.classes, motion=args.motion,
              stationary_interval=args.stationary_interval)
     override(config, "source", loop=args.loop, policy=args.policy, rtsp_transport=args.rtsp_transport,
@@ -197,7 +204,8 @@ def _add_bench(sub) -> None:
         help="measure the pipeline against raw OpenVINO inference on this machine",
         description="Raw async inference vs the pipeline (headless, recording, JSONL, web view with 0, 1 and 10 "
         "viewers) and live frame age, "
-        "interleaved round by round; prints FPS and ratios to raw.",
+        "interleaved round by round; prints FPS and ratios to raw. With --server: local inference against the "
+        "server instead (raw and pipeline FPS, single-request and pipeline latency).",
     )
     p.add_argument("--model", default="ssdlite_mobilenet_v2", help="model name, .xml or .pb")
     p.add_argument("--clip", required=True, help="video file to play (repeated up to --frames)")
@@ -205,6 +213,9 @@ def _add_bench(sub) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
     p.add_argument("--device", default="CPU")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--server", metavar="URL", help="compare with this KServe v2 server: grpc://HOST:PORT or grpcs://")
+    p.add_argument("--server-model", metavar="NAME", help="the model's name on --server (default ssdlite_mobilenet_v2)")
+    p.add_argument("--nireq", type=int, metavar="N", help="requests in flight to --server (default 4)")
     capacity = p.add_argument_group(
         "capacity", "with --cameras: simulated cameras play the clip at its frame rate (decoded as they go, newest "
         "frame policy); prints processed fps, drop rate and frame age per camera, and CPU use")
@@ -235,9 +246,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise StreamdetError("bench: --seconds must be between 1 and 3600 and --still-share between 0 and 1")
         result = run_cameras(args.model, clip, cameras, seconds=args.seconds, motion=args.motion,
                              still_share=args.still_share, device=args.device)
+    elif args.frames < 250 or args.rounds < 1:
+        raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
+    elif args.server:
+        from .bench_remote import run_remote_bench
+
+        config = Config()
+        override(config, "inference", server=args.server, server_model=args.server_model, nireq=args.nireq)
+        result = run_remote_bench(args.model, clip, config.inference, frames=args.frames,
+                                  rounds=args.rounds, device=args.device)
     else:
-        if args.frames < 250 or args.rounds < 1:
-            raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
         result = run_bench(args.model, clip, frames=args.frames, rounds=args.rounds, device=args.device)
     print(result.format())
     if args.json:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .urls import is_loopback, mask_url, parse_listen
+from .urls import is_loopback, mask_url, parse_listen, parse_server
 
 
 @dataclass
@@ -37,6 +37,9 @@ Hint = Literal["THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT"]
 HINTS: tuple[str, ...] = typing.get_args(Hint)
 
 
+MAX_SERVER_TIMEOUT = 300.0  # past this a request is lost, not slow: the outage handling should take over
+
+
 @dataclass
 class InferenceConfig:
     device: str = "CPU"
@@ -44,11 +47,36 @@ class InferenceConfig:
     nireq: int = 0
     streams: int = 0
     threads: int = 0
+    server: str = field(default="", repr=False)  # grpc[s]://host:port of a KServe v2 server; "" = infer here
+    server_model: str = "ssdlite_mobilenet_v2"
+    server_version: int = 0
+    server_timeout: float = 10.0
+    server_ca: str | None = None
+    server_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for key, limit in LIMITS.items():
             if not 0 <= getattr(self, key) <= limit:
                 raise ValueError(f"{key} must be 0 (automatic) or a number up to {limit}")
+        if self.server_token is None:
+            # From the environment, so the token is in neither the process list nor a shared settings file.
+            self.server_token = os.environ.get("STREAMDET_SERVER_TOKEN") or None
+        if not 0 < self.server_timeout <= MAX_SERVER_TIMEOUT:
+            raise ValueError(f"server_timeout must be a positive number of seconds (at most {MAX_SERVER_TIMEOUT:g})")
+        if self.server_version < 0:
+            raise ValueError("server_version must be 0 (the server's choice, usually the newest) or a version number")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.server_model):
+            raise ValueError(f"server_model {self.server_model!r} is not a model name (letters, digits, '_', '-', '.')")
+        if self.server:
+            self._check_server()
+
+    def _check_server(self) -> None:
+        scheme, host, _ = parse_server(self.server)
+        if self.server_ca is not None and scheme != "grpcs":
+            raise ValueError("server_ca is the CA bundle for a grpcs:// server; the server is grpc:// (no TLS)")
+        if self.server_token and scheme == "grpc" and not is_loopback(host):
+            raise ValueError(f"server {mask_url(self.server)!r}: a token would cross the network unencrypted; "
+                             "use grpcs://")
 
 
 @dataclass

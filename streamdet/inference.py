@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import openvino as ov
 
 from .detections import Detections
-from .model import Detector, DetectFilter
+from .decoding import DetectFilter
+from .model import Detector
 from .sources import Frame
 
 

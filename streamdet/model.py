@@ -28,16 +28,17 @@ import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
 from .config import HINTS, DetectConfig, InferenceConfig, ModelConfig
+from .decoding import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
 from .detections import Detections
 from .devices import check_device, normalise
 from .errors import ConfigError, ModelError
 from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
-from .labels import label_for, load_labels, resolve_classes
+from .labels import load_labels, resolve_classes
 from .privacy import telemetry_off
 
 INPUT_SIZE = 300  # used when the model leaves its spatial size open
-_TF_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")
-_ROLES = (*_TF_OUTPUTS, "num_detections", "image_tensor")  # names users know, for `model info`
+_ROLES = (*TF_OUTPUTS, TF_COUNT, "image_tensor")
+PREPARED_MARK = ["streamdet", "input"]  # rt_info of an IR whose graph takes OpenCV's frames as they are  # names users know, for `model info`
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,15 @@ def recognise(model: ov.Model, where: str) -> ModelForm:
     """Which output form the model has, or a ModelError saying what was found."""
     by_role: dict[str, ov.Output] = {}
     for port in model.outputs:
-        for role in (*_TF_OUTPUTS, "num_detections"):
+        for role in (*TF_OUTPUTS, TF_COUNT):
             if role in _names(port):
                 by_role[role] = port
-    if all(role in by_role for role in _TF_OUTPUTS):
+    if all(role in by_role for role in TF_OUTPUTS):
         return ModelForm("tf", by_role)
     if len(model.outputs) == 1:
         shape = model.outputs[0].get_partial_shape()
         if shape.rank.is_static and shape.rank.get_length() == 4 and shape[3].is_static and shape[3].get_length() == 7:
-            return ModelForm("legacy", {"detection_output": model.outputs[0]})
+            return ModelForm("legacy", {LEGACY_OUTPUT: model.outputs[0]})
     found = ", ".join(f"{p.any_name} {p.get_partial_shape()}" for p in model.outputs)
     raise ModelError(
         f"model '{where}': outputs [{found}] are not an SSD detector's; expected detection_boxes, "
@@ -174,6 +175,8 @@ def resolve_ir(spec: str | os.PathLike, cache_dir=None, fp32: bool = False, base
 
 def _prepare(model: ov.Model, form: ModelForm, where: str) -> ov.Model:
     """Let the compiled model take a BGR u8 NHWC frame, at its input size, as OpenCV gives it."""
+    if model.has_rt_info(PREPARED_MARK):
+        return model  # written by `streamdet model export-server`: this preprocessing is in its graph already
     if len(model.inputs) != 1:
         raise ModelError(f"model '{where}' has {len(model.inputs)} inputs; an SSD detector has one image input")
     port = model.inputs[0]
@@ -204,12 +207,17 @@ def _prepare(model: ov.Model, form: ModelForm, where: str) -> ov.Model:
         raise ModelError(f"model '{where}': input {port.any_name} {shape} does not take a 3-colour image ({_one_line(exc)})") from None
 
 
-@dataclass(frozen=True)
-class DetectFilter:
-    """Which detections to keep: a minimum score and, when not empty, only these class ids."""
-
-    threshold: float
-    class_ids: np.ndarray
+def fit_input(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An 8-bit BGR HxWx3 frame at the model's input size (width, height), contiguous; a frame already
+    that size is returned as it is, without a copy."""
+    # cv2.resize outside the model measured faster than resizing inside it
+    # on 720p (about 320-345 against 210-235 FPS; see docs). Each call
+    # resizes into a new array because requests run concurrently.
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ModelError(f"detector input must be an 8-bit BGR image (H x W x 3), got {image.dtype} {image.shape}")
+    if (image.shape[1], image.shape[0]) != size:
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return image if image.flags.c_contiguous else np.ascontiguousarray(image)
 
 
 class Detector:
@@ -249,49 +257,13 @@ class Detector:
 
         The caller keeps the tensor alive until the request that reads it has finished.
         """
-        # cv2.resize outside the model measured faster than resizing inside it
-        # on 720p (about 320-345 against 210-235 FPS; see docs). Each call
-        # resizes into a new array because requests run concurrently; a frame
-        # already at the input size goes in without any copy.
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ModelError(f"detector input must be an 8-bit BGR image (H x W x 3), got {image.dtype} {image.shape}")
-        if (image.shape[1], image.shape[0]) != self.input_size:
-            image = cv2.resize(image, self.input_size, interpolation=cv2.INTER_LINEAR)
-        elif not image.flags.c_contiguous:
-            image = np.ascontiguousarray(image)
-        return ov.Tensor(image[np.newaxis], shared_memory=True)
+        return ov.Tensor(fit_input(image, self.input_size)[np.newaxis], shared_memory=True)
 
     def decode(self, request: ov.InferRequest, width: int, height: int, keep: DetectFilter | None = None) -> Detections:
         """A finished request's outputs as pixel boxes of a width x height frame, filtered (by `keep`, else
         the detector's own threshold and classes) and labelled."""
-        keep = keep or self.keep
-        if self.form == "tf":
-            boxes = request.get_tensor(self._outputs["detection_boxes"]).data[0]
-            classes = request.get_tensor(self._outputs["detection_classes"]).data[0]
-            scores = request.get_tensor(self._outputs["detection_scores"]).data[0]
-            if "num_detections" in self._outputs:
-                count = int(request.get_tensor(self._outputs["num_detections"]).data.reshape(-1)[0])
-                boxes, classes, scores = boxes[:count], classes[:count], scores[:count]
-            xyxy = boxes[:, [1, 0, 3, 2]]
-        else:
-            rows = request.get_tensor(self._outputs["detection_output"]).data.reshape(-1, 7)
-            ends = np.flatnonzero(rows[:, 0] == -1)
-            if len(ends):
-                rows = rows[: ends[0]]
-            classes, scores, xyxy = rows[:, 1], rows[:, 2], rows[:, 3:7]
-        chosen = scores >= keep.threshold
-        class_ids = np.rint(classes).astype(np.int32)
-        if len(keep.class_ids):
-            chosen &= np.isin(class_ids, keep.class_ids)
-        xyxy = xyxy[chosen] * np.array([width, height, width, height], np.float32)
-        np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
-        class_ids = class_ids[chosen]
-        return Detections(
-            xyxy=xyxy.astype(np.float32, copy=False),
-            scores=scores[chosen].astype(np.float32),
-            class_ids=class_ids,
-            labels=tuple(label_for(self.labels, int(c)) for c in class_ids),
-        )
+        outputs = {role: request.get_tensor(port).data for role, port in self._outputs.items()}
+        return to_detections(self.form, outputs, width, height, keep or self.keep, self.labels)
 
     def detect(self, image: np.ndarray) -> Detections:
         """Synchronous single-frame detection (tests, scripts)."""
@@ -299,8 +271,6 @@ class Detector:
             self._sync = self.compiled.create_infer_request()
         self._sync.infer(self.infer_input(image))
         return self.decode(self._sync, image.shape[1], image.shape[0])
-
-
 
 
 def _device_config(device: str, hint: str, streams: int | None, threads: int | None) -> dict[str, str]:

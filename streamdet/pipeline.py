@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from .config import Config, SourcePlan
+from .decoding import DetectFilter
 from .detections import FrameResult
+from .engines import Backend, open_backend
 from .errors import StreamdetError
-from .inference import Completed, InferenceEngine
+from .inference import Completed
 from .labels import load_labels, resolve_classes
 from .motion import MotionGate, ReuseDetections
-from .model import Detector, DetectFilter, load_from
+from .model import Detector
 from .outputs import Output, WindowOutput, open_output, plan_targets, want_window
 from .render import Annotator, OverlayStatus
 from .scheduler import Inbox, Lane, Scheduler
@@ -81,6 +83,7 @@ class Pipeline:
                       for p, tracking in zip(self._plans, self._tracking)]
         self._progress = progress
         self._scheduler: Scheduler | None = None
+        self._backend: Backend | None = None
         self.lanes: list[Lane] = []
         self.meter = reports.RunMeter()
         self._outputs: list[Output] = []               # every output, for flushing and closing
@@ -107,8 +110,10 @@ class Pipeline:
                             for p, info, src in zip(self._plans, infos, self._sources)]
             if self._mqtt is not None:
                 self._mqtt.start()  # an unreachable broker is found before the model loads
-            self.detector = detector or load_from(config.model, config.inference, config.detect)
-            self.nireq = self.detector.nireq
+            # The local model (loaded and compiled here) or a server (checked here; nothing local is loaded).
+            self._backend = open_backend(config.model, config.inference, config.detect, detector)
+            self.detector = self._backend.detector
+            self.nireq = self._backend.nireq
             for plan, source, info in zip(self._plans, self._sources, infos):
                 newest = plan.source.policy == "newest" or (plan.source.policy == "auto" and info.live)
                 inbox = Inbox(capacity=min(max(2, self.nireq * 2), 16), newest_wins=newest)
@@ -180,7 +185,7 @@ class Pipeline:
 
     def _make_engine(self, on_done: Callable[[Completed], None]):
         """Inference as the scheduler sees it: the model, behind the motion gate where a source asks for one."""
-        engine = InferenceEngine(self.detector, self.nireq, on_done)
+        engine = self._backend.engine(on_done)
         if any(p.detect.motion for p in self._plans):
             self._gate = engine = MotionGate(engine, on_done, [p.detect for p in self._plans])
         return engine
@@ -356,6 +361,8 @@ class Pipeline:
                 output.close()
             except Exception as exc:  # finalise every output even if one fails
                 errors.append(exc)
+        if self._backend is not None:
+            self._backend.close()  # an engine waiting for a server that is away lets the feeder go
         if self._scheduler is not None:
             stuck = self._scheduler.close()
             if stuck:

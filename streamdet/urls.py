@@ -1,4 +1,4 @@
-"""Telling source kinds apart by how they are written, keeping credentials out of sight, listen addresses."""
+"""Telling source kinds apart by how they are written, keeping credentials out of sight, listen and server addresses."""
 
 from __future__ import annotations
 
@@ -58,6 +58,23 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise ValueError(f"listen {text!r} is not PORT or HOST:PORT (for example 8080 or 0.0.0.0:8080)")
     host = match.group(1) or match.group(2) or "127.0.0.1"
     return host, int(match.group(3))
+
+
+def parse_server(url: str) -> tuple[str, str, int]:
+    """A KServe v2 gRPC server's `grpc://HOST:PORT` or `grpcs://HOST:PORT` as (scheme, host, port)."""
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if scheme_of(url) not in ("grpc", "grpcs") or parts is None or not parts.hostname or port is None:
+        raise ValueError(f"server {shown!r}: write grpc://HOST:PORT (or grpcs://HOST:PORT for TLS), "
+                         "the KServe v2 gRPC port of OpenVINO Model Server, Triton or KServe")
+    if parts.path.strip("/") or parts.query or parts.username or parts.password:
+        raise ValueError(f"server {shown!r}: give only grpc[s]://HOST:PORT; the model is inference.server_model, "
+                         "a token inference.server_token or STREAMDET_SERVER_TOKEN")
+    return scheme_of(url), parts.hostname, port
 
 
 def is_loopback(host: str) -> bool:

@@ -89,6 +89,16 @@ def test_python_api_takes_plain_strings():
     ("inference:\n  nireq: 10000\n", ["line 2", "nireq", "up to 64"]),
     ("inference:\n  threads: -1\n", ["threads"]),
     ("overlay:\n  draw: sometimes\n", ["line 2", "overlay.draw", "'auto', 'yes', 'no'"]),
+    ("inference:\n  server: http://ovms:9000\n", ["line 2", "grpc://HOST:PORT"]),
+    ("inference:\n  server: grpc://ovms\n", ["grpc://HOST:PORT"]),
+    ("inference:\n  server: grpc://ovms:9000/v2/models/x\n", ["only grpc[s]://HOST:PORT", "server_model"]),
+    ("inference:\n  server: grpc://user:pw@ovms:9000\n", ["grpc://***:***@ovms:9000", "server_token"]),
+    ("inference:\n  server: grpc://ovms:9000\n  server_ca: ca.pem\n", ["server_ca", "grpcs://"]),
+    ("inference:\n  server: grpc://10.0.0.5:9000\n  server_token: abcdefgh\n", ["unencrypted", "grpcs://"]),
+    ("inference:\n  server_timeout: 0\n", ["server_timeout", "at most 300"]),
+    ("inference:\n  server_timeout: 1000\n", ["server_timeout"]),
+    ("inference:\n  server_model: ../x\n", ["server_model '../x'"]),
+    ("inference:\n  server_version: -1\n", ["server_version"]),
 ])
 def test_errors_name_the_key_and_line(tmp_path, text, fragments):
     message = _error(tmp_path, text)
@@ -137,3 +147,13 @@ def test_entries_check_their_settings_in_the_python_api_too():
         SourceEntry(url="a.mp4", detect={"threshold": 7})
     with pytest.raises(ValueError, match="unknown key 'detect.score'"):
         SourceEntry(url="a.mp4", detect={"score": 0.5})
+
+
+def test_server_settings_token_from_the_environment_and_never_shown(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMDET_SERVER_TOKEN", "tok-from-env-1")
+    config = _load(tmp_path, "inference:\n  server: grpcs://ovms.lan:9000\n  server_model: ped\n  server_version: 2\n")
+    assert config.inference.server_token == "tok-from-env-1"
+    assert "tok-from-env-1" not in repr(config) and "ovms.lan" not in repr(config.inference)
+    # loopback may take a token in clear: it never leaves the machine
+    override(config, "inference", server="grpc://127.0.0.1:9000")
+    assert config.inference.server_version == 2

@@ -1,0 +1,69 @@
+"""Where frames are inferred: the local compiled model or a KServe v2 server, chosen from the settings.
+
+`open_backend` is the one place that chooses; the pipeline asks the backend
+for its engine (`backend.engine(on_done)`) and knows nothing of either kind,
+so anything wrapping an engine wraps both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import DetectConfig, InferenceConfig, ModelConfig
+from .decoding import DetectFilter
+from .inference import Completed, InferenceEngine
+from .labels import load_labels, resolve_classes
+from .model import Detector, load_from
+from .scheduler import Engine
+
+# Requests in flight to a server when inference.nireq is 0: enough to cover the round trip on a LAN and
+# keep a server's streams busy: on loopback 4 gave nearly three times 1, and 8 no more than noise (see README).
+REMOTE_NIREQ = 4
+
+
+@dataclass
+class Backend:
+    """What the run infers on: `engine(on_done)` makes the scheduler's engine; `close()` lets it go."""
+
+    nireq: int
+    labels: tuple[str, ...]
+    engine: Callable[[Callable[[Completed], None]], Engine]
+    detector: Detector | None = None        # the local model; None on a server
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Engines stop waiting (for a server that is away), then the connection closes; idempotent."""
+        while self._closers:
+            self._closers.pop()()
+
+
+def open_backend(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig,
+                 detector: Detector | None = None) -> Backend:
+    """A ready local detector (`detector`, or the model loaded and compiled), or a checked server."""
+    if inference.server and detector is None:
+        return _remote(model, inference, detect)
+    detector = detector or load_from(model, inference, detect)
+    return Backend(nireq=detector.nireq, labels=detector.labels,
+                   engine=lambda on_done: InferenceEngine(detector, detector.nireq, on_done), detector=detector)
+
+
+def _remote(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig) -> Backend:
+    from .remote import RemoteEngine, connect  # tritonclient loads only with a server configured
+
+    labels = load_labels(model.labels)
+    keep = DetectFilter(detect.threshold, np.array(sorted(resolve_classes(labels, detect.classes)), np.int32))
+    server = connect(inference, labels, keep)  # nothing local is loaded, converted or downloaded
+    nireq = inference.nireq or REMOTE_NIREQ
+    backend = Backend(nireq=nireq, labels=labels, engine=lambda on_done: None)
+    backend._closers.append(server.close)
+
+    def engine(on_done: Callable[[Completed], None]) -> Engine:
+        made = RemoteEngine(server, nireq, on_done)
+        backend._closers.append(made.close)  # closed before the connection (closers run last first)
+        return made
+
+    backend.engine = engine
+    return backend
