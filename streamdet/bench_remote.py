@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import _decode, _pipeline_run, _Repeated, raw_fps, single_request_latency_ms
+from .bench import _decode, _pipeline_run, raw_fps, single_request_latency_ms
+from .bench_inputs import Repeated
 from .config import Config, InferenceConfig
 from .engines import open_backend
 from .inference import Completed, Job
@@ -114,7 +115,7 @@ def _remote_pipeline(inference: InferenceConfig, clip: Path, frames: int):
     config.logging.quiet = True
     config.logging.status_interval = 0
     config.source.policy = "all"
-    with Pipeline(config, sources=[_Repeated(clip, frames)]) as pipeline:
+    with Pipeline(config, sources=[Repeated(clip, frames)]) as pipeline:
         return pipeline.run()
 
 
@@ -132,7 +133,7 @@ def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, fram
             figures: dict[str, float] = {}
             figures["local raw"] = raw_fps(local, image, frames)
             figures["remote raw"] = _remote_raw(backend, image, frames)
-            here = _pipeline_run(local, _Repeated(clip, frames), frames)
+            here = _pipeline_run(local, Repeated(clip, frames), frames)
             there = _remote_pipeline(inference, clip, frames)
             figures["local pipeline"], figures["remote pipeline"] = here.fps, there.fps
             figures["local pipeline latency"] = here.sources[0].latency.mean_ms
