@@ -34,6 +34,7 @@ class Clip:
     path: Path
     frames: int
     still: bool
+    group: str  # what the user named: the file, or the folder it is in ("name/")
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,10 @@ class Footage:
         return sum(c.frames for c in self.clips)
 
     def names(self, indices: np.ndarray | None = None) -> str:
-        """File names, those holding any of `indices` only when given, each shown once."""
+        """The files and folders as named (folders as "name/"), those holding any of `indices` only
+        when given, each once."""
         clips = self.clips if indices is None else [self.clips[i] for i in sorted(set(self.locate(indices)[0]))]
-        return ", ".join(dict.fromkeys(c.path.name for c in clips))
+        return ", ".join(dict.fromkeys(c.group for c in clips))
 
     def locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(clip number, frame within the clip) of each index into all the footage end to end."""
@@ -107,13 +109,13 @@ def _files(spec: str, flag: str) -> list[Path]:
     return [path]
 
 
-def _clip(path: Path, flag: str) -> Clip:
+def _clip(path: Path, flag: str, group: str) -> Clip:
     if not os.access(path, os.R_OK):
         raise SourceError(f"{flag} '{path}': permission denied; make the file readable")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         if not cv2.haveImageReader(str(path)):
             raise SourceError(f"{flag} '{path}': not a readable image; give a video, an image or a folder of them")
-        return Clip(path, 1, still=True)
+        return Clip(path, 1, still=True, group=group)
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
@@ -124,16 +126,21 @@ def _clip(path: Path, flag: str) -> Clip:
             count = 0
             while cap.grab():
                 count += 1
-        return Clip(path, count, still=False)
+        return Clip(path, count, still=False, group=group)
     finally:
         cap.release()
+
+
+def _group(spec: str) -> str:
+    path = Path(spec)
+    return f"{path.resolve().name}/" if path.is_dir() else path.name
 
 
 def list_footage(specs: Sequence[str], flag: str) -> Footage:
     """Every video and image `specs` name (folders: theirs, in name order), checked to open, with
     their frame counts; a SourceError naming the first that is missing or unreadable, or when
     there are no frames at all."""
-    clips = tuple(_clip(path, flag) for spec in specs for path in _files(spec, flag))
+    clips = tuple(_clip(path, flag, _group(spec)) for spec in specs for path in _files(spec, flag))
     footage = Footage(clips)
     if footage.total == 0:
         raise SourceError(f"{flag}: no frames in {footage.names()}; give footage from the cameras the model will watch")

@@ -65,7 +65,7 @@ class QuantizeResult:
     source_precision: str                 # FP16 / FP32
     calibrated: int                       # frames
     calib_names: str                      # the files they came from
-    checked: list[tuple[str, Agreement]]  # per file of the check footage
+    checked: list[tuple[str, Agreement]]  # per file or folder of the check footage
     held_out: bool                        # checked on calibration footage, other frames
     threshold: float
     speed: Throughput | None
@@ -224,10 +224,11 @@ def _measure(job: QuantizeJob, xml: Path, staged: Path, precision: str, calibrat
     reference = load(xml, job.device, threshold=job.threshold, cache_dir=job.cache_dir)
     changed = load(staged, job.device, threshold=job.threshold, cache_dir=job.cache_dir)
     checked = []
-    for number, clip in enumerate(check_footage.clips):
-        mine = [f for f, owner in zip(frames, owners) if owner == number]
+    groups = [clip.group for clip in check_footage.clips]
+    for group in dict.fromkeys(groups):  # per file or folder the user named
+        mine = [f for f, owner in zip(frames, owners) if groups[owner] == group]
         if mine:
-            checked.append((clip.path.name, compare(reference, changed, mine)))
+            checked.append((group, compare(reference, changed, mine)))
     speed = None
     if job.bench_seconds > 0:
         log.info("measuring throughput, %g s each", job.bench_seconds)
