@@ -34,6 +34,7 @@ from .devices import check_device, normalise
 from .errors import ConfigError, ModelError
 from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import load_labels, resolve_classes
+from .precision import Provenance, read_provenance, weights_precision
 from .privacy import telemetry_off
 
 INPUT_SIZE = 300  # used when the model leaves its spatial size open
@@ -59,6 +60,7 @@ class ModelInfo:
     cache: str
     device: str | None = None        # set when asked to compile: "CPU (full device name)"
     optimal_nireq: int | None = None
+    quantized: Provenance | None = None  # how streamdet made this INT8 model, if it did
 
 
 def _one_line(exc: BaseException) -> str:
@@ -173,6 +175,15 @@ def resolve_ir(spec: str | os.PathLike, cache_dir=None, fp32: bool = False, base
     )
 
 
+def input_dims(port: ov.Output, form: ModelForm) -> list[int]:
+    """The input shape streamdet runs the model at: batch 1, 3 colours and, where the model
+    leaves it open, the 300x300 the SSD was trained at."""
+    dims = [d.get_length() if d.is_static else INPUT_SIZE for d in port.get_partial_shape()]
+    dims[0] = 1
+    dims[1 if form.form == "legacy" else 3] = 3  # the colour axis of NCHW or NHWC
+    return dims
+
+
 def _prepare(model: ov.Model, form: ModelForm, where: str) -> ov.Model:
     """Let the compiled model take a BGR u8 NHWC frame, at its input size, as OpenCV gives it."""
     if model.has_rt_info(PREPARED_MARK):
@@ -185,10 +196,7 @@ def _prepare(model: ov.Model, form: ModelForm, where: str) -> ov.Model:
         raise ModelError(f"model '{where}': input {port.any_name} {shape} is not a 4-D image batch")
     layout = "NHWC" if form.form == "tf" else "NCHW"
     if shape.is_dynamic:
-        # Batch 1, 3 colours and, where the model leaves it open, the 300x300 the SSD was trained at.
-        dims = [d.get_length() if d.is_static else INPUT_SIZE for d in shape]
-        dims[0] = 1
-        dims[layout.index("C")] = 3
+        dims = input_dims(port, form)
         try:
             model.reshape({port.any_name: ov.PartialShape(dims)})
         except Exception as exc:
@@ -343,11 +351,12 @@ def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
         inputs=[_describe(p) for p in model.inputs],
         outputs=[_describe(p) for p in model.outputs],
         layout="NHWC (RGB)" if form.form == "tf" else "NCHW (BGR)",
-        precision=_weights_precision(model),
+        precision=weights_precision(model),
         labels=len(load_labels(labels)),
         cache=str(cache_root(cache_dir)),
         device=compiled_on,
         optimal_nireq=nireq,
+        quantized=read_provenance(model),
     )
 
 
@@ -356,11 +365,3 @@ def _describe(port: ov.Output) -> str:
     names = sorted(port.get_names(), key=lambda n: (n.split(":")[0] not in _ROLES, "/" in n, len(n)))
     name = names[0] if names else port.get_node().get_friendly_name()
     return f"{name} {port.get_partial_shape()} {port.get_element_type().get_type_name()}"
-
-
-def _weights_precision(model: ov.Model) -> str:
-    types = {op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"}
-    for name in ("f16", "f32", "i8", "u8"):
-        if name in types:
-            return {"f16": "FP16", "f32": "FP32", "i8": "INT8", "u8": "U8"}[name]
-    return "unknown"

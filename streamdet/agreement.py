@@ -1,0 +1,116 @@
+"""How closely a changed model (INT8) follows the model it came from: same detections, and how fast.
+
+The reference model's detections stand in for ground truth: a detection of
+the changed model is right when it overlaps one of the reference's of the
+same class. Counts are summed over all frames before precision and recall
+are taken, so frames where neither model finds anything weigh nothing
+rather than counting as perfect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import openvino as ov
+
+from .detections import Detections
+from .model import Detector
+from .tracking import greedy_match, iou
+
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class Agreement:
+    matched: int      # found by both (same class, IoU >= MATCH_IOU)
+    extra: int        # found by the changed model only
+    missed: int       # found by the reference only
+    frames: int
+
+    @property
+    def nothing_found(self) -> bool:
+        """Neither model found anything: the figures below are 1.0, but say nothing."""
+        return self.matched + self.extra + self.missed == 0
+
+    @property
+    def precision(self) -> float:
+        return self.matched / (self.matched + self.extra) if self.matched + self.extra else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.matched / (self.matched + self.missed) if self.matched + self.missed else 1.0
+
+    @property
+    def f1(self) -> float:
+        found = 2 * self.matched + self.extra + self.missed
+        return 2 * self.matched / found if found else 1.0
+
+    def __add__(self, other: Agreement) -> Agreement:
+        return Agreement(self.matched + other.matched, self.extra + other.extra, self.missed + other.missed,
+                         self.frames + other.frames)
+
+    def format(self) -> str:
+        return (f"F1 {self.f1:.3f} (precision {self.precision:.3f}, recall {self.recall:.3f}; "
+                f"{self.matched} boxes in both, {self.extra} INT8 only, {self.missed} original only) "
+                f"on {self.frames} frames")
+
+
+def match(reference: Detections, changed: Detections, min_iou: float = MATCH_IOU) -> Agreement:
+    """One frame: the changed model's boxes paired greedily, best overlap first, with the reference's
+    of the same class at IoU >= min_iou."""
+    overlap = iou(reference.xyxy, changed.xyxy) * (reference.class_ids[:, None] == changed.class_ids[None, :])
+    pairs = len(greedy_match(overlap, min_iou))
+    return Agreement(pairs, len(changed) - pairs, len(reference) - pairs, 1)
+
+
+def compare(reference: Detector, changed: Detector, frames: Sequence[np.ndarray]) -> Agreement:
+    """Both detectors on every frame (each keeping its own threshold and classes), summed."""
+    total = Agreement(0, 0, 0, 0)
+    for image in frames:
+        total += match(reference.detect(image), changed.detect(image))
+    return total
+
+
+@dataclass(frozen=True)
+class Throughput:
+    reference_fps: float
+    changed_fps: float
+    seconds: float    # measured per model
+
+    @property
+    def ratio(self) -> float:
+        return self.changed_fps / self.reference_fps
+
+
+def _async_run(detector: Detector, tensor: ov.Tensor, seconds: float) -> tuple[int, float]:
+    """Frames done and time taken by as many requests as the device wants, kept full for `seconds`."""
+    queue = ov.AsyncInferQueue(detector.compiled, detector.optimal_nireq)
+    for _ in range(2 * len(queue)):  # warm-up
+        queue.start_async(tensor)
+    queue.wait_all()
+    done = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        queue.start_async(tensor)  # blocks while every request is busy
+        done += 1
+    queue.wait_all()
+    return done, time.perf_counter() - t0
+
+
+def throughput(reference: Detector, changed: Detector, image: np.ndarray, seconds: float = 3.0,
+               rounds: int = 3) -> Throughput:
+    """Raw inference FPS of both on one frame, `seconds` each in `rounds` interleaved turns, so load
+    that drifts on a shared machine hits both alike."""
+    frames = {id(reference): 0, id(changed): 0}
+    spent = {id(reference): 0.0, id(changed): 0.0}
+    tensors = {id(d): d.infer_input(image) for d in (reference, changed)}  # held until the runs end
+    for _ in range(rounds):
+        for detector in (reference, changed):
+            done, took = _async_run(detector, tensors[id(detector)], seconds / rounds)
+            frames[id(detector)] += done
+            spent[id(detector)] += took
+    return Throughput(frames[id(reference)] / spent[id(reference)], frames[id(changed)] / spent[id(changed)],
+                      seconds)
