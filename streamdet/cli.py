@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from . import cli_model
-from .config import HINTS, Config, LineConfig, ZoneConfig, override
+from .config import HINTS, Config, override
+from .config_events import LineConfig, ZoneConfig
 from .config_file import load_config
 from .errors import ConfigError, PipeClosed, StreamdetError
 

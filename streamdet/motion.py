@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .config import DetectConfig, in_fractions
+from .config import DetectConfig
+from .config_events import in_fractions
 from .detections import Detections, FrameResult
 from .inference import Completed, Job
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from streamdet.agreement import Agreement, match
 from streamdet.config import DetectConfig
+from streamdet.detections import Detections
 from streamdet.inference import Job
 from streamdet.motion import MotionDetector, MotionGate
 from streamdet.sources import Frame
@@ -146,17 +148,11 @@ def _still_then_playing(tmp_path, seconds: float = 10.0):
     return write_clip(held + frames, tmp_path / "still_then_playing.mp4", FPS), len(held), len(frames)
 
 
-def _f1(a: list[dict], b: list[dict], iou_min: float = 0.5) -> tuple[int, int, int]:
-    """Matches, misses and extras of `a` against `b` (detections of one frame, greedy by IoU, same class)."""
-    from streamdet.tracking import greedy_match, iou
-
-    if not a or not b:
-        return 0, len(b), len(a)
-    boxes_a = np.array([d["box"] for d in a], np.float64)
-    boxes_b = np.array([d["box"] for d in b], np.float64)
-    same = np.array([[x["class_id"] == y["class_id"] for y in b] for x in a], np.float64)
-    pairs = greedy_match(iou(boxes_a, boxes_b) * same, iou_min)
-    return len(pairs), len(b) - len(pairs), len(a) - len(pairs)
+def _detections(items: list[dict]) -> Detections:
+    """A JSON line's detections back as Detections."""
+    return Detections(np.array([d["box"] for d in items], np.float32).reshape(-1, 4),
+                      np.array([d["score"] for d in items], np.float32),
+                      np.array([d["class_id"] for d in items], np.int32), tuple(d["label"] for d in items))
 
 
 def test_motion_gate_on_still_then_moving_footage(tmp_path, pedestrian_xml, model_cache):
@@ -173,12 +169,10 @@ def test_motion_gate_on_still_then_moving_footage(tmp_path, pedestrian_xml, mode
     assert inferred <= 0.4 * len(on), f"inference ran on {inferred} of {len(on)} frames"
     assert sum(r["inferred"] for r in on[:still]) <= 3  # the first frame and one look every 10 s
     # The moving part: the same people as without gating.
-    matched = missed = extra = 0
-    for a, b in zip(on[still:], off[still:]):
-        m, mi, ex = _f1(a["detections"], b["detections"])
-        matched, missed, extra = matched + m, missed + mi, extra + ex
-    f1 = 2 * matched / max(1, 2 * matched + missed + extra)
-    assert matched > 0.8 * moving and f1 >= 0.95, (matched, missed, extra)
+    together = Agreement(0, 0, 0, 0)
+    for gated_line, full_line in zip(on[still:], off[still:]):
+        together += match(_detections(full_line["detections"]), _detections(gated_line["detections"]))
+    assert together.matched > 0.8 * moving and together.f1 >= 0.95, together
     # The man held still keeps his box and his track through the 10 s without inference.
     first_ids = {d["track"] for d in on[5]["detections"] if d["track"]}
     assert first_ids and all({d["track"] for d in r["detections"] if d["track"]} == first_ids

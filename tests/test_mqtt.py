@@ -20,7 +20,7 @@ from helpers import free_port
 from helpers import wait_for as _wait_for
 from mqtt_broker import AUTH_PW, AUTH_USER, Broker, Subscriber
 
-from streamdet.config import MqttConfig
+from streamdet.config_events import MqttConfig
 from streamdet.outputs.mqtt import MqttError, MqttPublisher, mask
 
 SECRET = "s3cret-Pa55word"        # put in URLs of brokers that ignore credentials
@@ -118,7 +118,7 @@ def test_1_events_arrive_and_online_is_retained(broker, subscriber, publishers, 
 # 2 ------------------------------------------------------------------------------------------
 CHILD = """
 import sys
-from streamdet.config import MqttConfig
+from streamdet.config_events import MqttConfig
 from streamdet.outputs.mqtt import MqttPublisher
 p = MqttPublisher(MqttConfig(url=sys.argv[1]))
 p.start()

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from streamdet.config import EventsConfig, LineConfig, TrackConfig, ZoneConfig
+from streamdet.config_events import EventsConfig, LineConfig, TrackConfig, ZoneConfig
 from streamdet.config_file import load_config
 from streamdet.detections import Detections, FrameResult
 from streamdet.errors import ConfigError

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from ..config import MqttConfig
+from ..config_events import MqttConfig
 from ..detections import FrameResult
 from ..errors import StreamdetError
 from .base import Output

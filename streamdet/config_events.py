@@ -1,0 +1,106 @@
+"""The settings of tracking and events: tracks, zones and lines, and the MQTT broker events go to.
+
+Sections of the settings tree (streamdet.config), kept apart because they
+belong together and the tree would otherwise be one long file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrackConfig:
+    enabled: bool = False
+    high: float = 0.5
+    low: float = 0.1
+    new_track: float = 0.6
+    birth_frames: int = 3
+    match_iou: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.low <= self.high <= 1.0:
+            raise ValueError("low and high must satisfy 0 < low <= high <= 1")
+        if not self.high <= self.new_track <= 1.0:
+            raise ValueError("new_track must be between high and 1")
+        if not 1 <= self.birth_frames <= 30:
+            raise ValueError("birth_frames must be between 1 and 30")
+        if not 0.0 < self.match_iou < 1.0:
+            raise ValueError("match_iou must be between 0 and 1")
+
+
+def check_shape(kind: str, name: str, points: list[list[float]]) -> None:
+    """A zone's or line's name and points; how many points it needs is checked by each."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ValueError(f"{kind} name {name!r} may hold only letters, digits, '_', '-', '.' (it names topics)")
+    for point in points:
+        if len(point) != 2 or any(not math.isfinite(v) or v < 0 for v in point):
+            raise ValueError(f"{kind} '{name}': {point} is not an [x, y] point "
+                             "(pixels, or fractions of the frame from 0 to 1)")
+
+
+@dataclass
+class ZoneConfig:
+    """A polygon; an object is in it when the middle of its box's bottom edge is (where it stands)."""
+
+    name: str
+    points: list[list[float]]
+
+    def __post_init__(self) -> None:
+        check_shape("zone", self.name, self.points)
+        if len(self.points) < 3:
+            raise ValueError(f"zone '{self.name}' has {len(self.points)} point(s); a zone needs at least 3 [x, y] points")
+
+
+@dataclass
+class LineConfig:
+    """A segment from the first point to the second; crossing it from its left to its right is `in`."""
+
+    name: str
+    points: list[list[float]]
+
+    def __post_init__(self) -> None:
+        check_shape("line", self.name, self.points)
+        if len(self.points) != 2 or self.points[0] == self.points[1]:
+            raise ValueError(f"line '{self.name}' needs exactly 2 different [x, y] points")
+
+
+def in_fractions(points: list[list[float]]) -> bool:
+    """Points are fractions of the frame when every coordinate is at most 1 (and at least one is not whole)."""
+    return all(v <= 1.0 for p in points for v in p)
+
+
+@dataclass
+class EventsConfig:
+    end_after: float = 2.0
+    snapshots: str | None = None
+    zones: list[ZoneConfig] = field(default_factory=list)
+    lines: list[LineConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.end_after <= 3600:
+            raise ValueError("end_after must be a positive number of seconds (at most 3600)")
+        names = [z.name for z in self.zones] + [line.name for line in self.lines]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"zone/line name '{twice[0]}' is given twice; give each its own name")
+
+
+@dataclass
+class MqttConfig:
+    url: str = field(default="", repr=False)  # may hold a password
+    prefix: str = "streamdet"
+    qos: int = 1
+    required: bool = True
+    outbox: int = 1000
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[^#+\s]+", self.prefix) or self.prefix.startswith("/") or self.prefix.endswith("/"):
+            raise ValueError("prefix must be a topic without '#', '+', spaces or a leading/trailing '/'")
+        if self.qos not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2")
+        if not 1 <= self.outbox <= 100_000:
+            raise ValueError("outbox must be between 1 and 100000 events")
