@@ -150,7 +150,9 @@ class CapacityResult:
 
 def run_trial(detector: Detector, clip: Path, cameras: int, seconds: float, motion: bool) -> Trial:
     """`cameras` played cameras for `seconds` after a warm-up; the figures of the time after it."""
-    frame_count = max(1, int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT)))
+    cap = cv2.VideoCapture(str(clip))
+    frame_count = max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+    cap.release()
     sources = [PlayedCamera(clip, f"cam{k + 1}", start=k * frame_count // cameras) for k in range(cameras)]
     config = Config()
     config.display.show = "no"

@@ -72,7 +72,6 @@ class Pipeline:
         self._mqtt = None
         if config.mqtt.url:
             from .outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
-
             self._mqtt = MqttPublisher(config.mqtt)  # the URL is checked here, before anything opens
         self.web_url: str | None = None  # where the web view serves, once it does
         labels = detector.labels if detector is not None else load_labels(config.model.labels)
@@ -92,7 +91,6 @@ class Pipeline:
         self._stages: list[Stage] = []
         self._gate: MotionGate | None = None
         self._events: EventStage | None = None
-        self._scenes: list[Scene] = []
         self._last: dict[int, FrameResult] = {}   # per source: its newest frame, for the events of its end
         self._ended: set[int] = set()             # sources whose tracks were ended
         self._closed = False
