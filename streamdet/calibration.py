@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 
 from .errors import SourceError  # noqa: E402
-from .model import ModelForm, input_dims  # noqa: E402
+from .model import ModelForm, fit_input, input_dims  # noqa: E402
 from .sources.files import IMAGE_SUFFIXES  # noqa: E402
 
 # Inside folders only: a file named on the command line is tried whatever its name.
@@ -74,17 +74,10 @@ def input_spec(model: ov.Model, form: ModelForm) -> InputSpec:
     return InputSpec((width, height), form.form, np.dtype(port.get_element_type().to_dtype()))
 
 
-def fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The frame at the model's input size, resized as Detector.infer_input does."""
-    if (image.shape[1], image.shape[0]) != size:
-        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-    return image
-
-
 def prepare(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     """An 8-bit BGR frame as the raw model's input: resized, then colour order, layout and element type
     converted as the compiled model's preprocessing does (RGB for the TF form, NCHW for the legacy one)."""
-    image = fit(image, spec.size)
+    image = fit_input(image, spec.size)
     if spec.form == "tf":
         batch = image[np.newaxis, :, :, ::-1]        # NHWC, RGB
     else:

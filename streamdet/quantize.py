@@ -24,10 +24,10 @@ import numpy as np
 import openvino as ov
 
 from .agreement import MATCH_IOU, Agreement, Throughput, compare, throughput
-from .calibration import Footage, fit, input_spec, list_footage, prepare, read_frames, split, spread
+from .calibration import Footage, input_spec, list_footage, prepare, read_frames, split, spread
 from .errors import ConfigError, ModelError, OutputError, StreamdetError
 from .fetch import sweep_stale
-from .model import _one_line, _prepare, _read_ir, load, recognise, resolve_ir
+from .model import _one_line, _prepare, _read_ir, fit_input, load, recognise, resolve_ir
 from .precision import Provenance, is_int8, weights_precision, write_provenance
 
 log = logging.getLogger("streamdet.quantize")
@@ -176,7 +176,7 @@ def quantize(job: QuantizeJob, report: Callable[[QuantizeResult], None] = lambda
     log.info("reading %d calibration frames of %s", len(calib_at), calib.names(calib_at))
     calib_frames, _ = read_frames(calib, calib_at, lambda image: prepare(image, spec), "--calib")
     check_footage = check or calib
-    check_frames, owners = read_frames(check_footage, check_at, lambda image: fit(image, spec.size),
+    check_frames, owners = read_frames(check_footage, check_at, lambda image: fit_input(image, spec.size),
                                        "--check" if check else "--calib")
     if not calib_frames or not check_frames:
         raise StreamdetError("no frames could be decoded; check the footage plays")
