@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from .config import Config, RecordingConfig, WebConfig
+from .config import Config, InferenceConfig, RecordingConfig, WebConfig
 from .errors import SourceError
 from .model import Detector, load
 from .outputs.video import Encoder
@@ -188,15 +188,24 @@ def single_request_latency_ms(detector: Detector, image: np.ndarray, runs: int =
     return statistics.median(times)
 
 
-def _pipeline_run(detector: Detector, source: Source, frames: int, *, video: str | None = None,
-                  json_path: str | None = None, policy: str = "all", rss: list[int] | None = None,
-                  viewers: int | None = None):
-    """One run; with `viewers`, the web view is on (port chosen by the system) and that many watch it."""
+def headless_config(policy: str) -> Config:
+    """A run as every bench variant measures it: no window, no status lines, no progress bar."""
     config = Config()
     config.display.show = "no"
     config.logging.quiet = True
     config.logging.status_interval = 0
     config.source.policy = policy
+    return config
+
+
+def _pipeline_run(detector: Detector | None, source: Source, frames: int, *, video: str | None = None,
+                  json_path: str | None = None, policy: str = "all", rss: list[int] | None = None,
+                  viewers: int | None = None, inference: InferenceConfig | None = None):
+    """One run; with `viewers`, the web view is on (port chosen by the system) and that many watch it;
+    with `inference` (and no detector), its settings choose where frames are inferred (a server)."""
+    config = headless_config(policy)
+    if inference is not None:
+        config.inference = inference
     config.output.video = video
     config.output.json = json_path
     config.output.overwrite = True  # every round writes the same scratch files

@@ -24,7 +24,6 @@ from .config import Config, InferenceConfig
 from .engines import open_backend
 from .inference import Completed, Job
 from .model import load
-from .pipeline import Pipeline
 from .sources import Frame
 from .urls import mask_url
 
@@ -108,17 +107,6 @@ def _remote_single_ms(inference: InferenceConfig, image: np.ndarray, runs: int =
     return statistics.median(times)
 
 
-def _remote_pipeline(inference: InferenceConfig, clip: Path, frames: int):
-    config = Config()
-    config.inference = inference
-    config.display.show = "no"
-    config.logging.quiet = True
-    config.logging.status_interval = 0
-    config.source.policy = "all"
-    with Pipeline(config, sources=[Repeated(clip, frames)]) as pipeline:
-        return pipeline.run()
-
-
 def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, frames: int = 1000, rounds: int = 3,
                      device: str = "CPU", cache_dir: str | None = None) -> RemoteBenchResult:
     clip = Path(clip)
@@ -134,7 +122,7 @@ def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, fram
             figures["local raw"] = raw_fps(local, image, frames)
             figures["remote raw"] = _remote_raw(backend, image, frames)
             here = _pipeline_run(local, Repeated(clip, frames), frames)
-            there = _remote_pipeline(inference, clip, frames)
+            there = _pipeline_run(None, Repeated(clip, frames), frames, inference=inference)
             figures["local pipeline"], figures["remote pipeline"] = here.fps, there.fps
             figures["local pipeline latency"] = here.sources[0].latency.mean_ms
             figures["remote pipeline latency"] = there.sources[0].latency.mean_ms

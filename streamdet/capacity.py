@@ -28,7 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import Config, RecordingConfig, SourceConfig
+from .bench import _decode, headless_config
+from .config import RecordingConfig, SourceConfig
 from .detections import FrameResult
 from .model import Detector
 from .outputs.video import Encoder
@@ -154,11 +155,7 @@ def run_trial(detector: Detector, clip: Path, cameras: int, seconds: float, moti
     frame_count = max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
     cap.release()
     sources = [PlayedCamera(clip, f"cam{k + 1}", start=k * frame_count // cameras) for k in range(cameras)]
-    config = Config()
-    config.display.show = "no"
-    config.logging.quiet = True
-    config.logging.status_interval = 0
-    config.source.policy = "newest"
+    config = headless_config("newest")
     config.detect.motion = motion
     done = [0] * cameras
     inferred = [0] * cameras
@@ -217,12 +214,8 @@ def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: floa
     (plus noise, as a camera sensor gives), then `moving_s` of the clip playing from that picture on."""
     cap = cv2.VideoCapture(str(clip))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    frames = []
-    while (ok_image := cap.read())[0]:
-        frames.append(ok_image[1])
     cap.release()
-    if not frames:
-        raise ValueError(f"clip '{clip}': no frame could be decoded")
+    frames = _decode(clip, cycles * round(moving_s * fps))  # only what the cycles play
     moving = max(1, min(len(frames) // cycles, round(moving_s * fps)))
     held = round(moving * still_share / (1 - still_share))
     height, width = frames[0].shape[:2]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .detections import Detections
-from .labels import label_for
+from .labels import label_for, resolve_classes
 
 # The output roles of each form, by the names the TF Object Detection API gives them.
 TF_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores")
@@ -26,6 +26,11 @@ class DetectFilter:
 
     threshold: float
     class_ids: np.ndarray
+
+    @classmethod
+    def of(cls, threshold: float, labels: tuple[str, ...], classes) -> DetectFilter:
+        """The filter for `classes` given by name or id (detect.classes), checked against `labels`."""
+        return cls(threshold, np.array(sorted(resolve_classes(labels, classes)), np.int32))
 
 
 def to_detections(form: str, outputs: Mapping[str, np.ndarray], width: int, height: int, keep: DetectFilter,

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .config import DetectConfig, InferenceConfig, ModelConfig
 from .decoding import DetectFilter
 from .inference import Completed, InferenceEngine
-from .labels import load_labels, resolve_classes
+from .labels import load_labels
 from .model import Detector, load_from
 from .scheduler import Engine
 
@@ -54,7 +52,7 @@ def _remote(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig
     from .remote import RemoteEngine, connect  # tritonclient loads only with a server configured
 
     labels = load_labels(model.labels)
-    keep = DetectFilter(detect.threshold, np.array(sorted(resolve_classes(labels, detect.classes)), np.int32))
+    keep = DetectFilter.of(detect.threshold, labels, detect.classes)
     server = connect(inference, labels, keep)  # nothing local is loaded, converted or downloaded
     nireq = inference.nireq or REMOTE_NIREQ
     backend = Backend(nireq=nireq, labels=labels, engine=lambda on_done: None)

@@ -116,19 +116,13 @@ class TrackStage:
         if tracker is None:
             return result
         frame = result.frame if self._keep_frames[result.source_id] else None
-        detections, update = tracker.update(result.detections, _clock(result), frame)
+        detections, update = tracker.update(result.detections, result.frame.stream_time, frame)
         self.updates[result.source_id] = update
         return dataclasses.replace(result, detections=detections)
 
     def finish(self, source_id: int) -> list[Track]:
         tracker = self._trackers[source_id]
         return tracker.close() if tracker is not None else []
-
-
-def _clock(result: FrameResult) -> float:
-    """A frame's time in seconds: its position in a file, else when it was captured."""
-    pts = result.frame.pts_ms
-    return pts / 1000 if pts is not None else result.frame.captured
 
 
 class EventStage:

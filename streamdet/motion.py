@@ -152,7 +152,7 @@ class MotionGate:
             lane.detector = MotionDetector(image.shape[1], image.shape[0], lane.config.motion_threshold,
                                            lane.config.motion_mask)
             lane.shape = image.shape
-        now = _clock(job)
+        now = job.frame.stream_time
         motion = lane.detector(image, now)
         self.check_cpu_s += time.thread_time() - c0  # read by the summary once the feeder has ended
         run = (motion.moving or motion.relearned or lane.moved
@@ -161,12 +161,6 @@ class MotionGate:
         if run:
             lane.last_inferred = now
         return run
-
-
-def _clock(job: Job) -> float:
-    """Stream time: a file's position (so a file gives the same result at any speed), else capture time."""
-    pts = job.frame.pts_ms
-    return pts / 1000 if pts is not None else job.frame.captured
 
 
 class ReuseDetections:

@@ -20,15 +20,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-import numpy as np
-
 from .config import Config, SourcePlan
 from .decoding import DetectFilter
 from .detections import FrameResult
 from .engines import Backend, open_backend
 from .errors import StreamdetError
 from .inference import Completed
-from .labels import load_labels, resolve_classes
+from .labels import load_labels
 from .motion import MotionGate, ReuseDetections
 from .model import Detector
 from .outputs import Output, WindowOutput, open_output, plan_targets, want_window
@@ -77,8 +75,8 @@ class Pipeline:
         labels = detector.labels if detector is not None else load_labels(config.model.labels)
         self._tracking = [self._wants_tracking(p, config) for p in self._plans]
         # A tracker keeps an object's id through frames where its score dips: it needs boxes down to track.low.
-        self._keep = [DetectFilter(min(p.detect.threshold, p.track.low) if tracking else p.detect.threshold,
-                                   np.array(sorted(resolve_classes(labels, p.detect.classes)), np.int32))
+        self._keep = [DetectFilter.of(min(p.detect.threshold, p.track.low) if tracking else p.detect.threshold,
+                                      labels, p.detect.classes)
                       for p, tracking in zip(self._plans, self._tracking)]
         self._progress = progress
         self._scheduler: Scheduler | None = None

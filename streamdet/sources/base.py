@@ -25,6 +25,11 @@ class Frame:
     gap_ms: float | None = None
     file: str | None = None
 
+    @property
+    def stream_time(self) -> float:
+        """Seconds: the position in a file (so a file gives the same result at any speed), else capture time."""
+        return self.pts_ms / 1000 if self.pts_ms is not None else self.captured
+
 
 @dataclass(frozen=True, slots=True)
 class SourceInfo:
