@@ -57,6 +57,10 @@ class Inbox:
     def put(self, frame: Frame) -> None:
         if self.newest_wins and self.frames:
             self.dropped += len(self.frames)
+            # The first frame after an outage says how long the camera was away: if it is replaced
+            # before inference takes it, the frame that replaces it says so instead.
+            if frame.gap_ms is None:
+                frame.gap_ms = next((f.gap_ms for f in self.frames if f.gap_ms is not None), None)
             self.frames.clear()
         assert len(self.frames) < self.capacity, "put() without room"
         self.frames.append(frame)

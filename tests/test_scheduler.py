@@ -132,6 +132,13 @@ def test_inbox_keeps_every_file_frame_and_only_the_newest_camera_frame():
         assert camera.has_room()
         camera.put(_frame(i))
     assert camera.take().index == 4 and camera.dropped == 4 and camera.take() is None
+    # The frame that says how long the camera was away is replaced: the newer frame says it instead.
+    back = _frame(5)
+    back.gap_ms = 1500.0
+    camera.put(back)
+    camera.put(_frame(6))
+    taken = camera.take()
+    assert taken.index == 6 and taken.gap_ms == 1500.0
 
 
 def test_reorder_buffer_hands_out_in_submission_order():
