@@ -71,3 +71,16 @@ def check_device(core: ov.Core, device: str) -> None:
 def describe_devices(core: ov.Core) -> list[tuple[str, str]]:
     """(name, FULL_DEVICE_NAME) for every device OpenVINO finds."""
     return [(d, core.get_property(d, "FULL_DEVICE_NAME")) for d in core.available_devices]
+
+
+def cpu_role(device: str) -> str | None:
+    """How a device runs on the CPU: "direct" (CPU itself, or BATCH on it, which passes settings through),
+    "member" (AUTO, MULTI or HETERO that may place work there), or None (not at all)."""
+    head, members = _members(normalise(device))
+    on_cpu = [_real_name(m).split(".")[0] == "CPU" for m in members if not m.startswith("-")]
+    if head.split(".")[0] == "CPU" or (head == "BATCH" and any(on_cpu)):
+        return "direct"
+    if head in ("AUTO", "MULTI", "HETERO"):
+        picks_any = head == "AUTO" and not on_cpu and "-CPU" not in members
+        return "member" if any(on_cpu) or picks_any else None
+    return None

@@ -30,7 +30,7 @@ from openvino.preprocess import ColorFormat, PrePostProcessor
 from .config import HINTS, DetectConfig, InferenceConfig, ModelConfig
 from .decoding import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
 from .detections import Detections
-from .devices import check_device, normalise
+from .devices import check_device, cpu_role, normalise
 from .errors import ConfigError, ModelError
 from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import load_labels, resolve_classes
@@ -281,19 +281,23 @@ class Detector:
         return self.decode(self._sync, image.shape[1], image.shape[0])
 
 
-def _device_config(device: str, hint: str, streams: int | None, threads: int | None) -> dict[str, str]:
+def _device_config(device: str, hint: str, streams: int | None, threads: int | None) -> dict:
     # Checked here: OpenVINO's own complaint about these arrives as a multi-line compile failure.
     if str(hint).upper() not in HINTS:
         raise ConfigError(f"performance hint '{hint}' is not known; use one of {', '.join(HINTS)}")
     for name, value in (("streams", streams), ("threads", threads)):
         if value is not None and value < 0:
             raise ConfigError(f"{name} {value} is negative; give a count, or 0 to let the hint decide")
-    config = {"PERFORMANCE_HINT": str(hint).upper()}
-    if device.startswith("CPU"):
-        if streams:
-            config["NUM_STREAMS"] = str(streams)
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = str(threads)
+    config: dict = {"PERFORMANCE_HINT": str(hint).upper()}
+    cpu = {key: str(value) for key, value in (("NUM_STREAMS", streams), ("INFERENCE_NUM_THREADS", threads)) if value}
+    if not cpu:
+        return config
+    where = cpu_role(device)
+    if where is None:
+        raise ConfigError(f"inference streams and threads are the CPU's, and device {device} does not use the CPU; "
+                          "set them to 0")
+    # AUTO, MULTI and HETERO take no CPU settings of their own: they would ignore these silently.
+    config.update(cpu if where == "direct" else {"DEVICE_PROPERTIES": {"CPU": cpu}})
     return config
 
 

@@ -8,9 +8,9 @@ import pytest
 from clirun import assert_one_line_error, cli_env, streamdet
 from media import clip
 
-from streamdet.devices import check_device, describe_devices
-from streamdet.errors import DeviceError
-from streamdet.model import load
+from streamdet.devices import check_device, cpu_role, describe_devices
+from streamdet.errors import ConfigError, DeviceError
+from streamdet.model import _device_config, load
 
 CORE = ov.Core()
 PRESENT = ", ".join(CORE.available_devices)
@@ -71,6 +71,25 @@ def test_virtual_devices_compile_and_find_the_person(device, hint, pedestrian_xm
     found = detector.detect(carphone_frames[0])
     assert found.labels[:1] == ("person",) and found.scores[0] > 0.9
     assert detector.nireq == detector.optimal_nireq + (hint == "THROUGHPUT")
+
+
+@pytest.mark.unit
+def test_cpu_streams_and_threads_reach_the_cpu_inside_virtual_devices():
+    assert [cpu_role(d) for d in ("CPU", "cpu", "BATCH:CPU(4)", "AUTO", "AUTO:-GPU", "AUTO:GPU,CPU", "MULTI:CPU",
+                                  "HETERO:GPU,CPU.0")] == ["direct"] * 3 + ["member"] * 5
+    assert [cpu_role(d) for d in ("GPU", "NPU", "AUTO:GPU", "AUTO:-CPU", "MULTI:GPU.0,GPU.1", "BATCH:GPU")] == [None] * 6
+    assert _device_config("AUTO:GPU,CPU", "THROUGHPUT", 2, 1) == {
+        "PERFORMANCE_HINT": "THROUGHPUT", "DEVICE_PROPERTIES": {"CPU": {"NUM_STREAMS": "2", "INFERENCE_NUM_THREADS": "1"}}}
+    assert _device_config("GPU", "LATENCY", 0, 0) == {"PERFORMANCE_HINT": "LATENCY"}
+    with pytest.raises(ConfigError, match="device GPU does not use the CPU; set them to 0"):
+        _device_config("GPU", "THROUGHPUT", 2, None)
+
+
+@pytest.mark.parametrize("device, batch", [("AUTO", 1), ("MULTI:CPU", 1), ("HETERO:CPU", 1), ("BATCH:CPU(2)", 2)])
+def test_one_cpu_stream_is_kept_on_virtual_devices(device, batch, model_cache, pedestrian_xml):
+    # The CPU's streams are what the device reports it wants fed (before this, AUTO ignored them).
+    for streams in (1, 2):
+        assert load(pedestrian_xml, device, cache_dir=model_cache, streams=streams).optimal_nireq == streams * batch
 
 
 def test_hetero_through_the_cli(model_cache, pedestrian_xml, tmp_path):
