@@ -36,10 +36,11 @@ from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import load_labels, resolve_classes
 from .precision import Provenance, read_provenance, weights_precision
 from .privacy import telemetry_off
+from .tf_preprocessor import drop_identity_resize
 
 INPUT_SIZE = 300  # used when the model leaves its spatial size open
-_ROLES = (*TF_OUTPUTS, TF_COUNT, "image_tensor")
-PREPARED_MARK = ["streamdet", "input"]  # rt_info of an IR whose graph takes OpenCV's frames as they are  # names users know, for `model info`
+_ROLES = (*TF_OUTPUTS, TF_COUNT, "image_tensor")  # names users know, for `model info`
+PREPARED_MARK = ["streamdet", "input"]  # rt_info of an IR whose graph takes OpenCV's frames as they are
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,8 @@ def _prepare(model: ov.Model, form: ModelForm, where: str) -> ov.Model:
             model.reshape({port.any_name: ov.PartialShape(dims)})
         except Exception as exc:
             raise ModelError(f"model '{where}': input {shape} cannot be fixed to {dims} ({_one_line(exc)})") from None
+    if form.form == "tf":
+        drop_identity_resize(model)  # frames arrive at the input size: the graph's own resize loop does nothing
     ppp = PrePostProcessor(model)
     info = ppp.input()
     info.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)

@@ -278,3 +278,31 @@ def test_class_filters_that_name_nothing_are_refused(entry, fragment, model_cach
                      env=cli_env(empty))
     assert_one_line_error(proc, fragment)
     assert not empty.exists() or not any(empty.rglob("*"))
+
+
+def _loops(model: ov.Model) -> int:
+    return [op.get_type_name() for op in model.get_ordered_ops()].count("Loop")
+
+
+def test_the_graphs_own_resize_loop_is_bypassed_without_changing_a_number(pedestrian_xml, carphone_frames):
+    from streamdet.tf_preprocessor import drop_identity_resize
+
+    core = ov.Core()
+    original, bypassed = core.read_model(pedestrian_xml), core.read_model(pedestrian_xml)
+    assert _loops(original) == 2  # the preprocessor's per-image resize, and the NMS per image
+    assert drop_identity_resize(bypassed) and _loops(bypassed) == 1 and not drop_identity_resize(bypassed)
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    before, after = core.compile_model(original, "CPU", f32), core.compile_model(bypassed, "CPU", f32)
+    for image in carphone_frames[::10]:
+        rgb = cv2.resize(image, (300, 300))[None, :, :, ::-1].astype(np.float32)
+        want, got = before(rgb), after(rgb)
+        for port in range(len(original.outputs)):
+            np.testing.assert_array_equal(got[after.output(port)], want[before.output(port)])
+    # Loading does it: one loop left in what the CPU runs (its name for a Loop is TensorIterator).
+    detector = load(pedestrian_xml)
+    kinds = [op.get_rt_info()["layerType"].astype(str) for op in detector.compiled.get_runtime_model().get_ordered_ops()]
+    assert kinds.count("TensorIterator") == 1 and detector.detect(carphone_frames[0]).labels[:1] == ("person",)
+    # Frames fed at another size than the network's: the resize is real and stays.
+    resized = core.read_model(pedestrian_xml)
+    resized.reshape([1, 320, 320, 3])
+    assert not drop_identity_resize(resized) and _loops(resized) == 2
