@@ -18,6 +18,7 @@ port for the outage test.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -150,25 +151,35 @@ def test_detections_through_the_server_equal_local_inference(tmp_path, server, p
     assert boxes > 100  # the comparison covered real detections (131 here), not empty frames
 
 
-def test_server_killed_and_restarted_mid_run(server, capsys):
+@pytest.mark.parametrize("outage", ["killed", "frozen"])
+def test_server_killed_or_frozen_and_back_mid_run(outage, server, capsys, caplog):
     """A camera (MJPEG, 25 fps) and a looping file through the server; the server is killed and started
-    again on its port. The run survives and recovers on its own; the camera's frames during the outage are
-    dropped and counted (read == processed + dropped), the file loses none (every frame, in order)."""
+    again on its port, or frozen (SIGSTOP: connections stay open, nothing answers, so only the request
+    timeout can tell) and thawed. The run survives and recovers on its own; the camera's frames during the
+    outage are dropped and counted (read == processed + dropped), the file loses none (every frame, in
+    order, none twice, although a thawed server answers requests that were already given up on)."""
     camera = MjpegCamera(fps=25)
     config = _config(server.url, str(clip("carphone_pristine")), f"http://127.0.0.1:{camera.port}/video.mjpg")
     config.source.loop = True
+    config.inference.server_timeout = 1.0
     seen: dict[int, list[tuple[int, float]]] = {0: [], 1: []}
     marks: dict[str, float] = {}
     try:
         with Pipeline(config) as pipeline:
             def chaos(pipeline):
                 wait_for(lambda: min(len(v) for v in seen.values()) >= 20, 60, "results before the outage")
-                server.kill()
+                server.kill() if outage == "killed" else server.proc.send_signal(signal.SIGSTOP)
                 marks["down"] = time.monotonic()
                 dropped = pipeline.status().sources[1].dropped
-                wait_for(lambda: pipeline.status().sources[1].dropped >= dropped + 25, 30, "camera frames dropped")
+                # Frozen: two seconds of camera frames, so the 1 s request timeout has certainly passed.
+                lost = 25 if outage == "killed" else 50
+                wait_for(lambda: pipeline.status().sources[1].dropped >= dropped + lost, 30, "camera frames dropped")
                 marks["done before restart"] = sum(len(v) for v in seen.values())
-                marks["up"] = server.start()
+                if outage == "killed":
+                    marks["up"] = server.start()
+                else:
+                    server.proc.send_signal(signal.SIGCONT)
+                    marks["up"] = time.monotonic()
                 wait_for(lambda: any(t > marks["up"] for v in seen.values() for _, t in v), 30, "a result after")
                 marks["first"] = min(t for v in seen.values() for _, t in v if t > marks["up"])
                 counts = {k: len(v) for k, v in seen.items()}
@@ -179,15 +190,23 @@ def test_server_killed_and_restarted_mid_run(server, capsys):
             summary = pipeline.summary()
     finally:
         camera.close()
+        if outage == "frozen":
+            server.proc.send_signal(signal.SIGCONT)  # never leave the module's server stopped
     file, cam = summary.sources
     assert file.frames_read == file.frames_processed and file.frames_dropped == 0
     assert [i for i, _ in seen[0]] == list(range(len(seen[0]))), "a file frame was lost or repeated"
     assert cam.frames_read == cam.frames_processed + cam.frames_dropped and cam.frames_dropped >= 25
     recovery = marks["first"] - marks["up"]
     with capsys.disabled():
-        print(f"\n  server back -> first result: {recovery * 1000:.0f} ms; outage "
+        print(f"\n  server {outage}, back -> first result: {recovery * 1000:.0f} ms; outage "
               f"{marks['up'] - marks['down']:.1f} s; camera dropped {cam.frames_dropped} of {cam.frames_read}")
     assert recovery < 5.0
+    # Noticed as what it is (a refused connection, or a request past inference.server_timeout), and named.
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("streamdet")]
+    away = [line for line in said if "unreachable" in line]
+    assert away and server.url in away[0], said
+    assert ("DEADLINE_EXCEEDED" if outage == "frozen" else "UNAVAILABLE") in away[0], away[0]
+    assert any("is back after" in line for line in said), said
 
 
 def test_bad_server_settings_are_one_line_errors_without_a_local_model(tmp_path, server):
