@@ -26,7 +26,9 @@ def _image_of(loop: ov.Node) -> ov.Output | None:
         return None
     resized, shapes = loop.outputs()
     size = resized.get_partial_shape()
-    if size.is_dynamic or len(size) != 4 or size[0].get_length() != 1 or shapes.get_partial_shape() != ov.PartialShape([1, 3]):
+    if size.is_dynamic or len(size) != 4 or size[0].get_length() != 1:
+        return None  # a batch of one image, of a known size
+    if shapes.get_partial_shape() != ov.PartialShape([1, 3]):
         return None
     body = loop.get_function().get_ordered_ops()
     interpolations = [op for op in body if op.get_type_name() == "Interpolate"]

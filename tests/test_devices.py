@@ -86,7 +86,7 @@ def test_cpu_streams_and_threads_reach_the_cpu_inside_virtual_devices():
 
 
 @pytest.mark.parametrize("device, batch", [("AUTO", 1), ("MULTI:CPU", 1), ("HETERO:CPU", 1), ("BATCH:CPU(2)", 2)])
-def test_one_cpu_stream_is_kept_on_virtual_devices(device, batch, model_cache, pedestrian_xml):
+def test_virtual_devices_run_the_cpu_streams_asked_for(device, batch, model_cache, pedestrian_xml):
     # The CPU's streams are what the device reports it wants fed (before this, AUTO ignored them).
     for streams in (1, 2):
         assert load(pedestrian_xml, device, cache_dir=model_cache, streams=streams).optimal_nireq == streams * batch
