@@ -82,6 +82,14 @@ class Server:
         self.proc.kill()
         self.proc.wait(timeout=10)
 
+    def freeze(self) -> None:
+        """SIGSTOP: its connections stay open and nothing answers, as with a hung server."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> float:
+        self.proc.send_signal(signal.SIGCONT)
+        return time.monotonic()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.kill()
@@ -168,18 +176,14 @@ def test_server_killed_or_frozen_and_back_mid_run(outage, server, capsys, caplog
         with Pipeline(config) as pipeline:
             def chaos(pipeline):
                 wait_for(lambda: min(len(v) for v in seen.values()) >= 20, 60, "results before the outage")
-                server.kill() if outage == "killed" else server.proc.send_signal(signal.SIGSTOP)
+                (server.kill if outage == "killed" else server.freeze)()
                 marks["down"] = time.monotonic()
                 dropped = pipeline.status().sources[1].dropped
                 # Frozen: two seconds of camera frames, so the 1 s request timeout has certainly passed.
                 lost = 25 if outage == "killed" else 50
                 wait_for(lambda: pipeline.status().sources[1].dropped >= dropped + lost, 30, "camera frames dropped")
                 marks["done before restart"] = sum(len(v) for v in seen.values())
-                if outage == "killed":
-                    marks["up"] = server.start()
-                else:
-                    server.proc.send_signal(signal.SIGCONT)
-                    marks["up"] = time.monotonic()
+                marks["up"] = (server.start if outage == "killed" else server.thaw)()
                 wait_for(lambda: any(t > marks["up"] for v in seen.values() for _, t in v), 30, "a result after")
                 marks["first"] = min(t for v in seen.values() for _, t in v if t > marks["up"])
                 counts = {k: len(v) for k, v in seen.items()}
@@ -191,7 +195,7 @@ def test_server_killed_or_frozen_and_back_mid_run(outage, server, capsys, caplog
     finally:
         camera.close()
         if outage == "frozen":
-            server.proc.send_signal(signal.SIGCONT)  # never leave the module's server stopped
+            server.thaw()  # never leave the module's server stopped
     file, cam = summary.sources
     assert file.frames_read == file.frames_processed and file.frames_dropped == 0
     assert [i for i, _ in seen[0]] == list(range(len(seen[0]))), "a file frame was lost or repeated"
