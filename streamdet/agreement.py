@@ -1,4 +1,5 @@
-"""How closely a changed model (INT8) follows the model it came from: same detections, and how fast.
+"""How closely a changed model (INT8, or the same model in bf16 or f16) follows its reference: same
+detections, and how fast. `streamdet model quantize` and `streamdet model check` both measure with `measure`.
 
 The reference model's detections stand in for ground truth: a detection of
 the changed model is right when it overlaps one of the reference's of the
@@ -52,9 +53,9 @@ class Agreement:
         return Agreement(self.matched + other.matched, self.extra + other.extra, self.missed + other.missed,
                          self.frames + other.frames)
 
-    def format(self) -> str:
+    def format(self, changed: str = "INT8", reference: str = "original") -> str:
         return (f"F1 {self.f1:.3f} (precision {self.precision:.3f}, recall {self.recall:.3f}; "
-                f"{self.matched} boxes in both, {self.extra} INT8 only, {self.missed} original only) "
+                f"{self.matched} boxes in both, {self.extra} {changed} only, {self.missed} {reference} only) "
                 f"on {self.frames} frames")
 
 
@@ -114,3 +115,28 @@ def throughput(reference: Detector, changed: Detector, image: np.ndarray, second
             spent[id(detector)] += took
     return Throughput(frames[id(reference)] / spent[id(reference)], frames[id(changed)] / spent[id(changed)],
                       seconds)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    checked: list[tuple[str, Agreement]]  # per file or folder of the footage, as the user named it
+    speed: Throughput | None              # None when not measured
+
+    @property
+    def agreement(self) -> Agreement:
+        total = Agreement(0, 0, 0, 0)
+        for _, part in self.checked:
+            total += part
+        return total
+
+
+def measure(reference: Detector, changed: Detector, frames: Sequence[np.ndarray], groups: Sequence[str],
+            bench_seconds: float) -> Comparison:
+    """Agreement per group (`groups[i]` names where `frames[i]` came from) and, unless `bench_seconds`
+    is 0, raw throughput of both on the first frame."""
+    checked = []
+    for group in dict.fromkeys(groups):
+        mine = [frame for frame, owner in zip(frames, groups) if owner == group]
+        checked.append((group, compare(reference, changed, mine)))
+    speed = throughput(reference, changed, frames[0], bench_seconds) if bench_seconds > 0 else None
+    return Comparison(checked, speed)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import cli_model
-from .config import HINTS, Config, override
+from .config import DEFAULT_PRECISION, HINTS, PRECISION_NAMES, Config, override
 from .config_events import LineConfig, ZoneConfig
 from .config_file import load_config
 from .errors import ConfigError, PipeClosed, StreamdetError
@@ -52,6 +52,9 @@ def _add_run(sub) -> None:
     p.add_argument("-m", "--model", metavar="MODEL", help="model name (ssdlite_mobilenet_v2), .xml IR or TF frozen .pb")
     p.add_argument("-d", "--device", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
     p.add_argument("--hint", choices=HINTS, type=str.upper, help="OpenVINO performance hint")
+    p.add_argument("--precision", choices=PRECISION_NAMES, type=str.lower,
+                   help=f"inference precision (default {DEFAULT_PRECISION}; bf16/f16 are faster where the device has "
+                        "them but change the detections, see docs/precision.md; auto = the device's own choice)")
     p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = the device's optimal number, +1 under THROUGHPUT; 4 with --server)")
     p.add_argument("--streams", type=int, metavar="N", help="CPU streams (0 = from the hint)")
     p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = from the hint)")
@@ -114,7 +117,8 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.source:
         config.sources = list(args.source)
     override(config, "model", name=args.model, labels=args.labels)
-    override(config, "inference", device=args.device, hint=args.hint, nireq=args.nireq, streams=args.streams,
+    override(config, "inference", device=args.device, hint=args.hint, precision=args.precision, nireq=args.nireq,
+             streams=args.streams,
              threads=args.threads, server=args.server, server_model=args.server_model)
     override(config, "detect", threshold=args.threshold, classes=args.classes, motion=args.motion,
              stationary_interval=args.stationary_interval)

@@ -1,4 +1,4 @@
-"""`streamdet model fetch|convert|info|quantize|export-server` and `streamdet devices`."""
+"""`streamdet model fetch|convert|info|quantize|check|export-server` and `streamdet devices`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_info)
 
     _add_quantize(msub)
+    _add_check(msub)
 
     p = msub.add_parser(
         "export-server", help="write the model for an inference server (OpenVINO Model Server, Triton)",
@@ -122,6 +123,54 @@ def _add_quantize(msub) -> None:
     p.add_argument("--cache-dir", help="model cache folder, for a model name or .pb")
     p.add_argument("-v", "--verbose", action="store_true", help="show NNCF's progress bars and log")
     p.set_defaults(func=cmd_quantize)
+
+
+CHECK_DESCRIPTION = """\
+How a model variant detects next to the f32 reference, on your own footage: the model in
+another inference precision (--precision bf16, f16, auto), or another IR of it (an INT8 model
+from `streamdet model quantize` --against the model it came from). The reference always
+infers in f32. Detections with score >= --threshold are matched at IoU >= 0.5 with the same
+class; precision, recall and F1 of the variant are printed, per file or folder and in all,
+with the raw inference throughput of both.
+"""
+
+CHECK_EXAMPLES = """examples:
+  streamdet model check ssdlite_mobilenet_v2 --footage gate.mp4 --precision bf16
+  streamdet model check ssdlite_int8.xml --against ssdlite_mobilenet_v2 --footage recordings/
+"""
+
+
+def _add_check(msub) -> None:
+    from .config import DEFAULT_PRECISION, PRECISION_NAMES
+
+    p = msub.add_parser("check", help="compare a model in bf16/f16, or an INT8 model, with the f32 reference on "
+                        "your footage", description=CHECK_DESCRIPTION, epilog=CHECK_EXAMPLES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="model name, .xml IR or TF frozen .pb: the variant")
+    p.add_argument("--footage", action="append", required=True, metavar="CLIP_OR_FOLDER",
+                   help="video, image, or folder of them (in name order); repeat for several")
+    p.add_argument("--precision", choices=PRECISION_NAMES, type=str.lower, default=DEFAULT_PRECISION,
+                   help=f"the variant's inference precision (default {DEFAULT_PRECISION}, as `streamdet run`)")
+    p.add_argument("--against", metavar="OTHER", help="the reference model (default: MODEL itself), inferred in f32")
+    p.add_argument("--frames", type=_count, default=200, metavar="N",
+                   help="frames compared, spread evenly over all the footage (default 200)")
+    p.add_argument("-t", "--threshold", type=_number, default=0.5, metavar="SCORE",
+                   help="minimum score of the detections compared (default 0.5)")
+    p.add_argument("--bench-seconds", type=_number, default=3.0, metavar="S",
+                   help="seconds of throughput measurement per model, in 3 interleaved rounds (default 3; 0 = skip)")
+    p.add_argument("-d", "--device", default="CPU", help="device for both (default CPU)")
+    p.add_argument("--cache-dir", help="model cache folder, for a model name or .pb")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import CheckJob, check
+
+    job = CheckJob(model=args.model, footage=tuple(args.footage), precision=args.precision, against=args.against,
+                   frames=args.frames, threshold=args.threshold, bench_seconds=args.bench_seconds,
+                   device=args.device, cache_dir=args.cache_dir)
+    print(check(job).format(), flush=True)
+    return 0
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:

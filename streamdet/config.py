@@ -38,6 +38,13 @@ Hint = Literal["THROUGHPUT", "LATENCY", "CUMULATIVE_THROUGHPUT"]
 HINTS: tuple[str, ...] = typing.get_args(Hint)
 
 
+# Precisions a device infers in; "auto" leaves it to OpenVINO (bf16 on CPUs with AVX-512 BF16 or AMX, f16 on GPUs).
+Precision = Literal["f32", "bf16", "f16", "auto"]
+PRECISION_NAMES: tuple[str, ...] = typing.get_args(Precision)
+# f32 by measurement (docs/precision.md): bf16 and f16 change the detections, so they are the user's choice.
+DEFAULT_PRECISION = "f32"
+
+
 MAX_SERVER_TIMEOUT = 300.0  # past this a request is lost, not slow: the outage handling should take over
 
 
@@ -45,6 +52,7 @@ MAX_SERVER_TIMEOUT = 300.0  # past this a request is lost, not slow: the outage 
 class InferenceConfig:
     device: str = "CPU"
     hint: Hint = "THROUGHPUT"
+    precision: Precision = DEFAULT_PRECISION
     nireq: int = 0
     streams: int = 0
     threads: int = 0
@@ -56,6 +64,8 @@ class InferenceConfig:
     server_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISION_NAMES:
+            raise ValueError(f"precision {self.precision!r} is not known; use one of {', '.join(PRECISION_NAMES)}")
         for key, limit in LIMITS.items():
             if not 0 <= getattr(self, key) <= limit:
                 raise ValueError(f"{key} must be 0 (automatic) or a number up to {limit}")

@@ -84,3 +84,77 @@ def cpu_role(device: str) -> str | None:
         picks_any = head == "AUTO" and not on_cpu and "-CPU" not in members
         return "member" if any(on_cpu) or picks_any else None
     return None
+
+
+# streamdet's precision names, OpenVINO's INFERENCE_PRECISION_HINT values, and the device capability each needs.
+PRECISIONS = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+
+
+def _real_devices(core: ov.Core, device: str) -> list[str]:
+    """The real devices a device string may run on: itself, its members, or (AUTO alone) every device present."""
+    head, members = _members(normalise(device))
+    if head not in _VIRTUAL:
+        return [head]
+    named = [_real_name(m) for m in members if not m.startswith("-")]
+    if named:
+        return named
+    excluded = {_real_name(m[1:]) for m in members if m.startswith("-")}
+    return [d for d in core.available_devices if d not in excluded and d.split(".")[0] not in excluded]
+
+
+def precision_config(core: ov.Core, device: str, precision: str) -> dict:
+    """The compile settings that make `device` infer in `precision` ("auto": the device's own choice).
+
+    A device OpenVINO would quietly run in another precision (a CPU without BF16 given bf16, one without
+    FP16 given f16) is refused here: its capabilities say what it can do.
+    """
+    if precision == "auto":
+        return {}
+    if precision not in PRECISIONS:
+        raise DeviceError(f"precision '{precision}' is not known; use one of {', '.join(PRECISIONS)} or auto")
+    hint = {"INFERENCE_PRECISION_HINT": precision}
+    real = _real_devices(core, device)
+    for name in real:
+        try:
+            capabilities = core.get_property(name, "OPTIMIZATION_CAPABILITIES")
+        except Exception:  # a device that cannot say: let it compile, the compiled model is read back
+            continue
+        if PRECISIONS[precision] not in capabilities:
+            runs = ", ".join(p for p, cap in PRECISIONS.items() if cap in capabilities) or "none of f32, bf16, f16"
+            raise DeviceError(f"device {name} cannot infer in {precision} (it runs {runs}); "
+                              "set inference.precision (--precision) to one of those, or auto")
+    head = _members(normalise(device))[0]
+    if head in ("AUTO", "MULTI", "HETERO"):
+        # These take no precision of their own: it reaches their devices only this way.
+        return {"DEVICE_PROPERTIES": {name: dict(hint) for name in real}}
+    return hint
+
+
+def _type_name(value) -> str:
+    return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+
+def compiled_precision(compiled: ov.CompiledModel) -> tuple[list[str], str]:
+    """(execution devices, precision) read back from a compiled model: what it really runs on and in.
+
+    AUTO, MULTI and HETERO do not report a precision themselves; their devices do, under DEVICE_PROPERTIES.
+    The precision is "unknown" where no device says, or "f32/bf16" where devices differ.
+    """
+    try:
+        devices = [str(d) for d in compiled.get_property("EXECUTION_DEVICES")]
+    except Exception:
+        devices = []
+    try:
+        return devices, _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    except Exception:
+        pass
+    found = []
+    try:
+        per_device = compiled.get_property("DEVICE_PROPERTIES")
+    except Exception:
+        per_device = {}
+    for name in devices or per_device:
+        value = per_device.get(name, {}).get("INFERENCE_PRECISION_HINT")
+        if value is not None and _type_name(value) not in found:
+            found.append(_type_name(value))
+    return devices, "/".join(found) or "unknown"

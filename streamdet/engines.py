@@ -16,6 +16,8 @@ from .inference import Completed, InferenceEngine
 from .labels import load_labels
 from .model import Detector, load_from
 from .scheduler import Engine
+from .stats import InferenceInfo
+from .urls import mask_url
 
 # Requests in flight to a server when inference.nireq is 0: enough to cover the round trip on a LAN and
 # keep a server's streams busy: on loopback 4 gave nearly three times 1, and 8 no more than noise (see README).
@@ -29,6 +31,7 @@ class Backend:
     nireq: int
     labels: tuple[str, ...]
     engine: Callable[[Callable[[Completed], None]], Engine]
+    info: InferenceInfo
     detector: Detector | None = None        # the local model; None on a server
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -45,7 +48,8 @@ def open_backend(model: ModelConfig, inference: InferenceConfig, detect: DetectC
         return _remote(model, inference, detect)
     detector = detector or load_from(model, inference, detect)
     return Backend(nireq=detector.nireq, labels=detector.labels,
-                   engine=lambda on_done: InferenceEngine(detector, detector.nireq, on_done), detector=detector)
+                   engine=lambda on_done: InferenceEngine(detector, detector.nireq, on_done), info=detector.info(),
+                   detector=detector)
 
 
 def _remote(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig) -> Backend:
@@ -55,7 +59,9 @@ def _remote(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig
     keep = DetectFilter.of(detect.threshold, labels, detect.classes)
     server = connect(inference, labels, keep)  # nothing local is loaded, converted or downloaded
     nireq = inference.nireq or REMOTE_NIREQ
-    backend = Backend(nireq=nireq, labels=labels, engine=lambda on_done: None)
+    info = InferenceInfo(model=inference.server_model, devices=[f"server {mask_url(inference.server)}"],
+                         precision="set by the server", weights="unknown", requests=nireq)
+    backend = Backend(nireq=nireq, labels=labels, engine=lambda on_done: None, info=info)
     backend._closers.append(server.close)
 
     def engine(on_done: Callable[[Completed], None]) -> Engine:

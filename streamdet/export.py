@@ -23,7 +23,9 @@ from .errors import ModelError, OutputError
 from .fetch import KNOWN, sweep_stale
 from .model import PREPARED_MARK, _names, _prepare, _read_ir, recognise, resolve_ir
 
-INPUT_NAME = "image_tensor"
+# A name of its own: the TF Object Detection API graph calls its RGB input image_tensor, and a client must
+# tell this BGR input from that one by name alone (streamdet.remote does).
+INPUT_NAME = "streamdet_bgr"
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Exported:
     name: str
     version: int
     form: str
-    input: str  # "image_tensor [1,300,300,3] u8"
+    input: str  # "streamdet_bgr [1,300,300,3] u8"
 
 
 def default_name(spec: str) -> str:

@@ -27,15 +27,16 @@ import numpy as np
 import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
-from .config import HINTS, DetectConfig, InferenceConfig, ModelConfig
+from .config import DEFAULT_PRECISION, HINTS, DetectConfig, InferenceConfig, ModelConfig
 from .decoding import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
 from .detections import Detections
-from .devices import check_device, cpu_role, normalise
+from .devices import check_device, compiled_precision, cpu_role, normalise, precision_config
 from .errors import ConfigError, ModelError
 from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import load_labels, resolve_classes
 from .precision import Provenance, read_provenance, weights_precision
 from .privacy import telemetry_off
+from .stats import InferenceInfo
 from .tf_preprocessor import drop_identity_resize
 
 INPUT_SIZE = 300  # used when the model leaves its spatial size open
@@ -239,7 +240,8 @@ class Detector:
     """
 
     def __init__(self, compiled: ov.CompiledModel, form: ModelForm, labels: tuple[str, ...],
-                 threshold: float, class_ids: frozenset[int], nireq: int | None, path: Path, hint: str = "THROUGHPUT"):
+                 threshold: float, class_ids: frozenset[int], nireq: int | None, path: Path, hint: str = "THROUGHPUT",
+                 weights: str = "unknown"):
         self.compiled = compiled
         self.form = form.form
         self.labels = labels
@@ -258,6 +260,14 @@ class Detector:
         shape = compiled.input(0).get_shape()  # NHWC after preprocessing
         self.input_size = (int(shape[2]), int(shape[1]))  # (width, height) as cv2.resize takes it
         self._sync: ov.InferRequest | None = None
+        # What it really runs on and in, as the compiled model says (not as asked).
+        self.devices, self.precision = compiled_precision(compiled)
+        self.weights = weights
+        self.name = path.name  # as the user named the model, where load knows it
+
+    def info(self) -> InferenceInfo:
+        return InferenceInfo(model=self.name, devices=list(self.devices), precision=self.precision,
+                             weights=self.weights, requests=self.nireq)
 
     @property
     def threshold(self) -> float:
@@ -304,15 +314,28 @@ def _device_config(device: str, hint: str, streams: int | None, threads: int | N
     return config
 
 
+def _merge(config: dict, more: dict) -> dict:
+    """`more` over `config`, DEVICE_PROPERTIES merged per device rather than replaced."""
+    merged = {**config, **more}
+    if "DEVICE_PROPERTIES" in config and "DEVICE_PROPERTIES" in more:
+        devices = {**config["DEVICE_PROPERTIES"]}
+        for name, props in more["DEVICE_PROPERTIES"].items():
+            devices[name] = {**devices.get(name, {}), **props}
+        merged["DEVICE_PROPERTIES"] = devices
+    return merged
+
+
 def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", *, hint: str = "THROUGHPUT",
          streams: int | None = None, threads: int | None = None, nireq: int | None = None,
          threshold: float = 0.5, classes: Sequence[str | int] = (), labels: str | os.PathLike | None = None,
-         cache_dir: str | os.PathLike | None = None, fp32: bool = False, base_url: str | None = None) -> Detector:
-    """Find, convert if needed, check and compile a detector."""
+         cache_dir: str | os.PathLike | None = None, fp32: bool = False, base_url: str | None = None,
+         precision: str = DEFAULT_PRECISION) -> Detector:
+    """Find, convert if needed, check and compile a detector that infers in `precision`
+    (f32, bf16, f16, or auto: whatever the device picks)."""
     core = ov.Core()
     device = normalise(device)
     check_device(core, device)
-    config = _device_config(device, hint, streams, threads)
+    config = _merge(_device_config(device, hint, streams, threads), precision_config(core, device, precision))
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold {threshold} is outside 0..1; scores are probabilities")
     label_names = load_labels(labels)
@@ -320,12 +343,18 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     xml = resolve_ir(spec, cache_dir, fp32, base_url)
     model = _read_ir(core, xml)
     form = recognise(model, str(spec))
+    weights = weights_precision(model)
     model = _prepare(model, form, str(spec))
     try:
         compiled = core.compile_model(model, device, config)
     except Exception as exc:
         raise ModelError(f"model '{spec}' cannot be compiled for {device} ({_one_line(exc)})") from None
-    return Detector(compiled, form, label_names, threshold, class_ids, nireq, xml, hint)
+    detector = Detector(compiled, form, label_names, threshold, class_ids, nireq, xml, hint, weights)
+    detector.name = Path(str(spec)).name
+    if precision != "auto" and detector.precision not in (precision, "unknown"):
+        raise ModelError(f"model '{spec}': {device} compiled it for {detector.precision} although {precision} was "
+                         "asked; set inference.precision (--precision) to auto to accept the device's choice")
+    return detector
 
 
 def load_from(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig) -> Detector:
@@ -333,7 +362,7 @@ def load_from(model: ModelConfig, inference: InferenceConfig, detect: DetectConf
     return load(model.name, inference.device, hint=inference.hint, streams=inference.streams or None,
                 threads=inference.threads or None, nireq=inference.nireq or None, threshold=detect.threshold,
                 classes=detect.classes, labels=model.labels, cache_dir=model.cache_dir, fp32=model.fp32,
-                base_url=model.base_url)
+                base_url=model.base_url, precision=inference.precision)
 
 
 def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,

@@ -37,7 +37,7 @@ from .events import EventStage, Scene, TrackStage
 from .stages import Annotate, Stage
 from .tracking import Tracker
 from . import reports
-from .stats import RunStatus, RunSummary
+from .stats import InferenceInfo, RunStatus, RunSummary
 
 log = logging.getLogger("streamdet")
 
@@ -110,6 +110,7 @@ class Pipeline:
             self._backend = open_backend(config.model, config.inference, config.detect, detector)
             self.detector = self._backend.detector
             self.nireq = self._backend.nireq
+            log.info("inference: %s", self._backend.info.line())
             for plan, source, info in zip(self._plans, self._sources, infos):
                 newest = plan.source.policy == "newest" or (plan.source.policy == "auto" and info.live)
                 inbox = Inbox(capacity=min(max(2, self.nireq * 2), 16), newest_wins=newest)
@@ -383,9 +384,15 @@ class Pipeline:
 
     def status(self) -> RunStatus:
         """Every source's state and rates now; safe to call from any thread while the run goes on."""
-        return reports.status(self.lanes, self.meter)
+        return dataclasses.replace(reports.status(self.lanes, self.meter), inference=self._inference())
 
     def summary(self) -> RunSummary:
+        return dataclasses.replace(self._summary(), inference=self._inference())
+
+    def _inference(self) -> InferenceInfo | None:
+        return self._backend.info if self._backend is not None else None
+
+    def _summary(self) -> RunSummary:
         return reports.summary(
             self.lanes, self.meter, gated=[p.detect.motion for p in self._plans],
             output_cpu_s=sum(o.cpu_s for o in self._outputs),

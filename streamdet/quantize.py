@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from .agreement import MATCH_IOU, Agreement, Throughput, compare, throughput
+from .agreement import MATCH_IOU, Agreement, Comparison, measure
 from .calibration import Footage, input_spec, list_footage, prepare, read_frames, split, spread
 from .errors import ConfigError, ModelError, OutputError, StreamdetError
 from .fetch import sweep_stale
@@ -65,17 +65,13 @@ class QuantizeResult:
     source_precision: str                 # FP16 / FP32
     calibrated: int                       # frames
     calib_names: str                      # the files they came from
-    checked: list[tuple[str, Agreement]]  # per file or folder of the check footage
+    comparison: Comparison                # INT8 against the original, per file or folder of the check footage
     held_out: bool                        # checked on calibration footage, other frames
     threshold: float
-    speed: Throughput | None
 
     @property
     def agreement(self) -> Agreement:
-        total = Agreement(0, 0, 0, 0)
-        for _, part in self.checked:
-            total += part
-        return total
+        return self.comparison.agreement
 
     def format(self, output: Path) -> str:
         a = self.agreement
@@ -87,13 +83,13 @@ class QuantizeResult:
             f"matched at IoU >= {MATCH_IOU:g}, same class:",
             f"    all:  {a.format()}",
         ]
-        if len(self.checked) > 1:
-            lines += [f"    {name}: {part.format()}" for name, part in self.checked]
+        if len(self.comparison.checked) > 1:
+            lines += [f"    {name}: {part.format()}" for name, part in self.comparison.checked]
         if a.nothing_found:
             lines.append("    warning: neither model found anything in these frames; the agreement proves nothing. "
                          "Check on footage with objects in it (--check), or lower --threshold")
-        if self.speed is not None:
-            s = self.speed
+        if self.comparison.speed is not None:
+            s = self.comparison.speed
             lines.append(f"  throughput (raw async inference, THROUGHPUT hint, {s.seconds:g} s each, interleaved): "
                          f"{self.source_precision} {s.reference_fps:.1f} FPS, INT8 {s.changed_fps:.1f} FPS, "
                          f"INT8/{self.source_precision} {s.ratio:.2f}x")
@@ -223,18 +219,10 @@ def _measure(job: QuantizeJob, xml: Path, staged: Path, precision: str, calibrat
     # Both through model.load, so with the preprocessing and decoding every streamdet run uses.
     reference = load(xml, job.device, threshold=job.threshold, cache_dir=job.cache_dir)
     changed = load(staged, job.device, threshold=job.threshold, cache_dir=job.cache_dir)
-    checked = []
-    groups = [clip.group for clip in check_footage.clips]
-    for group in dict.fromkeys(groups):  # per file or folder the user named
-        mine = [f for f, owner in zip(frames, owners) if groups[owner] == group]
-        if mine:
-            checked.append((group, compare(reference, changed, mine)))
-    speed = None
-    if job.bench_seconds > 0:
-        log.info("measuring throughput, %g s each", job.bench_seconds)
-        speed = throughput(reference, changed, frames[0], job.bench_seconds)
-    return QuantizeResult(_display_name(job.model), precision, calibrated, calib_names, checked, held_out,
-                          job.threshold, speed)
+    comparison = measure(reference, changed, frames, [check_footage.clips[o].group for o in owners],
+                         job.bench_seconds)
+    return QuantizeResult(_display_name(job.model), precision, calibrated, calib_names, comparison, held_out,
+                          job.threshold)
 
 
 def _display_name(spec: str) -> str:

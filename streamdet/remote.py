@@ -6,7 +6,8 @@ InferenceEngine): up to nireq requests in flight with tritonclient's
 `async_infer`, so the network round trip overlaps like local async requests.
 
 The server's model takes what the local compiled model takes: the 300x300
-8-bit BGR frame (see streamdet.export), sent as raw bytes. Its outputs go
+8-bit BGR frame (see streamdet.export), sent as raw bytes; a model served as
+the TF Object Detection API made it (input image_tensor) gets RGB. Its outputs go
 through the same decoder as local ones (streamdet.decoding).
 
 While the server is away, `wait_idle` blocks: cameras' newest-wins inboxes
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from .config import InferenceConfig
@@ -29,6 +31,7 @@ from .decoding import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_dete
 from .detections import Detections
 from .errors import ConfigError, StreamdetError
 from .inference import Completed, Job
+from .export import INPUT_NAME as EXPORT_INPUT
 from .model import INPUT_SIZE, fit_input
 from .urls import mask_url, parse_server
 
@@ -81,6 +84,7 @@ class RemoteModel:
     form: str                        # "tf" or "legacy"
     input_name: str
     input_size: tuple[int, int]      # (width, height), as cv2.resize takes it
+    rgb: bool                        # the input takes RGB (the TF OD API's), not streamdet's BGR
     outputs: dict[str, str]          # role -> the server's output name
     labels: tuple[str, ...]
     keep: DetectFilter               # the default filter, for jobs that bring none
@@ -146,9 +150,9 @@ def _check(client, shown: str, name: str, version: str, headers: dict[str, str],
         raise StreamdetError(f"{where}: {model} is not ready; check inference.server_model (--server-model) "
                              "against the name the server serves it by, and the server's log")
     form, outputs = _form_of(metadata, f"{where}: {model}")  # first: a model that is no detector at all
-    input_name, size = _input_of(metadata, f"{where}: {model}")
+    input_name, size, rgb = _input_of(metadata, f"{where}: {model}")
     return RemoteModel(client=client, shown=shown, name=name, version=version, form=form, input_name=input_name,
-                       input_size=size, outputs=outputs, labels=labels, keep=keep, timeout=timeout, headers=headers)
+                       input_size=size, rgb=rgb, outputs=outputs, labels=labels, keep=keep, timeout=timeout, headers=headers)
 
 
 def _tensor(t) -> str:
@@ -159,7 +163,12 @@ _EXPORT_HINT = ("serve the IR that `streamdet model export-server` writes "
                 "(it takes 8-bit BGR frames as streamdet sends them)")
 
 
-def _input_of(metadata, where: str) -> tuple[str, tuple[int, int]]:
+def _input_of(metadata, where: str) -> tuple[str, tuple[int, int], bool]:
+    """(name, (width, height), whether it takes RGB) of the model's one 8-bit image input.
+
+    Only the IR export-server writes takes BGR, and says so by its input's name; any other 8-bit image
+    input follows the TF Object Detection API (image_tensor: RGB), as Triton or OVMS serve that graph.
+    """
     inputs = list(metadata.inputs)
     if len(inputs) != 1:
         raise StreamdetError(f"{where} has {len(inputs)} inputs ({', '.join(map(_tensor, inputs))}); "
@@ -169,7 +178,11 @@ def _input_of(metadata, where: str) -> tuple[str, tuple[int, int]]:
     if port.datatype != "UINT8" or len(shape) != 4 or shape[0] not in (1, -1) or shape[3] != 3:
         raise StreamdetError(f"{where}: input {_tensor(port)} is not an 8-bit BGR image [1,H,W,3]; {_EXPORT_HINT}")
     height, width = (d if d > 0 else INPUT_SIZE for d in shape[1:3])
-    return port.name, (int(width), int(height))
+    rgb = port.name != EXPORT_INPUT
+    if rgb:
+        log.info("%s: input %s is not streamdet's own BGR input (%s); sending RGB frames, as the TF Object "
+                 "Detection API's image_tensor takes them", where, _tensor(port), EXPORT_INPUT)
+    return port.name, (int(width), int(height)), rgb
 
 
 def _form_of(metadata, where: str) -> tuple[str, dict[str, str]]:
@@ -228,6 +241,8 @@ class RemoteEngine:
     def submit(self, job: Job) -> None:
         width, height = self.model.input_size
         image = fit_input(job.frame.image, self.model.input_size)
+        if self.model.rgb:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         tensor = self._grpc.InferInput(self.model.input_name, [1, height, width, 3], "UINT8")
         tensor.set_data_from_numpy(image[np.newaxis])  # raw bytes in the request, never JSON
         with self._cond:

@@ -116,6 +116,21 @@ class SourceSummary:
 
 
 @dataclass(frozen=True)
+class InferenceInfo:
+    """Where and how frames are inferred, as the compiled model (or the server) says, not as asked."""
+
+    model: str                 # the IR's file name, or the server's model name
+    devices: list[str]         # execution devices; ["server grpc://host:port"] on a server
+    precision: str             # f32, bf16, f16 as compiled; "set by the server" on a server
+    weights: str               # FP16, FP32, INT8
+    requests: int              # infer requests kept in flight
+
+    def line(self) -> str:
+        return (f"{self.model} ({self.weights} weights) on {', '.join(self.devices) or 'unknown'}, "
+                f"precision {self.precision}, {self.requests} requests")
+
+
+@dataclass(frozen=True)
 class RunSummary:
     frames: int
     wall_s: float
@@ -127,6 +142,7 @@ class RunSummary:
     stopped_by: str = "end of stream"
     counts: dict[str, dict] = field(default_factory=dict)  # per tracked source: tracks per class, zones, lines
     mqtt: dict[str, int] = field(default_factory=dict)     # events the broker acknowledged, and those dropped
+    inference: InferenceInfo | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -134,6 +150,7 @@ class RunSummary:
     def format(self) -> str:
         lines = [
             f"streamdet: {self.frames} frames in {self.wall_s:.2f} s = {self.fps:.1f} FPS ({self.stopped_by})",
+            *([f"  inference: {self.inference.line()}"] if self.inference is not None else []),
             "  stage        mean ms   p95 ms",
         ]
         for name, stage in self.stages.items():
@@ -209,6 +226,7 @@ class RunStatus:
     uptime_s: float
     frames: int
     sources: list[SourceStatus]
+    inference: InferenceInfo | None = None
 
     @property
     def offline(self) -> list[str]:

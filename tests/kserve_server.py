@@ -44,7 +44,10 @@ class IrModel(Model):
     def __init__(self, name: str, xml: str):
         super().__init__(name)
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(xml), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+        # f32 as streamdet's local default, so both infer alike (OVMS: --plugin_config
+        # '{"INFERENCE_PRECISION_HINT": "f32"}'); left alone, a CPU with BF16 or AMX would run bf16.
+        self.compiled = core.compile_model(core.read_model(xml), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT",
+                                                                         "INFERENCE_PRECISION_HINT": "f32"})
         self.queue = ov.AsyncInferQueue(self.compiled, 0)
         self.queue.set_callback(self._done)
         self.starter = futures.ThreadPoolExecutor(max_workers=1)  # start_async is for one thread at a time

@@ -93,6 +93,19 @@ def test_int8_agrees_with_fp16_on_a_clip_it_never_saw(quantized, pedestrian_xml,
     assert f1 >= 0.95, (matched, extra, missed)
 
 
+def test_model_check_measures_the_int8_model_against_its_original(quantized, pedestrian_xml, model_cache):
+    """`model check --against`: the same agreement as quantize's, on footage named afterwards (one implementation)."""
+    out, _ = quantized
+    proc = streamdet("model", "check", str(out), "--against", str(pedestrian_xml), "--footage",
+                     str(clip("carphone_pristine")), "--frames", "60", "--bench-seconds", "0.6", env=cli_env(model_cache))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{out.name} in f32 against model.xml in f32 on 60 frames of carphone_pristine.mp4"
+    f1 = float(lines[2].split("F1 ")[1].split()[0])
+    assert f1 >= 0.95 and "variant only" in lines[2], lines[2]
+    assert "x" in lines[-1].split(",")[-1], lines[-1]
+
+
 def test_model_info_shows_int8_and_where_it_came_from(quantized, pedestrian_xml, tmp_path):
     out, _ = quantized
     proc = streamdet("model", "info", str(out), env=cli_env(tmp_path))

@@ -18,12 +18,14 @@ port for the outage test.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
@@ -35,6 +37,10 @@ from streamdet.config import Config
 from streamdet.export import export_server
 from streamdet.model import load
 from streamdet.pipeline import Pipeline
+from streamdet.decoding import TF_COUNT, TF_OUTPUTS
+from streamdet.tracking import iou
+
+TF_ROLES = (*TF_OUTPUTS, TF_COUNT)
 
 SERVER_SCRIPT = Path(__file__).parent / "kserve_server.py"
 TOKEN = "s3cret-Token-0f-the-test"
@@ -106,6 +112,18 @@ def repository(tmp_path_factory, pedestrian_xml) -> Path:
 
     root = tmp_path_factory.mktemp("models")
     export_server(str(pedestrian_xml), root, "ped")
+    # The TF Object Detection API graph as Triton's TF backend serves it: input image_tensor (u8 RGB), outputs by
+    # their TF names, and none of streamdet's preprocessing.
+    plain = ov.Core().read_model(pedestrian_xml)
+    roles = {port.get_node().get_friendly_name(): next(n.split(":")[0] for n in sorted(port.get_names())
+                                                       if n.split(":")[0] in TF_ROLES) for port in plain.outputs}
+    for op in plain.get_ops():  # only the input and the outputs keep names (see streamdet.export)
+        for port in op.outputs():
+            port.get_tensor().set_names(set())
+    plain.inputs[0].get_tensor().set_names({"image_tensor"})
+    for port in plain.outputs:
+        port.get_tensor().set_names({roles[port.get_node().get_friendly_name()]})
+    ov.save_model(plain, str(root / "plain" / "1" / "model.xml"), compress_to_fp16=False)
     image = ops.parameter([1, 3, 224, 224], np.float32, name="pixels")
     logits = ops.reduce_mean(image, ops.constant(np.array([2, 3], np.int64)), False)
     logits.output(0).set_names({"logits"})
@@ -116,7 +134,8 @@ def repository(tmp_path_factory, pedestrian_xml) -> Path:
 
 @pytest.fixture(scope="module")
 def server(repository):
-    server = Server({"ped": repository / "ped/1/model.xml", "classifier": repository / "classifier/1/model.xml"})
+    server = Server({"ped": repository / "ped/1/model.xml", "classifier": repository / "classifier/1/model.xml",
+                     "plain": repository / "plain/1/model.xml"})
     server.start()
     yield server
     server.stop()
@@ -157,6 +176,29 @@ def test_detections_through_the_server_equal_local_inference(tmp_path, server, p
         assert abs(r_xyxy - xyxy).max(initial=0) < 0.5 and abs(r_scores - scores).max(initial=0) < 1e-3, key
         boxes += len(classes)
     assert boxes > 100  # the comparison covered real detections (131 here), not empty frames
+
+
+def test_a_served_tf_graph_gets_rgb_frames(server, pedestrian_xml, caplog):
+    """The plain TF OD API graph (input image_tensor, RGB) on the server: frames go as RGB, so its detections
+    are local inference's (fed BGR, they agreed on 0.23 of the detections)."""
+    config = _config(server.url, str(clip("carphone_pristine")))
+    config.inference.server_model = "plain"
+    config.detect.threshold = 0.3
+    with caplog.at_level(logging.INFO, logger="streamdet"):
+        with Pipeline(config) as pipeline:
+            remote = _boxes(list(pipeline.results()))
+    assert any("input image_tensor" in r.getMessage() and "sending RGB" in r.getMessage() for r in caplog.records)
+    with Pipeline(config, detector=load(pedestrian_xml, threshold=0.3)) as pipeline:
+        local = _boxes(list(pipeline.results()))
+    agreeing = total = 0
+    for key, (classes, xyxy, scores) in local.items():
+        r_classes, r_xyxy, r_scores = remote[key]
+        overlap = iou(xyxy, r_xyxy) if len(classes) and len(r_classes) else np.zeros((len(classes), len(r_classes)))
+        for i in range(len(classes)):
+            j = int(np.argmax(overlap[i])) if overlap.shape[1] else -1
+            agreeing += j >= 0 and overlap[i, j] >= 0.9 and r_classes[j] == classes[i] and abs(r_scores[j] - scores[i]) < 0.05
+        total += max(len(classes), len(r_classes))
+    assert total > 100 and agreeing / total >= 0.98, (agreeing, total)
 
 
 @pytest.mark.parametrize("outage", ["killed", "frozen"])

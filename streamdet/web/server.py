@@ -258,7 +258,9 @@ class WebServer:
         status = self._status()
         watchers = self._hub.watchers()
         sources = [{**dataclasses.asdict(s), "viewers": watchers[i]} for i, s in enumerate(status.sources)]
+        inference = dataclasses.asdict(status.inference) if status.inference is not None else None
         return _json({"uptime_s": round(status.uptime_s, 3), "frames": status.frames, "sources": sources,
+                      "inference": inference,
                       "web": {"clients": self.clients, "most_clients": self.most_clients,
                               "max_clients": self._web.max_clients, "refused": self.refused,
                               "dropped_stalled": self.dropped_stalled, **self._extra()}})
