@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from .config import Config, InferenceConfig, RecordingConfig, WebConfig
+from .config import DEFAULT_PRECISION, Config, InferenceConfig, RecordingConfig, WebConfig
 from .errors import SourceError
 from .model import Detector, load
 from .outputs.video import Encoder
@@ -225,14 +225,20 @@ def _pipeline_run(detector: Detector | None, source: Source, frames: int, *, vid
                 watching.close()
 
 
+def machine_of(detector: Detector) -> str:
+    """The machine and how the model runs on it, for every bench's heading: figures mean little without both."""
+    return (f"{ov.Core().get_property('CPU', 'FULL_DEVICE_NAME')}, {os.cpu_count()} cores, inference on "
+            f"{', '.join(detector.devices)} in {detector.precision}")
+
+
 def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, device: str = "CPU",
-              cache_dir: str | None = None) -> BenchResult:
+              cache_dir: str | None = None, precision: str = DEFAULT_PRECISION) -> BenchResult:
     clip = Path(clip)
     # 100 frames of 720p are 280 MB: enough variety for the camera, little memory.
     camera_frames = _decode(clip, 100)
     image = camera_frames[0]
-    throughput = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5)
-    latency = load(model, device, hint="LATENCY", cache_dir=cache_dir, threshold=0.5)
+    throughput = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
+    latency = load(model, device, hint="LATENCY", cache_dir=cache_dir, threshold=0.5, precision=precision)
     per_round: list[dict[str, float]] = []
     cpu: dict[str, dict[str, float]] = {}
     util: dict[str, float] = {}
@@ -297,9 +303,8 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
     growth = (rss[-1] - rss[-2]) / rss[-2] if len(rss) >= 2 else 0.0
     cost_ms = {k: statistics.median(c[k] for c in costs) for k in costs[0]}
     inference, decode, encode = cost_ms["inference"], cost_ms["decode"], cost_ms[f"encode {RecordingConfig().codec}"]
-    core = ov.Core()
     return BenchResult(
-        machine=f"{core.get_property('CPU', 'FULL_DEVICE_NAME')}, {os.cpu_count()} cores",
+        machine=machine_of(throughput),
         model=str(model),
         clip=clip.name,
         frames=frames,
@@ -326,12 +331,13 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
 
 
 def run_cameras(model: str, clip: Path, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
-                still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None):
+                still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None,
+                precision: str = DEFAULT_PRECISION):
     """`bench --cameras`: the capacity run (streamdet.capacity), with the model loaded once for every trial."""
     from .capacity import mostly_still, run_capacity
 
-    detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5)
-    machine = f"{ov.Core().get_property('CPU', 'FULL_DEVICE_NAME')}, {os.cpu_count()} cores"
+    detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
+    machine = machine_of(detector)
     with tempfile.TemporaryDirectory(prefix="streamdet-capacity-") as tmp:
         footage = mostly_still(clip, Path(tmp) / f"{clip.stem}-still.mp4", still_share) if still_share else clip
         result = run_capacity(detector, str(model), footage, cameras, seconds, motion, machine)

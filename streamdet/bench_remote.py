@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import _decode, _pipeline_run, raw_fps, single_request_latency_ms
+from .bench import _decode, _pipeline_run, machine_of, raw_fps, single_request_latency_ms
 from .bench_inputs import Repeated
-from .config import Config, InferenceConfig
+from .config import DEFAULT_PRECISION, Config, InferenceConfig
 from .engines import open_backend
 from .inference import Completed, Job
 from .model import load
@@ -30,6 +30,7 @@ from .urls import mask_url
 
 @dataclass
 class RemoteBenchResult:
+    machine: str                           # this machine, and how local inference runs on it
     server: str
     model: str
     clip: str
@@ -46,7 +47,7 @@ class RemoteBenchResult:
 
     def format(self) -> str:
         lines = [f"streamdet bench: {self.model} here against {self.server} (nireq {self.nireq}), on {self.clip}, "
-                 f"{self.frames} frames x {self.rounds} rounds",
+                 f"{self.frames} frames x {self.rounds} rounds, {self.machine}",
                  f"  {'variant':<26}{'FPS':>9}{'remote/local':>14}"]
         for name, fps in self.fps.items():
             kind = name.split(" ", 1)[1]
@@ -108,13 +109,14 @@ def _remote_single_ms(inference: InferenceConfig, image: np.ndarray, runs: int =
 
 
 def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, frames: int = 1000, rounds: int = 3,
-                     device: str = "CPU", cache_dir: str | None = None) -> RemoteBenchResult:
+                     device: str = "CPU", cache_dir: str | None = None,
+                     precision: str = DEFAULT_PRECISION) -> RemoteBenchResult:
     clip = Path(clip)
     image = _decode(clip, 1)[0]
     # The server is checked before the local model is loaded: a wrong address is found at once.
     backend = open_backend(Config().model, inference, Config().detect)
-    local = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5)
-    latency = load(model, device, hint="LATENCY", cache_dir=cache_dir, threshold=0.5)
+    local = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
+    latency = load(model, device, hint="LATENCY", cache_dir=cache_dir, threshold=0.5, precision=precision)
     per_round: list[dict[str, float]] = []
     try:
         for _ in range(rounds):
@@ -133,6 +135,7 @@ def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, fram
         backend.close()
     kinds = ("raw", "pipeline")
     return RemoteBenchResult(
+        machine=machine_of(local),
         server=mask_url(inference.server),
         model=str(model),
         clip=clip.name,

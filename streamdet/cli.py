@@ -217,6 +217,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--frames", type=int, default=1000, help="frames per measurement")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
     p.add_argument("--device", default="CPU")
+    p.add_argument("--precision", choices=PRECISION_NAMES, type=str.lower, default=DEFAULT_PRECISION,
+                   help=f"inference precision (default {DEFAULT_PRECISION}, as `streamdet run`)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--server", metavar="URL", help="compare with this KServe v2 server: grpc://HOST:PORT or grpcs://")
     p.add_argument("--server-model", metavar="NAME", help="the model's name on --server (default ssdlite_mobilenet_v2)")
@@ -250,7 +252,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not 1 <= args.seconds <= 3600 or (args.still_share is not None and not 0 < args.still_share < 1):
             raise StreamdetError("bench: --seconds must be between 1 and 3600 and --still-share between 0 and 1")
         result = run_cameras(args.model, clip, cameras, seconds=args.seconds, motion=args.motion,
-                             still_share=args.still_share, device=args.device)
+                             still_share=args.still_share, device=args.device, precision=args.precision)
     elif args.frames < 250 or args.rounds < 1:
         raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
     elif args.server:
@@ -259,9 +261,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = Config()
         override(config, "inference", server=args.server, server_model=args.server_model, nireq=args.nireq)
         result = run_remote_bench(args.model, clip, config.inference, frames=args.frames,
-                                  rounds=args.rounds, device=args.device)
+                                  rounds=args.rounds, device=args.device, precision=args.precision)
     else:
-        result = run_bench(args.model, clip, frames=args.frames, rounds=args.rounds, device=args.device)
+        result = run_bench(args.model, clip, frames=args.frames, rounds=args.rounds, device=args.device,
+                           precision=args.precision)
     print(result.format())
     if args.json:
         write_atomically(args.json, (result.to_json() + "\n").encode())

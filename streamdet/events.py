@@ -100,6 +100,10 @@ class Counts:
     zones: dict[str, dict[str, int]] = field(default_factory=dict)  # zone -> enter/exit/inside
     lines: dict[str, dict[str, int]] = field(default_factory=dict)  # line -> in/out
 
+    def copy(self) -> Counts:
+        return Counts(dict(self.tracks), {k: dict(v) for k, v in self.zones.items()},
+                      {k: dict(v) for k, v in self.lines.items()})
+
 
 class TrackStage:
     """The tracking stage: one tracker per source (None where tracking is off)."""

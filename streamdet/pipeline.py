@@ -206,18 +206,19 @@ class Pipeline:
         return stages + [Annotate(Annotator(self.config.overlay), self._status_for, self._events)]
 
     def _serve(self) -> None:
-        """The web view, last: it draws for itself, and only when no stage drew already."""
+        """The web view, last. When no stage drew already, it draws the frames somebody looks at with the
+        render stage's own drawing (zones, lines, counts, boxes, plate), on its own thread."""
         if self._listener is None:
             return
         from .web import WebView
 
-        draw = None
+        draw = overlay_for = None
         if self.config.overlay.draw != "no" and not any(isinstance(s, Annotate) for s in self._stages):
-            annotator = Annotator(self.config.overlay)
-            draw = lambda image, result, status: annotator.draw(image, result.detections, status)  # noqa: E731
+            annotate = Annotate(Annotator(self.config.overlay), self._status_for, self._events)
+            draw, overlay_for = annotate.paint, annotate.overlay
 
         view = WebView(self._listener, self.config.web, [s.name for s in self._sources], self.status, draw,
-                       self._status_for)
+                       overlay_for)
         self._listener = None  # the web view owns it now
         self.web_url = view.server.url
         self._outputs.append(view)

@@ -9,9 +9,13 @@ in order in `Pipeline._after_inference`, and times each under its `name`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from .detections import FrameResult
+from .events import Counts, Scene
 from .render import Annotator, OverlayStatus
 
 
@@ -21,8 +25,21 @@ class Stage(Protocol):
     def __call__(self, result: FrameResult) -> FrameResult: ...
 
 
+@dataclass(frozen=True)
+class Overlay:
+    """What is drawn over a frame besides its boxes, as it stood when the frame was processed."""
+
+    status: OverlayStatus | None  # the FPS/latency plate; None on single images
+    scene: Scene | None = None    # zones and lines, where the source has any
+    counts: Counts | None = None  # their counts at this frame (a copy: counting goes on)
+
+
 class Annotate:
-    """Draws boxes, labels and the status plate onto the frame, in place."""
+    """Draws zones, lines and their counts, boxes, labels and the status plate onto the frame, in place.
+
+    The one drawing of a run: as a stage for the outputs that take every frame, and through `overlay`
+    and `paint` for the web view, which draws only the frames somebody looks at, on its own thread.
+    """
 
     name = "render"
 
@@ -33,10 +50,19 @@ class Annotate:
         self._status_for = status_for
         self._events = events
 
+    def overlay(self, result: FrameResult) -> Overlay:
+        """Everything `paint` needs besides the frame, taken now (on the output thread, in frame order)."""
+        status = self._status_for(result)
+        scene = self._events.scenes[result.source_id] if self._events is not None else None
+        if not scene:
+            return Overlay(status)
+        return Overlay(status, scene, self._events.counts[result.source_id].copy())
+
+    def paint(self, image: np.ndarray, result: FrameResult, overlay: Overlay) -> None:
+        if overlay.scene:
+            self._annotator.draw_scene(image, overlay.scene.zones, overlay.scene.lines, overlay.counts)
+        self._annotator.draw(image, result.detections, overlay.status)
+
     def __call__(self, result: FrameResult) -> FrameResult:
-        if self._events is not None and self._events.scenes[result.source_id]:
-            scene = self._events.scenes[result.source_id]
-            self._annotator.draw_scene(result.frame.image, scene.zones, scene.lines,
-                                       self._events.counts[result.source_id])
-        self._annotator.draw(result.frame.image, result.detections, self._status_for(result))
+        self.paint(result.frame.image, result, self.overlay(result))
         return result

@@ -38,6 +38,7 @@ def test_bench_prints_table_and_json(tmp_path, model_cache):
     assert set(costs) == {"inference", "decode", "encode h264", "encode mp4v", "web jpeg", "motion check"}
     assert all(v > 0 for v in costs.values())
     assert set(report["web_ratio"]) == web and all(0 < r < 2 for r in report["web_ratio"].values())
+    assert "cores, inference on CPU in f32" in proc.stdout.splitlines()[0]
     assert "web view (10 pictures a second to each viewer) vs pipeline headless: no viewer" in proc.stdout
     # Viewers cost JPEG encoding, on threads the web view owns: counted in its write stage.
     write = {name: report["cpu_ms_per_frame"][name]["write"] for name in web}
@@ -70,6 +71,7 @@ def test_capacity_bench_prints_table_and_json(tmp_path, model_cache):
         assert 0 <= cam["inferred"] < 0.9  # mostly still footage: the gate skips most frames
     assert trial["worst_drop"] == max(c["drop_rate"] for c in trial["per_camera"])
     assert trial["kept_up"] == (trial["worst_drop"] < 0.05)
+    assert "cores, inference on CPU in f32" in proc.stdout
     assert "cameras  fps/camera   drops  age p50  age p95  inferred   CPU" in proc.stdout
     assert "motion gate on" in proc.stdout
 

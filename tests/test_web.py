@@ -174,6 +174,36 @@ def _run_fps(detector, frames: int, setup=None) -> tuple[float, dict]:
     return summary.fps, {"viewers": viewers, **seen, "wall_s": summary.wall_s}
 
 
+def test_the_web_picture_is_the_recording_picture_with_lines_and_plate(pedestrian_xml):
+    """The web view as the only picture output draws through the render stage's drawing: a counting line with
+    its counts, and the status plate, on a snapshot nobody was watching (both were missing)."""
+    from streamdet.config_events import LineConfig
+    from streamdet.render import _SCENE
+
+    config = _config([str(clip("bikes"))])
+    config.source.loop = True
+    config.events.lines = [LineConfig("gate", [[0.5, 0.0], [0.5, 1.0]])]
+    detector = load(pedestrian_xml)
+    with Pipeline(config, detector=detector) as pipeline:
+        seen = threading.Event()
+        with running(pipeline, stop_after=lambda result: seen.set() or False):
+            seen.wait(60)
+            code, body = _get(pipeline.web_url + f"snapshot/{pipeline.lanes[0].source.name}.jpg")
+    assert code == 200
+    image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    height, width = image.shape[:2]
+    amber = _color_mask(image, _SCENE)
+    column = amber[:, width // 2 - 3: width // 2 + 4].any(axis=1)
+    assert column.mean() > 0.8, "the line is not drawn down the middle of the web picture"
+    beside = amber.sum() - amber[:, width // 2 - 4: width // 2 + 5].sum()
+    assert beside > 200, "the line's count label is missing"
+    # The plate: a filled black rectangle in a corner (street footage has no row of 30 pure-black pixels).
+    black = (image.max(axis=2) < 24).astype(np.int8)
+    band = np.concatenate([black[:height // 6], black[-height // 6:]])
+    runs = [np.diff(np.flatnonzero(np.diff(np.r_[0, row, 0]))).max(initial=0) for row in band]
+    assert max(runs) >= 30, "no status plate on the web picture"
+
+
 def test_twenty_viewers_and_a_stalled_one_cost_little_and_wait_for_nobody(pedestrian_xml):
     detector = load(pedestrian_xml)
     baseline, _ = _run_fps(detector, 300)  # warm-up and a first estimate of the speed

@@ -58,13 +58,14 @@ def serve():
         web = WebConfig(listen="127.0.0.1:0", **settings)
         drawn = []
 
-        def draw(image, result, status):
+        def draw(image, result, overlay):
             drawn.append(result.frame.index)
+            view.overlays.append(overlay)
             image[:4, :4] = (0, 0, 255)
 
         view = WebView(bind_listener(web), web, list(names), _status(states or {n: "online" for n in names}), draw,
-                       lambda result: OverlayStatus(fps=25.0, latency_ms=result.latency_ms))
-        view.drawn = drawn
+                       lambda result: OverlayStatus(fps=25.0, latency_ms=result.latency_ms + result.frame.index))
+        view.drawn, view.overlays = drawn, []
         views.append(view)
         return view
 
@@ -151,6 +152,8 @@ def test_snapshot_is_the_newest_frame_drawn_by_the_web_view_only(serve):
     assert abs(int(image[20, 50, 0]) - 5) < 6        # frame 5's grey, not an older frame
     assert image[1, 1, 2] > 180                      # drawn on
     assert view.drawn == [5]                          # only the frame asked for was drawn and encoded
+    # with its own plate, though nobody watched when it came (the plate was missing from such snapshots)
+    assert view.overlays == [OverlayStatus(fps=25.0, latency_ms=5.0 + 5)]
     assert view.hub.encode_ms.summary().count == 1
 
 

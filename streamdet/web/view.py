@@ -13,9 +13,8 @@ from ..urls import parse_listen
 from ..detections import FrameResult
 from ..errors import ConfigError, OutputError
 from ..outputs import Output
-from ..render import OverlayStatus
 from ..stats import RunStatus
-from .frames import Draw, FrameHub
+from .frames import Draw, FrameHub, OverlayFor
 from .server import WebServer
 
 log = logging.getLogger("streamdet")
@@ -54,9 +53,9 @@ class WebView(Output):
     label = "web view"
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
-                 draw: Draw | None, status_for: Callable[[FrameResult], OverlayStatus | None]):
+                 draw: Draw | None, overlay_for: OverlayFor | None):
         self._sock = sock
-        self.hub = FrameHub(len(names), web, draw, status_for)
+        self.hub = FrameHub(len(names), web, draw, overlay_for)
         self._closed = False
         try:
             self.server = WebServer(sock, web, self.hub, names, status, self._figures)
