@@ -8,13 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .config_events import EventsConfig, MqttConfig, TrackConfig, check_shape
+from .config_events import NAME_CHARS, EventsConfig, MqttConfig, TrackConfig, check_shape, is_plain_name
 from .urls import is_loopback, mask_url, parse_listen, parse_server
 
 
@@ -66,8 +65,8 @@ class InferenceConfig:
             raise ValueError(f"server_timeout must be a positive number of seconds (at most {MAX_SERVER_TIMEOUT:g})")
         if self.server_version < 0:
             raise ValueError("server_version must be 0 (the server's choice, usually the newest) or a version number")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.server_model):
-            raise ValueError(f"server_model {self.server_model!r} is not a model name (letters, digits, '_', '-', '.')")
+        if not is_plain_name(self.server_model):
+            raise ValueError(f"server_model {self.server_model!r} is not a model name ({NAME_CHARS})")
         if self.server:
             self._check_server()
 
@@ -252,8 +251,8 @@ class SourceEntry:
     def __post_init__(self) -> None:
         if not str(self.url).strip():
             raise ValueError("url must not be empty")
-        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
-            raise ValueError(f"name {self.name!r} may hold only letters, digits, '_', '-', '.' (it names files)")
+        if self.name is not None and not is_plain_name(self.name):
+            raise ValueError(f"name {self.name!r} may hold only {NAME_CHARS} (it names files)")
         for section, cls in PER_SOURCE.items():
             given = getattr(self, section)
             known = {f.name for f in dataclasses.fields(cls)} - set(RUN_WIDE.get(section, ()))
