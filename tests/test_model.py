@@ -41,6 +41,17 @@ def test_ids_beyond_the_label_file_get_a_generic_name(tmp_path):
         load_labels(empty)
 
 
+@pytest.mark.unit
+def test_a_label_on_two_lines_is_refused_naming_the_file_lines_and_label(tmp_path):
+    """`--classes person` would keep one of its ids and drop every detection of the other."""
+    twice = tmp_path / "twice.txt"
+    twice.write_text("background\nperson\ncar\n\nPerson\n")
+    with pytest.raises(ModelError, match=r"labels '.*twice.txt': 'Person' is on lines 2 and 5"):
+        load_labels(twice)
+    (tmp_path / "blanks.txt").write_text("background\nperson\n\n\ncar\n")  # blank lines are unused ids
+    assert load_labels(tmp_path / "blanks.txt")[4] == "car"
+
+
 def _tree(root: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in root.rglob("*")}
 

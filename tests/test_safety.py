@@ -82,6 +82,7 @@ CASES = [
     (["-s", "{in}/pipe.ts", "--open-timeout", "1"], ["nothing could be read within 1 s", "pipe"]),
     (["-s", "{in}/clip.mp4", "--classes", "999"], ["class id 999"]),
     (["-s", "{in}/clip.mp4", "--classes", "unicorn"], ["class 'unicorn'"]),
+    (["-s", "{in}/clip.mp4", "--labels", "twice.txt", "--classes", "person"], ["twice.txt", "'person' is on lines 2 and 4"]),
     (["-s", "{in}/clip.mp4", "--nireq", "10000"], ["nireq", "up to 64"]),
     (["-s", "{in}/clip.mp4", "--threads", "100000"], ["threads", "up to 256"]),
     (["-s", "{in}/clip.mp4", "--threshold", "2"], ["threshold"]),
@@ -111,6 +112,7 @@ def test_bad_invocations_change_nothing_and_say_one_line_each(inputs, tmp_path):
     (work / "unknown.yaml").write_text("detect:\n  treshold: 0.4\n")
     (work / "twice.yaml").write_text("detect:\n  threshold: 0.4\ndetect:\n  threshold: 0.5\n")
     (work / "nan.yaml").write_text("source:\n  open_timeout: .nan\n")
+    (work / "twice.txt").write_text("background\nperson\ncar\nperson\n")
     (work / "camera.yaml").write_text(f"sources:\n  - {inputs}/clip.mp4\n  - name: door\n    url: {inputs}/clip.mp4\n"
                                       "    detect:\n      treshold: 0.7\n")
     cache = tmp_path / "empty-cache"
