@@ -279,6 +279,13 @@ class SourcePlan:
     events: EventsConfig
     output: OutputConfig
     recording: RecordingConfig
+    where: str = ""  # where its entry was written (file and line), for error messages
+
+    @property
+    def context(self) -> str:
+        """How an error names this source: where it was written, and its name or masked URL."""
+        where = f"{self.where}: " if self.where else ""
+        return f"{where}source '{self.name or mask_url(self.url)}'"
 
 
 @dataclass
@@ -306,6 +313,7 @@ class Config:
             entries = [s if isinstance(s, SourceEntry) else SourceEntry(url=str(s)) for s in self.sources]
         except ValueError as exc:
             raise ConfigError(f"source: {exc}; give a file, folder, camera index or URL") from None
+        _check_names(entries)
         for i, entry in enumerate(entries):
             sections = {}
             for section in PER_SOURCE:
@@ -314,13 +322,26 @@ class Config:
                 except ValueError as exc:
                     where = f"{entry.where}: " if entry.where else ""
                     raise ConfigError(f"{where}source '{entry.label}': {section}: {exc}") from None
-            plans.append(SourcePlan(index=i, url=entry.url, name=entry.name, **sections))
+            plans.append(SourcePlan(index=i, url=entry.url, name=entry.name, where=entry.where, **sections))
         rtsp = {p.source.rtsp_transport for p in plans if str(p.url).lower().startswith(("rtsp://", "rtsps://"))}
         if len(rtsp) > 1:
             # OpenCV hands FFmpeg its capture options through one process-wide variable.
             raise ConfigError("sources ask for different rtsp_transport values (tcp and udp); OpenCV's FFmpeg "
                               "takes one for the whole process: give every RTSP source the same one")
         return plans
+
+
+def _check_names(entries: list[SourceEntry]) -> None:
+    """Two sources under one name would write into one file, and nothing could tell their frames apart."""
+    first: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        if entry.name is None:
+            continue
+        where = entry.where or f"sources[{i}]"
+        if entry.name in first:
+            raise ConfigError(f"{where}: source name '{entry.name}' is given twice (first at {first[entry.name]}); "
+                              "give each source its own name")
+        first[entry.name] = where
 
 
 def override(config: Config, section: str, **values: Any) -> None:
