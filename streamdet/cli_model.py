@@ -45,7 +45,8 @@ def register(sub) -> None:
     p.add_argument("model", nargs="?", default="ssdlite_mobilenet_v2", metavar="MODEL",
                    help="model name, .xml or .pb (default ssdlite_mobilenet_v2)")
     p.add_argument("-o", "--repository", default="models", metavar="DIR", help="the server's model repository (default ./models)")
-    p.add_argument("--name", help="the name the server serves it by (default: the model name or the file's stem)")
+    p.add_argument("--name", help="the name the server serves it by, as --server-model takes it: letters, digits, '_', '-', '.' "
+                                     "(default: the model name or the file's stem)")
     p.add_argument("--version", type=int, default=1, help="version folder (default 1)")
     p.add_argument("--fp32", action="store_true", help="keep FP32 weights (default FP16)")
     p.add_argument("--cache-dir")
