@@ -69,7 +69,7 @@ def _add_run(sub) -> None:
                    help="run the network only on frames where something moved (and every --stationary-interval s)")
     p.add_argument("--stationary-interval", type=float, metavar="S",
                    help="with --motion: seconds after which a still scene is looked at again (default 10)")
-    p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, line 0 = background)")
+    p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, each once, line 0 = background)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="annotated recording (.mp4 .mkv .avi .mov); for images a folder, or an image name for one image; {name} = source name")
     p.add_argument("--json", metavar="PATH", help="JSON Lines of detections, one line per frame ('-' = stdout)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def register(sub) -> None:
     p.add_argument("model", nargs="?", default="ssdlite_mobilenet_v2", metavar="MODEL",
                    help="model name, .xml or .pb (default ssdlite_mobilenet_v2)")
     p.add_argument("-o", "--repository", default="models", metavar="DIR", help="the server's model repository (default ./models)")
-    p.add_argument("--name", help="the name the server serves it by (default: the model name or the file's stem)")
+    p.add_argument("--name", help="the name the server serves it by, as --server-model takes it: letters, digits, '_', '-', '.' "
+                                     "(default: the model name or the file's stem)")
     p.add_argument("--version", type=int, default=1, help="version folder (default 1)")
     p.add_argument("--fp32", action="store_true", help="keep FP32 weights (default FP16)")
     p.add_argument("--cache-dir")
@@ -196,16 +198,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .model import convert_graph
+    from .model import check_ir_output, convert_graph
 
     src = Path(args.input)
     if src.suffix.lower() != ".pb":
         raise ModelError(f"model '{src}': convert takes a TensorFlow frozen graph (.pb)")
     out = Path(args.output) if args.output else src.with_suffix(".xml")
-    if out.suffix.lower() != ".xml":
-        raise ModelError(f"output '{out}': give an .xml path (the .bin is written next to it)")
-    if not out.parent.is_dir():
-        raise ModelError(f"output '{out}': folder '{out.parent}' does not exist; create it first")
+    check_ir_output(out)
     convert_graph(src, out, args.fp32)
     print(out)
     return 0
@@ -241,9 +240,11 @@ def cmd_export_server(args: argparse.Namespace) -> int:
                          fp32=args.fp32, base_url=args.base_url, overwrite=args.overwrite)
     print(done.xml)
     print(f"form {done.form}, input {done.input} (BGR); serve it with, for example:", file=sys.stderr)
-    model_path = done.xml.parent.parent.resolve()
-    print(f"  ovms --model_path {model_path} --model_name {done.name} --port 9000", file=sys.stderr)
-    print(f"  streamdet run --server grpc://HOST:9000 --server-model {done.name} --source ...", file=sys.stderr)
+    # Quoted: the lines are meant to be pasted into a shell, and a repository path may hold spaces.
+    model_path = shlex.quote(str(done.xml.parent.parent.resolve()))
+    name = shlex.quote(done.name)
+    print(f"  ovms --model_path {model_path} --model_name {name} --port 9000", file=sys.stderr)
+    print(f"  streamdet run --server grpc://HOST:9000 --server-model {name} --source ...", file=sys.stderr)
     return 0
 
 

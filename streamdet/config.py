@@ -8,13 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .config_events import EventsConfig, MqttConfig, TrackConfig, check_shape
+from .config_events import NAME_CHARS, EventsConfig, MqttConfig, TrackConfig, check_shape, is_plain_name
 from .urls import is_loopback, mask_url, parse_listen, parse_server
 
 
@@ -76,8 +75,8 @@ class InferenceConfig:
             raise ValueError(f"server_timeout must be a positive number of seconds (at most {MAX_SERVER_TIMEOUT:g})")
         if self.server_version < 0:
             raise ValueError("server_version must be 0 (the server's choice, usually the newest) or a version number")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.server_model):
-            raise ValueError(f"server_model {self.server_model!r} is not a model name (letters, digits, '_', '-', '.')")
+        if not is_plain_name(self.server_model):
+            raise ValueError(f"server_model {self.server_model!r} is not a model name ({NAME_CHARS})")
         if self.server:
             self._check_server()
 
@@ -262,8 +261,8 @@ class SourceEntry:
     def __post_init__(self) -> None:
         if not str(self.url).strip():
             raise ValueError("url must not be empty")
-        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
-            raise ValueError(f"name {self.name!r} may hold only letters, digits, '_', '-', '.' (it names files)")
+        if self.name is not None and not is_plain_name(self.name):
+            raise ValueError(f"name {self.name!r} may hold only {NAME_CHARS} (it names files)")
         for section, cls in PER_SOURCE.items():
             given = getattr(self, section)
             known = {f.name for f in dataclasses.fields(cls)} - set(RUN_WIDE.get(section, ()))
@@ -290,6 +289,13 @@ class SourcePlan:
     events: EventsConfig
     output: OutputConfig
     recording: RecordingConfig
+    where: str = ""  # where its entry was written (file and line), for error messages
+
+    @property
+    def context(self) -> str:
+        """How an error names this source: where it was written, and its name or masked URL."""
+        where = f"{self.where}: " if self.where else ""
+        return f"{where}source '{self.name or mask_url(self.url)}'"
 
 
 @dataclass
@@ -317,6 +323,7 @@ class Config:
             entries = [s if isinstance(s, SourceEntry) else SourceEntry(url=str(s)) for s in self.sources]
         except ValueError as exc:
             raise ConfigError(f"source: {exc}; give a file, folder, camera index or URL") from None
+        _check_names(entries)
         for i, entry in enumerate(entries):
             sections = {}
             for section in PER_SOURCE:
@@ -325,13 +332,26 @@ class Config:
                 except ValueError as exc:
                     where = f"{entry.where}: " if entry.where else ""
                     raise ConfigError(f"{where}source '{entry.label}': {section}: {exc}") from None
-            plans.append(SourcePlan(index=i, url=entry.url, name=entry.name, **sections))
+            plans.append(SourcePlan(index=i, url=entry.url, name=entry.name, where=entry.where, **sections))
         rtsp = {p.source.rtsp_transport for p in plans if str(p.url).lower().startswith(("rtsp://", "rtsps://"))}
         if len(rtsp) > 1:
             # OpenCV hands FFmpeg its capture options through one process-wide variable.
             raise ConfigError("sources ask for different rtsp_transport values (tcp and udp); OpenCV's FFmpeg "
                               "takes one for the whole process: give every RTSP source the same one")
         return plans
+
+
+def _check_names(entries: list[SourceEntry]) -> None:
+    """Two sources under one name would write into one file, and nothing could tell their frames apart."""
+    first: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        if entry.name is None:
+            continue
+        where = entry.where or f"sources[{i}]"
+        if entry.name in first:
+            raise ConfigError(f"{where}: source name '{entry.name}' is given twice (first at {first[entry.name]}); "
+                              "give each source its own name")
+        first[entry.name] = where
 
 
 def override(config: Config, section: str, **values: Any) -> None:

@@ -31,10 +31,20 @@ class TrackConfig:
             raise ValueError("match_iou must be between 0 and 1")
 
 
+# Names that become file names, topics and server model folders: no spaces, no '/', no leading '.'.
+# One rule for sources, zones, lines and server models, so a name `export-server` writes `run` takes.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+NAME_CHARS = "letters, digits, '_', '-', '.'"
+
+
+def is_plain_name(text: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, text) is not None
+
+
 def check_shape(kind: str, name: str, points: list[list[float]]) -> None:
     """A zone's or line's name and points; how many points it needs is checked by each."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise ValueError(f"{kind} name {name!r} may hold only letters, digits, '_', '-', '.' (it names topics)")
+    if not is_plain_name(name):
+        raise ValueError(f"{kind} name {name!r} may hold only {NAME_CHARS} (it names topics)")
     for point in points:
         if len(point) != 2 or any(not math.isfinite(v) or v < 0 for v in point):
             raise ValueError(f"{kind} '{name}': {point} is not an [x, y] point "

@@ -19,6 +19,7 @@ from pathlib import Path
 import openvino as ov
 
 from .decoding import LEGACY_OUTPUT
+from .config_events import NAME_CHARS, is_plain_name
 from .errors import ModelError, OutputError
 from .fetch import KNOWN, sweep_stale
 from .model import PREPARED_MARK, _names, _prepare, _read_ir, recognise, resolve_ir
@@ -41,18 +42,31 @@ def default_name(spec: str) -> str:
     return spec if spec in KNOWN else Path(spec).stem
 
 
+def _make_folder(repository: Path, folder: Path) -> None:
+    if repository.exists() and not repository.is_dir():
+        raise OutputError(f"repository '{repository}' is a file, not a folder; give the model repository's folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"repository '{repository}': cannot make '{folder}' ({exc.strerror or exc}); "
+                          "give a folder you can write to") from None
+
+
 def export_server(spec: str, repository: Path, name: str | None = None, version: int = 1, *, cache_dir=None,
                   fp32: bool = False, base_url: str | None = None, overwrite: bool = False) -> Exported:
     """Write REPOSITORY/NAME/VERSION/model.xml (+ .bin), the layout OpenVINO Model Server and Triton read."""
     name = name or default_name(spec)
-    if not name or "/" in name or name.startswith("."):
-        raise ModelError(f"server model name {name!r}: give a plain name such as ssdlite_mobilenet_v2")
+    if not is_plain_name(name):
+        # `run --server-model` takes the same names: what is written here can be served and asked for.
+        raise ModelError(f"server model name {name!r}: give --name a plain name ({NAME_CHARS}, starting with a "
+                         "letter or digit) such as ssdlite_mobilenet_v2")
     if version < 1:
         raise ModelError(f"version {version}: model servers number versions from 1")
     folder = Path(repository) / name / str(version)
     xml = folder / "model.xml"
     if (xml.exists() or xml.with_suffix(".bin").exists()) and not overwrite:
         raise OutputError(f"output '{xml}' exists already; pass --overwrite to replace it, or give another --version")
+    _make_folder(Path(repository), folder)  # before the model is converted: a repository that cannot be is found first
     core = ov.Core()
     source = resolve_ir(spec, cache_dir, fp32, base_url)
     model = _read_ir(core, source)
@@ -72,7 +86,6 @@ def export_server(spec: str, repository: Path, name: str | None = None, version:
             if not port.get_names() <= kept:
                 port.get_tensor().set_names(set())
     model.set_rt_info("BGR u8 NHWC", PREPARED_MARK)
-    folder.mkdir(parents=True, exist_ok=True)
     sweep_stale(folder, ".export-")
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
         staged = Path(tmp) / "model.xml"

@@ -25,7 +25,20 @@ def load_labels(path: str | os.PathLike | None = None) -> tuple[str, ...]:
     names = tuple(line.strip() for line in text.splitlines())
     if not any(names):
         raise ModelError(f"labels '{path}': the file is empty; give one class name per line")
+    _check_unique(names, path)
     return names
+
+
+def _check_unique(names: tuple[str, ...], path) -> None:
+    """A name on two lines would filter (--classes) by one of its ids and drop the other's detections."""
+    first: dict[str, int] = {}
+    for line, name in enumerate(names, start=1):
+        if not name:
+            continue
+        earlier = first.setdefault(name.lower(), line)  # class names are matched without regard to case
+        if earlier != line:
+            raise ModelError(f"labels '{path}': '{name}' is on lines {earlier} and {line}; give each class one line "
+                             "(a class's id is its line number, from 0)")
 
 
 def label_for(labels: tuple[str, ...], class_id: int) -> str:

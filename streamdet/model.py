@@ -31,7 +31,7 @@ from .config import DEFAULT_PRECISION, HINTS, DetectConfig, InferenceConfig, Mod
 from .decoding import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
 from .detections import Detections
 from .devices import check_device, compiled_precision, cpu_role, normalise, precision_config
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, OutputError
 from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import load_labels, resolve_classes
 from .precision import Provenance, read_provenance, weights_precision
@@ -128,6 +128,14 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_ir_output(out: Path) -> None:
+    """An IR about to be written: OpenVINO saves only to a name ending in '.xml' (lower case), beside its .bin."""
+    if out.suffix != ".xml":
+        raise OutputError(f"output '{out}': give an .xml path, '.xml' in lower case (the .bin is written next to it)")
+    if not out.parent.is_dir():
+        raise OutputError(f"output '{out}': folder '{out.parent}' does not exist; create it first")
 
 
 def convert_graph(pb: Path, out_xml: Path, fp32: bool = False) -> Path:

@@ -24,7 +24,7 @@ from .config import Config, SourcePlan
 from .decoding import DetectFilter
 from .detections import FrameResult
 from .engines import Backend, open_backend
-from .errors import StreamdetError
+from .errors import ConfigError, StreamdetError
 from .inference import Completed
 from .labels import load_labels
 from .motion import MotionGate, ReuseDetections
@@ -42,6 +42,31 @@ from .stats import InferenceInfo, RunStatus, RunSummary
 log = logging.getLogger("streamdet")
 
 _IDLE_S = 0.5  # how long the output loop waits for a frame before flushing outputs and checking status
+
+
+# Given names never hold it (config_events.NAME_PATTERN), so a generated name made unique with it equals none of them.
+GENERATED_MARK = "~"
+
+
+def unique_names(given: list[str | None], generated: list[str]) -> list[str]:
+    """Each source's name: the one it was given (unique, see Config.plans), else the one from its file or URL.
+
+    A generated name that another source's name equals becomes NAME~1, NAME~2, ... in source order, so two
+    sources never share a name (and with it an output file); no given name can become one of these later.
+    """
+    names = [g or s for g, s in zip(given, generated)]
+    own = [s for g, s in zip(given, generated) if not g]
+    clashing = {s for s in own if own.count(s) > 1 or s in given}
+    taken = set(names) - clashing
+    for i, (g, s) in enumerate(zip(given, generated)):
+        if g or s not in clashing:
+            continue
+        k = 1
+        while f"{s}{GENERATED_MARK}{k}" in taken:
+            k += 1
+        names[i] = f"{s}{GENERATED_MARK}{k}"
+        taken.add(names[i])
+    return names
 
 
 class Pipeline:
@@ -74,10 +99,7 @@ class Pipeline:
         self.web_url: str | None = None  # where the web view serves, once it does
         labels = detector.labels if detector is not None else load_labels(config.model.labels)
         self._tracking = [self._wants_tracking(p, config) for p in self._plans]
-        # A tracker keeps an object's id through frames where its score dips: it needs boxes down to track.low.
-        self._keep = [DetectFilter.of(min(p.detect.threshold, p.track.low) if tracking else p.detect.threshold,
-                                      labels, p.detect.classes)
-                      for p, tracking in zip(self._plans, self._tracking)]
+        self._keep = self._filters(labels)
         self._progress = progress
         self._scheduler: Scheduler | None = None
         self._backend: Backend | None = None
@@ -102,8 +124,7 @@ class Pipeline:
                 self._listener = bind_listener(config.web)  # a busy port is found before any source opens
             infos = open_all(self._sources)
             # Zones and lines against the frame size: a point outside the picture is found before the model loads.
-            self._scenes = [Scene.of(p.events, info.width, info.height, src.name)
-                            for p, info, src in zip(self._plans, infos, self._sources)]
+            self._scenes = [self._scene(p, info, src) for p, info, src in zip(self._plans, infos, self._sources)]
             if self._mqtt is not None:
                 self._mqtt.start()  # an unreachable broker is found before the model loads
             # The local model (loaded and compiled here) or a server (checked here; nothing local is loaded).
@@ -137,14 +158,29 @@ class Pipeline:
         return plans
 
     def _name_sources(self) -> None:
-        for plan, source in zip(self._plans, self._sources):
-            if plan.name:
-                source.name = plan.name
-        names = [s.name for s in self._sources]
-        for i, source in enumerate(self._sources):
-            if names.count(source.name) > 1:
-                # Two cameras with the same name would write to one file.
-                source.name = f"{source.name}-{i}"
+        names = unique_names([p.name for p in self._plans], [s.name for s in self._sources])
+        for source, name in zip(self._sources, names):
+            source.name = name
+
+    def _filters(self, labels: tuple[str, ...]) -> list[DetectFilter]:
+        """Each source's class filter; a class one source's entry names wrongly is reported with that entry."""
+        DetectFilter.of(0.0, labels, self.config.detect.classes)  # the run-wide list (or --classes) on its own first
+        keep = []
+        for plan, tracking in zip(self._plans, self._tracking):
+            # A tracker keeps an object's id through frames where its score dips: it needs boxes down to track.low.
+            threshold = min(plan.detect.threshold, plan.track.low) if tracking else plan.detect.threshold
+            try:
+                keep.append(DetectFilter.of(threshold, labels, plan.detect.classes))
+            except StreamdetError as exc:
+                raise ConfigError(f"{plan.context}: detect.classes: {exc}") from None
+        return keep
+
+    @staticmethod
+    def _scene(plan: SourcePlan, info: SourceInfo, source: Source) -> Scene:
+        try:
+            return Scene.of(plan.events, info.width, info.height, source.name)
+        except ConfigError as exc:
+            raise ConfigError(f"{plan.where}: {exc}" if plan.where else str(exc)) from None
 
     @staticmethod
     def _wants_tracking(plan: SourcePlan, config: Config) -> bool:

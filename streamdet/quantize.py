@@ -27,7 +27,7 @@ from .agreement import MATCH_IOU, Agreement, Comparison, measure
 from .calibration import Footage, input_spec, list_footage, prepare, read_frames, split, spread
 from .errors import ConfigError, ModelError, OutputError, StreamdetError
 from .fetch import sweep_stale
-from .model import _one_line, _prepare, _read_ir, fit_input, load, recognise, resolve_ir
+from .model import _one_line, _prepare, _read_ir, check_ir_output, fit_input, load, recognise, resolve_ir
 from .precision import Provenance, is_int8, weights_precision, write_provenance
 
 log = logging.getLogger("streamdet.quantize")
@@ -111,10 +111,7 @@ def check_job(job: QuantizeJob) -> None:
     _finite("--min-agreement", job.min_agreement, 0.0)
     _finite("--bench-seconds", job.bench_seconds, 0.0)
     out = job.output
-    if out.suffix.lower() != ".xml":
-        raise OutputError(f"output '{out}': give an .xml path (the .bin is written next to it)")
-    if not out.parent.is_dir():
-        raise OutputError(f"output '{out}': folder '{out.parent}' does not exist; create it first")
+    check_ir_output(out)
     _not_input(out, Path(job.model))
     if not job.overwrite and (out.exists() or out.with_suffix(".bin").exists()):
         raise OutputError(f"output '{out}' exists already; give another name, or --overwrite to replace it")

@@ -157,3 +157,32 @@ def test_server_settings_token_from_the_environment_and_never_shown(tmp_path, mo
     # loopback may take a token in clear: it never leaves the machine
     override(config, "inference", server="grpc://127.0.0.1:9000")
     assert config.inference.server_version == 2
+
+
+def test_a_name_given_to_two_sources_is_refused_naming_both_lines(tmp_path):
+    """Renamed silently, `a`, `a` and `a-1` once ran as a-0, a-1 and a-1: two cameras in one file."""
+    message = _error(tmp_path, """
+sources:
+  - name: a
+    url: carphone.mp4
+  - name: a
+    url: bigbuckbunny.mp4
+  - name: a-1
+    url: bikes.mp4
+""")
+    assert "line 5: source name 'a' is given twice (first at config" in message and "line 3)" in message, message
+    with pytest.raises(ConfigError, match=r"sources\[1\]: source name 'door' is given twice \(first at sources\[0\]\)"):
+        Config(sources=[SourceEntry(url="a.mp4", name="door"), SourceEntry(url="b.mp4", name="door")]).plans()
+
+
+def test_names_from_files_and_urls_never_equal_each_other_or_a_given_name():
+    from streamdet.pipeline import unique_names
+
+    # Two clip.mp4 from different folders, a third source named "clip", and a file called clip~1.mp4.
+    given = [None, "clip", None, None, "door", None]
+    generated = ["clip", "x", "clip", "clip~1", "y", "door"]
+    names = unique_names(given, generated)
+    assert names == ["clip~2", "clip", "clip~3", "clip~1", "door", "door~1"]
+    assert unique_names(given, generated) == names  # the same sources get the same names every run
+    # Names that clash with nothing stay as they are.
+    assert unique_names([None, None, "c"], ["a", "b", "d"]) == ["a", "b", "c"]

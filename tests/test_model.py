@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -38,6 +39,17 @@ def test_ids_beyond_the_label_file_get_a_generic_name(tmp_path):
         empty = tmp_path / "empty.txt"
         empty.write_text("\n\n")
         load_labels(empty)
+
+
+@pytest.mark.unit
+def test_a_label_on_two_lines_is_refused_naming_the_file_lines_and_label(tmp_path):
+    """`--classes person` would keep one of its ids and drop every detection of the other."""
+    twice = tmp_path / "twice.txt"
+    twice.write_text("background\nperson\ncar\n\nPerson\n")
+    with pytest.raises(ModelError, match=r"labels '.*twice.txt': 'Person' is on lines 2 and 5"):
+        load_labels(twice)
+    (tmp_path / "blanks.txt").write_text("background\nperson\n\n\ncar\n")  # blank lines are unused ids
+    assert load_labels(tmp_path / "blanks.txt")[4] == "car"
 
 
 def _tree(root: Path) -> dict[Path, int]:
@@ -306,3 +318,48 @@ def test_the_graphs_own_resize_loop_is_bypassed_without_changing_a_number(pedest
     resized = core.read_model(pedestrian_xml)
     resized.reshape([1, 320, 320, 3])
     assert not drop_identity_resize(resized) and _loops(resized) == 2
+
+
+def test_ir_outputs_that_openvino_cannot_write_are_one_line_errors_before_any_work(tmp_path):
+    """OpenVINO saves only to '.xml' in lower case: `-o ped.XML` is refused before the graph is converted."""
+    empty = tmp_path / "cache"
+    env = cli_env(empty)
+    proc = streamdet("model", "convert", str(pedestrian_pb()), "-o", str(tmp_path / "ped2.XML"), env=env)
+    assert_one_line_error(proc, "ped2.XML", "lower case")
+    proc = streamdet("model", "quantize", str(pedestrian_pb()), "--calib", str(clip("carphone_pristine")),
+                     "-o", str(tmp_path / "ped.XML"), env=env)
+    assert_one_line_error(proc, "ped.XML", "lower case")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert not empty.exists() or not any(empty.rglob("*"))
+
+
+def test_export_server_refuses_bad_names_and_repositories_before_converting(tmp_path):
+    """A name `run --server-model` would refuse, or a repository that cannot be made, is found first."""
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"a recording")
+    empty = tmp_path / "cache"
+    env = cli_env(empty)
+    cases = [
+        (["--name", "x y"], ["'x y'", "plain name"]),
+        (["--name", " "], ["' '", "plain name"]),
+        (["--name", "../up"], ["'../up'", "plain name"]),
+        (["-o", str(fake)], ["fake.mp4", "is a file, not a folder"]),
+        (["-o", "/proc/1"], ["/proc/1", "cannot make"]),
+    ]
+    for args, fragments in cases:
+        proc = streamdet("model", "export-server", str(pedestrian_pb()), *args, env=env, cwd=tmp_path)
+        assert_one_line_error(proc, *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.mp4"]
+    assert fake.read_bytes() == b"a recording"
+    assert not empty.exists() or not any(empty.rglob("*")), "the model was converted"
+
+
+def test_export_server_hint_is_quoted_for_the_shell(tmp_path, model_cache, pedestrian_xml):
+    repository = tmp_path / "my models"
+    proc = streamdet("model", "export-server", str(pedestrian_xml), "-o", str(repository), "--name", "ped",
+                     env=cli_env(model_cache))
+    assert proc.returncode == 0, proc.stderr
+    assert (repository / "ped/1/model.xml").is_file()
+    quoted = shlex.quote(str((repository / "ped").resolve()))
+    assert f"--model_path {quoted} --model_name ped " in proc.stderr, proc.stderr
+    assert "--server-model ped --source" in proc.stderr

@@ -82,6 +82,7 @@ CASES = [
     (["-s", "{in}/pipe.ts", "--open-timeout", "1"], ["nothing could be read within 1 s", "pipe"]),
     (["-s", "{in}/clip.mp4", "--classes", "999"], ["class id 999"]),
     (["-s", "{in}/clip.mp4", "--classes", "unicorn"], ["class 'unicorn'"]),
+    (["-s", "{in}/clip.mp4", "--labels", "twice.txt", "--classes", "person"], ["twice.txt", "'person' is on lines 2 and 4"]),
     (["-s", "{in}/clip.mp4", "--nireq", "10000"], ["nireq", "up to 64"]),
     (["-s", "{in}/clip.mp4", "--threads", "100000"], ["threads", "up to 256"]),
     (["-s", "{in}/clip.mp4", "--threshold", "2"], ["threshold"]),
@@ -90,6 +91,9 @@ CASES = [
     (["-s", "{in}/clip.mp4", "--model", "{in}/missing.xml"], ["missing.xml", "no such file"]),
     (["-s", "{in}/clip.mp4", "--config", "unknown.yaml"], ["line 2", "unknown key 'detect.treshold'"]),
     (["-s", "{in}/clip.mp4", "--config", "twice.yaml"], ["line 3", "'detect' is given twice"]),
+    (["--config", "names.yaml"], ["line 5: source name 'a' is given twice", "line 3)", "own name"]),
+    (["--config", "classes.yaml"], ["line 3", "source 'door'", "class 'persn'"]),
+    (["--config", "zone.yaml"], ["line 3", "source 'door'", "zone 'porch'", "outside"]),
     (["-s", "{in}/clip.mp4", "--config", "nan.yaml"], ["line 2", "source.open_timeout", "finite"]),
     (["--config", "camera.yaml"], ["line 6", "(door)", "treshold"]),
     (["-s", ""], ["url must not be empty"]),
@@ -111,6 +115,13 @@ def test_bad_invocations_change_nothing_and_say_one_line_each(inputs, tmp_path):
     (work / "unknown.yaml").write_text("detect:\n  treshold: 0.4\n")
     (work / "twice.yaml").write_text("detect:\n  threshold: 0.4\ndetect:\n  threshold: 0.5\n")
     (work / "nan.yaml").write_text("source:\n  open_timeout: .nan\n")
+    (work / "twice.txt").write_text("background\nperson\ncar\nperson\n")
+    (work / "names.yaml").write_text(f"sources:\n  - {inputs}/clip.mp4\n  - name: a\n    url: {inputs}/clip.mp4\n"
+                                     f"  - name: a\n    url: {inputs}/photos\n  - name: a-1\n    url: {inputs}/photo.png\n")
+    (work / "classes.yaml").write_text(f"sources:\n  - {inputs}/clip.mp4\n  - name: door\n    url: {inputs}/clip.mp4\n"
+                                       "    detect: {classes: [persn]}\n")
+    (work / "zone.yaml").write_text(f"sources:\n  - {inputs}/clip.mp4\n  - name: door\n    url: {inputs}/clip.mp4\n"
+                                    "    events: {zones: [{name: porch, points: [[0, 0], [9999, 0], [0, 10]]}]}\n")
     (work / "camera.yaml").write_text(f"sources:\n  - {inputs}/clip.mp4\n  - name: door\n    url: {inputs}/clip.mp4\n"
                                       "    detect:\n      treshold: 0.7\n")
     cache = tmp_path / "empty-cache"
@@ -315,3 +326,21 @@ def test_the_output_folder_removed_mid_run_is_an_error_naming_the_recording(tmp_
     assert_one_line_error(done, "out.mp4", "No such file or directory")
     # The other output was finalised: whole lines only.
     assert js.read_text().endswith("\n")
+
+
+def test_sources_named_after_the_same_file_name_keep_their_own_files(tmp_path, model_cache):
+    """Two clip.mp4 from different folders and a source named 'clip': three names, three files, each frame once."""
+    for folder, name in (("a", "carphone_pristine"), ("b", "carphone_pristine"), ("c", "bikes")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(clip(name), tmp_path / folder / ("clip.mp4" if folder != "c" else "other.mp4"))
+    config = tmp_path / "site.yaml"
+    config.write_text(f"output:\n  json: {tmp_path}/{{name}}.jsonl\nsources:\n  - {tmp_path}/a/clip.mp4\n"
+                      f"  - name: clip\n    url: {tmp_path}/c/other.mp4\n  - {tmp_path}/b/clip.mp4\n")
+    proc = streamdet("run", "--config", str(config), "--model", str(pedestrian_pb()), env=cli_env(model_cache))
+    assert proc.returncode == 0, proc.stderr
+    expected = {"clip~1.jsonl": ("clip~1", 120), "clip.jsonl": ("clip", 250), "clip~2.jsonl": ("clip~2", 120)}
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == sorted(expected)
+    for file, (name, frames) in expected.items():
+        records = [json.loads(line) for line in (tmp_path / file).read_text().splitlines()]
+        assert {r["source"] for r in records} == {name}, file
+        assert [r["frame"] for r in records] == list(range(frames)), file
