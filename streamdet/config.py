@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .config_events import EventsConfig, MqttConfig, TrackConfig, check_shape
-from .urls import is_loopback, mask_url, parse_listen, parse_server
+from .urls import NETWORK_SCHEMES, check_url, is_loopback, mask_url, parse_listen, parse_server, scheme_of
 
 
 @dataclass
@@ -252,6 +252,8 @@ class SourceEntry:
     def __post_init__(self) -> None:
         if not str(self.url).strip():
             raise ValueError("url must not be empty")
+        if scheme_of(str(self.url)) in NETWORK_SCHEMES:
+            check_url(str(self.url))  # here, so that a URL no camera could take fails before the model loads
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise ValueError(f"name {self.name!r} may hold only letters, digits, '_', '-', '.' (it names files)")
         for section, cls in PER_SOURCE.items():

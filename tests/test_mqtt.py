@@ -21,7 +21,8 @@ from helpers import wait_for as _wait_for
 from mqtt_broker import AUTH_PW, AUTH_USER, Broker, Subscriber
 
 from streamdet.config_events import MqttConfig
-from streamdet.outputs.mqtt import MqttError, MqttPublisher, mask
+from streamdet.outputs.mqtt import MqttError, MqttPublisher
+from streamdet.urls import mask_url
 
 SECRET = "s3cret-Pa55word"        # put in URLs of brokers that ignore credentials
 WRONG_PW = "hunter2-Wr0ng"
@@ -306,7 +307,7 @@ def test_6_bad_settings(url, qos, words):
     with pytest.raises(MqttError) as err:
         MqttPublisher(MqttConfig(url=url, qos=qos))
     msg = str(err.value)
-    assert words in msg and mask(url) in msg
+    assert words in msg and mask_url(url) in msg
     assert SECRET not in msg and "\n" not in msg
 
 
@@ -321,10 +322,10 @@ def test_7_password_never_in_repr_str_or_mask():
         assert SECRET not in text and "user" not in text and "broker.example:8883" in text
     with pytest.raises(ValueError, match="qos"):
         MqttConfig(url="mqtt://host:1883", qos=3)
-    assert mask(url) == "mqtts://***:***@broker.example:8883"
-    assert mask("mqtt://user@h:1") == "mqtt://***@h:1"
-    assert mask("mqtt://h:1") == "mqtt://h:1"
-    assert mask(f"mqtt://user:{SECRET}@with@at@h") == "mqtt://***:***@h"
+    assert mask_url(url) == "mqtts://***:***@broker.example:8883"
+    assert mask_url("mqtt://user@h:1") == "mqtt://***@h:1"
+    assert mask_url("mqtt://h:1") == "mqtt://h:1"
+    assert mask_url(f"mqtt://user:{SECRET}@with@at@h") == "mqtt://***:***@h"
     # (tests 3-5 each end with assert_no_secret(caplog) over every log record they produced)
 
 

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from ..config_events import MqttConfig
 from ..detections import FrameResult
 from ..errors import StreamdetError
+from ..urls import check_url, mask_url, scheme_of
 from .base import Output
 
 log = logging.getLogger("streamdet")
@@ -33,35 +34,17 @@ class MqttError(StreamdetError):
     """A one-line, user-facing message that never contains the password."""
 
 
-def mask(url: str) -> str:
-    """Hide user and password. All before the last '@' counts as credentials, so a password
-    with an unescaped '@', '/' or ':' is hidden too (over-masking is harmless)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    if "@" not in rest:
-        return url
-    userinfo, _, hostpart = rest.rpartition("@")
-    return f"{scheme}{sep}{'***:***' if ':' in userinfo else '***'}@{hostpart}"
-
-
 def _parse(s: MqttConfig) -> tuple[str, int, str | None, str | None, bool]:
-    where = mask(s.url)
-    try:
-        u = urlsplit(s.url)
-    except ValueError:  # e.g. an unbalanced '[' around an IPv6 host
-        raise MqttError(f"mqtt: malformed URL {where}") from None
+    where = mask_url(s.url)
     # The scheme is not echoed: for "user:pass@host" urlsplit takes "user" as the scheme.
-    if u.scheme not in ("mqtt", "mqtts"):
+    if scheme_of(s.url) not in ("mqtt", "mqtts"):
         raise MqttError(f"mqtt: URL must start with mqtt:// or mqtts://, got {where}")
     try:
-        port = u.port  # raises for a non-number or anything outside 0..65535
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise MqttError(f"mqtt: port must be a number 1..65535 in {where}")
-    if not u.hostname:
-        raise MqttError(f"mqtt: no host in {where}")
+        check_url(s.url)  # host, port, brackets, and a password's raw / ? # @
+    except ValueError as exc:
+        raise MqttError(f"mqtt: {exc}") from None
+    u = urlsplit(s.url)
+    port = u.port
     if u.path not in ("", "/") or u.query or u.fragment:
         raise MqttError(f"mqtt: unexpected path in {where} (percent-encode '/', '?', '#' in a password)")
     user, password = (unquote(x) if x is not None else None for x in (u.username, u.password))
@@ -75,7 +58,7 @@ class MqttPublisher:
 
     def __init__(self, settings: MqttConfig, client_id: str = ""):
         """`client_id`: "" = streamdet-<pid> (a broker keeps one connection per id)."""
-        self._s, self._where = settings, mask(settings.url)
+        self._s, self._where = settings, mask_url(settings.url)
         self._host, self._port, user, password, tls = _parse(settings)
         self._avail = f"{settings.prefix}/available"
         self._lock = threading.Lock()  # a leaf lock: never held while calling into paho

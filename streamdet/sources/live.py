@@ -23,7 +23,7 @@ from ..config import SourceConfig
 from ..errors import SourceError
 from .base import Frame, Source, SourceHealth, SourceInfo
 from .mailbox import Lost, Mailbox, Opened, Picture
-from ..urls import mask_url, safe_name
+from ..urls import check_url, mask_url, safe_name
 
 log = logging.getLogger("streamdet.live")  # name kept: users filter on it
 
@@ -308,9 +308,11 @@ class LiveSource(Source):
 class NetworkSource(LiveSource):
     def __init__(self, url: str, settings: SourceConfig):
         super().__init__(settings)
+        try:
+            check_url(url)
+        except ValueError as exc:
+            raise SourceError(f"source {exc}") from None
         parts = urlsplit(url)
-        if not parts.hostname:
-            raise SourceError(f"source '{mask_url(url)}': the URL has no host; write it as rtsp://host:port/path")
         self.url = url
         self.display_name = mask_url(url)
         self.name = safe_name(url)
