@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
+import secrets
+import socket
 import ssl
 import threading
 import time
@@ -51,13 +52,18 @@ def _parse(s: MqttConfig) -> tuple[str, int, str | None, str | None, bool]:
     return u.hostname, port or (8883 if u.scheme == "mqtts" else 1883), user, password, u.scheme == "mqtts"
 
 
+def _unique_client_id() -> str:
+    """streamdet-<host name>-<random>. Not the pid: in containers every streamdet is pid 1, and a broker
+    drops the older connection of two with one id, so two of them would kick each other off for ever."""
+    return f"streamdet-{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
+
+
 class MqttPublisher:
     """Connects with `start()`; `publish()` only ever queues; `close()` says offline and disconnects."""
 
     connect_timeout = 5.0  # seconds for the first connection at start
 
-    def __init__(self, settings: MqttConfig, client_id: str = ""):
-        """`client_id`: "" = streamdet-<pid> (a broker keeps one connection per id)."""
+    def __init__(self, settings: MqttConfig):
         self._s, self._where = settings, mask_url(settings.url)
         self._host, self._port, user, password, tls = _parse(settings)
         self._avail = f"{settings.prefix}/available"
@@ -71,7 +77,7 @@ class MqttPublisher:
         self._first = threading.Event()
         self._started = self._closed = False
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                        client_id=client_id or f"streamdet-{os.getpid()}")
+                        client_id=settings.client_id or _unique_client_id())
         if user is not None:
             c.username_pw_set(user, password)
         if tls:
