@@ -109,6 +109,10 @@ class LiveSource(Source):
         """None when a full open may work now; else why not (cheap: no FFmpeg involved)."""
         return None
 
+    def _why_not_opened(self) -> str:
+        """Why the backend could not open the capture, as far as can be told (OpenCV only says that it failed)."""
+        return "the backend could not open it"
+
     def health(self) -> SourceHealth:
         stats = self.stats
         with stats.lock:
@@ -130,7 +134,7 @@ class LiveSource(Source):
         try:
             cap = self._open_capture()
             if not cap.isOpened():
-                self._mailbox.put(generation, Lost("could not open"))
+                self._mailbox.put(generation, Lost(self._why_not_opened()))
                 return
             fps = cap.get(cv2.CAP_PROP_FPS)
             info = SourceInfo(
@@ -327,8 +331,35 @@ class NetworkSource(LiveSource):
         except OSError as exc:
             return f"nothing answers at {self._address[0]}:{self._address[1]} ({exc.strerror or 'timed out'})"
 
+    def _why_not_opened(self) -> str:
+        # OpenCV drops FFmpeg's error code, so the open is tried once more
+        # through PyAV (FFmpeg too) to learn it; a camera that refuses answers
+        # at once. Only the error's class and strerror are used: its text
+        # holds the URL, password and all.
+        import av
+
+        options = {"rtsp_transport": self.settings.rtsp_transport} if self._is_rtsp() else {}
+        try:
+            av.open(self.url, options=options, timeout=(self.settings.open_timeout, self.settings.read_timeout)).close()
+        except av.error.HTTPUnauthorizedError:
+            if urlsplit(self.url).username is None:
+                return "the camera asks for credentials (401); give them as rtsp://user:pass@host/path"
+            return "the camera refused the credentials (401)"
+        except av.error.HTTPForbiddenError:
+            return "the camera refused access to this stream (403)"
+        except av.error.HTTPNotFoundError:
+            return "the camera has no stream at this path (404)"
+        except av.error.FFmpegError as exc:
+            return f"FFmpeg: {exc.strerror}"
+        except Exception as exc:  # a diagnosis only: the open has failed whatever it says
+            return f"FFmpeg could not open it ({type(exc).__name__})"
+        return "FFmpeg could not open it (it opens now: a passing failure)"
+
+    def _is_rtsp(self) -> bool:
+        return self.url.lower().startswith(("rtsp://", "rtsps://"))
+
     def _open_capture(self) -> cv2.VideoCapture:
-        if self.url.lower().startswith(("rtsp://", "rtsps://")):
+        if self._is_rtsp():
             _use_rtsp_transport(self.settings.rtsp_transport)
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout * 1000),
