@@ -235,14 +235,35 @@ def test_input_fps_is_measured_afresh_after_a_reconnect():
         cam.close()
 
 
-def test_stop_does_not_wait_for_a_probe_in_progress(caplog):
-    # A listener whose backlog is full drops further SYNs: a probe's connect hangs until its timeout.
+def _silent_port() -> tuple[socket.socket, list[socket.socket]]:
+    """A listener whose backlog is full drops further SYNs: a connect to it hangs until its timeout."""
     server = socket.create_server(("127.0.0.1", 0), backlog=0)
-    port = server.getsockname()[1]
     queued = [socket.socket() for _ in range(3)]
     for sock in queued:
         sock.setblocking(False)
-        sock.connect_ex(("127.0.0.1", port))
+        sock.connect_ex(server.getsockname())
+    return server, queued
+
+
+def test_a_port_that_never_answers_counts_towards_reconnect_attempts(caplog):
+    server, queued = _silent_port()
+    caplog.set_level(logging.INFO, logger="streamdet.live")
+    source = NetworkSource(f"rtsp://127.0.0.1:{server.getsockname()[1]}/live",
+                           SourceConfig(reconnect_initial=0.1, reconnect_max=0.2, reconnect_attempts=3))
+    try:
+        assert source.read() is None
+        assert source.health().attempt == 3 and "(timed out)" in source.health().last_error
+        assert _messages(caplog, "giving up after 3 attempts (nothing answers")
+    finally:
+        source.close()
+        server.close()
+        for sock in queued:
+            sock.close()
+
+
+def test_stop_does_not_wait_for_a_probe_in_progress(caplog):
+    server, queued = _silent_port()
+    port = server.getsockname()[1]
     caplog.set_level(logging.INFO, logger="streamdet.live")
     source = NetworkSource(f"rtsp://127.0.0.1:{port}/live", SourceConfig(reconnect_initial=0.1))
     source._PROBE_S = 3.0  # a slow probe (as a name lookup with no DNS server answering)
