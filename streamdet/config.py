@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .config_events import NAME_CHARS, EventsConfig, MqttConfig, TrackConfig, check_shape, is_plain_name
-from .urls import is_loopback, mask_url, parse_listen, parse_server
+from .urls import NETWORK_SCHEMES, check_url, is_loopback, mask_url, parse_listen, parse_server, scheme_of
 
 
 @dataclass
@@ -261,6 +261,8 @@ class SourceEntry:
     def __post_init__(self) -> None:
         if not str(self.url).strip():
             raise ValueError("url must not be empty")
+        if scheme_of(str(self.url)) in NETWORK_SCHEMES:
+            check_url(str(self.url))  # here, so that a URL no camera could take fails before the model loads
         if self.name is not None and not is_plain_name(self.name):
             raise ValueError(f"name {self.name!r} may hold only {NAME_CHARS} (it names files)")
         for section, cls in PER_SOURCE.items():

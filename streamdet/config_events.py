@@ -106,6 +106,7 @@ class MqttConfig:
     required: bool = True
     outbox: int = 1000
     ca_file: str | None = None
+    client_id: str = ""  # "" = streamdet-<host name>-<random>: unique, as a broker keeps one connection per id
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[^#+\s]+", self.prefix) or self.prefix.startswith("/") or self.prefix.endswith("/"):

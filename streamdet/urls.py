@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_SECRET_KEYS = re.compile(r"pass|pwd|token|key|secret|auth|sig", re.IGNORECASE)
 
 
 def scheme_of(spec: str) -> str | None:
@@ -25,26 +24,99 @@ def is_live_spec(spec: str) -> bool:
     return is_camera_spec(spec) or scheme_of(spec) in NETWORK_SCHEMES
 
 
+# Query and path parameters whose values are shown; every other value is masked,
+# since cameras name their secrets freely (loginpas=, pw=, passwd=, code=).
+_HARMLESS_PARAMS = frozenset({
+    "channel", "ch", "subtype", "stream", "streamtype", "profile", "res", "resolution", "width", "height",
+    "fps", "framerate", "codec", "videocodec", "transport", "tcp", "unicast", "quality", "camera", "cam",
+})
+_PASSWORD_HINT = "percent-encode / ? # @ in the password (e.g. %2F for /, %40 for @)"
+
+
+def _split(url: str) -> tuple[str, str | None, str, str, bool]:
+    """(scheme://, userinfo or None, host[:port], path?query#fragment, stray '@' after the host).
+
+    The userinfo ends at the last '@' before the host. An '@' after the first
+    '/', '?' or '#' means a password holding one of those raw: then all up to
+    the last '@' of the URL counts as userinfo, so no part of it is ever shown.
+    """
+    match = _SCHEME.match(url)
+    head = match.group(0) if match else ""
+    rest = url[len(head):]
+    end = len(re.match(r"[^/?#]*", rest).group(0))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in tail:
+        userinfo, _, after = rest.rpartition("@")
+        end = len(re.match(r"[^/?#]*", after).group(0))
+        return head, userinfo, after[:end], after[end:], True
+    if "@" in authority:
+        userinfo, _, hostport = authority.rpartition("@")
+        return head, userinfo, hostport, tail, False
+    return head, None, authority, tail, False
+
+
+def _mask_params(text: str) -> str:
+    """`a=1&b=2` with every value whose name is not known to be harmless replaced by ***."""
+    items = []
+    for item in text.split("&"):
+        name, sep, value = item.partition("=")
+        harmless = unquote(name).lower() in _HARMLESS_PARAMS
+        items.append(item if harmless or (sep and not value) or not item else (f"{name}=***" if sep else "***"))
+    return "&".join(items)
+
+
+def _mask_tail(tail: str) -> str:
+    rest, hash_, fragment = tail.partition("#")
+    path, question, query = rest.partition("?")
+    # Some cameras take their credentials in the path (/user=admin&password=x&channel=1.sdp).
+    path = "/".join(_mask_params(part) if "=" in part else part for part in path.split("/"))
+    return path + question + _mask_params(query) + (hash_ + "***" if fragment else hash_)
+
+
 def mask_url(url: str) -> str:
-    """The URL with user, password and secret-looking query values replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = ("***:***" if ":" in userinfo else "***") + "@" + host
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _SECRET_KEYS.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URL as it may be shown: user, password and every query value not known to be harmless as ***.
+
+    The one masker of the project (sources, MQTT, servers); it never fails and
+    never shows any part of the userinfo, however the URL is written.
+    """
+    head, userinfo, hostport, tail, _ = _split(url)
+    if not head and userinfo is None:
+        return url  # a file, folder or camera index
+    shown_user = "" if userinfo is None else ("***:***@" if ":" in userinfo else "***@")
+    return head + shown_user + hostport + _mask_tail(tail)
+
+
+def check_url(url: str) -> None:
+    """ValueError, naming the problem and never the userinfo, for a URL no client can use as written."""
+    shown = mask_url(url)
+    head, _, hostport, _, stray = _split(url)
+    example = f"{head or 'rtsp://'}host:port" + ("" if head.lower().startswith("mqtt") else "/path")
+    if stray:
+        raise ValueError(f"'{shown}': an '@' after the host (a password holding / ? # cuts the URL short); "
+                         f"{_PASSWORD_HINT}, and write any other '@' as %40")
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        host, port = hostport[1:close], hostport[close + 1:]
+        if close < 0 or (port and not port.startswith(":")):
+            raise ValueError(f"'{shown}': write an IPv6 host in brackets, as {example.replace('host', '[::1]')}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"'{shown}': [{host}] is not an IPv6 address") from None
+        port = port[1:]
+    else:
+        if "[" in hostport or "]" in hostport:
+            raise ValueError(f"'{shown}': write an IPv6 host in brackets, as {example.replace('host', '[::1]')}")
+        host, _, port = hostport.partition(":")
+    if not host:
+        raise ValueError(f"'{shown}': the URL has no host; write it as {example}")
+    if port and (not port.isdigit() or not 1 <= int(port) <= 65535):
+        raise ValueError(f"'{shown}': the port must be a number from 1 to 65535 (and {_PASSWORD_HINT})")
 
 
 def safe_name(url: str) -> str:
     """A file-safe name from host, port and path, with no credentials: 192.168.1.20_554_stream1."""
-    parts = urlsplit(url)
+    parts = urlsplit(mask_url(url))  # masked: some cameras take their credentials in the path
     host = parts.hostname or "camera"
     port = f"_{parts.port}" if parts.port else ""
     path = re.sub(r"[^A-Za-z0-9]+", "_", parts.path).strip("_")

@@ -212,3 +212,72 @@ def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pe
     finally:
         for s in silent:
             s.close()
+
+
+def test_input_fps_is_measured_afresh_after_a_reconnect():
+    cam = MjpegCamera(fps=50)
+    source = NetworkSource(f"http://127.0.0.1:{cam.port}/video.mjpg",
+                           SourceConfig(open_timeout=5, read_timeout=2, reconnect_initial=0.1))
+    try:
+        source.open()
+        assert all(source.read() is not None for _ in range(40))
+        assert source.health().input_fps > 30
+        cam.close()
+        cam = MjpegCamera(fps=10, port=cam.port)  # back at once, at another rate: the old one must not linger
+        frame = source.read()
+        while frame.gap_ms is None:  # frames still buffered from before the loss
+            frame = source.read()
+        assert source.health().connected and source.health().input_fps is None  # one frame: nothing measured yet
+        assert all(source.read() is not None for _ in range(8))
+        assert source.health().input_fps == pytest.approx(10, rel=0.25)
+    finally:
+        source.close()
+        cam.close()
+
+
+def _silent_port() -> tuple[socket.socket, list[socket.socket]]:
+    """A listener whose backlog is full drops further SYNs: a connect to it hangs until its timeout."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=0)
+    queued = [socket.socket() for _ in range(3)]
+    for sock in queued:
+        sock.setblocking(False)
+        sock.connect_ex(server.getsockname())
+    return server, queued
+
+
+def test_a_port_that_never_answers_counts_towards_reconnect_attempts(caplog):
+    server, queued = _silent_port()
+    caplog.set_level(logging.INFO, logger="streamdet.live")
+    source = NetworkSource(f"rtsp://127.0.0.1:{server.getsockname()[1]}/live",
+                           SourceConfig(reconnect_initial=0.1, reconnect_max=0.2, reconnect_attempts=3))
+    try:
+        assert source.read() is None
+        assert source.health().attempt == 3 and "(timed out)" in source.health().last_error
+        assert _messages(caplog, "giving up after 3 attempts (nothing answers")
+    finally:
+        source.close()
+        server.close()
+        for sock in queued:
+            sock.close()
+
+
+def test_stop_does_not_wait_for_a_probe_in_progress(caplog):
+    server, queued = _silent_port()
+    port = server.getsockname()[1]
+    caplog.set_level(logging.INFO, logger="streamdet.live")
+    source = NetworkSource(f"rtsp://127.0.0.1:{port}/live", SourceConfig(reconnect_initial=0.1))
+    source._PROBE_S = 3.0  # a slow probe (as a name lookup with no DNS server answering)
+    reader = threading.Thread(target=source.read)
+    try:
+        reader.start()
+        wait_for(lambda: _messages(caplog, "reconnect attempt 1 failed (nothing answers"), 10, "a probe timing out")
+        time.sleep(0.3)  # past the 0.1 s backoff: the next probe has started and runs for 3 s
+        t0 = time.monotonic()
+        source.stop()
+        reader.join(timeout=5)
+        assert not reader.is_alive() and time.monotonic() - t0 < 0.5
+    finally:
+        source.close()
+        server.close()
+        for sock in queued:
+            sock.close()

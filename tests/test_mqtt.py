@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +22,8 @@ from helpers import wait_for as _wait_for
 from mqtt_broker import AUTH_PW, AUTH_USER, Broker, Subscriber
 
 from streamdet.config_events import MqttConfig
-from streamdet.outputs.mqtt import MqttError, MqttPublisher, mask
+from streamdet.outputs.mqtt import MqttError, MqttPublisher
+from streamdet.urls import mask_url
 
 SECRET = "s3cret-Pa55word"        # put in URLs of brokers that ignore credentials
 WRONG_PW = "hunter2-Wr0ng"
@@ -77,9 +79,8 @@ def publishers():
     pubs: list[MqttPublisher] = []
 
     def make(url, **kw) -> MqttPublisher:
-        client_id = kw.pop("client_id", "")
         timeout = kw.pop("connect_timeout", None)
-        pubs.append(MqttPublisher(MqttConfig(url=url, **kw), client_id=client_id))
+        pubs.append(MqttPublisher(MqttConfig(url=url, **kw)))
         if timeout is not None:
             pubs[-1].connect_timeout = timeout
         return pubs[-1]
@@ -306,7 +307,7 @@ def test_6_bad_settings(url, qos, words):
     with pytest.raises(MqttError) as err:
         MqttPublisher(MqttConfig(url=url, qos=qos))
     msg = str(err.value)
-    assert words in msg and mask(url) in msg
+    assert words in msg and mask_url(url) in msg
     assert SECRET not in msg and "\n" not in msg
 
 
@@ -321,10 +322,10 @@ def test_7_password_never_in_repr_str_or_mask():
         assert SECRET not in text and "user" not in text and "broker.example:8883" in text
     with pytest.raises(ValueError, match="qos"):
         MqttConfig(url="mqtt://host:1883", qos=3)
-    assert mask(url) == "mqtts://***:***@broker.example:8883"
-    assert mask("mqtt://user@h:1") == "mqtt://***@h:1"
-    assert mask("mqtt://h:1") == "mqtt://h:1"
-    assert mask(f"mqtt://user:{SECRET}@with@at@h") == "mqtt://***:***@h"
+    assert mask_url(url) == "mqtts://***:***@broker.example:8883"
+    assert mask_url("mqtt://user@h:1") == "mqtt://***@h:1"
+    assert mask_url("mqtt://h:1") == "mqtt://h:1"
+    assert mask_url(f"mqtt://user:{SECRET}@with@at@h") == "mqtt://***:***@h"
     # (tests 3-5 each end with assert_no_secret(caplog) over every log record they produced)
 
 
@@ -405,3 +406,34 @@ def test_8_tls_with_ca_file_and_untrusted_certificate(brokers, publishers, tls_f
     assert "certificate verify failed" in str(err.value) and SECRET not in str(err.value)
     assert time.monotonic() - t0 < 2.0  # not retried until connect_timeout: it will not get better
     assert_no_secret(caplog)
+
+
+# 13 -----------------------------------------------------------------------------------------
+def _round_trips(sub, pubs, source):
+    """Each publisher in turn sends one event and it arrives. A publisher kicked off the broker
+    holds its event until it has reconnected, so its 'lost connection' is logged first."""
+    for k, pub in enumerate(pubs * 2):
+        pub.publish(source, {"seq": k})
+        wait_for(lambda: len(sub.events(source)) == k + 1, what=f"event {k} through publisher {k % len(pubs)}")
+
+
+def test_13_two_publishers_with_default_ids_both_stay_connected(broker, subscriber, publishers, caplog):
+    caplog.set_level(logging.INFO, logger="streamdet")
+    sub = subscriber(broker.port)
+    pubs = [publishers(f"mqtt://127.0.0.1:{broker.port}") for _ in range(2)]  # one pid, as two containers' pid 1
+    for pub in pubs:
+        pub.start()
+    ids = [pub._client._client_id.decode() for pub in pubs]
+    assert ids[0] != ids[1] and all(i.startswith(f"streamdet-{socket.gethostname()[:40]}-") for i in ids)
+    _round_trips(sub, pubs, "door")
+    assert all(pub.connected for pub in pubs)
+    assert not [r.getMessage() for r in caplog.records if "lost connection" in r.getMessage()]
+
+
+def test_13_the_same_explicit_id_twice_is_the_users_choice(broker, publishers, caplog):
+    caplog.set_level(logging.INFO, logger="streamdet")
+    pubs = [publishers(f"mqtt://127.0.0.1:{broker.port}", client_id="site-a") for _ in range(2)]
+    for pub in pubs:
+        pub.start()
+    assert [pub._client._client_id.decode() for pub in pubs] == ["site-a", "site-a"]
+    wait_for(lambda: any("lost connection" in r.getMessage() for r in caplog.records), what="a publisher kicked off")

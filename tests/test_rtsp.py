@@ -309,3 +309,22 @@ def test_watchdog_retires_a_reader_blocked_in_ffmpeg_and_it_ends_by_itself(serve
     reader.join(timeout=3)
     assert not reader.is_alive() and got.get("end")
     wait_for(lambda: not _reader_threads(), 5, "every reader thread to end after close()")
+
+
+@pytest.mark.parametrize("user, password, mount, why", [
+    ("admin", "Wr0ng!pw", "/live", "the camera refused the credentials (401)"),
+    (None, None, "/live", "the camera asks for credentials (401); give them as rtsp://user:pass@host/path"),
+    ("admin", "S3cr3t!x", "/nope", "the camera has no stream at this path (404)"),
+])
+def test_a_refused_open_says_why(server, user, password, mount, why, caplog):
+    caplog.set_level(logging.INFO, logger="streamdet.live")
+    source = NetworkSource(server.url(user, password, mount), SourceConfig(open_timeout=3))
+    try:
+        source.open()
+        assert source.health().last_error == why
+    finally:
+        source.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"rtsp://{'***:***@' if user else ''}127.0.0.1:{server.port}{mount}: could not open ({why}); " \
+           "will keep retrying" in lines[0], lines
+    assert not any("Wr0ng" in line or "S3cr3t" in line or "admin" in line for line in lines)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
+import secrets
+import socket
 import ssl
 import threading
 import time
@@ -20,6 +21,7 @@ import paho.mqtt.client as mqtt
 from ..config_events import MqttConfig
 from ..detections import FrameResult
 from ..errors import StreamdetError
+from ..urls import check_url, mask_url, scheme_of
 from .base import Output
 
 log = logging.getLogger("streamdet")
@@ -33,39 +35,27 @@ class MqttError(StreamdetError):
     """A one-line, user-facing message that never contains the password."""
 
 
-def mask(url: str) -> str:
-    """Hide user and password. All before the last '@' counts as credentials, so a password
-    with an unescaped '@', '/' or ':' is hidden too (over-masking is harmless)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    if "@" not in rest:
-        return url
-    userinfo, _, hostpart = rest.rpartition("@")
-    return f"{scheme}{sep}{'***:***' if ':' in userinfo else '***'}@{hostpart}"
-
-
 def _parse(s: MqttConfig) -> tuple[str, int, str | None, str | None, bool]:
-    where = mask(s.url)
-    try:
-        u = urlsplit(s.url)
-    except ValueError:  # e.g. an unbalanced '[' around an IPv6 host
-        raise MqttError(f"mqtt: malformed URL {where}") from None
+    where = mask_url(s.url)
     # The scheme is not echoed: for "user:pass@host" urlsplit takes "user" as the scheme.
-    if u.scheme not in ("mqtt", "mqtts"):
+    if scheme_of(s.url) not in ("mqtt", "mqtts"):
         raise MqttError(f"mqtt: URL must start with mqtt:// or mqtts://, got {where}")
     try:
-        port = u.port  # raises for a non-number or anything outside 0..65535
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise MqttError(f"mqtt: port must be a number 1..65535 in {where}")
-    if not u.hostname:
-        raise MqttError(f"mqtt: no host in {where}")
+        check_url(s.url)  # host, port, brackets, and a password's raw / ? # @
+    except ValueError as exc:
+        raise MqttError(f"mqtt: {exc}") from None
+    u = urlsplit(s.url)
+    port = u.port
     if u.path not in ("", "/") or u.query or u.fragment:
         raise MqttError(f"mqtt: unexpected path in {where} (percent-encode '/', '?', '#' in a password)")
     user, password = (unquote(x) if x is not None else None for x in (u.username, u.password))
     return u.hostname, port or (8883 if u.scheme == "mqtts" else 1883), user, password, u.scheme == "mqtts"
+
+
+def _unique_client_id() -> str:
+    """streamdet-<host name>-<random>. Not the pid: in containers every streamdet is pid 1, and a broker
+    drops the older connection of two with one id, so two of them would kick each other off for ever."""
+    return f"streamdet-{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
 
 
 class MqttPublisher:
@@ -73,9 +63,8 @@ class MqttPublisher:
 
     connect_timeout = 5.0  # seconds for the first connection at start
 
-    def __init__(self, settings: MqttConfig, client_id: str = ""):
-        """`client_id`: "" = streamdet-<pid> (a broker keeps one connection per id)."""
-        self._s, self._where = settings, mask(settings.url)
+    def __init__(self, settings: MqttConfig):
+        self._s, self._where = settings, mask_url(settings.url)
         self._host, self._port, user, password, tls = _parse(settings)
         self._avail = f"{settings.prefix}/available"
         self._lock = threading.Lock()  # a leaf lock: never held while calling into paho
@@ -88,7 +77,7 @@ class MqttPublisher:
         self._first = threading.Event()
         self._started = self._closed = False
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                        client_id=client_id or f"streamdet-{os.getpid()}")
+                        client_id=settings.client_id or _unique_client_id())
         if user is not None:
             c.username_pw_set(user, password)
         if tls:

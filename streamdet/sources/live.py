@@ -23,7 +23,7 @@ from ..config import SourceConfig
 from ..errors import SourceError
 from .base import Frame, Source, SourceHealth, SourceInfo
 from .mailbox import Lost, Mailbox, Opened, Picture
-from ..urls import mask_url, safe_name
+from ..urls import check_url, mask_url, safe_name
 
 log = logging.getLogger("streamdet.live")  # name kept: users filter on it
 
@@ -109,6 +109,10 @@ class LiveSource(Source):
         """None when a full open may work now; else why not (cheap: no FFmpeg involved)."""
         return None
 
+    def _why_not_opened(self, timeout: float) -> str:
+        """Why the backend could not open the capture, as far as can be told (OpenCV only says that it failed)."""
+        return "the backend could not open it"
+
     def health(self) -> SourceHealth:
         stats = self.stats
         with stats.lock:
@@ -128,9 +132,13 @@ class LiveSource(Source):
     def _read_loop(self, generation: int) -> None:
         cap = None
         try:
+            began = time.monotonic()
             cap = self._open_capture()
             if not cap.isOpened():
-                self._mailbox.put(generation, Lost("could not open"))
+                left = self.settings.open_timeout - (time.monotonic() - began)
+                # Asking why takes another open: only for a camera that answered, and within the open's time.
+                why = self._why_not_opened(left) if left > 0.1 else f"no answer within {self.settings.open_timeout:g} s"
+                self._mailbox.put(generation, Lost(why))
                 return
             fps = cap.get(cv2.CAP_PROP_FPS)
             info = SourceInfo(
@@ -216,6 +224,8 @@ class LiveSource(Source):
         was_reachable: bool | None = None
         while not self._stop.is_set():
             unreachable = self._reachable()
+            if self._stop.is_set():
+                return False
             came_up = unreachable is None and was_reachable is False
             was_reachable = unreachable is None
             if came_up or time.monotonic() >= next_try:
@@ -251,7 +261,9 @@ class LiveSource(Source):
 
     def _lose(self, reason: str) -> None:
         self._retire_reader()
+        self._fps_window.clear()  # or the first frames after the reconnect are measured across the gap
         with self.stats.lock:
+            self.stats.input_fps = None
             self.stats.connected = False
             self.stats.losses += 1
             self.stats.last_error = reason
@@ -308,25 +320,73 @@ class LiveSource(Source):
 class NetworkSource(LiveSource):
     def __init__(self, url: str, settings: SourceConfig):
         super().__init__(settings)
+        try:
+            check_url(url)
+        except ValueError as exc:
+            raise SourceError(f"source {exc}") from None
         parts = urlsplit(url)
-        if not parts.hostname:
-            raise SourceError(f"source '{mask_url(url)}': the URL has no host; write it as rtsp://host:port/path")
         self.url = url
         self.display_name = mask_url(url)
         self.name = safe_name(url)
+        self._probe_done = threading.Event()
         self._address = (parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme.lower()])
 
     _probes = True
 
     def _reachable(self) -> str | None:
+        # On a thread of its own, so that stop() need not wait for a connect or
+        # a name lookup (which has no timeout at all) in progress; a probe left
+        # behind ends by itself with its connect timeout or lookup.
+        outcome: list[str | None] = []
+        done = self._probe_done = threading.Event()
+        if self._stop.is_set():
+            return "stopped"
+        threading.Thread(target=self._probe, args=(outcome, done), name=f"probe-{self.name}", daemon=True).start()
+        done.wait()
+        return outcome[0] if outcome else "stopped"
+
+    def _probe(self, outcome: list[str | None], done: threading.Event) -> None:
         try:
             with socket.create_connection(self._address, timeout=self._PROBE_S):
-                return None
+                outcome.append(None)
         except OSError as exc:
-            return f"nothing answers at {self._address[0]}:{self._address[1]} ({exc.strerror or 'timed out'})"
+            outcome.append(f"nothing answers at {self._address[0]}:{self._address[1]} ({exc.strerror or 'timed out'})")
+        finally:
+            done.set()
+
+    def stop(self) -> None:
+        super().stop()
+        self._probe_done.set()  # after _stop is set: a probe starting now sees it
+
+    def _why_not_opened(self, timeout: float) -> str:
+        # OpenCV drops FFmpeg's error code, so the open is tried once more
+        # through PyAV (FFmpeg too) to learn it; a camera that refuses answers
+        # at once. Only the error's class and strerror are used: its text
+        # holds the URL, password and all.
+        import av
+
+        options = {"rtsp_transport": self.settings.rtsp_transport} if self._is_rtsp() else {}
+        try:
+            av.open(self.url, options=options, timeout=(timeout, min(timeout, self.settings.read_timeout))).close()
+        except av.error.HTTPUnauthorizedError:
+            if urlsplit(self.url).username is None:
+                return "the camera asks for credentials (401); give them as rtsp://user:pass@host/path"
+            return "the camera refused the credentials (401)"
+        except av.error.HTTPForbiddenError:
+            return "the camera refused access to this stream (403)"
+        except av.error.HTTPNotFoundError:
+            return "the camera has no stream at this path (404)"
+        except av.error.FFmpegError as exc:
+            return f"FFmpeg: {exc.strerror}"
+        except Exception as exc:  # a diagnosis only: the open has failed whatever it says
+            return f"FFmpeg could not open it ({type(exc).__name__})"
+        return "FFmpeg could not open it (it opens now: a passing failure)"
+
+    def _is_rtsp(self) -> bool:
+        return self.url.lower().startswith(("rtsp://", "rtsps://"))
 
     def _open_capture(self) -> cv2.VideoCapture:
-        if self.url.lower().startswith(("rtsp://", "rtsps://")):
+        if self._is_rtsp():
             _use_rtsp_transport(self.settings.rtsp_transport)
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout * 1000),
