@@ -7,6 +7,7 @@ Figures (FPS with and without viewers) are printed; run `bash tests/run -k web -
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import signal
 import socket
@@ -268,3 +269,64 @@ def test_cli_other_address_needs_a_token_and_requests_without_it_get_401(tmp_pat
         child.wait(timeout=30)
     assert child.returncode == 128 + signal.SIGTERM
     assert TOKEN not in lines.text()
+
+
+def _half_open(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that start a request and never finish its headers (no token needed for that)."""
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < count + 200:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1000), hard))
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)  # a connection the server has not accepted yet must not hold the test up
+        sock.connect_ex(("127.0.0.1", port))
+        socks.append(sock)
+    for sock in socks:
+        try:
+            sock.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        except OSError:
+            pass  # not accepted (yet) or refused: it still holds a place in the queue, or nothing
+    return socks
+
+
+def test_two_thousand_half_open_connections_leave_the_run_and_its_recording_going(tmp_path, model_cache, pedestrian_xml):
+    (tmp_path / "segments.yaml").write_text("recording:\n  segment_seconds: 2\n")
+    (tmp_path / "segs").mkdir()
+    env = cli_env(model_cache)
+    env.pop("STREAMDET_WEB_TOKEN", None)
+    limit = 1024
+    child = subprocess.Popen(
+        [sys.executable, "-m", "streamdet", "run", "--config", str(tmp_path / "segments.yaml"), "-m", str(pedestrian_xml),
+         "-s", str(clip("bikes")), "--loop", "--serve", "127.0.0.1:0", "-o", str(tmp_path / "segs" / "bikes_{start}.mp4")],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    socks: list[socket.socket] = []
+
+    def segments() -> list[Path]:
+        return sorted(p for p in (tmp_path / "segs").iterdir() if p.stat().st_size > 0)
+
+    try:
+        lines = LineReader(child.stderr)
+        at = lines.wait(lambda line: "web view on http://127.0.0.1:" in line, 60, "the web view's address")
+        port = int(lines.lines[at].split("http://127.0.0.1:")[1].split("/")[0])
+        wait_for(segments, 60, "the first segment")
+        try:
+            socks = _half_open(port, 2000)
+            before = segments()
+            # New segments need new descriptors: the recording goes on while the connections are held open.
+            wait_for(lambda: len(segments()) >= len(before) + 6 or child.poll() is not None, 60,
+                     "six more segments while 2,000 connections hang")
+            assert child.poll() is None, "the run ended under 2,000 half-open connections"
+        finally:
+            for sock in socks:
+                sock.close()
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz") == (200, b"ok\n"), 30,
+                 "/healthz answered once the connections went")
+        assert child.poll() is None
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+    text = lines.text()
+    assert child.returncode == 128 + signal.SIGTERM, text[-3000:]
+    assert "Traceback" not in text and "Too many open files" not in text, text[-3000:]

@@ -239,3 +239,75 @@ def test_token_required_everywhere_when_set(serve):
     assert _get(url + f"api/stats?token={TOKEN}")[0] == 200
     assert _get(url + "api/stats?token=wrong-token-value")[0] == 401
     assert _get(url + "api/stats", {"Authorization": "Bearer wrong-token-value"})[0] == 401
+
+
+def _raw(url: str, data: bytes) -> socket.socket:
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(data)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    sock.close()
+    return data
+
+
+def test_connections_are_capped_and_unfinished_headers_time_out(serve):
+    view = serve(max_clients=1)
+    url = view.server.url
+    cap = view.server.max_connections
+    assert cap == 1 + 16 + 48  # far below this process's descriptor limit, so the cap is from web.max_clients
+    hanging = [_raw(url, b"GET / HTTP/1.1\r\nHost: x\r\n") for _ in range(cap)]
+    wait_for(lambda: view.server.connections == cap, 10, f"{cap} connections open")
+    over = _raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _answer(over).startswith(b"HTTP/1.1 503") and view.server.refused == 1
+    assert view.server.connections == cap
+    # No header within the timeout: every one of them is closed by the server, none by the test.
+    started = time.monotonic()
+    answers = [_answer(sock) for sock in hanging]
+    assert time.monotonic() - started < 8
+    assert all(a == b"" or a.startswith(b"HTTP/1.1 4") for a in answers)
+    wait_for(lambda: view.server.connections == 0, 10, "every connection closed")
+    assert _get(url + "healthz")[0] == 200
+
+
+def test_connection_cap_leaves_most_descriptors_to_the_run(monkeypatch):
+    import resource
+
+    from streamdet.web.server import connection_cap
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (1024, 1024))
+    assert connection_cap(32) == 96 and connection_cap(1000) == 256
+
+
+def test_malformed_requests_are_one_short_line_each_without_the_token(serve, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    view = serve(token=TOKEN)
+    url = view.server.url
+    query = f"/snapshot/door.jpg?token={TOKEN}".encode()
+    bad = {
+        "long header": b"GET " + query + b" HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        "garbage": b"GARBAGE " + query + b"\r\n\r\n",
+        "version": b"GET " + query + b" HTTP/9.9\r\nHost: x\r\n\r\n",
+        "control byte": b"GET " + query + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    }
+    for _ in range(3):
+        for kind, request in bad.items():
+            answer = _answer(_raw(url, request))
+            assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), (kind, answer[:200])
+    assert _get(url + "healthz")[0] == 401  # the server goes on
+    text = caplog.text
+    assert TOKEN not in text and "Traceback" not in text and "s3cret" not in text, text
+    lines = [r.getMessage() for r in caplog.records]
+    assert 1 <= len(lines) <= len(bad), lines
+    assert all("\n" not in line and len(line) < 200 for line in lines), lines

@@ -20,12 +20,14 @@ import importlib.resources
 import json
 import logging
 import math
+import resource
 import socket
 import threading
 import time
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..config import WebConfig
 from ..stats import RunStatus
@@ -46,6 +48,103 @@ _PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src
 _SHORT_REQUESTS = 16
 # How often a stream waiting for a frame (a camera that is away) checks that its client is still there.
 _IDLE_CHECK_S = 1.0
+# Connections beyond viewers and short requests: a browser keeps a few idle keep-alive ones per page.
+_SPARE_CONNECTIONS = 48
+# A connection that has not sent a whole request by then is closed (and an idle keep-alive one).
+_HEADER_TIMEOUT_S = 5.0
+# The same complaint (a kind of malformed request, refused connections) is logged at most this often.
+_LOG_EVERY_S = 60.0
+
+
+def connection_cap(max_clients: int) -> int:
+    """How many connections the web view holds at once: never more than a quarter of the process's
+    descriptors, so recordings, cameras and MQTT always get theirs however many clients come."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    share = (1 << 20) if soft == resource.RLIM_INFINITY else soft // 4
+    return max(1, min(max_clients + _SHORT_REQUESTS + _SPARE_CONNECTIONS, share))
+
+
+class _Once:
+    """Says yes to a kind of message at most once per `every` seconds."""
+
+    def __init__(self, every: float):
+        self._every = every
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -math.inf) < self._every:
+                return False
+            self._last[kind] = now
+            return True
+
+
+class _BadRequests(logging.Filter):
+    """aiohttp logs a malformed request with a traceback whose text quotes the request line, and with it
+    any ?token=: say it in one line instead, without the request, at most once a minute per kind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._once = _Once(_LOG_EVERY_S)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True  # anything else is a bug of ours and keeps its traceback
+        kind = type(exc).__name__
+        if self._once(kind):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "a client"
+            log.info("web: a malformed request (%s) from %s was answered %s; more like it are not logged for %g s",
+                     kind, remote, exc.code or 400, _LOG_EVERY_S)
+        return False
+
+
+# aiohttp's request handlers log through this logger (AppRunner(logger=...)), never aiohttp.server.
+_http_log = logging.getLogger("streamdet.web.http")
+_http_log.addFilter(_BadRequests())
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the cap: told so and closed at once, so it holds no descriptor."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        body = b"busy: too many connections to the web view\n"
+        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\n"
+                        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        transport.close()
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's handler of one connection, which gives its place back when the connection ends."""
+
+    def __init__(self, handler: asyncio.Protocol, release: Callable[[], None]):
+        self._handler = handler
+        self._release: Callable[[], None] | None = release
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._handler.connection_lost(exc)
+        finally:
+            if self._release is not None:
+                self._release()
+                self._release = None
 
 
 class WebServer:
@@ -65,6 +164,9 @@ class WebServer:
         self._short = 0             # other requests in progress (page, snapshots, JSON, /healthz)
         self.most_clients = 0
         self.refused = 0
+        self.max_connections = connection_cap(web_config.max_clients)
+        self.connections = 0        # open connections of every kind
+        self._once = _Once(_LOG_EVERY_S)
         self.dropped_stalled = 0
         self.error: BaseException | None = None
         self.cpu_s = 0.0
@@ -118,17 +220,46 @@ class WebServer:
         app.router.add_get("/api/sources", self._sources)
         app.router.add_get("/api/stats", self._stats)
         app.router.add_get("/healthz", self._healthz)
+        self._loop.set_exception_handler(self._loop_error)
+        # aiohttp (3.10 on) starts the keep-alive timer when a connection opens and closes a connection
+        # still short of a whole request when it fires: that is the header timeout.
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
-                               keepalive_timeout=15.0)
+                               keepalive_timeout=_HEADER_TIMEOUT_S, logger=_http_log)
         await runner.setup()
+        listener = None
         try:
-            await web.SockSite(runner, self._sock).start()
+            # Accepted here rather than by web.SockSite: aiohttp takes every connection that comes.
+            listener = await self._loop.create_server(lambda: self._connection(runner.server), sock=self._sock,
+                                                      backlog=64)
             self._ready.set()
             await self._stop.wait()
         finally:
+            if listener is not None:
+                listener.close()
             for event in self._changed:
                 event.set()  # streams waiting for a frame see the stop and end
             await runner.cleanup()
+
+    def _connection(self, handler_factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
+        if self.connections >= self.max_connections:
+            self.refused += 1
+            if self._once("connections"):
+                log.warning("web: refused connections: %d are open, the most the web view takes (web.max_clients "
+                            "and a quarter of the descriptor limit, ulimit -n)", self.connections)
+            return _Refused()
+        self.connections += 1
+        return _Counted(handler_factory(), self._connection_closed)
+
+    def _connection_closed(self) -> None:
+        self.connections -= 1
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """One line, not asyncio's traceback, for an accept that found no descriptor (the run needs them)."""
+        exc = context.get("exception")
+        if not isinstance(exc, OSError):
+            loop.default_exception_handler(context)
+        elif self._once(f"loop-{exc.errno}"):
+            log.warning("web: %s (%s); the web view pauses and tries again", context.get("message"), exc.strerror or exc)
 
     def _notify(self, source_id: int) -> None:
         """On the encoder thread: a new JPEG; the streams waiting for it are woken on the loop."""
@@ -261,6 +392,7 @@ class WebServer:
         return _json({"uptime_s": round(status.uptime_s, 3), "frames": status.frames, "sources": sources,
                       "web": {"clients": self.clients, "most_clients": self.most_clients,
                               "max_clients": self._web.max_clients, "refused": self.refused,
+                              "connections": self.connections, "max_connections": self.max_connections,
                               "dropped_stalled": self.dropped_stalled, **self._extra()}})
 
     async def _healthz(self, request: web.Request) -> web.Response:
