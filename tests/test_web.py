@@ -271,6 +271,17 @@ def test_cli_other_address_needs_a_token_and_requests_without_it_get_401(tmp_pat
     assert TOKEN not in lines.text()
 
 
+def test_cli_short_token_in_the_environment_stops_only_a_run_that_serves(tmp_path, model_cache, pedestrian_xml):
+    env = cli_env(model_cache, STREAMDET_WEB_TOKEN="short")
+    args = ["run", "-m", str(pedestrian_xml), "-s", str(clip("carphone_pristine"))]
+    proc = streamdet(*args, "-o", str(tmp_path / "x.mp4"), env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert decode(tmp_path / "x.mp4", 5), "nothing was recorded"
+    proc = streamdet(*args, "-o", str(tmp_path / "y.mp4"), "--serve", "0", env=env, cwd=tmp_path, timeout=120)
+    assert_one_line_error(proc, "web: token (web.token or STREAMDET_WEB_TOKEN) must be at least 8 characters")
+    assert not (tmp_path / "y.mp4").exists()
+
+
 def _half_open(port: int, count: int) -> list[socket.socket]:
     """`count` connections that start a request and never finish its headers (no token needed for that)."""
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < count + 200:

@@ -101,6 +101,13 @@ def test_token_from_the_environment(monkeypatch):
     assert WebConfig(listen="0.0.0.0:8080").token == TOKEN
 
 
+def test_short_token_matters_only_with_the_web_view_on(monkeypatch):
+    monkeypatch.setenv("STREAMDET_WEB_TOKEN", "short")
+    assert WebConfig().token == "short"  # no web view: nothing to guard, nothing to refuse
+    with pytest.raises(ValueError, match=r"token \(web.token or STREAMDET_WEB_TOKEN\) must be at least 8 characters"):
+        WebConfig(listen="8080")
+
+
 def test_busy_port_is_one_clear_error():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
