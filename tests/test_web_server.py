@@ -318,3 +318,19 @@ def test_malformed_requests_are_one_short_line_each_without_the_token(serve, cap
     lines = [r.getMessage() for r in caplog.records]
     assert 1 <= len(lines) <= len(bad), lines
     assert all("\n" not in line and len(line) < 200 for line in lines), lines
+
+
+def test_links_in_api_sources_are_url_encoded_and_lead_to_the_source(serve):
+    odd = "cam #2 50%?"  # a name derived from a file name: none of the characters a user may type
+    view = serve(names=(odd, "door"))
+    url = view.server.url
+    view.write(_result(0, 1))
+    sources = json.loads(_get(url + "api/sources")[1])
+    assert sources[0]["name"] == odd
+    assert sources[0]["snapshot"] == "/snapshot/cam%20%232%2050%25%3F.jpg"
+    code, body, headers = _get(url + sources[0]["snapshot"].lstrip("/"))
+    assert code == 200 and headers["Content-Type"] == "image/jpeg"
+    stream = Viewer(url, sources[0]["stream"])
+    wait_for(lambda: stream.status, 10, "the stream's answer")
+    assert stream.status == 200
+    stream.close()

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -381,8 +382,10 @@ class WebServer:
 
     async def _sources(self, request: web.Request) -> web.Response:
         status = self._status()
+        # Names made from file names may hold '#', '?', '%' or spaces: the links carry them encoded.
         return _json([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
-                       "height": s.height, "stream": f"/stream/{s.name}.mjpg", "snapshot": f"/snapshot/{s.name}.jpg"}
+                       "height": s.height, "stream": f"/stream/{quote(s.name, safe='')}.mjpg",
+                       "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg"}
                       for s in status.sources])
 
     async def _stats(self, request: web.Request) -> web.Response:
