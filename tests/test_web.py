@@ -138,6 +138,33 @@ def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures
     assert raw.sum() < mask.sum() / 20
 
 
+def test_page_fits_a_phone_and_follows_a_source_named_from_an_odd_file_name(tmp_path, pedestrian_xml):
+    from playwright.sync_api import sync_playwright
+
+    odd = "cam #2 50%?"  # the name comes from the file's name: none of it is a character a user may type
+    source = write_clip(decode(clip("carphone_pristine"), 25), tmp_path / f"{odd}.mp4")
+    config = _config([str(source)])
+    config.source.loop = True
+    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+        url = pipeline.web_url
+        sources = json.loads(_get(url + "api/sources")[1])
+        assert sources[0]["name"] == odd
+        wait_for(lambda: _get(url + sources[0]["snapshot"].lstrip("/"))[0] == 200, 30, "the snapshot by its link")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 360, "height": 740})
+                page.goto(url)
+                page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
+                                       "return i && i.naturalWidth > 0; }", timeout=30_000)
+                page.wait_for_function("() => document.querySelector('.tile .stats').textContent.includes('frames')")
+                widths = page.evaluate("() => [document.documentElement.scrollWidth, "
+                                       "document.querySelector('.tile').getBoundingClientRect().right]")
+            finally:
+                browser.close()
+    assert widths[0] <= 360 and widths[1] <= 360, f"the page is {widths[0]} px wide in a 360 px window: {widths}"
+
+
 def _run_fps(detector, frames: int, setup=None) -> tuple[float, dict]:
     """FPS of a run of the looping bikes clip with the web view on; `setup(url)` connects viewers first."""
     config = _config([str(clip("bikes"))], fps=10.0, max_clients=21, client_timeout=2.0)
