@@ -366,5 +366,6 @@ def test_two_thousand_half_open_connections_leave_the_run_and_its_recording_goin
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=30)
     text = lines.text()
+    print("\n" + "\n".join(line for line in lines.lines if "web" in line))
     assert child.returncode == 128 + signal.SIGTERM, text[-3000:]
     assert "Traceback" not in text and "Too many open files" not in text, text[-3000:]

@@ -245,8 +245,9 @@ class WebServer:
         if self.connections >= self.max_connections:
             self.refused += 1
             if self._once("connections"):
-                log.warning("web: refused connections: %d are open, the most the web view takes (web.max_clients "
-                            "and a quarter of the descriptor limit, ulimit -n)", self.connections)
+                log.warning("web: refusing connections: %d are open, the most the web view takes (web.max_clients + "
+                            "%d, at most a quarter of ulimit -n); raise those if these are real viewers "
+                            "(said at most once a minute)", self.connections, _SHORT_REQUESTS + _SPARE_CONNECTIONS)
             return _Refused()
         self.connections += 1
         return _Counted(handler_factory(), self._connection_closed)
