@@ -51,7 +51,7 @@ _SHORT_REQUESTS = 16
 _IDLE_CHECK_S = 1.0
 # Connections beyond viewers and short requests: a browser keeps a few idle keep-alive ones per page.
 _SPARE_CONNECTIONS = 48
-# A connection that has not sent a whole request by then is closed (and an idle keep-alive one).
+# A connection that has not sent its first request's headers by then is dropped.
 _HEADER_TIMEOUT_S = 5.0
 # The same complaint (a kind of malformed request, refused connections) is logged at most this often.
 _LOG_EVERY_S = 60.0
@@ -118,17 +118,34 @@ class _Refused(asyncio.Protocol):
 
 
 class _Counted(asyncio.Protocol):
-    """aiohttp's handler of one connection, which gives its place back when the connection ends."""
+    """aiohttp's handler of one connection, which gives its place back when the connection ends and
+    drops a connection whose first request's headers are not all in within _HEADER_TIMEOUT_S (aiohttp
+    before 3.14 waits for them for ever; after a response its keep-alive timeout takes over)."""
 
-    def __init__(self, handler: asyncio.Protocol, release: Callable[[], None]):
+    def __init__(self, handler: asyncio.Protocol, release: Callable[[], None], loop: asyncio.AbstractEventLoop):
         self._handler = handler
         self._release: Callable[[], None] | None = release
+        self._loop = loop
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""  # the end of what came so far: a blank line may arrive split over two reads
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._timer = self._loop.call_later(_HEADER_TIMEOUT_S, transport.abort)
         self._handler.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen or b"\n\n" in seen:
+                self._stop_timer()
+            else:
+                self._tail = seen[-3:]
         self._handler.data_received(data)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def eof_received(self) -> bool | None:
         return self._handler.eof_received()
@@ -140,6 +157,7 @@ class _Counted(asyncio.Protocol):
         self._handler.resume_writing()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_timer()
         try:
             self._handler.connection_lost(exc)
         finally:
@@ -222,10 +240,8 @@ class WebServer:
         app.router.add_get("/api/stats", self._stats)
         app.router.add_get("/healthz", self._healthz)
         self._loop.set_exception_handler(self._loop_error)
-        # aiohttp (3.10 on) starts the keep-alive timer when a connection opens and closes a connection
-        # still short of a whole request when it fires: that is the header timeout.
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
-                               keepalive_timeout=_HEADER_TIMEOUT_S, logger=_http_log)
+                               keepalive_timeout=15.0, logger=_http_log)
         await runner.setup()
         listener = None
         try:
@@ -250,7 +266,7 @@ class WebServer:
                             "(said at most once a minute)", self.connections, _SHORT_REQUESTS + _SPARE_CONNECTIONS)
             return _Refused()
         self.connections += 1
-        return _Counted(handler_factory(), self._connection_closed)
+        return _Counted(handler_factory(), self._connection_closed, self._loop)
 
     def _connection_closed(self) -> None:
         self.connections -= 1
