@@ -209,8 +209,10 @@ class WebConfig:
             if not is_loopback(host) and not self.token:
                 raise ValueError(f"listen {self.listen!r} is reachable from other machines: set web.token "
                                  "(or STREAMDET_WEB_TOKEN) so only those who have it can watch, or listen on 127.0.0.1")
-        if self.token is not None and len(self.token) < 8:
-            raise ValueError("token must be at least 8 characters (it is all that guards the cameras)")
+            # Only with the web view on: a token left in the environment must not stop a run that serves nothing.
+            if self.token is not None and len(self.token) < 8:
+                raise ValueError("token (web.token or STREAMDET_WEB_TOKEN) must be at least 8 characters "
+                                 "(it is all that guards the cameras)")
         if not 0 < self.fps <= 60:
             raise ValueError("fps must be more than 0 and at most 60")
         if not 16 <= self.max_width <= 7680:

@@ -7,6 +7,7 @@ Figures (FPS with and without viewers) are printed; run `bash tests/run -k web -
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import signal
 import socket
@@ -135,6 +136,33 @@ def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures
     assert mask.sum() > 4 * (x2 - x1), "the person's box is not drawn in the page's picture"
     assert (mask & near_box).sum() / mask.sum() > 0.9, "the box colour is not where the person is"
     assert raw.sum() < mask.sum() / 20
+
+
+def test_page_fits_a_phone_and_follows_a_source_named_from_an_odd_file_name(tmp_path, pedestrian_xml):
+    from playwright.sync_api import sync_playwright
+
+    odd = "cam #2 50%?"  # the name comes from the file's name: none of it is a character a user may type
+    source = write_clip(decode(clip("carphone_pristine"), 25), tmp_path / f"{odd}.mp4")
+    config = _config([str(source)])
+    config.source.loop = True
+    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+        url = pipeline.web_url
+        sources = json.loads(_get(url + "api/sources")[1])
+        assert sources[0]["name"] == odd
+        wait_for(lambda: _get(url + sources[0]["snapshot"].lstrip("/"))[0] == 200, 30, "the snapshot by its link")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 360, "height": 740})
+                page.goto(url)
+                page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
+                                       "return i && i.naturalWidth > 0; }", timeout=30_000)
+                page.wait_for_function("() => document.querySelector('.tile .stats').textContent.includes('frames')")
+                widths = page.evaluate("() => [document.documentElement.scrollWidth, "
+                                       "document.querySelector('.tile').getBoundingClientRect().right]")
+            finally:
+                browser.close()
+    assert widths[0] <= 360 and widths[1] <= 360, f"the page is {widths[0]} px wide in a 360 px window: {widths}"
 
 
 def _run_fps(detector, frames: int, setup=None) -> tuple[float, dict]:
@@ -298,3 +326,76 @@ def test_cli_other_address_needs_a_token_and_requests_without_it_get_401(tmp_pat
         child.wait(timeout=30)
     assert child.returncode == 128 + signal.SIGTERM
     assert TOKEN not in lines.text()
+
+
+def test_cli_short_token_in_the_environment_stops_only_a_run_that_serves(tmp_path, model_cache, pedestrian_xml):
+    env = cli_env(model_cache, STREAMDET_WEB_TOKEN="short")
+    args = ["run", "-m", str(pedestrian_xml), "-s", str(clip("carphone_pristine"))]
+    proc = streamdet(*args, "-o", str(tmp_path / "x.mp4"), env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert decode(tmp_path / "x.mp4", 5), "nothing was recorded"
+    proc = streamdet(*args, "-o", str(tmp_path / "y.mp4"), "--serve", "0", env=env, cwd=tmp_path, timeout=120)
+    assert_one_line_error(proc, "web: token (web.token or STREAMDET_WEB_TOKEN) must be at least 8 characters")
+    assert not (tmp_path / "y.mp4").exists()
+
+
+def _half_open(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that start a request and never finish its headers (no token needed for that)."""
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < count + 200:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1000), hard))
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)  # a connection the server has not accepted yet must not hold the test up
+        sock.connect_ex(("127.0.0.1", port))
+        socks.append(sock)
+    for sock in socks:
+        try:
+            sock.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        except OSError:
+            pass  # not accepted (yet) or refused: it still holds a place in the queue, or nothing
+    return socks
+
+
+def test_two_thousand_half_open_connections_leave_the_run_and_its_recording_going(tmp_path, model_cache, pedestrian_xml):
+    (tmp_path / "segments.yaml").write_text("recording:\n  segment_seconds: 2\n")
+    (tmp_path / "segs").mkdir()
+    env = cli_env(model_cache)
+    env.pop("STREAMDET_WEB_TOKEN", None)
+    limit = 1024
+    child = subprocess.Popen(
+        [sys.executable, "-m", "streamdet", "run", "--config", str(tmp_path / "segments.yaml"), "-m", str(pedestrian_xml),
+         "-s", str(clip("bikes")), "--loop", "--serve", "127.0.0.1:0", "-o", str(tmp_path / "segs" / "bikes_{start}.mp4")],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    socks: list[socket.socket] = []
+
+    def segments() -> list[Path]:
+        return sorted(p for p in (tmp_path / "segs").iterdir() if p.stat().st_size > 0)
+
+    try:
+        lines = LineReader(child.stderr)
+        at = lines.wait(lambda line: "web view on http://127.0.0.1:" in line, 60, "the web view's address")
+        port = int(lines.lines[at].split("http://127.0.0.1:")[1].split("/")[0])
+        wait_for(segments, 60, "the first segment")
+        try:
+            socks = _half_open(port, 2000)
+            before = segments()
+            # New segments need new descriptors: the recording goes on while the connections are held open.
+            wait_for(lambda: len(segments()) >= len(before) + 6 or child.poll() is not None, 60,
+                     "six more segments while 2,000 connections hang")
+            assert child.poll() is None, "the run ended under 2,000 half-open connections"
+        finally:
+            for sock in socks:
+                sock.close()
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz") == (200, b"ok\n"), 30,
+                 "/healthz answered once the connections went")
+        assert child.poll() is None
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+    text = lines.text()
+    print("\n" + "\n".join(line for line in lines.lines if "web" in line))
+    assert child.returncode == 128 + signal.SIGTERM, text[-3000:]
+    assert "Traceback" not in text and "Too many open files" not in text, text[-3000:]

@@ -102,6 +102,13 @@ def test_token_from_the_environment(monkeypatch):
     assert WebConfig(listen="0.0.0.0:8080").token == TOKEN
 
 
+def test_short_token_matters_only_with_the_web_view_on(monkeypatch):
+    monkeypatch.setenv("STREAMDET_WEB_TOKEN", "short")
+    assert WebConfig().token == "short"  # no web view: nothing to guard, nothing to refuse
+    with pytest.raises(ValueError, match=r"token \(web.token or STREAMDET_WEB_TOKEN\) must be at least 8 characters"):
+        WebConfig(listen="8080")
+
+
 def test_busy_port_is_one_clear_error():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -242,3 +249,92 @@ def test_token_required_everywhere_when_set(serve):
     assert _get(url + f"api/stats?token={TOKEN}")[0] == 200
     assert _get(url + "api/stats?token=wrong-token-value")[0] == 401
     assert _get(url + "api/stats", {"Authorization": "Bearer wrong-token-value"})[0] == 401
+
+
+def _raw(url: str, data: bytes) -> socket.socket:
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(data)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    sock.close()
+    return data
+
+
+def test_connections_are_capped_and_unfinished_headers_time_out(serve):
+    view = serve(max_clients=1)
+    url = view.server.url
+    cap = view.server.max_connections
+    assert cap == 1 + 16 + 48  # far below this process's descriptor limit, so the cap is from web.max_clients
+    hanging = [_raw(url, b"GET / HTTP/1.1\r\nHost: x\r\n") for _ in range(cap)]
+    wait_for(lambda: view.server.connections == cap, 10, f"{cap} connections open")
+    over = _raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _answer(over).startswith(b"HTTP/1.1 503") and view.server.refused == 1
+    assert view.server.connections == cap
+    # No header within the timeout: every one of them is closed by the server, none by the test.
+    started = time.monotonic()
+    answers = [_answer(sock) for sock in hanging]
+    assert time.monotonic() - started < 8
+    assert all(a == b"" or a.startswith(b"HTTP/1.1 4") for a in answers)
+    wait_for(lambda: view.server.connections == 0, 10, "every connection closed")
+    assert _get(url + "healthz")[0] == 200
+
+
+def test_connection_cap_leaves_most_descriptors_to_the_run(monkeypatch):
+    import resource
+
+    from streamdet.web.server import connection_cap
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (1024, 1024))
+    assert connection_cap(32) == 96 and connection_cap(1000) == 256
+
+
+def test_malformed_requests_are_one_short_line_each_without_the_token(serve, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    view = serve(token=TOKEN)
+    url = view.server.url
+    query = f"/snapshot/door.jpg?token={TOKEN}".encode()
+    bad = {
+        "long header": b"GET " + query + b" HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        "garbage": b"GARBAGE " + query + b"\r\n\r\n",
+        "version": b"GET " + query + b" HTTP/9.9\r\nHost: x\r\n\r\n",
+        "control byte": b"GET " + query + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    }
+    for _ in range(3):
+        for kind, request in bad.items():
+            answer = _answer(_raw(url, request))
+            assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), (kind, answer[:200])
+    assert _get(url + "healthz")[0] == 401  # the server goes on
+    text = caplog.text
+    assert TOKEN not in text and "Traceback" not in text and "s3cret" not in text, text
+    lines = [r.getMessage() for r in caplog.records if "web view on" not in r.getMessage()]
+    # Each kind was sent three times: one line for each kind aiohttp tells apart, none repeated.
+    assert 1 <= len(lines) <= len(bad) and len(set(lines)) == len(lines), lines
+    assert all("malformed request" in line and "\n" not in line and len(line) < 200 for line in lines), lines
+
+
+def test_links_in_api_sources_are_url_encoded_and_lead_to_the_source(serve):
+    odd = "cam #2 50%?"  # a name derived from a file name: none of the characters a user may type
+    view = serve(names=(odd, "door"))
+    url = view.server.url
+    view.write(_result(0, 1))
+    sources = json.loads(_get(url + "api/sources")[1])
+    assert sources[0]["name"] == odd
+    assert sources[0]["snapshot"] == "/snapshot/cam%20%232%2050%25%3F.jpg"
+    code, body, headers = _get(url + sources[0]["snapshot"].lstrip("/"))
+    assert code == 200 and headers["Content-Type"] == "image/jpeg"
+    stream = Viewer(url, sources[0]["stream"])
+    wait_for(lambda: stream.status, 10, "the stream's answer")
+    assert stream.status == 200
+    stream.close()

@@ -20,12 +20,15 @@ import importlib.resources
 import json
 import logging
 import math
+import resource
 import socket
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..config import WebConfig
 from ..stats import RunStatus
@@ -46,6 +49,121 @@ _PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src
 _SHORT_REQUESTS = 16
 # How often a stream waiting for a frame (a camera that is away) checks that its client is still there.
 _IDLE_CHECK_S = 1.0
+# Connections beyond viewers and short requests: a browser keeps a few idle keep-alive ones per page.
+_SPARE_CONNECTIONS = 48
+# A connection that has not sent its first request's headers by then is dropped.
+_HEADER_TIMEOUT_S = 5.0
+# The same complaint (a kind of malformed request, refused connections) is logged at most this often.
+_LOG_EVERY_S = 60.0
+
+
+def connection_cap(max_clients: int) -> int:
+    """How many connections the web view holds at once: never more than a quarter of the process's
+    descriptors, so recordings, cameras and MQTT always get theirs however many clients come."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    share = (1 << 20) if soft == resource.RLIM_INFINITY else soft // 4
+    return max(1, min(max_clients + _SHORT_REQUESTS + _SPARE_CONNECTIONS, share))
+
+
+class _Once:
+    """Says yes to a kind of message at most once per `every` seconds."""
+
+    def __init__(self, every: float):
+        self._every = every
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -math.inf) < self._every:
+                return False
+            self._last[kind] = now
+            return True
+
+
+class _BadRequests(logging.Filter):
+    """aiohttp logs a malformed request with a traceback whose text quotes the request line, and with it
+    any ?token=: say it in one line instead, without the request, at most once a minute per kind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._once = _Once(_LOG_EVERY_S)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True  # anything else is a bug of ours and keeps its traceback
+        kind = type(exc).__name__
+        if self._once(kind):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "a client"
+            log.info("web: a malformed request (%s) from %s was answered %s; more like it are not logged for %g s",
+                     kind, remote, exc.code or 400, _LOG_EVERY_S)
+        return False
+
+
+# aiohttp's request handlers log through this logger (AppRunner(logger=...)), never aiohttp.server.
+_http_log = logging.getLogger("streamdet.web.http")
+_http_log.addFilter(_BadRequests())
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the cap: told so and closed at once, so it holds no descriptor."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        body = b"busy: too many connections to the web view\n"
+        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\n"
+                        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        transport.close()
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's handler of one connection, which gives its place back when the connection ends and
+    drops a connection whose first request's headers are not all in within _HEADER_TIMEOUT_S (aiohttp
+    before 3.14 waits for them for ever; after a response its keep-alive timeout takes over)."""
+
+    def __init__(self, handler: asyncio.Protocol, release: Callable[[], None], loop: asyncio.AbstractEventLoop):
+        self._handler = handler
+        self._release: Callable[[], None] | None = release
+        self._loop = loop
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""  # the end of what came so far: a blank line may arrive split over two reads
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._timer = self._loop.call_later(_HEADER_TIMEOUT_S, transport.abort)
+        self._handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen or b"\n\n" in seen:
+                self._stop_timer()
+            else:
+                self._tail = seen[-3:]
+        self._handler.data_received(data)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def eof_received(self) -> bool | None:
+        return self._handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_timer()
+        try:
+            self._handler.connection_lost(exc)
+        finally:
+            if self._release is not None:
+                self._release()
+                self._release = None
 
 
 class WebServer:
@@ -65,6 +183,9 @@ class WebServer:
         self._short = 0             # other requests in progress (page, snapshots, JSON, /healthz)
         self.most_clients = 0
         self.refused = 0
+        self.max_connections = connection_cap(web_config.max_clients)
+        self.connections = 0        # open connections of every kind
+        self._once = _Once(_LOG_EVERY_S)
         self.dropped_stalled = 0
         self.error: BaseException | None = None
         self.cpu_s = 0.0
@@ -118,17 +239,45 @@ class WebServer:
         app.router.add_get("/api/sources", self._sources)
         app.router.add_get("/api/stats", self._stats)
         app.router.add_get("/healthz", self._healthz)
+        self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
-                               keepalive_timeout=15.0)
+                               keepalive_timeout=15.0, logger=_http_log)
         await runner.setup()
+        listener = None
         try:
-            await web.SockSite(runner, self._sock).start()
+            # Accepted here rather than by web.SockSite: aiohttp takes every connection that comes.
+            listener = await self._loop.create_server(lambda: self._connection(runner.server), sock=self._sock,
+                                                      backlog=64)
             self._ready.set()
             await self._stop.wait()
         finally:
+            if listener is not None:
+                listener.close()
             for event in self._changed:
                 event.set()  # streams waiting for a frame see the stop and end
             await runner.cleanup()
+
+    def _connection(self, handler_factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
+        if self.connections >= self.max_connections:
+            self.refused += 1
+            if self._once("connections"):
+                log.warning("web: refusing connections: %d are open, the most the web view takes (web.max_clients + "
+                            "%d, at most a quarter of ulimit -n); raise those if these are real viewers "
+                            "(said at most once a minute)", self.connections, _SHORT_REQUESTS + _SPARE_CONNECTIONS)
+            return _Refused()
+        self.connections += 1
+        return _Counted(handler_factory(), self._connection_closed, self._loop)
+
+    def _connection_closed(self) -> None:
+        self.connections -= 1
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """One line, not asyncio's traceback, for an accept that found no descriptor (the run needs them)."""
+        exc = context.get("exception")
+        if not isinstance(exc, OSError):
+            loop.default_exception_handler(context)
+        elif self._once(f"loop-{exc.errno}"):
+            log.warning("web: %s (%s); the web view pauses and tries again", context.get("message"), exc.strerror or exc)
 
     def _notify(self, source_id: int) -> None:
         """On the encoder thread: a new JPEG; the streams waiting for it are woken on the loop."""
@@ -250,8 +399,10 @@ class WebServer:
 
     async def _sources(self, request: web.Request) -> web.Response:
         status = self._status()
+        # Names made from file names may hold '#', '?', '%' or spaces: the links carry them encoded.
         return _json([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
-                       "height": s.height, "stream": f"/stream/{s.name}.mjpg", "snapshot": f"/snapshot/{s.name}.jpg"}
+                       "height": s.height, "stream": f"/stream/{quote(s.name, safe='')}.mjpg",
+                       "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg"}
                       for s in status.sources])
 
     async def _stats(self, request: web.Request) -> web.Response:
@@ -263,6 +414,7 @@ class WebServer:
                       "inference": inference,
                       "web": {"clients": self.clients, "most_clients": self.most_clients,
                               "max_clients": self._web.max_clients, "refused": self.refused,
+                              "connections": self.connections, "max_connections": self.max_connections,
                               "dropped_stalled": self.dropped_stalled, **self._extra()}})
 
     async def _healthz(self, request: web.Request) -> web.Response:
