@@ -104,7 +104,7 @@ CASES = [
     (["-s", "{in}/clip.mp4", "--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
     (["-s", "{in}/clip.mp4", "--zone", "porch:1,2;3,4"], ["zone 'porch' has 2 point(s)"]),
     (["-s", "{in}/clip.mp4", "--zone", "porch:0,0;9999,0;0,10"], ["zone 'porch': point [9999, 0] is outside"]),
-    (["-s", "{in}/clip.mp4", "--mqtt", "mqtt://u:pw@127.0.0.1:99999"], ["mqtt: port must be a number"]),
+    (["-s", "{in}/clip.mp4", "--mqtt", "mqtt://u:pw@127.0.0.1:99999"], ["mqtt: ", "the port must be a number from 1 to 65535"]),
     (["-s", "{in}/clip.mp4", "--serve", "0.0.0.0:8080"], ["reachable from other machines"]),
 ]
 
