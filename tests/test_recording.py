@@ -234,3 +234,39 @@ def test_a_camera_recording_with_on_error_continue_survives_its_folder_vanishing
     assert any("No such file or directory" in m for m in caplog.messages), caplog.messages
     (segment,) = list(rec.iterdir())
     assert video_props(segment)[0] > 10  # the new file plays
+
+
+_WRITE_UNTIL_KILLED = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from helpers import decode
+from media import clip
+from streamdet.config import RecordingConfig
+from streamdet.outputs.video import Encoder
+
+encoder = Encoder(Path(sys.argv[1]), (640, 272), 25, RecordingConfig())
+for i, image in enumerate(decode(clip("bikes"), 200)):
+    encoder.add(image, i * 40)
+    print(i + 1, flush=True)  # handed to the muxer
+sys.stdin.read()  # never closed: killed here
+"""
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi"])
+def test_every_container_survives_kill_9_but_for_the_last_second(suffix, tmp_path):
+    """The real writer in its own process, killed after 200 frames of bikes: every container plays all but
+    the fragment (cluster) being written, a keyframe interval of 25 frames."""
+    out = tmp_path / f"killed{suffix}"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITE_UNTIL_KILLED, str(out), str(Path(__file__).parent)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        written = wait_for(lambda: proc.stdout.readline().strip() == "200", 60, "200 frames written")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert written
+    kept = video_props(out)[0]
+    print(f"\n{suffix}: {kept} of 200 frames play after kill -9")
+    assert 200 - 25 <= kept <= 200
