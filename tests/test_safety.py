@@ -315,3 +315,31 @@ def test_the_output_folder_removed_mid_run_is_an_error_naming_the_recording(tmp_
     assert_one_line_error(done, "out.mp4", "No such file or directory")
     # The other output was finalised: whole lines only.
     assert js.read_text().endswith("\n")
+
+
+def test_a_one_pixel_clip_is_recorded_at_two_by_two(tmp_path, model_cache):
+    """H.264 in 4:2:0 needs even sides of at least 2: a 1x1 clip is scaled up, not a failed recording."""
+    import av
+
+    clip_1x1 = tmp_path / "dot.mkv"
+    with av.open(str(clip_1x1), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)  # lossless, and takes a 1x1 picture
+        stream.width, stream.height, stream.pix_fmt = 1, 1, "bgr0"
+        for i in range(10):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((1, 1, 3), 20 * i, np.uint8), "bgr24")))
+        container.mux(stream.encode(None))
+    proc = streamdet("run", "-s", str(clip_1x1), "--model", str(pedestrian_pb()), "-o", str(tmp_path / "out.mp4"),
+                     env=cli_env(model_cache))
+    assert proc.returncode == 0, proc.stderr
+    assert video_props(tmp_path / "out.mp4")[:3] == (10, 2, 2)
+
+
+def test_start_in_a_folder_of_the_recording_path_is_refused_in_one_line(tmp_path):
+    """Segments live in one folder (where expiry finds them); even a folder literally named {start} is refused."""
+    (tmp_path / "d" / "{start}").mkdir(parents=True)
+    cache = tmp_path / "cache"
+    proc = streamdet("run", "-s", str(clip("carphone_pristine")), "--model", str(pedestrian_pb()),
+                     "-o", "d/{start}/cam.mp4", env=cli_env(cache), cwd=tmp_path)
+    assert_one_line_error(proc, "d/{start}/cam.mp4", "{start} may only be in the file name")
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))  # refused before the model load
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["{start}"] and not any((tmp_path / "d" / "{start}").iterdir())

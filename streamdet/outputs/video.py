@@ -136,7 +136,8 @@ class VideoOutput(Output):
         wall = time.time() - (time.monotonic() - result.frame.captured)
         if self._thread is None:
             height, width = image.shape[:2]
-            self._size = (width - width % 2, height - height % 2)  # 4:2:0 needs even sides
+            # 4:2:0 needs even sides of at least 2: an odd side loses a pixel row, a 1-pixel side is scaled to 2.
+            self._size = (max(2, width - width % 2), max(2, height - height % 2))
             # The first file is opened here, not on the writer thread, so a bad path fails this call.
             try:
                 self._open(pts_ms, wall)
