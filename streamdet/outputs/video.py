@@ -200,6 +200,7 @@ class VideoOutput(Output):
                     log.error("%s: recording again in a new file in %g s (on_error: continue)", self.source_name,
                               self._RETRY_S)
                     self._drop_encoder()
+                    _cut_to_whole_fragments(self.path)
                     self._retry_at = time.monotonic() + self._RETRY_S
             self.cpu_s = time.thread_time() - c0
 
@@ -229,6 +230,7 @@ class VideoOutput(Output):
                 self._error = self._error or exc
             self._encoder = None
         if self._error is not None:
+            _cut_to_whole_fragments(self.path)
             raise self._failure()
 
 
@@ -237,3 +239,42 @@ def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.shape[1] >= width and image.shape[0] >= height and image.shape[1] - width < 2 and image.shape[0] - height < 2:
         return image[:height, :width]
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _cut_to_whole_fragments(path: Path) -> None:
+    """After a failed write, a fragmented MP4 ends with its last whole fragment (a moof and its mdat), not
+    part of the next one; other containers are left as they are. Shrinking a file needs no free space."""
+    if path.suffix.lower() not in (".mp4", ".mov"):
+        return
+    try:
+        with open(path, "r+b") as f:
+            end = _whole_fragments_end(f)
+            if end is not None and end < os.fstat(f.fileno()).st_size:
+                f.truncate(end)
+    except OSError:
+        pass  # the folder is gone, or the file: the write error is the one to report
+
+
+def _whole_fragments_end(f) -> int | None:
+    """Where the last whole top-level box ends, a moof counting only with its mdat; None if not an MP4."""
+    good = at = 0
+    in_fragment = False
+    while True:
+        f.seek(at)
+        head = f.read(16)
+        if len(head) < 8:
+            return good
+        size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+        if size == 1 and len(head) == 16:
+            size = int.from_bytes(head[8:16], "big")
+        if at == 0 and kind != b"ftyp":
+            return None
+        if size < 8 or at + size > os.fstat(f.fileno()).st_size:
+            return good  # a box cut off by the failed write (or a size still 0: being written)
+        at += size
+        if kind == b"moof":
+            in_fragment = True
+            continue
+        if kind == b"mdat" or not in_fragment:
+            good = at
+        in_fragment = False
