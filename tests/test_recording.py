@@ -254,7 +254,6 @@ sys.stdin.read()  # never closed: killed here
 """
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi"])
 def test_every_container_survives_kill_9_but_for_the_last_second(suffix, tmp_path):
     """The real writer in its own process, killed after 200 frames of bikes: every container plays all but
