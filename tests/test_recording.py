@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import pytest
 
-from clirun import cli_env
+from clirun import cli_env, streamdet
 from helpers import MjpegCamera, run_alongside, video_props, wait_for
 from media import clip, pedestrian_pb
 
@@ -151,14 +151,15 @@ def _starts(folder: Path, name: str) -> list[str]:
 
 def test_camera_segments_rotate_and_expire_per_camera_touching_nothing_else(tmp_path, pedestrian_xml):
     """Two cameras into one folder: door keeps 4 s of 1 s segments, yard keeps at most 1 byte (so only the file
-    being written); files the templates could not have made, and the other camera's, are never touched."""
+    being written); files not in a camera's record, and the other camera's, are never touched."""
     rec = tmp_path / "rec"
     rec.mkdir()
     decoys = ["door_notes.txt", "door_20200101-000000.mp4.bak", "porch_20200101-000000.mp4", "door_latest.mp4",
-              "yard.mp4"]
+              "yard.mp4",
+              # A door segment by its name and age, but not in door's record (copied in, another program's): it stays.
+              "door_20200101-000000.mp4"]
     for name in decoys:
         (rec / name).write_bytes(b"not ours")
-    (rec / "door_20200101-000000.mp4").write_bytes(b"an old door segment: past keep_hours, so it goes")
     door, yard = MjpegCamera(fps=25), MjpegCamera(fps=25)
     config_file = tmp_path / "site.yaml"
     config_file.write_text(f"""
@@ -193,7 +194,7 @@ sources:
         yard.close()
     kept = _starts(rec, "door")
     print(f"\ndoor: {len(made)} segments made, {len(kept)} kept: {kept}; yard kept {_starts(rec, 'yard')}")
-    assert "door_20200101-000000.mp4" not in kept
+    kept.remove("door_20200101-000000.mp4")  # a decoy
     assert 2 <= len(kept) <= 6 and len(made) > len(kept), kept  # about 4 s of 1 s segments (names keep whole seconds)
     assert len(_starts(rec, "yard")) == 1  # only the segment being written when the run ended
     for name in decoys:
@@ -232,5 +233,73 @@ def test_a_camera_recording_with_on_error_continue_survives_its_folder_vanishing
     finally:
         cam.close()
     assert any("No such file or directory" in m for m in caplog.messages), caplog.messages
-    (segment,) = list(rec.iterdir())
+    (segment,) = [p for p in rec.iterdir() if not p.name.startswith(".")]  # beside the camera's hidden record
     assert video_props(segment)[0] > 10  # the new file plays
+
+
+_WRITE_UNTIL_KILLED = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from helpers import decode
+from media import clip
+from streamdet.config import RecordingConfig
+from streamdet.outputs.video import Encoder
+
+encoder = Encoder(Path(sys.argv[1]), (640, 272), 25, RecordingConfig())
+for i, image in enumerate(decode(clip("bikes"), 200)):
+    encoder.add(image, i * 40)
+    print(i + 1, flush=True)  # handed to the muxer
+sys.stdin.read()  # never closed: killed here
+"""
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi"])
+def test_every_container_survives_kill_9_but_for_the_last_second(suffix, tmp_path):
+    """The real writer in its own process, killed after 200 frames of bikes: every container plays all but
+    the fragment (cluster) being written, a keyframe interval of 25 frames."""
+    out = tmp_path / f"killed{suffix}"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITE_UNTIL_KILLED, str(out), str(Path(__file__).parent)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        written = wait_for(lambda: proc.stdout.readline().strip() == "200", 60, "200 frames written")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert written
+    kept = video_props(out)[0]
+    print(f"\n{suffix}: {kept} of 200 frames play after kill -9")
+    assert 200 - 25 <= kept <= 200
+
+
+def test_retention_deletes_only_what_this_camera_wrote(tmp_path, model_cache):
+    """Issue #21: yard's pattern `{start}-yard.mp4` also fits camera 2-yard's files (the 2 read as the same-second
+    counter), files copied in, and an impossible date; yard keeps 1 byte (so only the segment being written), 2-yard
+    everything. Only yard's own
+    segments may go, and the run ends without a traceback."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    decoys = ["20190704-120000-yard.mp4", "20200101-000000-3-yard.mp4", "20261399-999999-yard.mp4",
+              "20190704-120000.mp4"]
+    for name in decoys:
+        (rec / name).write_bytes(b"not written by this camera")
+    config = tmp_path / "site.yaml"
+    config.write_text(f"""
+output:
+  video: {rec}/{{start}}-{{name}}.mp4
+sources:
+  - name: 2-yard
+    url: {clip("carphone_pristine")}
+  - name: yard
+    url: {clip("carphone_pristine")}
+    recording: {{segment_seconds: 1, keep_gb: 0.000000001}}
+""")
+    proc = streamdet("run", "--config", str(config), "--model", str(pedestrian_pb()), env=cli_env(model_cache))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "deleted" in proc.stderr  # yard's retention did run
+    for name in decoys:
+        assert (rec / name).read_bytes() == b"not written by this camera", name
+    recordings = {p.name: video_props(p)[0] for p in rec.glob("*.mp4") if p.name not in decoys}
+    # 2-yard's one recording holds all 120 frames; of yard's 1 s segments only the last is left.
+    assert len(recordings) == 2 and sorted(recordings.values())[1] == 120, recordings
+    assert sorted(recordings.values())[0] <= 30, recordings

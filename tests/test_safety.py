@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import decode, video_props, wait_for, write_clip
+from helpers import decode, read_jsonl, video_props, wait_for, write_clip
 from media import clip, pedestrian_pb
 
 
@@ -140,23 +140,26 @@ def test_bad_invocations_change_nothing_and_say_one_line_each(inputs, tmp_path):
         assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*")), f"model converted for {args}"
 
 
-def _in_full_disk(tmp_path: Path, size: str, args: list[str], fill: bool = False) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run streamdet with `disk` (a tmpfs of `size`, optionally filled first) as its output folder, in a
-    private mount namespace; returns the run and what the disk held after it (the mount goes with it)."""
-    disk, listing = tmp_path / "disk", tmp_path / "listing.json"
+def _in_full_disk(tmp_path: Path, size: str, args: list[str], fill: bool | int = False) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run streamdet with `disk` (a tmpfs of `size`, filled first by another program: completely, or with `fill`
+    bytes) as its output folder, in a private mount namespace; returns the run and what the disk held after it
+    (the mount goes with it; copies of what streamdet left are in tmp_path/"left")."""
+    disk, listing, left = tmp_path / "disk", tmp_path / "listing.json", tmp_path / "left"
     disk.mkdir(exist_ok=True)
     wrapper = """
-import json, os, subprocess, sys
-disk, listing, size, fill = sys.argv[1:5]
+import json, os, shutil, subprocess, sys
+disk, listing, size, fill, left = sys.argv[1:6]
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", disk], check=True)
-if fill == "1":
+if fill != "0":
     fd = os.open(os.path.join(disk, "filler"), os.O_WRONLY | os.O_CREAT)
     try:
-        while True:
+        while fill == "all" or os.fstat(fd).st_size < int(fill):
             os.write(fd, b"x" * 4096)
     except OSError:
-        os.close(fd)
-proc = subprocess.run([sys.executable, "-m", "streamdet", "run", *sys.argv[5:]])
+        pass
+    os.close(fd)
+proc = subprocess.run([sys.executable, "-m", "streamdet", "run", *sys.argv[6:]])
+shutil.copytree(disk, left, ignore=shutil.ignore_patterns("filler"))
 import cv2
 found = {}
 for name in os.listdir(disk):
@@ -170,8 +173,9 @@ json.dump(found, open(listing, "w"))
 sys.exit(proc.returncode)
 """
     resolved = [a.replace("{disk}", str(disk)) for a in args]
+    filled = "all" if fill is True else str(int(fill))
     proc = subprocess.run(["unshare", "-rm", sys.executable, "-c", wrapper, str(disk), str(listing), size,
-                           "1" if fill else "0", *resolved], env=cli_env(tmp_path.parent / "shared-cache"),
+                           filled, str(left), *resolved], env=cli_env(tmp_path.parent / "shared-cache"),
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     return proc, json.loads(listing.read_text())
 
@@ -182,26 +186,53 @@ def shared_cache(model_cache, tmp_path):
     (tmp_path.parent / "shared-cache").symlink_to(model_cache)
 
 
-@pytest.mark.parametrize("what, size, args, fragment", [
+def _mp4_boxes(path: Path) -> list[tuple[bytes, int]]:
+    """The top-level boxes of an MP4 (type, size); raises if the file ends inside one."""
+    data, boxes, at = path.read_bytes(), [], 0
+    while at < len(data):
+        size, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if size == 1:
+            size = int.from_bytes(data[at + 8:at + 16], "big")
+        assert size >= 8 and at + size <= len(data), f"{path.name} ends inside a {kind!r} box at byte {at}"
+        boxes.append((kind, size))
+        at += size
+    return boxes
+
+
+def _assert_whole_fragments(path: Path) -> None:
+    kinds = [kind for kind, _ in _mp4_boxes(path)]
+    if kinds[-1] == b"mfra":
+        kinds.pop()  # the fragments' index, written on a clean close
+    assert kinds[:2] == [b"ftyp", b"moov"] and kinds[-2:] == [b"moof", b"mdat"], kinds
+
+
+@pytest.mark.parametrize("what, size, fill, args, fragment", [
     # The recording needs about 0.9 MB: the write itself fails, whether or not the writer's once-a-second
     # free-space check came first (a fast run ends before it).
-    ("recording", "400k", ["-o", "{disk}/out.mp4"], "out.mp4"),
-    ("JSONL", "16k", ["--json", "{disk}/d.jsonl"], "d.jsonl"),
+    ("recording", "400k", 0, ["-o", "{disk}/out.mp4"], "out.mp4"),
+    ("JSONL", "16k", 0, ["--json", "{disk}/d.jsonl"], "d.jsonl"),
+    # Issue #21: a 300 KB disk another program filled to 250 KB.
+    ("JSONL", "300k", 250_000, ["--json", "{disk}/d.jsonl", "--loop"], "d.jsonl"),
 ])
-def test_a_full_disk_is_an_error_naming_the_output(what, size, args, fragment, tmp_path, shared_cache):
-    proc, left = _in_full_disk(tmp_path, size, ["-s", str(clip("bikes")), "--model", str(pedestrian_pb()), *args])
+def test_a_full_disk_is_an_error_naming_the_output(what, size, fill, args, fragment, tmp_path, shared_cache):
+    proc, left = _in_full_disk(tmp_path, size, ["-s", str(clip("bikes")), "--model", str(pedestrian_pb()), *args],
+                               fill=fill)
     line = assert_one_line_error(proc, fragment, "No space left on device")
     assert "end of stream" not in proc.stderr, line
+    left.pop("filler", None)
     if what == "recording":
-        # Fragmented MP4: what was written before the disk filled up plays, and no other file is left.
+        # Fragmented MP4: what was written before the disk filled up plays, and no other file is left;
+        # it ends with a whole fragment (a moof and its mdat, perhaps the closing index), not inside one.
         assert list(left) == ["out.mp4"] and 0 < left["out.mp4"] < 250, left
+        _assert_whole_fragments(tmp_path / "left" / "out.mp4")
     else:
         assert list(left) == ["d.jsonl"]  # JSONL is written in place, whole lines only (see the README)
+        assert len(read_jsonl(tmp_path / "left" / "d.jsonl")) > 0
 
 
 def test_a_recording_that_could_not_be_stored_whole_is_an_error_not_a_broken_file(tmp_path, model_cache):
     """Every write past 400 KB fails (the file size limit) while the disk has room: the run stops with that
-    error, and the part written before plays."""
+    error, and the part written before plays, ending with a whole fragment."""
     import resource
     import signal
 
@@ -216,6 +247,7 @@ def test_a_recording_that_could_not_be_stored_whole_is_an_error_not_a_broken_fil
     assert_one_line_error(proc, "out.mp4", "File too large")
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
     assert 0 < video_props(out)[0] < 250
+    _assert_whole_fragments(out)  # cut back to its last whole fragment
 
 
 def test_a_summary_that_cannot_be_written_is_an_error(tmp_path, shared_cache):
@@ -344,3 +376,31 @@ def test_sources_named_after_the_same_file_name_keep_their_own_files(tmp_path, m
         records = [json.loads(line) for line in (tmp_path / file).read_text().splitlines()]
         assert {r["source"] for r in records} == {name}, file
         assert [r["frame"] for r in records] == list(range(frames)), file
+
+
+def test_a_one_pixel_clip_is_recorded_at_two_by_two(tmp_path, model_cache):
+    """H.264 in 4:2:0 needs even sides of at least 2: a 1x1 clip is scaled up, not a failed recording."""
+    import av
+
+    clip_1x1 = tmp_path / "dot.mkv"
+    with av.open(str(clip_1x1), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)  # lossless, and takes a 1x1 picture
+        stream.width, stream.height, stream.pix_fmt = 1, 1, "bgr0"
+        for i in range(10):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((1, 1, 3), 20 * i, np.uint8), "bgr24")))
+        container.mux(stream.encode(None))
+    proc = streamdet("run", "-s", str(clip_1x1), "--model", str(pedestrian_pb()), "-o", str(tmp_path / "out.mp4"),
+                     env=cli_env(model_cache))
+    assert proc.returncode == 0, proc.stderr
+    assert video_props(tmp_path / "out.mp4")[:3] == (10, 2, 2)
+
+
+def test_start_in_a_folder_of_the_recording_path_is_refused_in_one_line(tmp_path):
+    """Segments live in one folder (where expiry finds them); even a folder literally named {start} is refused."""
+    (tmp_path / "d" / "{start}").mkdir(parents=True)
+    cache = tmp_path / "cache"
+    proc = streamdet("run", "-s", str(clip("carphone_pristine")), "--model", str(pedestrian_pb()),
+                     "-o", "d/{start}/cam.mp4", env=cli_env(cache), cwd=tmp_path)
+    assert_one_line_error(proc, "d/{start}/cam.mp4", "{start} may only be in the file name")
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))  # refused before the model load
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["{start}"] and not any((tmp_path / "d" / "{start}").iterdir())

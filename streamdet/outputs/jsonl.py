@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import sys
 import time
 
@@ -42,7 +43,9 @@ class JsonlOutput(Output):
     """One JSON line per frame, written in place so it can be followed while a camera runs (`tail -f`).
 
     Lines are collected and written whole with one unbuffered write, so a
-    killed process leaves only complete lines behind.
+    killed process leaves only complete lines behind; a write that fails part
+    way (a full disk) is cut back to the last whole line before the error is
+    raised, and nothing is written after it.
     """
 
     _FLUSH_LINES = 64
@@ -55,6 +58,8 @@ class JsonlOutput(Output):
         self._pending: list[str] = []
         self._last_flush = time.monotonic()
         self._closed = False
+        self._whole = 0          # bytes of whole lines in the file
+        self._failed = False
 
     def records(self, result: FrameResult) -> list[dict]:
         return [record(result)]
@@ -70,6 +75,8 @@ class JsonlOutput(Output):
             return
         data = "".join(self._pending).encode("utf-8")
         self._pending.clear()
+        if self._failed:
+            return  # lines after a failed write would leave a gap in the file
         try:
             if self._fd is None:
                 if self.path == "-":
@@ -79,10 +86,22 @@ class JsonlOutput(Output):
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
+            self._whole += len(data)
         except OSError as exc:
+            self._failed = True
             if exc.errno == errno.EPIPE and self.path == "-":
                 raise PipeClosed("the reader of standard output went away") from None
+            self._cut_to_whole_lines()
             raise write_error(self.label, exc) from None
+
+    def _cut_to_whole_lines(self) -> None:
+        """After a write that failed part way, the file ends with its last whole line (shrinking needs no space)."""
+        if self._fd is None or self.path == "-" or not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            return
+        try:
+            os.ftruncate(self._fd, self._whole)
+        except OSError:
+            pass  # the write error is the one to report
 
     def close(self) -> None:
         if self._closed:

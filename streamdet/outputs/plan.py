@@ -72,6 +72,10 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
                     and "{start}" not in path:
                 raise OutputError(f"output '{path}': segments, their expiry and on_error: continue (recording:) need "
                                   "{start} in the recording path, e.g. rec_{name}_{start}.mp4")
+            if "{start}" in str(Path(path).parent):
+                # Segments of a camera live in one folder, where their expiry finds them; folders are not made.
+                raise OutputError(f"output '{path}': {{start}} may only be in the file name, not in a folder; "
+                                  "e.g. rec/cam_{start}.mp4")
             if "{start}" in path and kind != "video":
                 raise OutputError(f"output '{path}': {{start}} is for recordings; name a video ({_suffixes(VIDEO_SUFFIXES)})")
             what = f"recording of {source.name}" if kind == "video" else f"annotated images of {source.name}"
