@@ -11,13 +11,13 @@ from .privacy import telemetry_off
 telemetry_off()  # before any module of ours imports openvino
 
 _EXPORTS = {
-    "Config": "config",
-    "load_config": "config_file",
+    "Config": "config.sections",
+    "load_config": "config.loader",
     "Detections": "detections",
     "FrameResult": "detections",
     "StreamdetError": "errors",
-    "Detector": "model",
-    "load": "model",
+    "Detector": "model.detector",
+    "load": "model.detector",
     "Pipeline": "pipeline",
 }
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config_events import EventsConfig, LineConfig, ZoneConfig, in_fractions
+from .config.events import EventsConfig, LineConfig, ZoneConfig, in_fractions
 from .detections import FrameResult
 from .errors import ConfigError, OutputError
 from .outputs.base import write_atomically

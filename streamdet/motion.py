@@ -33,10 +33,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .config import DetectConfig
-from .config_events import in_fractions
+from .config.sections import DetectConfig
+from .config.events import in_fractions
 from .detections import Detections, FrameResult
-from .inference import Completed, Job
+from .engines.local import Completed, Job
 
 _HEIGHT = 100            # rows of the grey copy: enough for a person at 720p, cheap at any size
 _MIN_AREA = 10           # pixels of the grey copy: smaller changed blobs are noise, not objects

@@ -20,15 +20,15 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from .config import Config, SourcePlan
-from .decoding import DetectFilter
+from .config.sections import Config, SourcePlan
+from .model.readout import DetectFilter
 from .detections import FrameResult
-from .engines import Backend, open_backend
+from .engines.backend import Backend, open_backend
 from .errors import ConfigError, StreamdetError
-from .inference import Completed
-from .labels import load_labels
+from .engines.local import Completed
+from .model.labels import load_labels
 from .motion import MotionGate, ReuseDetections
-from .model import Detector
+from .model.detector import Detector
 from .outputs import Output, WindowOutput, open_output, plan_targets, want_window
 from .render import Annotator, OverlayStatus
 from .scheduler import Inbox, Lane, Scheduler

@@ -9,7 +9,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .config import OverlayConfig
+from .config.sections import OverlayConfig
 from .detections import Detections
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

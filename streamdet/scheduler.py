@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .inference import Completed, Job
+from .engines.local import Completed, Job
 from .sources import Frame, Source, SourceInfo
 from .stats import StageTimer
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config_events import TrackConfig
+from .config.events import TrackConfig
 from .detections import Detections
 
 # Kalman noise as fractions of the box height (ByteTrack's values).

@@ -79,8 +79,8 @@ def test_capacity_bench_prints_table_and_json(tmp_path, model_cache):
 def test_capacity_search_adds_cameras_until_one_drops(pedestrian_xml):
     """`max`: one camera more per trial; the answer is the most cameras kept up with. A 100 fps clip makes
     the machine fall behind within a few cameras, so the search ends quickly."""
-    from streamdet.capacity import run_capacity
-    from streamdet.model import load
+    from streamdet.bench.capacity import run_capacity
+    from streamdet.model.detector import load
 
     from helpers import decode, write_clip
 

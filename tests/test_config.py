@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamdet.config import Config, SourceEntry, override
-from streamdet.config_file import load_config
+from streamdet.config.sections import Config, SourceEntry, override
+from streamdet.config.loader import load_config
 from streamdet.errors import ConfigError
 
 pytestmark = pytest.mark.unit

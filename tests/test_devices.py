@@ -8,9 +8,9 @@ import pytest
 from clirun import assert_one_line_error, cli_env, streamdet
 from media import clip
 
-from streamdet.devices import check_device, cpu_role, describe_devices
+from streamdet.model.devices import check_device, cpu_role, describe_devices
 from streamdet.errors import ConfigError, DeviceError
-from streamdet.model import _device_config, load
+from streamdet.model.detector import _device_config, load
 
 CORE = ov.Core()
 PRESENT = ", ".join(CORE.available_devices)

@@ -19,8 +19,8 @@ from helpers import free_port, read_jsonl, wait_for
 from media import clip
 from mqtt_broker import Broker, Subscriber
 
-from streamdet.config import Config
-from streamdet.model import load
+from streamdet.config.sections import Config
+from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 
 

@@ -21,9 +21,9 @@ import pytest
 from helpers import LoopbackHttpServer, free_port
 from media import pedestrian_pb
 
-from streamdet import fetch
+from streamdet.model import fetch
 from streamdet.errors import ModelError
-from streamdet.model import load
+from streamdet.model.detector import load
 
 ARCHIVE = fetch.SSDLITE_MOBILENET_V2
 

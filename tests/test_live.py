@@ -17,7 +17,7 @@ from clirun import assert_one_line_error, cli_env, streamdet
 from helpers import MjpegCamera, free_port, video_props, wait_for
 from media import clip, pedestrian_pb
 
-from streamdet.config import SourceConfig
+from streamdet.config.sections import SourceConfig
 from streamdet.errors import SourceError
 from streamdet.sources import NetworkSource, open_source
 
@@ -187,8 +187,8 @@ def test_live_pipeline_drops_old_frames_and_stops_on_sigint(camera, tmp_path, mo
 
 def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pedestrian_xml):
     """Two 'cameras' accept the connection and never answer: they open side by side, not one after the other."""
-    from streamdet.config import Config
-    from streamdet.model import load
+    from streamdet.config.sections import Config
+    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]

@@ -17,8 +17,8 @@ from clirun import assert_one_line_error, cli_env, streamdet
 from media import clip, pedestrian_pb
 
 from streamdet.errors import ModelError
-from streamdet.labels import label_for, load_labels
-from streamdet.model import inspect, load, resolve_ir
+from streamdet.model.labels import label_for, load_labels
+from streamdet.model.detector import inspect, load, resolve_ir
 
 
 def test_label_file_is_coco_91_with_background():
@@ -279,7 +279,7 @@ def test_bad_inference_settings_are_named(model_cache, pedestrian_xml):
 @pytest.mark.parametrize("entry, fragment", [("999", "class id 999"), ("-3", "class id -3"), ("0", "class id 0"),
                                              ("92", "1 to 91"), ("unicorn", "class 'unicorn'")])
 def test_class_filters_that_name_nothing_are_refused(entry, fragment, model_cache):
-    from streamdet.labels import resolve_classes
+    from streamdet.model.labels import resolve_classes
 
     with pytest.raises(ModelError, match=fragment):
         resolve_classes(load_labels(), [entry])
@@ -297,7 +297,7 @@ def _loops(model: ov.Model) -> int:
 
 
 def test_the_graphs_own_resize_loop_is_bypassed_without_changing_a_number(pedestrian_xml, carphone_frames):
-    from streamdet.tf_preprocessor import drop_identity_resize
+    from streamdet.model.tf_preprocessor import drop_identity_resize
 
     core = ov.Core()
     original, bypassed = core.read_model(pedestrian_xml), core.read_model(pedestrian_xml)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamdet.agreement import Agreement, match
-from streamdet.config import DetectConfig
+from streamdet.model.agreement import Agreement, match
+from streamdet.config.sections import DetectConfig
 from streamdet.detections import Detections
-from streamdet.inference import Job
+from streamdet.engines.local import Job
 from streamdet.motion import MotionDetector, MotionGate
 from streamdet.sources import Frame
 

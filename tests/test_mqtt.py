@@ -21,7 +21,7 @@ from helpers import free_port
 from helpers import wait_for as _wait_for
 from mqtt_broker import AUTH_PW, AUTH_USER, Broker, Subscriber
 
-from streamdet.config_events import MqttConfig
+from streamdet.config.events import MqttConfig
 from streamdet.outputs.mqtt import MqttError, MqttPublisher
 from streamdet.urls import mask_url
 
@@ -119,7 +119,7 @@ def test_1_events_arrive_and_online_is_retained(broker, subscriber, publishers, 
 # 2 ------------------------------------------------------------------------------------------
 CHILD = """
 import sys
-from streamdet.config_events import MqttConfig
+from streamdet.config.events import MqttConfig
 from streamdet.outputs.mqtt import MqttPublisher
 p = MqttPublisher(MqttConfig(url=sys.argv[1]))
 p.start()

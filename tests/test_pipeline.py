@@ -20,9 +20,9 @@ from helpers import decode as decode_all
 from helpers import read_jsonl, video_props, wait_for
 from media import clip, pedestrian_pb
 
-from streamdet.config import Config, DetectConfig, OutputConfig
+from streamdet.config.sections import Config, DetectConfig, OutputConfig
 from streamdet.errors import ModelError
-from streamdet.model import load
+from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 from streamdet.sources import Frame, Source, SourceInfo
 

@@ -15,10 +15,10 @@ import pytest
 from clirun import assert_one_line_error, cli_env, streamdet
 from media import clip
 
-from streamdet.config import DEFAULT_PRECISION, Config
-from streamdet.devices import PRECISIONS, precision_config
+from streamdet.config.sections import DEFAULT_PRECISION, Config
+from streamdet.model.devices import PRECISIONS, precision_config
 from streamdet.errors import DeviceError
-from streamdet.model import load
+from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 
 CORE = ov.Core()

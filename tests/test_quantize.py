@@ -14,12 +14,12 @@ from clirun import assert_one_line_error, cli_env, streamdet
 from helpers import decode, write_clip
 from media import clip
 
-from streamdet.agreement import Agreement, match
-from streamdet.calibration import input_spec, list_footage, prepare, read_frames, split, spread
+from streamdet.model.agreement import Agreement, match
+from streamdet.model.calibration import input_spec, list_footage, prepare, read_frames, split, spread
 from streamdet.detections import Detections
 from streamdet.errors import SourceError
-from streamdet.model import ModelForm, _prepare, inspect, load, recognise
-from streamdet.precision import is_int8, weights_precision
+from streamdet.model.detector import ModelForm, _prepare, inspect, load, recognise
+from streamdet.model.precision import is_int8, weights_precision
 
 CALIB = "bikes"                                # quantised on this clip
 HELD_OUT = ("carphone_pristine", "bigbuckbunny")  # checked on these

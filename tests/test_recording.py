@@ -17,8 +17,8 @@ from clirun import cli_env, streamdet
 from helpers import MjpegCamera, run_alongside, video_props, wait_for
 from media import clip, pedestrian_pb
 
-from streamdet.config import Config
-from streamdet.model import load
+from streamdet.config.sections import Config
+from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -175,7 +175,7 @@ sources:
     url: http://127.0.0.1:{yard.port}/v.mjpg
     recording: {{keep_gb: 0.000000001}}
 """)
-    from streamdet.config_file import load_config
+    from streamdet.config.loader import load_config
 
     config = load_config(config_file)
     config.display.show = "no"
@@ -243,7 +243,7 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from helpers import decode
 from media import clip
-from streamdet.config import RecordingConfig
+from streamdet.config.sections import RecordingConfig
 from streamdet.outputs.video import Encoder
 
 encoder = Encoder(Path(sys.argv[1]), (640, 272), 25, RecordingConfig())

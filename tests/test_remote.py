@@ -32,12 +32,12 @@ from clirun import assert_one_line_error, cli_env, streamdet
 from helpers import MjpegCamera, decode, free_port, read_jsonl, run_alongside, wait_for, write_clip
 from media import clip
 
-from streamdet.bench_remote import run_remote_bench
-from streamdet.config import Config
-from streamdet.export import export_server
-from streamdet.model import load
+from streamdet.bench.remote import run_remote_bench
+from streamdet.config.sections import Config
+from streamdet.model.export import export_server
+from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
-from streamdet.decoding import TF_COUNT, TF_OUTPUTS
+from streamdet.model.readout import TF_COUNT, TF_OUTPUTS
 from streamdet.tracking import iou
 
 TF_ROLES = (*TF_OUTPUTS, TF_COUNT)

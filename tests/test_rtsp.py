@@ -23,8 +23,8 @@ from helpers import LineReader, decode, free_port, run_alongside, video_props, w
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 
-from streamdet.config import Config, SourceConfig
-from streamdet.model import load
+from streamdet.config.sections import Config, SourceConfig
+from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 from streamdet.sources import NetworkSource
 

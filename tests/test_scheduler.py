@@ -1,6 +1,6 @@
 """The scheduler without a model: inbox policies, the reorder buffer, and errors on every thread.
 
-`StandInEngine` stands in for OpenVINO's AsyncInferQueue (streamdet.inference):
+`StandInEngine` stands in for OpenVINO's AsyncInferQueue (streamdet.engines.local):
 it finishes jobs on a thread of its own, out of order, as a real device does
 with several requests. Everything else here is the real scheduler.
 """
@@ -17,7 +17,7 @@ import pytest
 
 from streamdet.detections import Detections
 from streamdet.errors import ModelError, SourceError
-from streamdet.inference import Completed, Job
+from streamdet.engines.local import Completed, Job
 from streamdet.scheduler import Failure, Inbox, Lane, ReorderBuffer, Scheduler
 from streamdet.sources import Frame, Source, SourceInfo
 

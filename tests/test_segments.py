@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from streamdet.config import RecordingConfig
+from streamdet.config.sections import RecordingConfig
 from streamdet.outputs.segments import Segments
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from streamdet.config_events import EventsConfig, LineConfig, TrackConfig, ZoneConfig
-from streamdet.config_file import load_config
+from streamdet.config.events import EventsConfig, LineConfig, TrackConfig, ZoneConfig
+from streamdet.config.loader import load_config
 from streamdet.detections import Detections, FrameResult
 from streamdet.errors import ConfigError
 from streamdet.events import EventStage, Scene, TrackStage

@@ -28,8 +28,8 @@ from helpers import LineReader, Viewer, decode, read_jsonl, wait_for, write_clip
 from media import clip
 from rtsp import RtspServer
 
-from streamdet.config import Config
-from streamdet.model import load
+from streamdet.config.sections import Config
+from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 from streamdet.render import class_color
 
@@ -205,7 +205,7 @@ def _run_fps(detector, frames: int, setup=None) -> tuple[float, dict]:
 def test_the_web_picture_is_the_recording_picture_with_lines_and_plate(pedestrian_xml):
     """The web view as the only picture output draws through the render stage's drawing: a counting line with
     its counts, and the status plate, on a snapshot nobody was watching (both were missing)."""
-    from streamdet.config_events import LineConfig
+    from streamdet.config.events import LineConfig
     from streamdet.render import _SCENE
 
     config = _config([str(clip("bikes"))])

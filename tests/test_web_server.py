@@ -19,7 +19,7 @@ import pytest
 
 from helpers import Viewer, wait_for
 
-from streamdet.config import WebConfig
+from streamdet.config.sections import WebConfig
 from streamdet.detections import Detections, FrameResult
 from streamdet.errors import ConfigError
 from streamdet.render import OverlayStatus

@@ -4,7 +4,7 @@ checks all of a run's paths before any work, `open_output` makes one once its so
 
 from __future__ import annotations
 
-from ..config import RecordingConfig
+from ..config.sections import RecordingConfig
 from ..sources import SourceInfo
 from .base import Output, write_atomically
 from .images import ImageOutput

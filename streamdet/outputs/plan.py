@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import SourcePlan
+from ..config.sections import SourcePlan
 from ..errors import OutputError
 from ..sources import ImageFilesSource, Source
 from .images import IMAGE_SUFFIXES

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import RecordingConfig
+from ..config.sections import RecordingConfig
 from .base import write_atomically
 
 log = logging.getLogger("streamdet.recording")

@@ -14,7 +14,7 @@ import av
 import cv2
 import numpy as np
 
-from ..config import RecordingConfig
+from ..config.sections import RecordingConfig
 from ..detections import FrameResult
 from ..errors import OutputError
 from ..sources import SourceInfo

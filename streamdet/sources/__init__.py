@@ -16,7 +16,7 @@ from pathlib import Path
 # reconnects and files alike - for its whole open timeout. Set before cv2 loads.
 os.environ.setdefault("OPENCV_FFMPEG_IS_THREAD_SAFE", "1")
 
-from ..config import SourceConfig  # noqa: E402
+from ..config.sections import SourceConfig  # noqa: E402
 from ..errors import SourceError  # noqa: E402
 from .base import Frame, Source, SourceHealth, SourceInfo  # noqa: E402
 from .files import IMAGE_SUFFIXES, ImageFilesSource, VideoFileSource  # noqa: E402

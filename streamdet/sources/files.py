@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import SourceConfig
+from ..config.sections import SourceConfig
 from ..errors import SourceError
 from .base import Frame, Source, SourceInfo
 

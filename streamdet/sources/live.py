@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import cv2
 
-from ..config import SourceConfig
+from ..config.sections import SourceConfig
 from ..errors import SourceError
 from .base import Frame, Source, SourceHealth, SourceInfo
 from .mailbox import Lost, Mailbox, Opened, Picture

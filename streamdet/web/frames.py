@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..config import WebConfig
+from ..config.sections import WebConfig
 from ..detections import FrameResult
 from ..stats import StageTimer
 

@@ -30,7 +30,7 @@ from urllib.parse import quote
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..config import WebConfig
+from ..config.sections import WebConfig
 from ..stats import RunStatus
 from .frames import FrameHub
 

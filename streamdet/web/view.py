@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from ..config import WebConfig
+from ..config.sections import WebConfig
 from ..urls import parse_listen
 from ..detections import FrameResult
 from ..errors import ConfigError, OutputError

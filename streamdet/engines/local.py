@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import openvino as ov
 
-from .detections import Detections
-from .decoding import DetectFilter
-from .model import Detector
-from .sources import Frame
+from ..detections import Detections
+from ..model.readout import DetectFilter
+from ..model.detector import Detector
+from ..sources import Frame
 
 
 @dataclass(slots=True)

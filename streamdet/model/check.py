@@ -17,9 +17,9 @@ import numpy as np
 
 from .agreement import MATCH_IOU, Comparison, measure
 from .calibration import list_footage, read_frames, spread
-from .config import DEFAULT_PRECISION, PRECISION_NAMES
-from .errors import ConfigError, StreamdetError
-from .model import fit_input, load
+from ..config.sections import DEFAULT_PRECISION, PRECISION_NAMES
+from ..errors import ConfigError, StreamdetError
+from .detector import fit_input, load
 
 log = logging.getLogger("streamdet.check")
 

@@ -1,6 +1,6 @@
 """The settings tree: one dataclass per section, each checking its own values.
 
-streamdet.config_file loads it from YAML; CLI flags override it with `override`.
+streamdet.config.loader loads it from YAML; CLI flags override it with `override`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError
-from .config_events import NAME_CHARS, EventsConfig, MqttConfig, TrackConfig, check_shape, is_plain_name
-from .urls import NETWORK_SCHEMES, check_url, is_loopback, mask_url, parse_listen, parse_server, scheme_of
+from ..errors import ConfigError
+from .events import NAME_CHARS, EventsConfig, MqttConfig, TrackConfig, check_shape, is_plain_name
+from ..urls import NETWORK_SCHEMES, check_url, is_loopback, mask_url, parse_listen, parse_server, scheme_of
 
 
 @dataclass

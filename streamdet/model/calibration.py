@@ -19,9 +19,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 
-from .errors import SourceError  # noqa: E402
-from .model import ModelForm, fit_input, input_dims  # noqa: E402
-from .sources.files import IMAGE_SUFFIXES  # noqa: E402
+from ..errors import SourceError  # noqa: E402
+from .detector import ModelForm, fit_input, input_dims  # noqa: E402
+from ..sources.files import IMAGE_SUFFIXES  # noqa: E402
 
 # Inside folders only: a file named on the command line is tried whatever its name.
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"})

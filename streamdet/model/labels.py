@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 COCO_LABELS = "coco_91cl_bkgr.txt"
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import _decode, _pipeline_run, machine_of, raw_fps, single_request_latency_ms
-from .bench_inputs import Repeated
-from .config import DEFAULT_PRECISION, Config, InferenceConfig
-from .engines import open_backend
-from .inference import Completed, Job
-from .model import load
-from .sources import Frame
-from .urls import mask_url
+from .pipeline import _decode, _pipeline_run, machine_of, raw_fps, single_request_latency_ms
+from .inputs import Repeated
+from ..config.sections import DEFAULT_PRECISION, Config, InferenceConfig
+from ..engines.backend import open_backend
+from ..engines.local import Completed, Job
+from ..model.detector import load
+from ..sources import Frame
+from ..urls import mask_url
 
 
 @dataclass

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
-from .config import PER_SOURCE, Config, SourceEntry
-from .errors import ConfigError
+from .sections import PER_SOURCE, Config, SourceEntry
+from ..errors import ConfigError
 
 
 def _where(node: yaml.Node | None, origin: str) -> str:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .config import DetectConfig, InferenceConfig, ModelConfig
-from .decoding import DetectFilter
-from .inference import Completed, InferenceEngine
-from .labels import load_labels
-from .model import Detector, load_from
-from .scheduler import Engine
-from .stats import InferenceInfo
-from .urls import mask_url
+from ..config.sections import DetectConfig, InferenceConfig, ModelConfig
+from ..model.readout import DetectFilter
+from .local import Completed, InferenceEngine
+from ..model.labels import load_labels
+from ..model.detector import Detector, load_from
+from ..scheduler import Engine
+from ..stats import InferenceInfo
+from ..urls import mask_url
 
 # Requests in flight to a server when inference.nireq is 0: enough to cover the round trip on a LAN and
 # keep a server's streams busy: on loopback 4 gave nearly three times 1, and 8 no more than noise (see README).

@@ -25,9 +25,9 @@ import openvino as ov
 
 from .agreement import MATCH_IOU, Agreement, Comparison, measure
 from .calibration import Footage, input_spec, list_footage, prepare, read_frames, split, spread
-from .errors import ConfigError, ModelError, OutputError, StreamdetError
+from ..errors import ConfigError, ModelError, OutputError, StreamdetError
 from .fetch import sweep_stale
-from .model import _one_line, _prepare, _read_ir, check_ir_output, fit_input, load, recognise, resolve_ir
+from .detector import _one_line, _prepare, _read_ir, check_ir_output, fit_input, load, recognise, resolve_ir
 from .precision import Provenance, is_int8, weights_precision, write_provenance
 
 log = logging.getLogger("streamdet.quantize")

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import openvino as ov
 
-from .detections import Detections
-from .model import Detector
-from .tracking import greedy_match, iou
+from ..detections import Detections
+from .detector import Detector
+from ..tracking import greedy_match, iou
 
 MATCH_IOU = 0.5
 

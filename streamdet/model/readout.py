@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .detections import Detections
+from ..detections import Detections
 from .labels import label_for, resolve_classes
 
 # The output roles of each form, by the names the TF Object Detection API gives them.

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import openvino as ov
 
-from .decoding import LEGACY_OUTPUT
-from .config_events import NAME_CHARS, is_plain_name
-from .errors import ModelError, OutputError
+from .readout import LEGACY_OUTPUT
+from ..config.events import NAME_CHARS, is_plain_name
+from ..errors import ModelError, OutputError
 from .fetch import KNOWN, sweep_stale
-from .model import PREPARED_MARK, _names, _prepare, _read_ir, recognise, resolve_ir
+from .detector import PREPARED_MARK, _names, _prepare, _read_ir, recognise, resolve_ir
 
 # A name of its own: the TF Object Detection API graph calls its RGB input image_tensor, and a client must
 # tell this BGR input from that one by name alone (streamdet.remote does).

@@ -9,11 +9,11 @@ import signal
 import sys
 from pathlib import Path
 
-from . import cli_model
-from .config import DEFAULT_PRECISION, HINTS, PRECISION_NAMES, Config, override
-from .config_events import LineConfig, ZoneConfig
-from .config_file import load_config
-from .errors import ConfigError, PipeClosed, StreamdetError
+from . import model as cli_model
+from ..config.sections import DEFAULT_PRECISION, HINTS, PRECISION_NAMES, Config, override
+from ..config.events import LineConfig, ZoneConfig
+from ..config.loader import load_config
+from ..errors import ConfigError, PipeClosed, StreamdetError
 
 RUN_EXAMPLES = """examples:
   streamdet run --source clip.mp4 --output annotated.mp4 --json detections.jsonl
@@ -168,8 +168,8 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .outputs import write_atomically
-    from .pipeline import Pipeline
+    from ..outputs import write_atomically
+    from ..pipeline import Pipeline
 
     config = build_config(args)
     quiet_info = config.logging.quiet and config.logging.level == "info"
@@ -237,8 +237,8 @@ def _add_bench(sub) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench, run_cameras
-    from .outputs import write_atomically
+    from ..bench.pipeline import run_bench, run_cameras
+    from ..outputs import write_atomically
 
     clip = Path(args.clip)
     if not clip.is_file():
@@ -256,7 +256,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.frames < 250 or args.rounds < 1:
         raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
     elif args.server:
-        from .bench_remote import run_remote_bench
+        from ..bench.remote import run_remote_bench
 
         config = Config()
         override(config, "inference", server=args.server, server_model=args.server_model, nireq=args.nireq)

@@ -6,7 +6,7 @@ import re
 
 import openvino as ov
 
-from .errors import DeviceError
+from ..errors import DeviceError
 
 # Virtual devices that spread work over a list of real ones: AUTO:GPU,CPU and the like.
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 
 def register(sub) -> None:
@@ -143,7 +143,7 @@ CHECK_EXAMPLES = """examples:
 
 
 def _add_check(msub) -> None:
-    from .config import DEFAULT_PRECISION, PRECISION_NAMES
+    from ..config.sections import DEFAULT_PRECISION, PRECISION_NAMES
 
     p = msub.add_parser("check", help="compare a model in bf16/f16, or an INT8 model, with the f32 reference on "
                         "your footage", description=CHECK_DESCRIPTION, epilog=CHECK_EXAMPLES,
@@ -166,7 +166,7 @@ def _add_check(msub) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import CheckJob, check
+    from ..model.check import CheckJob, check
 
     job = CheckJob(model=args.model, footage=tuple(args.footage), precision=args.precision, against=args.against,
                    frames=args.frames, threshold=args.threshold, bench_seconds=args.bench_seconds,
@@ -176,7 +176,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from .quantize import QuantizeJob, quantize
+    from ..model.quantize import QuantizeJob, quantize
 
     job = QuantizeJob(
         model=args.model, calib=tuple(args.calib), output=Path(args.output), frames=args.frames,
@@ -190,7 +190,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .model import resolve_ir
+    from ..model.detector import resolve_ir
 
     xml = resolve_ir(args.name, args.cache_dir, args.fp32, args.base_url)
     print(xml)
@@ -198,7 +198,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .model import check_ir_output, convert_graph
+    from ..model.detector import check_ir_output, convert_graph
 
     src = Path(args.input)
     if src.suffix.lower() != ".pb":
@@ -211,7 +211,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .model import inspect
+    from ..model.detector import inspect
 
     info = inspect(args.model, args.cache_dir, args.labels, args.device)
     print(f"model:     {info.path}")
@@ -234,7 +234,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export_server(args: argparse.Namespace) -> int:
-    from .export import export_server
+    from ..model.export import export_server
 
     done = export_server(args.model, Path(args.repository), args.name, args.version, cache_dir=args.cache_dir,
                          fp32=args.fp32, base_url=args.base_url, overwrite=args.overwrite)
@@ -251,7 +251,7 @@ def cmd_export_server(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     import openvino as ov
 
-    from .devices import describe_devices
+    from ..model.devices import describe_devices
 
     for name, full in describe_devices(ov.Core()):
         print(f"{name}\t{full}")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import SourceConfig
-from .sources import Frame, Source, SourceInfo, VideoFileSource
+from ..config.sections import SourceConfig
+from ..sources import Frame, Source, SourceInfo, VideoFileSource
 
 
 class Repeated(Source):

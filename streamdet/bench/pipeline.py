@@ -20,14 +20,14 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from .config import DEFAULT_PRECISION, Config, InferenceConfig, RecordingConfig, WebConfig
-from .errors import SourceError
-from .model import Detector, load
-from .outputs.video import Encoder
-from .pipeline import Pipeline
-from .sources import Source
-from .bench_inputs import Memory, Repeated, Viewers
-from .stats import process_cpu_s
+from ..config.sections import DEFAULT_PRECISION, Config, InferenceConfig, RecordingConfig, WebConfig
+from ..errors import SourceError
+from ..model.detector import Detector, load
+from ..outputs.video import Encoder
+from ..pipeline import Pipeline
+from ..sources import Source
+from .inputs import Memory, Repeated, Viewers
+from ..stats import process_cpu_s
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _jpeg_cost_ms(images: list[np.ndarray], web: WebConfig) -> float:
 
 def _motion_cost_ms(images: list[np.ndarray]) -> float:
     """CPU per frame of the motion gate's check (streamdet.motion), on frames of the clip in order."""
-    from .motion import MotionDetector
+    from ..motion import MotionDetector
 
     height, width = images[0].shape[:2]
     detector = MotionDetector(width, height, 25)

@@ -8,7 +8,7 @@ InferenceEngine): up to nireq requests in flight with tritonclient's
 The server's model takes what the local compiled model takes: the 300x300
 8-bit BGR frame (see streamdet.export), sent as raw bytes; a model served as
 the TF Object Detection API made it (input image_tensor) gets RGB. Its outputs go
-through the same decoder as local ones (streamdet.decoding).
+through the same readout as local ones (streamdet.model.readout).
 
 While the server is away, `wait_idle` blocks: cameras' newest-wins inboxes
 drop and count frames, files wait. Requests that failed in flight are kept and
@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .config import InferenceConfig
-from .decoding import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
-from .detections import Detections
-from .errors import ConfigError, StreamdetError
-from .inference import Completed, Job
-from .export import INPUT_NAME as EXPORT_INPUT
-from .model import INPUT_SIZE, fit_input
-from .urls import mask_url, parse_server
+from ..config.sections import InferenceConfig
+from ..model.readout import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
+from ..detections import Detections
+from ..errors import ConfigError, StreamdetError
+from .local import Completed, Job
+from ..model.export import INPUT_NAME as EXPORT_INPUT
+from ..model.detector import INPUT_SIZE, fit_input
+from ..urls import mask_url, parse_server
 
 log = logging.getLogger("streamdet")
 

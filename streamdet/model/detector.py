@@ -27,16 +27,16 @@ import numpy as np
 import openvino as ov
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
-from .config import DEFAULT_PRECISION, HINTS, DetectConfig, InferenceConfig, ModelConfig
-from .decoding import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
-from .detections import Detections
+from ..config.sections import DEFAULT_PRECISION, HINTS, DetectConfig, InferenceConfig, ModelConfig
+from .readout import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
+from ..detections import Detections
 from .devices import check_device, compiled_precision, cpu_role, normalise, precision_config
-from .errors import ConfigError, ModelError, OutputError
+from ..errors import ConfigError, ModelError, OutputError
 from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
 from .labels import load_labels, resolve_classes
 from .precision import Provenance, read_provenance, weights_precision
-from .privacy import telemetry_off
-from .stats import InferenceInfo
+from ..privacy import telemetry_off
+from ..stats import InferenceInfo
 from .tf_preprocessor import drop_identity_resize
 
 INPUT_SIZE = 300  # used when the model leaves its spatial size open

@@ -28,14 +28,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .bench import _decode, headless_config
-from .config import RecordingConfig, SourceConfig
-from .detections import FrameResult
-from .model import Detector
-from .outputs.video import Encoder
-from .pipeline import Pipeline
-from .sources import Frame, Source, SourceInfo, VideoFileSource
-from .stats import process_cpu_s
+from .pipeline import _decode, headless_config
+from ..config.sections import RecordingConfig, SourceConfig
+from ..detections import FrameResult
+from ..model.detector import Detector
+from ..outputs.video import Encoder
+from ..pipeline import Pipeline
+from ..sources import Frame, Source, SourceInfo, VideoFileSource
+from ..stats import process_cpu_s
 
 MAX_DROP = 0.05      # a camera that loses more than this is not kept up with
 _WARM_UP_S = 3.0     # start-up (first requests, decoder pipelines filling) is left out of the figures
