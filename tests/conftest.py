@@ -20,7 +20,7 @@ from media import clip, pedestrian_pb
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> Path:
-    from streamdet.model.detector import resolve_ir
+    from streamdet.model.ir import resolve_ir
 
     cache = tmp_path_factory.mktemp("model-cache")
     resolve_ir(pedestrian_pb(), cache)
@@ -30,7 +30,7 @@ def model_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pedestrian_xml(model_cache) -> Path:
     """The pedestrian graph as TF-form IR (FP16 weights), already in `model_cache`."""
-    from streamdet.model.detector import resolve_ir
+    from streamdet.model.ir import resolve_ir
 
     return resolve_ir(pedestrian_pb(), model_cache)
 

@@ -18,7 +18,8 @@ from media import clip, pedestrian_pb
 
 from streamdet.errors import ModelError
 from streamdet.model.labels import label_for, load_labels
-from streamdet.model.detector import inspect, load, resolve_ir
+from streamdet.model.detector import inspect, load
+from streamdet.model.ir import resolve_ir
 
 
 def test_label_file_is_coco_91_with_background():

@@ -18,7 +18,8 @@ from streamdet.model.agreement import Agreement, match
 from streamdet.model.calibration import input_spec, list_footage, prepare, read_frames, split, spread
 from streamdet.detections import Detections
 from streamdet.errors import SourceError
-from streamdet.model.detector import ModelForm, _prepare, inspect, load, recognise
+from streamdet.model.detector import inspect, load
+from streamdet.model.ir import ModelForm, prepare_model, recognise
 from streamdet.model.precision import is_int8, weights_precision
 
 CALIB = "bikes"                                # quantised on this clip
@@ -158,7 +159,7 @@ def test_prepare_for_the_legacy_form_gives_nchw_bgr_of_the_model_type():
     assert spec.size == (8, 6) and spec.dtype == np.float32
     image = np.random.default_rng(1).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     core = ov.Core()
-    wrapped = core.compile_model(_prepare(model.clone(), form, "legacy"), "CPU")
+    wrapped = core.compile_model(prepare_model(model.clone(), form, "legacy"), "CPU")
     plain = core.compile_model(model, "CPU")
     expected = wrapped(image[np.newaxis])[0]
     np.testing.assert_array_equal(plain(prepare(image, spec))[0], expected)

@@ -190,7 +190,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from ..model.detector import resolve_ir
+    from ..model.ir import resolve_ir
 
     xml = resolve_ir(args.name, args.cache_dir, args.fp32, args.base_url)
     print(xml)
@@ -198,7 +198,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..model.detector import check_ir_output, convert_graph
+    from ..model.ir import check_ir_output, convert_graph
 
     src = Path(args.input)
     if src.suffix.lower() != ".pb":

@@ -32,7 +32,8 @@ from ..detections import Detections
 from ..errors import ConfigError, StreamdetError
 from .local import Completed, Job
 from ..model.export import INPUT_NAME as EXPORT_INPUT
-from ..model.detector import INPUT_SIZE, fit_input
+from ..model.detector import fit_input
+from ..model.ir import INPUT_SIZE
 from ..urls import mask_url, parse_server
 
 log = logging.getLogger("streamdet")

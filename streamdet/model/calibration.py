@@ -3,7 +3,7 @@ model input each frame becomes.
 
 The input must be what the pipeline feeds the model, or the INT8 ranges fit
 other data: `prepare` does in numpy what Detector.infer_input and the
-preprocessing built by model._prepare do inside the compiled model.
+preprocessing built by model.ir.prepare do inside the compiled model.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 
 from ..errors import SourceError  # noqa: E402
-from .detector import ModelForm, fit_input, input_dims  # noqa: E402
+from .detector import fit_input  # noqa: E402
+from .ir import ModelForm, input_dims
 from ..sources.files import IMAGE_SUFFIXES  # noqa: E402
 
 # Inside folders only: a file named on the command line is tried whatever its name.

@@ -1,23 +1,9 @@
-"""The SSD detector: find or make the IR, recognise its output form, compile, decode.
-
-Two output forms of the same network exist in the wild:
-- "tf": what current OpenVINO makes of the TF frozen graph: detection_boxes
-  [1,N,4] as [y_min,x_min,y_max,x_max], detection_classes, detection_scores,
-  num_detections; input NHWC RGB.
-- "legacy": the old converter's single DetectionOutput [1,1,N,7] =
-  [image_id,label,conf,x_min,y_min,x_max,y_max]; input NCHW BGR.
-Both take an OpenCV frame as it is: colour order and layout are converted
-inside the compiled model by OpenVINO's preprocessing.
-"""
+"""The SSD detector: the IR found or made (streamdet.model.ir), compiled for a device in a precision, and
+frames in, Detections out."""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import sys
-import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,29 +11,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import openvino as ov
-from openvino.preprocess import ColorFormat, PrePostProcessor
 
 from ..config.sections import DEFAULT_PRECISION, HINTS, DetectConfig, InferenceConfig, ModelConfig
-from .readout import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
 from ..detections import Detections
+from ..errors import ConfigError, ModelError
+from ..stats import InferenceInfo
 from .devices import check_device, compiled_precision, cpu_role, normalise, precision_config
-from ..errors import ConfigError, ModelError, OutputError
-from .fetch import KNOWN, cache_root, fetch_graph, sweep_stale
+from .fetch import cache_root
+from .ir import ModelForm, one_line, prepare_model, read_ir, recognise, resolve_ir
 from .labels import load_labels, resolve_classes
 from .precision import Provenance, read_provenance, weights_precision
-from ..privacy import telemetry_off
-from ..stats import InferenceInfo
-from .tf_preprocessor import drop_identity_resize
+from .readout import TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
 
-INPUT_SIZE = 300  # used when the model leaves its spatial size open
 _ROLES = (*TF_OUTPUTS, TF_COUNT, "image_tensor")  # names users know, for `model info`
-PREPARED_MARK = ["streamdet", "input"]  # rt_info of an IR whose graph takes OpenCV's frames as they are
-
-
-@dataclass(frozen=True)
-class ModelForm:
-    form: str                       # "tf" or "legacy"
-    outputs: dict[str, ov.Output]   # role -> model output
 
 
 @dataclass(frozen=True)
@@ -63,168 +39,6 @@ class ModelInfo:
     device: str | None = None        # set when asked to compile: "CPU (full device name)"
     optimal_nireq: int | None = None
     quantized: Provenance | None = None  # how streamdet made this INT8 model, if it did
-
-
-def _one_line(exc: BaseException) -> str:
-    # OpenVINO messages run over many lines with C++ source locations; keep the gist.
-    lines = [l.strip() for l in str(exc).splitlines() if l.strip() and not re.search(r"\.(cpp|hpp):\d+", l)]
-    text = " ".join(lines) or type(exc).__name__
-    return text[:200]
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence C++ logging (the TF frontend's absl) that would print raw file bytes on a bad graph."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "wb") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _names(port: ov.Output) -> set[str]:
-    return {n.split(":")[0] for n in port.get_names()}
-
-
-def recognise(model: ov.Model, where: str) -> ModelForm:
-    """Which output form the model has, or a ModelError saying what was found."""
-    by_role: dict[str, ov.Output] = {}
-    for port in model.outputs:
-        for role in (*TF_OUTPUTS, TF_COUNT):
-            if role in _names(port):
-                by_role[role] = port
-    if all(role in by_role for role in TF_OUTPUTS):
-        return ModelForm("tf", by_role)
-    if len(model.outputs) == 1:
-        shape = model.outputs[0].get_partial_shape()
-        if shape.rank.is_static and shape.rank.get_length() == 4 and shape[3].is_static and shape[3].get_length() == 7:
-            return ModelForm("legacy", {LEGACY_OUTPUT: model.outputs[0]})
-    found = ", ".join(f"{p.any_name} {p.get_partial_shape()}" for p in model.outputs)
-    raise ModelError(
-        f"model '{where}': outputs [{found}] are not an SSD detector's; expected detection_boxes, "
-        "detection_classes, detection_scores (TF form) or one DetectionOutput [1,1,N,7] (legacy form)"
-    )
-
-
-def _read_ir(core: ov.Core, xml: Path) -> ov.Model:
-    bin_path = xml.with_suffix(".bin")
-    if not xml.is_file():
-        raise ModelError(f"model '{xml}': no such file; check the path or use a model name such as ssdlite_mobilenet_v2")
-    if not bin_path.is_file():
-        raise ModelError(f"model '{xml}': its weights '{bin_path.name}' are missing; keep the .bin next to the .xml")
-    try:
-        return core.read_model(str(xml), str(bin_path))
-    except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-        raise ModelError(f"model '{xml}': not a readable OpenVINO IR ({_one_line(exc)})") from None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_ir_output(out: Path) -> None:
-    """An IR about to be written: OpenVINO saves only to a name ending in '.xml' (lower case), beside its .bin."""
-    if out.suffix != ".xml":
-        raise OutputError(f"output '{out}': give an .xml path, '.xml' in lower case (the .bin is written next to it)")
-    if not out.parent.is_dir():
-        raise OutputError(f"output '{out}': folder '{out.parent}' does not exist; create it first")
-
-
-def convert_graph(pb: Path, out_xml: Path, fp32: bool = False) -> Path:
-    """Convert a TF frozen graph to IR at `out_xml` (written to a temp dir, then moved into place)."""
-    if not pb.is_file():
-        raise ModelError(f"model '{pb}': no such file; check the path")
-    telemetry_off()  # again: the host program may have loaded the converter before streamdet
-    try:
-        with _quiet_native_stderr():
-            model = ov.convert_model(str(pb), input=[1, INPUT_SIZE, INPUT_SIZE, 3])
-    except Exception as exc:
-        raise ModelError(f"model '{pb}': not a TensorFlow frozen graph OpenVINO can convert ({_one_line(exc)})") from None
-    recognise(model, str(pb))
-    out_xml.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(out_xml.parent, ".convert-")
-    with tempfile.TemporaryDirectory(dir=out_xml.parent, prefix=".convert-") as tmp:
-        staged = Path(tmp) / out_xml.name
-        ov.save_model(model, str(staged), compress_to_fp16=not fp32)
-        # .bin first: a present .xml is what marks the cache entry as complete.
-        os.replace(staged.with_suffix(".bin"), out_xml.with_suffix(".bin"))
-        os.replace(staged, out_xml)
-    return out_xml
-
-
-def resolve_ir(spec: str | os.PathLike, cache_dir=None, fp32: bool = False, base_url: str | None = None) -> Path:
-    """The .xml for a model name, .xml path or .pb path, converting and caching as needed."""
-    text = str(spec)
-    precision = "fp32" if fp32 else "fp16"
-    if text in KNOWN:
-        xml = cache_root(cache_dir) / "models" / text / precision / f"{text}.xml"
-        if not xml.is_file():
-            convert_graph(fetch_graph(text, cache_dir, base_url), xml, fp32)
-        return xml
-    path = Path(text)
-    suffix = path.suffix.lower()
-    if suffix == ".xml":
-        return path
-    if suffix == ".pb":
-        if not path.is_file():
-            raise ModelError(f"model '{path}': no such file; check the path")
-        xml = cache_root(cache_dir) / "converted" / f"{_sha256(path)[:20]}-{precision}" / "model.xml"
-        if not xml.is_file():
-            convert_graph(path, xml, fp32)
-        return xml
-    raise ModelError(
-        f"model '{text}': give a model name ({', '.join(KNOWN)}), an OpenVINO .xml IR or a TensorFlow frozen .pb"
-    )
-
-
-def input_dims(port: ov.Output, form: ModelForm) -> list[int]:
-    """The input shape streamdet runs the model at: batch 1, 3 colours and, where the model
-    leaves it open, the 300x300 the SSD was trained at."""
-    dims = [d.get_length() if d.is_static else INPUT_SIZE for d in port.get_partial_shape()]
-    dims[0] = 1
-    dims[1 if form.form == "legacy" else 3] = 3  # the colour axis of NCHW or NHWC
-    return dims
-
-
-def _prepare(model: ov.Model, form: ModelForm, where: str) -> ov.Model:
-    """Let the compiled model take a BGR u8 NHWC frame, at its input size, as OpenCV gives it."""
-    if model.has_rt_info(PREPARED_MARK):
-        return model  # written by `streamdet model export-server`: this preprocessing is in its graph already
-    if len(model.inputs) != 1:
-        raise ModelError(f"model '{where}' has {len(model.inputs)} inputs; an SSD detector has one image input")
-    port = model.inputs[0]
-    shape = port.get_partial_shape()
-    if shape.rank.is_dynamic or shape.rank.get_length() != 4:
-        raise ModelError(f"model '{where}': input {port.any_name} {shape} is not a 4-D image batch")
-    layout = "NHWC" if form.form == "tf" else "NCHW"
-    if shape.is_dynamic:
-        dims = input_dims(port, form)
-        try:
-            model.reshape({port.any_name: ov.PartialShape(dims)})
-        except Exception as exc:
-            raise ModelError(f"model '{where}': input {shape} cannot be fixed to {dims} ({_one_line(exc)})") from None
-    if form.form == "tf":
-        drop_identity_resize(model)  # frames arrive at the input size: the graph's own resize loop does nothing
-    ppp = PrePostProcessor(model)
-    info = ppp.input()
-    info.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
-    info.model().set_layout(ov.Layout(layout))
-    if form.form == "tf":
-        info.preprocess().convert_color(ColorFormat.RGB)  # the TF graph was trained on RGB
-    if port.get_element_type() != ov.Type.u8:
-        info.preprocess().convert_element_type(port.get_element_type())
-    try:
-        return ppp.build()
-    except Exception as exc:
-        raise ModelError(f"model '{where}': input {port.any_name} {shape} does not take a 3-colour image ({_one_line(exc)})") from None
 
 
 def fit_input(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -349,14 +163,14 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     label_names = load_labels(labels)
     class_ids = resolve_classes(label_names, classes)
     xml = resolve_ir(spec, cache_dir, fp32, base_url)
-    model = _read_ir(core, xml)
+    model = read_ir(core, xml)
     form = recognise(model, str(spec))
     weights = weights_precision(model)
-    model = _prepare(model, form, str(spec))
+    model = prepare_model(model, form, str(spec))
     try:
         compiled = core.compile_model(model, device, config)
     except Exception as exc:
-        raise ModelError(f"model '{spec}' cannot be compiled for {device} ({_one_line(exc)})") from None
+        raise ModelError(f"model '{spec}' cannot be compiled for {device} ({one_line(exc)})") from None
     detector = Detector(compiled, form, label_names, threshold, class_ids, nireq, xml, hint, weights)
     detector.name = Path(str(spec)).name
     if precision != "auto" and detector.precision not in (precision, "unknown"):
@@ -381,7 +195,7 @@ def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
         device = normalise(device)
         check_device(core, device)
     xml = resolve_ir(spec, cache_dir)
-    model = _read_ir(core, xml)
+    model = read_ir(core, xml)
     form = recognise(model, str(spec))
     compiled_on, nireq = None, None
     if device is not None:
@@ -406,6 +220,6 @@ def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
 
 def _describe(port: ov.Output) -> str:
     # Converted TF graphs give outputs internal names too (add:0); show the one users know.
-    names = sorted(port.get_names(), key=lambda n: (n.split(":")[0] not in _ROLES, "/" in n, len(n)))
+    names = sorted(port.gettensor_names(), key=lambda n: (n.split(":")[0] not in _ROLES, "/" in n, len(n)))
     name = names[0] if names else port.get_node().get_friendly_name()
     return f"{name} {port.get_partial_shape()} {port.get_element_type().get_type_name()}"

@@ -11,18 +11,24 @@ Outputs are named by their roles, so the server's metadata names them plainly
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import openvino as ov
 
-from .readout import LEGACY_OUTPUT
 from ..config.events import NAME_CHARS, is_plain_name
 from ..errors import ModelError, OutputError
-from .fetch import KNOWN, sweep_stale
-from .detector import PREPARED_MARK, _names, _prepare, _read_ir, recognise, resolve_ir
+from .fetch import KNOWN
+from .ir import (
+    PREPARED_MARK,
+    prepare_model,
+    read_ir,
+    recognise,
+    resolve_ir,
+    tensor_names,
+    write_ir,
+)
+from .readout import LEGACY_OUTPUT
 
 # A name of its own: the TF Object Detection API graph calls its RGB input image_tensor, and a client must
 # tell this BGR input from that one by name alone (streamdet.remote does).
@@ -69,11 +75,11 @@ def export_server(spec: str, repository: Path, name: str | None = None, version:
     _make_folder(Path(repository), folder)  # before the model is converted: a repository that cannot be is found first
     core = ov.Core()
     source = resolve_ir(spec, cache_dir, fp32, base_url)
-    model = _read_ir(core, source)
+    model = read_ir(core, source)
     form = recognise(model, spec)
-    model = _prepare(model, form, spec)
+    model = prepare_model(model, form, spec)
     for port in model.outputs:
-        roles = sorted(_names(port) & set(form.outputs)) or ([LEGACY_OUTPUT] if form.form == "legacy" else [])
+        roles = sorted(tensor_names(port) & set(form.outputs)) or ([LEGACY_OUTPUT] if form.form == "legacy" else [])
         if roles:
             port.get_tensor().set_names({roles[0]})
     model.inputs[0].get_tensor().set_names({INPUT_NAME})
@@ -86,13 +92,7 @@ def export_server(spec: str, repository: Path, name: str | None = None, version:
             if not port.get_names() <= kept:
                 port.get_tensor().set_names(set())
     model.set_rt_info("BGR u8 NHWC", PREPARED_MARK)
-    sweep_stale(folder, ".export-")
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
-        staged = Path(tmp) / "model.xml"
-        ov.save_model(model, str(staged), compress_to_fp16=not fp32)
-        # .bin first: a server that loads while we write sees the old pair or the new one, never a new .xml alone.
-        os.replace(staged.with_suffix(".bin"), xml.with_suffix(".bin"))
-        os.replace(staged, xml)
+    write_ir(model, xml, "export", compress_to_fp16=not fp32)  # a server loading meanwhile sees old or new, whole
     port = model.inputs[0]
     described = f"{INPUT_NAME} {port.get_partial_shape()} {port.get_element_type().get_type_name()}"
     return Exported(xml, name, version, form.form, described)

@@ -12,7 +12,6 @@ import datetime
 import io
 import logging
 import math
-import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -23,11 +22,28 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from .agreement import MATCH_IOU, Agreement, Comparison, measure
-from .calibration import Footage, input_spec, list_footage, prepare, read_frames, split, spread
 from ..errors import ConfigError, ModelError, OutputError, StreamdetError
+from .agreement import MATCH_IOU, Agreement, Comparison, measure
+from .calibration import (
+    Footage,
+    input_spec,
+    list_footage,
+    prepare,
+    read_frames,
+    split,
+    spread,
+)
+from .detector import fit_input, load
 from .fetch import sweep_stale
-from .detector import _one_line, _prepare, _read_ir, check_ir_output, fit_input, load, recognise, resolve_ir
+from .ir import (
+    check_ir_output,
+    one_line,
+    prepare_model,
+    read_ir,
+    recognise,
+    resolve_ir,
+    write_ir,
+)
 from .precision import Provenance, is_int8, weights_precision, write_provenance
 
 log = logging.getLogger("streamdet.quantize")
@@ -152,11 +168,11 @@ def quantize(job: QuantizeJob, report: Callable[[QuantizeResult], None] = lambda
     nncf = _import_nncf()
     xml = resolve_ir(job.model, job.cache_dir)
     _not_input(job.output, xml)
-    raw = _read_ir(ov.Core(), xml)
+    raw = read_ir(ov.Core(), xml)
     form = recognise(raw, job.model)
     if is_int8(raw):
         raise ModelError(f"model '{job.model}' is INT8 already; quantise the FP16 or FP32 model it came from")
-    _prepare(raw.clone(), form, job.model)  # the checks loading makes: one image input streamdet can feed
+    prepare_model(raw.clone(), form, job.model)  # the checks loading makes: one image input streamdet can feed
     spec = input_spec(raw, form)
 
     if check is None:
@@ -182,12 +198,12 @@ def quantize(job: QuantizeJob, report: Callable[[QuantizeResult], None] = lambda
                                  ignored_scope=ignored)
         except Exception as exc:  # a graph NNCF cannot handle: the user's model, not a streamdet bug
             raise ModelError(f"model '{job.model}': NNCF could not quantise it ({type(exc).__name__}: "
-                             f"{_one_line(exc)})") from None
+                             f"{one_line(exc)})") from None
 
     out = job.output
     sweep_stale(out.parent, ".quantize-")
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize-") as tmp:
-        staged = Path(tmp) / out.name
+        staged = Path(tmp) / out.name  # what is measured: loaded the way a run loads it
         ov.save_model(int8, str(staged))
         log.info("checking the INT8 model against %s on %d frames", _display_name(job.model), len(check_frames))
         result = _measure(job, xml, staged, weights_precision(raw), len(calib_frames), calib.names(calib_at),
@@ -204,11 +220,7 @@ def quantize(job: QuantizeJob, report: Callable[[QuantizeResult], None] = lambda
             date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             tool=f"streamdet {_version('streamdet')}, nncf {nncf.__version__}",
         ))
-        ov.save_model(int8, str(staged))  # again, with the provenance now known
-        # .bin first: an .xml next to a stale .bin would load the wrong weights.
-        os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))
-        os.replace(staged, out)
-    return out
+    return write_ir(int8, out, "quantize")  # again, with the provenance now known
 
 
 def _measure(job: QuantizeJob, xml: Path, staged: Path, precision: str, calibrated: int, calib_names: str,
