@@ -78,4 +78,9 @@ class FrameResult:
     latency_ms: float
     source_id: int = 0
     events: tuple = ()  # streamdet.events.Event: what this frame started, ended or crossed (tracking on)
+    # What one stage tells the next travels here: the tracker's changes at this frame (streamdet.tracking.
+    # TrackUpdate, for the events stage) and the zones and lines with their counts as they stand after it
+    # (streamdet.events.SceneState, for drawing).
+    tracks: object = None
+    scene: object = None
     inferred: bool = True  # False: nothing moved, the network was skipped and the detections are the last ones

@@ -105,24 +105,30 @@ class Counts:
                       {k: dict(v) for k, v in self.lines.items()})
 
 
+@dataclass(frozen=True)
+class SceneState:
+    """A source's zones and lines with their counts as they stood at one frame (the counts a copy)."""
+
+    scene: Scene
+    counts: Counts
+
+
 class TrackStage:
     """The tracking stage: one tracker per source (None where tracking is off)."""
 
     name = "track"
 
-    def __init__(self, trackers: list[Tracker | None], keep_frames: list[bool]):
+    def __init__(self, trackers: list[Tracker | None], snapshots: list[bool]):
         self._trackers = trackers
-        self._keep_frames = keep_frames  # the best frame of each track is kept only for snapshots
-        self.updates: dict[int, TrackUpdate] = {}  # per source: the last frame's changes, for `EventStage`
+        self._snapshots = snapshots  # the best frame of each track is kept only for snapshots
 
     def __call__(self, result: FrameResult) -> FrameResult:
         tracker = self._trackers[result.source_id]
         if tracker is None:
             return result
-        frame = result.frame if self._keep_frames[result.source_id] else None
+        frame = result.frame if self._snapshots[result.source_id] else None
         detections, update = tracker.update(result.detections, result.frame.stream_time, frame)
-        self.updates[result.source_id] = update
-        return dataclasses.replace(result, detections=detections)
+        return dataclasses.replace(result, detections=detections, tracks=update)
 
     def finish(self, source_id: int) -> list[Track]:
         tracker = self._trackers[source_id]
@@ -153,9 +159,11 @@ class EventStage:
 
     def __call__(self, result: FrameResult) -> FrameResult:
         i = result.source_id
-        update = self._track.updates.pop(i, TrackUpdate())
-        events = self._events(i, result, update)
-        return dataclasses.replace(result, events=tuple(events)) if events else result
+        events = self._events(i, result, result.tracks or TrackUpdate())
+        scene = SceneState(self.scenes[i], self.counts[i].copy()) if self.scenes[i] else None
+        if not events and scene is None:
+            return result
+        return dataclasses.replace(result, events=tuple(events), scene=scene)
 
     def _events(self, i: int, result: FrameResult, update: TrackUpdate) -> list[Event]:
         frame = result.frame

@@ -36,7 +36,7 @@ import numpy as np
 from .config.sections import DetectConfig
 from .config.events import in_fractions
 from .detections import Detections, FrameResult
-from .engines.local import Completed, Job
+from .engines.base import Completed, Job
 
 _HEIGHT = 100            # rows of the grey copy: enough for a person at 720p, cheap at any size
 _MIN_AREA = 10           # pixels of the grey copy: smaller changed blobs are noise, not objects

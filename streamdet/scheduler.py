@@ -24,9 +24,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from .engines.local import Completed, Job
+from .engines.base import Completed, Engine, Job
+from .model.readout import DetectFilter
 from .sources import Frame, Source, SourceInfo
 from .stats import StageTimer
 
@@ -106,12 +106,10 @@ class Failure:
         self._on_first()
 
 
-class Engine(Protocol):
-    """What the scheduler needs of inference (streamdet.inference.InferenceEngine; a stand-in in unit tests)."""
-
-    def wait_idle(self) -> None: ...
-    def submit(self, job: Job) -> None: ...
-    def drain(self) -> None: ...
+def frames_ahead(nireq: int) -> int:
+    """Frames a source may have read ahead of inference: two per request in flight, at most 16, so a
+    burst is smoothed without holding many decoded frames."""
+    return min(max(2, 2 * nireq), 16)
 
 
 @dataclass
@@ -122,7 +120,7 @@ class Lane:
     source: Source
     info: SourceInfo
     inbox: Inbox
-    keep: object = None                 # passed to the engine with each frame (the source's detection filter)
+    filter: DetectFilter                # passed to the engine with each frame: the source's threshold and classes
     thread: threading.Thread | None = None
     frames_read: int = 0
     frames_taken: int = 0               # taken from the inbox for inference; under the scheduler's condition
@@ -140,7 +138,7 @@ class Scheduler:
         # Two results per request may wait for the consumer: enough to absorb
         # jitter in rendering without letting frames pile up; past 8 requests
         # the extra is capped, so frames held stay few whatever nireq is.
-        self._slots = threading.Semaphore(nireq + min(2 * nireq, 16))
+        self._slots = threading.Semaphore(nireq + frames_ahead(nireq))
         self._buffer = ReorderBuffer()
         self._submitted = 0
         self._feeding_done = False
@@ -216,7 +214,7 @@ class Scheduler:
                     break
                 lane, frame = picked
                 turn = lane.id + 1
-                self._engine.submit(Job(seq=self._submitted, source_id=lane.id, frame=frame, keep=lane.keep))
+                self._engine.submit(Job(seq=self._submitted, source_id=lane.id, frame=frame, filter=lane.filter))
                 with self._cond:
                     self._submitted += 1
             self._engine.drain()

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from .detections import FrameResult
-from .events import Counts, Scene
+from .events import SceneState
 from .render import Annotator, OverlayStatus
 
 
@@ -29,9 +29,8 @@ class Stage(Protocol):
 class Overlay:
     """What is drawn over a frame besides its boxes, as it stood when the frame was processed."""
 
-    status: OverlayStatus | None  # the FPS/latency plate; None on single images
-    scene: Scene | None = None    # zones and lines, where the source has any
-    counts: Counts | None = None  # their counts at this frame (a copy: counting goes on)
+    status: OverlayStatus | None      # the FPS/latency plate; None on single images
+    scene: SceneState | None = None   # zones and lines with their counts, where the source has any
 
 
 class Annotate:
@@ -43,24 +42,18 @@ class Annotate:
 
     name = "render"
 
-    def __init__(self, annotator: Annotator, status_for: Callable[[FrameResult], OverlayStatus | None],
-                 events=None):
-        """`events`: the EventStage, whose zones, lines and counts are drawn under the boxes."""
+    def __init__(self, annotator: Annotator, status_for: Callable[[FrameResult], OverlayStatus | None]):
         self._annotator = annotator
         self._status_for = status_for
-        self._events = events
 
     def overlay(self, result: FrameResult) -> Overlay:
         """Everything `paint` needs besides the frame, taken now (on the output thread, in frame order)."""
-        status = self._status_for(result)
-        scene = self._events.scenes[result.source_id] if self._events is not None else None
-        if not scene:
-            return Overlay(status)
-        return Overlay(status, scene, self._events.counts[result.source_id].copy())
+        return Overlay(self._status_for(result), result.scene)
 
     def paint(self, image: np.ndarray, result: FrameResult, overlay: Overlay) -> None:
-        if overlay.scene:
-            self._annotator.draw_scene(image, overlay.scene.zones, overlay.scene.lines, overlay.counts)
+        if overlay.scene is not None:
+            scene = overlay.scene
+            self._annotator.draw_scene(image, scene.scene.zones, scene.scene.lines, scene.counts)
         self._annotator.draw(image, result.detections, overlay.status)
 
     def __call__(self, result: FrameResult) -> FrameResult:

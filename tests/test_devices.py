@@ -10,6 +10,8 @@ from media import clip
 
 from streamdet.model.devices import check_device, cpu_role, describe_devices
 from streamdet.errors import ConfigError, DeviceError
+from streamdet.config.sections import InferenceConfig
+from streamdet.engines.backend import requests_in_flight
 from streamdet.model.detector import _device_config, load
 
 CORE = ov.Core()
@@ -70,7 +72,8 @@ def test_virtual_devices_compile_and_find_the_person(device, hint, pedestrian_xm
     detector = load(pedestrian_xml, device, hint=hint)
     found = detector.detect(carphone_frames[0])
     assert found.labels[:1] == ("person",) and found.scores[0] > 0.9
-    assert detector.nireq == detector.optimal_nireq + (hint == "THROUGHPUT")
+    # requests in flight when nireq is 0: the device's optimal number, one more under THROUGHPUT
+    assert requests_in_flight(InferenceConfig(), detector) == detector.optimal_nireq + (hint == "THROUGHPUT")
 
 
 @pytest.mark.unit

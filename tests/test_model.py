@@ -18,6 +18,8 @@ from media import clip, pedestrian_pb
 
 from streamdet.errors import ModelError
 from streamdet.model.labels import label_for, load_labels
+from streamdet.config.sections import InferenceConfig
+from streamdet.engines.backend import requests_in_flight
 from streamdet.model.detector import inspect, load
 from streamdet.model.ir import resolve_ir
 
@@ -273,8 +275,9 @@ def test_bad_inference_settings_are_named(model_cache, pedestrian_xml):
         load(pedestrian_xml, cache_dir=model_cache, threshold=1.5)
     with pytest.raises(ConfigError, match="streams -1 is negative"):
         load(pedestrian_xml, cache_dir=model_cache, streams=-1)
-    detector = load(pedestrian_xml, cache_dir=model_cache, hint="latency", streams=1, threads=1, nireq=3)
-    assert detector.compiled.get_property("NUM_STREAMS") == 1 and detector.nireq == 3
+    detector = load(pedestrian_xml, cache_dir=model_cache, hint="latency", streams=1, threads=1)
+    assert detector.compiled.get_property("NUM_STREAMS") == 1 and detector.hint == "LATENCY"
+    assert requests_in_flight(InferenceConfig(nireq=3), detector) == 3
 
 
 @pytest.mark.parametrize("entry, fragment", [("999", "class id 999"), ("-3", "class id -3"), ("0", "class id 0"),

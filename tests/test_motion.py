@@ -15,7 +15,8 @@ import pytest
 from streamdet.model.agreement import Agreement, match
 from streamdet.config.sections import DetectConfig
 from streamdet.detections import Detections
-from streamdet.engines.local import Job
+from streamdet.engines.base import Job
+from streamdet.model.readout import DetectFilter
 from streamdet.motion import MotionDetector, MotionGate
 from streamdet.sources import Frame
 
@@ -103,7 +104,7 @@ class _Recorder:
 
 def _job(index: int, image: np.ndarray, source_id: int = 0) -> Job:
     return Job(seq=index, source_id=source_id, frame=Frame(image=image, index=index, pts_ms=index * 1000 / FPS,
-                                                           captured=0.0))
+                                                           captured=0.0), filter=DetectFilter(0.5, np.array([], np.int32)))
 
 
 @pytest.mark.unit

@@ -110,7 +110,8 @@ def test_a_camera_recording_keeps_real_time_through_drops_and_an_outage(tmp_path
     config.logging.status_interval = 0
     config.output.video = str(tmp_path / "cam.mp4")
     captured: list[float] = []
-    detector = load(pedestrian_xml, hint="LATENCY", threads=1, nireq=1)
+    config.inference.nireq = 1
+    detector = load(pedestrian_xml, hint="LATENCY", threads=1)
     events: dict[str, float] = {}
 
     def outage(pipeline: Pipeline) -> None:

@@ -17,9 +17,12 @@ import pytest
 
 from streamdet.detections import Detections
 from streamdet.errors import ModelError, SourceError
-from streamdet.engines.local import Completed, Job
+from streamdet.engines.base import Completed, Job
+from streamdet.model.readout import DetectFilter
 from streamdet.scheduler import Failure, Inbox, Lane, ReorderBuffer, Scheduler
 from streamdet.sources import Frame, Source, SourceInfo
+
+ALL = DetectFilter(0.0, np.array([], np.int32))  # every class, every score
 
 pytestmark = pytest.mark.unit
 
@@ -101,7 +104,7 @@ class StandInEngine:
 
 
 def _run(sources, nireq=3, got: list[tuple[int, int]] | None = None, **engine):
-    lanes = [Lane(id=i, source=s, info=s.open(), inbox=Inbox(capacity=2 * nireq, newest_wins=False))
+    lanes = [Lane(id=i, source=s, info=s.open(), inbox=Inbox(capacity=2 * nireq, newest_wins=False), filter=ALL)
              for i, s in enumerate(sources)]
     scheduler = Scheduler(lanes, lambda on_done: StandInEngine(on_done, nireq, **engine), nireq)
     scheduler.start()
@@ -143,7 +146,7 @@ def test_inbox_keeps_every_file_frame_and_only_the_newest_camera_frame():
 
 def test_reorder_buffer_hands_out_in_submission_order():
     buffer = ReorderBuffer()
-    jobs = {seq: Completed(Job(seq, 0, _frame(seq)), Detections.empty(), 0.0, 0.0) for seq in range(5)}
+    jobs = {seq: Completed(Job(seq, 0, _frame(seq), ALL), Detections.empty(), 0.0, 0.0) for seq in range(5)}
     out = []
     for seq in (2, 0, 4, 1, 3):
         buffer.put(jobs[seq])
@@ -191,7 +194,7 @@ def test_an_error_in_a_completion_callback_ends_the_run_and_that_frame_is_not_ha
 
 def test_abort_ends_every_thread_even_with_frames_waiting():
     lanes = [Lane(id=0, source=CountingSource("a", 10_000), info=SourceInfo(4, 4, 25.0, None, live=False),
-                  inbox=Inbox(capacity=6, newest_wins=False))]
+                  inbox=Inbox(capacity=6, newest_wins=False), filter=ALL)]
     scheduler = Scheduler(lanes, lambda on_done: StandInEngine(on_done, 3), 3)
     scheduler.start()
     assert scheduler.take(5.0) is not None  # one frame taken and never released: the consumer is gone
@@ -204,7 +207,7 @@ def test_abort_ends_every_thread_even_with_frames_waiting():
 def test_frames_held_stay_bounded_however_many_requests():
     """A consumer that never lets go: the scheduler stops at its slot limit instead of reading on."""
     lanes = [Lane(id=0, source=CountingSource("a", 10_000), info=SourceInfo(4, 4, 25.0, None, live=False),
-                  inbox=Inbox(capacity=16, newest_wins=False))]
+                  inbox=Inbox(capacity=16, newest_wins=False), filter=ALL)]
     scheduler = Scheduler(lanes, lambda on_done: StandInEngine(on_done, 64), 64)
     scheduler.start()
     held = 0

@@ -22,10 +22,14 @@ from .pipeline import _decode, _pipeline_run, machine_of, raw_fps, single_reques
 from .inputs import Repeated
 from ..config.sections import DEFAULT_PRECISION, Config, InferenceConfig
 from ..engines.backend import open_backend
-from ..engines.local import Completed, Job
+from ..engines.base import Completed, Job
+from ..model.labels import load_labels
+from ..model.readout import DetectFilter
 from ..model.detector import load
 from ..sources import Frame
 from ..urls import mask_url
+
+_EVERY_CLASS = DetectFilter(0.5, np.array([], np.int32))  # what a run with the default settings keeps
 
 
 @dataclass
@@ -73,7 +77,7 @@ def _remote_raw(backend, image: np.ndarray, frames: int) -> float:
     def run(count: int) -> None:
         for seq in range(count):
             engine.wait_idle()
-            engine.submit(Job(seq=seq, source_id=0, frame=frame))
+            engine.submit(Job(seq=seq, source_id=0, frame=frame, filter=_EVERY_CLASS))
         engine.drain()
 
     run(backend.nireq * 2)  # warm-up
@@ -90,7 +94,7 @@ def _remote_raw(backend, image: np.ndarray, frames: int) -> float:
 
 def _remote_single_ms(inference: InferenceConfig, image: np.ndarray, runs: int = 50) -> float:
     """One request at a time: the round trip a frame waits for when nothing overlaps it."""
-    backend = open_backend(Config().model, dataclasses.replace(inference, nireq=1), Config().detect)
+    backend = open_backend(Config().model, dataclasses.replace(inference, nireq=1), Config().detect, load_labels(None))
     answered = threading.Event()
     engine = backend.engine(lambda completed: answered.set())
     frame = Frame(image=image, index=0, pts_ms=None, captured=time.monotonic())
@@ -99,7 +103,7 @@ def _remote_single_ms(inference: InferenceConfig, image: np.ndarray, runs: int =
         for seq in range(runs + 5):
             answered.clear()
             t0 = time.perf_counter()
-            engine.submit(Job(seq=seq, source_id=0, frame=frame))
+            engine.submit(Job(seq=seq, source_id=0, frame=frame, filter=_EVERY_CLASS))
             answered.wait()
             if seq >= 5:
                 times.append((time.perf_counter() - t0) * 1000)
@@ -114,7 +118,7 @@ def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, fram
     clip = Path(clip)
     image = _decode(clip, 1)[0]
     # The server is checked before the local model is loaded: a wrong address is found at once.
-    backend = open_backend(Config().model, inference, Config().detect)
+    backend = open_backend(Config().model, inference, Config().detect, load_labels(None))
     local = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
     latency = load(model, device, hint="LATENCY", cache_dir=cache_dir, threshold=0.5, precision=precision)
     per_round: list[dict[str, float]] = []

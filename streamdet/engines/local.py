@@ -8,37 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-
 import openvino as ov
 
 from ..detections import Detections
-from ..model.readout import DetectFilter
 from ..model.detector import Detector
-from ..sources import Frame
-
-
-@dataclass(slots=True)
-class Job:
-    """One frame in flight, carried through the request as its userdata."""
-
-    seq: int
-    source_id: int
-    frame: Frame
-    keep: DetectFilter | None = None  # the source's own threshold and classes; None = the detector's
-    # The request reads this tensor's memory while it runs, but OpenVINO does
-    # not keep the Python owner alive: the job must, or the buffer is reused.
-    tensor: ov.Tensor | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    job: Job
-    detections: Detections
-    infer_ms: float
-    done: float
-    error: BaseException | None = None  # decoding the outputs failed; the frame carries no result
-    inferred: bool = True  # False: the motion gate skipped the network for this frame
+from .base import Completed, Job
 
 
 class InferenceEngine:
@@ -52,7 +26,7 @@ class InferenceEngine:
         job.tensor = None
         try:
             height, width = job.frame.image.shape[:2]
-            detections = self.detector.decode(request, width, height, job.keep)
+            detections = self.detector.readout(request, width, height, job.filter)
             completed = Completed(job, detections, request.latency, time.monotonic())
         except BaseException as exc:  # an exception here would vanish inside OpenVINO
             completed = Completed(job, Detections.empty(), 0.0, time.monotonic(), error=exc)
@@ -68,3 +42,6 @@ class InferenceEngine:
 
     def drain(self) -> None:
         self._queue.wait_all()
+
+    def close(self) -> None:
+        pass  # nothing waits on anything but OpenVINO's requests, which drain ends

@@ -27,10 +27,10 @@ import cv2
 import numpy as np
 
 from ..config.sections import InferenceConfig
-from ..model.readout import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
+from ..model.readout import LEGACY_OUTPUT, TF_COUNT, TF_OUTPUTS, to_detections
 from ..detections import Detections
 from ..errors import ConfigError, StreamdetError
-from .local import Completed, Job
+from .base import Completed, Job
 from ..model.export import INPUT_NAME as EXPORT_INPUT
 from ..model.detector import fit_input
 from ..model.ir import INPUT_SIZE
@@ -88,7 +88,6 @@ class RemoteModel:
     rgb: bool                        # the input takes RGB (the TF OD API's), not streamdet's BGR
     outputs: dict[str, str]          # role -> the server's output name
     labels: tuple[str, ...]
-    keep: DetectFilter               # the default filter, for jobs that bring none
     timeout: float
     headers: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -101,7 +100,7 @@ class RemoteModel:
         self.client.close()
 
 
-def connect(inference: InferenceConfig, labels: tuple[str, ...], keep: DetectFilter) -> RemoteModel:
+def connect(inference: InferenceConfig, labels: tuple[str, ...]) -> RemoteModel:
     """Reach the server, check that it is live and the model ready and of one of the two forms; one-line errors."""
     shown = mask_url(inference.server)
     if inference.server_ca is not None:
@@ -119,14 +118,14 @@ def connect(inference: InferenceConfig, labels: tuple[str, ...], keep: DetectFil
     headers = {"authorization": f"Bearer {inference.server_token}"} if inference.server_token else {}
     name, version = inference.server_model, str(inference.server_version or "")
     try:
-        return _check(client, shown, name, version, headers, inference.server_timeout, labels, keep)
+        return _check(client, shown, name, version, headers, inference.server_timeout, labels)
     except BaseException:
         client.close()
         raise
 
 
 def _check(client, shown: str, name: str, version: str, headers: dict[str, str], timeout: float,
-           labels: tuple[str, ...], keep: DetectFilter) -> RemoteModel:
+           labels: tuple[str, ...]) -> RemoteModel:
     from tritonclient.utils import InferenceServerException
 
     where = f"inference server {shown}"
@@ -153,7 +152,7 @@ def _check(client, shown: str, name: str, version: str, headers: dict[str, str],
     form, outputs = _form_of(metadata, f"{where}: {model}")  # first: a model that is no detector at all
     input_name, size, rgb = _input_of(metadata, f"{where}: {model}")
     return RemoteModel(client=client, shown=shown, name=name, version=version, form=form, input_name=input_name,
-                       input_size=size, rgb=rgb, outputs=outputs, labels=labels, keep=keep, timeout=timeout, headers=headers)
+                       input_size=size, rgb=rgb, outputs=outputs, labels=labels, timeout=timeout, headers=headers)
 
 
 def _tensor(t) -> str:
@@ -291,7 +290,7 @@ class RemoteEngine:
             if missing:
                 raise StreamdetError(f"inference server {model.shown}: the answer has no output {missing[0]}")
             height, width = job.frame.image.shape[:2]
-            detections = to_detections(model.form, outputs, width, height, job.keep or model.keep, model.labels)
+            detections = to_detections(model.form, outputs, width, height, job.filter, model.labels)
             completed = Completed(job, detections, (time.perf_counter() - request.sent) * 1000, time.monotonic())
         except BaseException as exc:  # an exception here would vanish inside gRPC's thread
             completed = Completed(job, Detections.empty(), 0.0, time.monotonic(), error=exc)

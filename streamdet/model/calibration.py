@@ -163,9 +163,9 @@ def split(total: int, calibrate: int, check: int) -> tuple[np.ndarray, np.ndarra
     return chosen, spread(np.setdiff1d(np.arange(total), chosen), check)
 
 
-def read_frames(footage: Footage, indices: np.ndarray, keep: Callable[[np.ndarray], np.ndarray],
+def read_frames(footage: Footage, indices: np.ndarray, transform: Callable[[np.ndarray], np.ndarray],
                 flag: str) -> tuple[list[np.ndarray], list[int]]:
-    """keep(frame) of each frame `indices` picks, and the clip number of each; every clip is decoded
+    """transform(frame) of each frame `indices` picks, and the clip number of each; every clip is decoded
     once from its start, so no seeking (often inexact in compressed video) is needed."""
     clip_of, frame_of = footage.locate(np.sort(indices))
     out: list[np.ndarray] = []
@@ -178,7 +178,7 @@ def read_frames(footage: Footage, indices: np.ndarray, keep: Callable[[np.ndarra
             image = cv2.imread(str(clip.path), cv2.IMREAD_COLOR)
             if image is None:
                 raise SourceError(f"{flag} '{clip.path}': cannot be decoded as an image")
-            out.append(keep(image))
+            out.append(transform(image))
             owners.append(number)
             continue
         cap = cv2.VideoCapture(str(clip.path), cv2.CAP_FFMPEG)
@@ -191,7 +191,7 @@ def read_frames(footage: Footage, indices: np.ndarray, keep: Callable[[np.ndarra
                     ok, image = cap.retrieve()
                     if not ok:
                         break
-                    out.append(keep(image))
+                    out.append(transform(image))
                     owners.append(number)
         finally:
             cap.release()

@@ -57,28 +57,21 @@ def fit_input(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class Detector:
     """A compiled SSD model that turns OpenCV frames into Detections.
 
-    `infer_input` and `decode` keep no state, so several requests may run at
+    `infer_input` and `readout` keep no state, so several requests may run at
     once; `detect` reuses one request and is for one thread at a time.
     """
 
     def __init__(self, compiled: ov.CompiledModel, form: ModelForm, labels: tuple[str, ...],
-                 threshold: float, class_ids: frozenset[int], nireq: int | None, path: Path, hint: str = "THROUGHPUT",
+                 threshold: float, class_ids: frozenset[int], path: Path, hint: str = "THROUGHPUT",
                  weights: str = "unknown"):
         self.compiled = compiled
         self.form = form.form
         self.labels = labels
         self.path = path
-        self.keep = DetectFilter(threshold, np.array(sorted(class_ids), np.int32))
+        self.filter = DetectFilter(threshold, np.array(sorted(class_ids), np.int32))  # for `detect`
         self._outputs = {role: compiled.output(port.any_name) for role, port in form.outputs.items()}
         self.optimal_nireq = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        # With exactly the optimal number of requests the device idles while
-        # Python turns a finished request round (decode, take and resize the
-        # next frame): on 2 cores one more took the pipeline from 0.80 to 0.90
-        # of raw throughput on decoded frames. Under LATENCY a second request
-        # would only make each frame wait for the other.
-        # The hint as asked: HETERO passes it on to its devices but cannot say it back.
-        extra = 1 if hint.upper() == "THROUGHPUT" else 0
-        self.nireq = nireq or self.optimal_nireq + extra  # requests the pipeline keeps in flight
+        self.hint = hint.upper()  # as asked: HETERO passes it on to its devices but cannot say it back
         shape = compiled.input(0).get_shape()  # NHWC after preprocessing
         self.input_size = (int(shape[2]), int(shape[1]))  # (width, height) as cv2.resize takes it
         self._sync: ov.InferRequest | None = None
@@ -87,13 +80,13 @@ class Detector:
         self.weights = weights
         self.name = path.name  # as the user named the model, where load knows it
 
-    def info(self) -> InferenceInfo:
+    def info(self, requests: int) -> InferenceInfo:
         return InferenceInfo(model=self.name, devices=list(self.devices), precision=self.precision,
-                             weights=self.weights, requests=self.nireq)
+                             weights=self.weights, requests=requests)
 
     @property
     def threshold(self) -> float:
-        return self.keep.threshold
+        return self.filter.threshold
 
     def infer_input(self, image: np.ndarray) -> ov.Tensor:
         """The input tensor for an 8-bit BGR HxWx3 frame of any size, sharing its (or its resized copy's) memory.
@@ -102,18 +95,17 @@ class Detector:
         """
         return ov.Tensor(fit_input(image, self.input_size)[np.newaxis], shared_memory=True)
 
-    def decode(self, request: ov.InferRequest, width: int, height: int, keep: DetectFilter | None = None) -> Detections:
-        """A finished request's outputs as pixel boxes of a width x height frame, filtered (by `keep`, else
-        the detector's own threshold and classes) and labelled."""
+    def readout(self, request: ov.InferRequest, width: int, height: int, filter: DetectFilter) -> Detections:
+        """A finished request's outputs as pixel boxes of a width x height frame, filtered and labelled."""
         outputs = {role: request.get_tensor(port).data for role, port in self._outputs.items()}
-        return to_detections(self.form, outputs, width, height, keep or self.keep, self.labels)
+        return to_detections(self.form, outputs, width, height, filter, self.labels)
 
     def detect(self, image: np.ndarray) -> Detections:
         """Synchronous single-frame detection (tests, scripts)."""
         if self._sync is None:
             self._sync = self.compiled.create_infer_request()
         self._sync.infer(self.infer_input(image))
-        return self.decode(self._sync, image.shape[1], image.shape[0])
+        return self.readout(self._sync, image.shape[1], image.shape[0], self.filter)
 
 
 def _device_config(device: str, hint: str, streams: int | None, threads: int | None) -> dict:
@@ -148,19 +140,20 @@ def _merge(config: dict, more: dict) -> dict:
 
 
 def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", *, hint: str = "THROUGHPUT",
-         streams: int | None = None, threads: int | None = None, nireq: int | None = None,
-         threshold: float = 0.5, classes: Sequence[str | int] = (), labels: str | os.PathLike | None = None,
+         streams: int | None = None, threads: int | None = None,
+         threshold: float = 0.5, classes: Sequence[str | int] = (),
+         labels: str | os.PathLike | tuple[str, ...] | None = None,
          cache_dir: str | os.PathLike | None = None, fp32: bool = False, base_url: str | None = None,
          precision: str = DEFAULT_PRECISION) -> Detector:
     """Find, convert if needed, check and compile a detector that infers in `precision`
-    (f32, bf16, f16, or auto: whatever the device picks)."""
+    (f32, bf16, f16, or auto: whatever the device picks). `labels`: a label file, or its names loaded already."""
     core = ov.Core()
     device = normalise(device)
     check_device(core, device)
     config = _merge(_device_config(device, hint, streams, threads), precision_config(core, device, precision))
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold {threshold} is outside 0..1; scores are probabilities")
-    label_names = load_labels(labels)
+    label_names = labels if isinstance(labels, tuple) else load_labels(labels)
     class_ids = resolve_classes(label_names, classes)
     xml = resolve_ir(spec, cache_dir, fp32, base_url)
     model = read_ir(core, xml)
@@ -171,7 +164,7 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
         compiled = core.compile_model(model, device, config)
     except Exception as exc:
         raise ModelError(f"model '{spec}' cannot be compiled for {device} ({one_line(exc)})") from None
-    detector = Detector(compiled, form, label_names, threshold, class_ids, nireq, xml, hint, weights)
+    detector = Detector(compiled, form, label_names, threshold, class_ids, xml, hint, weights)
     detector.name = Path(str(spec)).name
     if precision != "auto" and detector.precision not in (precision, "unknown"):
         raise ModelError(f"model '{spec}': {device} compiled it for {detector.precision} although {precision} was "
@@ -179,11 +172,12 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     return detector
 
 
-def load_from(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig) -> Detector:
-    """`load` with the settings tree's sections, as the pipeline has them."""
+def load_from(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig,
+              labels: tuple[str, ...] | None = None) -> Detector:
+    """`load` with the settings tree's sections, as the pipeline has them (and its labels, loaded once)."""
     return load(model.name, inference.device, hint=inference.hint, streams=inference.streams or None,
-                threads=inference.threads or None, nireq=inference.nireq or None, threshold=detect.threshold,
-                classes=detect.classes, labels=model.labels, cache_dir=model.cache_dir, fp32=model.fp32,
+                threads=inference.threads or None, threshold=detect.threshold, classes=detect.classes,
+                labels=labels if labels is not None else model.labels, cache_dir=model.cache_dir, fp32=model.fp32,
                 base_url=model.base_url, precision=inference.precision)
 
 
@@ -220,6 +214,6 @@ def inspect(spec: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
 
 def _describe(port: ov.Output) -> str:
     # Converted TF graphs give outputs internal names too (add:0); show the one users know.
-    names = sorted(port.gettensor_names(), key=lambda n: (n.split(":")[0] not in _ROLES, "/" in n, len(n)))
+    names = sorted(port.get_names(), key=lambda n: (n.split(":")[0] not in _ROLES, "/" in n, len(n)))
     name = names[0] if names else port.get_node().get_friendly_name()
     return f"{name} {port.get_partial_shape()} {port.get_element_type().get_type_name()}"

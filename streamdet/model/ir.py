@@ -64,7 +64,7 @@ def quiet_native_stderr():
 
 
 def tensor_names(port: ov.Output) -> set[str]:
-    return {n.split(":")[0] for n in port.gettensor_names()}
+    return {n.split(":")[0] for n in port.get_names()}
 
 
 def recognise(model: ov.Model, where: str) -> ModelForm:

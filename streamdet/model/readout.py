@@ -33,11 +33,11 @@ class DetectFilter:
         return cls(threshold, np.array(sorted(resolve_classes(labels, classes)), np.int32))
 
 
-def to_detections(form: str, outputs: Mapping[str, np.ndarray], width: int, height: int, keep: DetectFilter,
+def to_detections(form: str, outputs: Mapping[str, np.ndarray], width: int, height: int, filter: DetectFilter,
                   labels: tuple[str, ...]) -> Detections:
     """Batch-1 outputs by role ("tf": boxes [y_min,x_min,y_max,x_max], classes, scores and maybe a count;
     "legacy": [image_id,label,conf,x_min,y_min,x_max,y_max] rows ended by image_id -1) as pixel boxes of a
-    width x height frame, filtered by `keep` and labelled."""
+    width x height frame, filtered by `filter` and labelled."""
     if form == "tf":
         boxes = outputs["detection_boxes"].reshape(-1, 4)
         classes = outputs["detection_classes"].reshape(-1)
@@ -52,10 +52,10 @@ def to_detections(form: str, outputs: Mapping[str, np.ndarray], width: int, heig
         if len(ends):
             rows = rows[: ends[0]]
         classes, scores, xyxy = rows[:, 1], rows[:, 2], rows[:, 3:7]
-    chosen = scores >= keep.threshold
+    chosen = scores >= filter.threshold
     class_ids = np.rint(classes).astype(np.int32)
-    if len(keep.class_ids):
-        chosen &= np.isin(class_ids, keep.class_ids)
+    if len(filter.class_ids):
+        chosen &= np.isin(class_ids, filter.class_ids)
     xyxy = xyxy[chosen] * np.array([width, height, width, height], np.float32)
     np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
     class_ids = class_ids[chosen]
