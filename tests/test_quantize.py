@@ -138,7 +138,8 @@ def test_prepared_frame_fed_to_the_raw_model_equals_the_compiled_preprocessing(p
     raw = core.read_model(str(pedestrian_xml))
     spec = input_spec(raw, recognise(raw, "pedestrian"))
     assert spec.size == (300, 300) and spec.form == "tf" and spec.dtype == np.uint8
-    plain = core.compile_model(raw, "CPU").create_infer_request()
+    # in f32 as the detector: the comparison is of the preprocessing, not of two precisions
+    plain = core.compile_model(raw, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
     detector = load(pedestrian_xml, cache_dir=model_cache)
     wrapped = detector.compiled.create_infer_request()
     for name in ("carphone_pristine", "bigbuckbunny"):  # 176x144 upscaled, 1280x720 downscaled
