@@ -1,4 +1,4 @@
-"""Helpers every test area shares: decoding clips, free ports, waiting for events, loopback HTTP servers."""
+"""Helpers every test area shares: decoding clips (the benches' decoder), free ports, waiting for events, loopback HTTP servers."""
 
 from __future__ import annotations
 
@@ -15,19 +15,7 @@ import numpy as np
 
 from media import clip
 
-
-def decode(path: Path, limit: int | None = None) -> list[np.ndarray]:
-    """The clip's frames as OpenCV decodes them (the first `limit` only, when given)."""
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open"
-    frames = []
-    while limit is None or len(frames) < limit:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
-    return frames
+from streamdet.bench.common import decode_clip as decode  # the clips' frames, as the benches decode them
 
 
 def video_props(path: Path) -> tuple[int, int, int, float]:

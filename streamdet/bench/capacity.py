@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,10 +29,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .pipeline import _decode, headless_config
-from ..config.sections import RecordingConfig, SourceConfig
+from .common import decode_clip, headless_config, machine_of
+from ..config.sections import DEFAULT_PRECISION, RecordingConfig, SourceConfig
 from ..detections import FrameResult
-from ..model.detector import Detector
+from ..model.detector import Detector, load
 from ..outputs.video import Encoder
 from ..pipeline import Pipeline
 from ..sources import Frame, Source, SourceInfo, VideoFileSource
@@ -215,7 +216,7 @@ def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: floa
     cap = cv2.VideoCapture(str(clip))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     cap.release()
-    frames = _decode(clip, cycles * round(moving_s * fps))  # only what the cycles play
+    frames = decode_clip(clip, cycles * round(moving_s * fps))  # only what the cycles play
     moving = max(1, min(len(frames) // cycles, round(moving_s * fps)))
     held = round(moving * still_share / (1 - still_share))
     height, width = frames[0].shape[:2]
@@ -232,3 +233,15 @@ def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: floa
             n += 1
     encoder.close()
     return out
+
+
+def run_cameras(model: str, clip: Path, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
+                still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None,
+                precision: str = DEFAULT_PRECISION):
+    """`bench --cameras`: the capacity run, with the model loaded once for every trial."""
+    detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
+    machine = machine_of(detector)
+    with tempfile.TemporaryDirectory(prefix="streamdet-capacity-") as tmp:
+        footage = mostly_still(clip, Path(tmp) / f"{clip.stem}-still.mp4", still_share) if still_share else clip
+        result = run_capacity(detector, str(model), footage, cameras, seconds, motion, machine)
+    return result

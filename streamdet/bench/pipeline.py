@@ -11,23 +11,17 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
-import openvino as ov
 
-from ..config.sections import DEFAULT_PRECISION, Config, InferenceConfig, RecordingConfig, WebConfig
-from ..errors import SourceError
-from ..model.detector import Detector, load
+from ..config.sections import DEFAULT_PRECISION, RecordingConfig, WebConfig
+from ..model.detector import load
 from ..outputs.video import Encoder
-from ..pipeline import Pipeline
-from ..sources import Source
-from .inputs import Memory, Repeated, Viewers
-from ..stats import process_cpu_s
+from .common import cpu_ms_per_frame, decode_clip, machine_of, pipeline_run, raw_fps, single_request_latency_ms
+from .inputs import Memory, Repeated
 
 
 @dataclass
@@ -90,32 +84,6 @@ class BenchResult:
         return "\n".join(lines)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _decode(clip: Path, limit: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(clip))
-    frames = []
-    while len(frames) < limit:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
-    if not frames:
-        raise SourceError(f"bench clip '{clip}': no frame could be decoded")
-    return frames
-
-
-def _cpu_ms_per_frame(work, frames: int) -> tuple[Any, float]:
-    """What `work()` returns, and its process CPU time per frame, all threads (FFmpeg's and OpenVINO's too)."""
-    c0 = process_cpu_s()
-    result = work()
-    return result, (process_cpu_s() - c0) * 1000 / frames
-
-
 def _decode_cost_ms(clip: Path, frames: int) -> float:
     def work():
         source = Repeated(clip, frames)
@@ -123,7 +91,7 @@ def _decode_cost_ms(clip: Path, frames: int) -> float:
         while source.read() is not None:
             pass
         source.close()
-    return _cpu_ms_per_frame(work, frames)[1]
+    return cpu_ms_per_frame(work, frames)[1]
 
 
 def _encode_cost_ms(images: list[np.ndarray], path: str, settings: RecordingConfig) -> float:
@@ -136,7 +104,7 @@ def _encode_cost_ms(images: list[np.ndarray], path: str, settings: RecordingConf
             encoder.add(image[: height - height % 2, : width - width % 2], i * 40)
         encoder.close()
 
-    return _cpu_ms_per_frame(work, len(images))[1]
+    return cpu_ms_per_frame(work, len(images))[1]
 
 
 def _jpeg_cost_ms(images: list[np.ndarray], web: WebConfig) -> float:
@@ -149,7 +117,7 @@ def _jpeg_cost_ms(images: list[np.ndarray], web: WebConfig) -> float:
                                    interpolation=cv2.INTER_AREA)
             cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, web.quality])
 
-    return _cpu_ms_per_frame(work, len(images))[1]
+    return cpu_ms_per_frame(work, len(images))[1]
 
 
 def _motion_cost_ms(images: list[np.ndarray]) -> float:
@@ -158,84 +126,14 @@ def _motion_cost_ms(images: list[np.ndarray]) -> float:
 
     height, width = images[0].shape[:2]
     detector = MotionDetector(width, height, 25)
-    return _cpu_ms_per_frame(lambda: [detector(image, k * 0.04) for k, image in enumerate(images)], len(images))[1]
-
-
-def raw_fps(detector: Detector, image: np.ndarray, frames: int, nireq: int | None = None) -> float:
-    """What benchmark_app measures: a tight async loop on one pre-made input."""
-    queue = ov.AsyncInferQueue(detector.compiled, nireq or detector.optimal_nireq)
-    tensor = detector.infer_input(image)
-    for _ in range(queue.__len__() * 2):  # warm-up
-        queue.start_async(tensor)
-    queue.wait_all()
-    t0 = time.perf_counter()
-    for _ in range(frames):
-        queue.start_async(tensor)
-    queue.wait_all()
-    return frames / (time.perf_counter() - t0)
-
-
-def single_request_latency_ms(detector: Detector, image: np.ndarray, runs: int = 50) -> float:
-    request = detector.compiled.create_infer_request()
-    tensor = detector.infer_input(image)
-    for _ in range(5):
-        request.infer(tensor)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        request.infer(tensor)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
-def headless_config(policy: str) -> Config:
-    """A run as every bench variant measures it: no window, no status lines, no progress bar."""
-    config = Config()
-    config.display.show = "no"
-    config.logging.quiet = True
-    config.logging.status_interval = 0
-    config.source.policy = policy
-    return config
-
-
-def _pipeline_run(detector: Detector | None, source: Source, frames: int, *, video: str | None = None,
-                  json_path: str | None = None, policy: str = "all", rss: list[int] | None = None,
-                  viewers: int | None = None, inference: InferenceConfig | None = None):
-    """One run; with `viewers`, the web view is on (port chosen by the system) and that many watch it;
-    with `inference` (and no detector), its settings choose where frames are inferred (a server)."""
-    config = headless_config(policy)
-    if inference is not None:
-        config.inference = inference
-    config.output.video = video
-    config.output.json = json_path
-    config.output.overwrite = True  # every round writes the same scratch files
-    if viewers is not None:
-        config.web.listen = "127.0.0.1:0"
-
-    def sample_rss(result) -> None:
-        if rss is not None and result.frame.index in (199, frames - 1):
-            rss.append(_rss_bytes())
-
-    with Pipeline(config, detector=detector, sources=[source]) as pipeline:
-        watching = Viewers(pipeline.web_url, f"/stream/{source.name}.mjpg", viewers) if viewers else None
-        try:
-            return pipeline.run(on_result=sample_rss)
-        finally:
-            if watching is not None:
-                watching.close()
-
-
-def machine_of(detector: Detector) -> str:
-    """The machine and how the model runs on it, for every bench's heading: figures mean little without both."""
-    return (f"{ov.Core().get_property('CPU', 'FULL_DEVICE_NAME')}, {os.cpu_count()} cores, inference on "
-            f"{', '.join(detector.devices)} in {detector.precision}")
+    return cpu_ms_per_frame(lambda: [detector(image, k * 0.04) for k, image in enumerate(images)], len(images))[1]
 
 
 def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, device: str = "CPU",
               cache_dir: str | None = None, precision: str = DEFAULT_PRECISION) -> BenchResult:
     clip = Path(clip)
     # 100 frames of 720p are 280 MB: enough variety for the camera, little memory.
-    camera_frames = _decode(clip, 100)
+    camera_frames = decode_clip(clip, 100)
     image = camera_frames[0]
     throughput = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
     latency = load(model, device, hint="LATENCY", cache_dir=cache_dir, threshold=0.5, precision=precision)
@@ -250,7 +148,7 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
         for _ in range(rounds):
             figures: dict[str, float] = {}
             cost: dict[str, float] = {}
-            figures["raw THROUGHPUT"], cost["inference"] = _cpu_ms_per_frame(
+            figures["raw THROUGHPUT"], cost["inference"] = cpu_ms_per_frame(
                 lambda: raw_fps(throughput, image, frames), frames)
             figures["raw LATENCY"] = raw_fps(latency, image, frames)
             cost["decode"] = _decode_cost_ms(clip, frames)
@@ -272,13 +170,13 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
                 "pipeline headless, no decode": ({}, lambda: Memory(camera_frames, frames)),
             }
             for name, (kwargs, source) in variants.items():
-                summary = _pipeline_run(throughput, source(), frames, rss=rss if name == "pipeline headless" else None, **kwargs)
+                summary = pipeline_run(throughput, source(), frames, rss=rss if name == "pipeline headless" else None, **kwargs)
                 figures[name] = summary.fps
                 cpu[name] = summary.cpu_ms_per_frame
                 util[name] = summary.cpu_utilisation
             latencies.append(single_request_latency_ms(latency, image))
             camera_fps = 2 * figures["raw LATENCY"]
-            live = _pipeline_run(latency, Memory(camera_frames, frames, camera_fps), frames, policy="newest")
+            live = pipeline_run(latency, Memory(camera_frames, frames, camera_fps), frames, policy="newest")
             age = live.sources[0].frame_age
             ages.append((age.p50_ms, age.p95_ms))
             figures["live newest-frame"] = live.fps
@@ -328,17 +226,3 @@ def run_bench(model: str, clip: Path, *, frames: int = 1000, rounds: int = 3, de
         rss_growth=growth,
         per_round=per_round,
     )
-
-
-def run_cameras(model: str, clip: Path, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
-                still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None,
-                precision: str = DEFAULT_PRECISION):
-    """`bench --cameras`: the capacity run (streamdet.capacity), with the model loaded once for every trial."""
-    from .capacity import mostly_still, run_capacity
-
-    detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
-    machine = machine_of(detector)
-    with tempfile.TemporaryDirectory(prefix="streamdet-capacity-") as tmp:
-        footage = mostly_still(clip, Path(tmp) / f"{clip.stem}-still.mp4", still_share) if still_share else clip
-        result = run_capacity(detector, str(model), footage, cameras, seconds, motion, machine)
-    return result

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .pipeline import _decode, _pipeline_run, machine_of, raw_fps, single_request_latency_ms
+from .common import decode_clip, machine_of, pipeline_run, raw_fps, single_request_latency_ms
 from .inputs import Repeated
 from ..config.sections import DEFAULT_PRECISION, Config, InferenceConfig
 from ..engines.backend import open_backend
@@ -116,7 +116,7 @@ def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, fram
                      device: str = "CPU", cache_dir: str | None = None,
                      precision: str = DEFAULT_PRECISION) -> RemoteBenchResult:
     clip = Path(clip)
-    image = _decode(clip, 1)[0]
+    image = decode_clip(clip, 1)[0]
     # The server is checked before the local model is loaded: a wrong address is found at once.
     backend = open_backend(Config().model, inference, Config().detect, load_labels(None))
     local = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
@@ -127,8 +127,8 @@ def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, fram
             figures: dict[str, float] = {}
             figures["local raw"] = raw_fps(local, image, frames)
             figures["remote raw"] = _remote_raw(backend, image, frames)
-            here = _pipeline_run(local, Repeated(clip, frames), frames)
-            there = _pipeline_run(None, Repeated(clip, frames), frames, inference=inference)
+            here = pipeline_run(local, Repeated(clip, frames), frames)
+            there = pipeline_run(None, Repeated(clip, frames), frames, inference=inference)
             figures["local pipeline"], figures["remote pipeline"] = here.fps, there.fps
             figures["local pipeline latency"] = here.sources[0].latency.mean_ms
             figures["remote pipeline latency"] = there.sources[0].latency.mean_ms

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import sys
-from pathlib import Path
 
-from . import model as cli_model
-from ..config.sections import DEFAULT_PRECISION, HINTS, PRECISION_NAMES, Config, override
-from ..config.events import LineConfig, ZoneConfig
-from ..config.loader import load_config
-from ..errors import ConfigError, PipeClosed, StreamdetError
-
-RUN_EXAMPLES = """examples:
-  streamdet run --source clip.mp4 --output annotated.mp4 --json detections.jsonl
-  streamdet run --source 0 --show                       # first webcam, in a window
-  streamdet run --source 'rtsp://user:pass@192.168.1.20:554/stream1' --output cam_{name}.mp4
-  streamdet run --source cam1.mp4 --source 'rtsp://host/live' --output out_{name}.mp4
-  streamdet run --config site.yaml --threshold 0.6 --classes person,car
-  streamdet run --source 'rtsp://host/live' --serve 8080   # watch at http://127.0.0.1:8080/
-  streamdet run --source 'rtsp://host/live' --server grpc://10.0.0.5:9000   # infer on OpenVINO Model Server
-"""
+from . import bench, run
+from . import model as model_commands
+from ..errors import PipeClosed, StreamdetError
+from .logs import setup_logging
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,262 +20,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"streamdet: error: {command + ': ' if command else ''}{message}; see {self.prog} --help\n")
 
 
-def _classes(text: str) -> list[str]:
-    return [c.strip() for c in text.split(",") if c.strip()]
-
-
-def _add_run(sub) -> None:
-    p = sub.add_parser(
-        "run",
-        help="detect objects in video files, images, webcams or network cameras",
-        description="Detect objects in every frame, draw them, show and/or record the result.",
-        epilog=RUN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--config", metavar="FILE", help="settings file (default: ./config.yaml if present, else built-in defaults)")
-    p.add_argument("-s", "--source", action="append", metavar="SRC",
-                   help="video file, image, folder of images, camera index (0), /dev/videoN, rtsp:// or http(s):// URL; repeat for several")
-    p.add_argument("-m", "--model", metavar="MODEL", help="model name (ssdlite_mobilenet_v2), .xml IR or TF frozen .pb")
-    p.add_argument("-d", "--device", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
-    p.add_argument("--hint", choices=HINTS, type=str.upper, help="OpenVINO performance hint")
-    p.add_argument("--precision", choices=PRECISION_NAMES, type=str.lower,
-                   help=f"inference precision (default {DEFAULT_PRECISION}; bf16/f16 are faster where the device has "
-                        "them but change the detections, see docs/precision.md; auto = the device's own choice)")
-    p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = the device's optimal number, +1 under THROUGHPUT; 4 with --server)")
-    p.add_argument("--streams", type=int, metavar="N", help="CPU streams (0 = from the hint)")
-    p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = from the hint)")
-    p.add_argument("--server", metavar="URL",
-                   help="infer on a KServe v2 gRPC server (OpenVINO Model Server, Triton) instead of here: "
-                        "grpc://HOST:PORT or grpcs://HOST:PORT; no local model is loaded; token from "
-                        "STREAMDET_SERVER_TOKEN; see inference.server_* in config.yaml")
-    p.add_argument("--server-model", metavar="NAME", help="the model's name on --server (default ssdlite_mobilenet_v2)")
-    p.add_argument("-t", "--threshold", type=float, metavar="SCORE", help="minimum score, 0..1")
-    p.add_argument("--classes", type=_classes, metavar="LIST", help="only these classes, by name or id, comma-separated")
-    p.add_argument("--motion", action="store_const", const=True,
-                   help="run the network only on frames where something moved (and every --stationary-interval s)")
-    p.add_argument("--stationary-interval", type=float, metavar="S",
-                   help="with --motion: seconds after which a still scene is looked at again (default 10)")
-    p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, each once, line 0 = background)")
-    p.add_argument("-o", "--output", metavar="PATH",
-                   help="annotated recording (.mp4 .mkv .avi .mov); for images a folder, or an image name for one image; {name} = source name")
-    p.add_argument("--json", metavar="PATH", help="JSON Lines of detections, one line per frame ('-' = stdout)")
-    p.add_argument("--summary-json", metavar="PATH", help="write the run summary as JSON")
-    p.add_argument("--overwrite", action="store_const", const=True,
-                   help="replace output files that exist already (default: refuse, so no earlier result is lost)")
-    show = p.add_mutually_exclusive_group()
-    show.add_argument("--show", dest="show", action="store_const", const="yes", help="open a window per source")
-    show.add_argument("--no-show", dest="show", action="store_const", const="no", help="never open a window")
-    p.add_argument("--loop", action="store_const", const=True, help="restart file sources at their end")
-    p.add_argument("--policy", choices=["auto", "all", "newest"],
-                   help="frame policy: all = never drop (files), newest = keep only the newest (cameras); auto picks per source")
-    p.add_argument("--ignore-errors", action="store_const", const=True,
-                   help="a video file that is damaged part-way: keep the frames before the damage and exit 0")
-    p.add_argument("--rtsp-transport", choices=["tcp", "udp"], help="RTSP transport")
-    p.add_argument("--open-timeout", type=float, metavar="S", help="seconds a camera, stream, pipe or device may take to open")
-    p.add_argument("--read-timeout", type=float, metavar="S", help="seconds without a frame before a camera or stream counts as lost and is reopened")
-    p.add_argument("--no-labels", dest="labels_shown", action="store_const", const=False, help="draw boxes without label text")
-    p.add_argument("--no-scores", dest="scores_shown", action="store_const", const=False, help="leave scores out of the labels")
-    p.add_argument("--no-fps", dest="fps_shown", action="store_const", const=False, help="hide the FPS/latency line")
-    p.add_argument("--line-width", type=int, metavar="PX", help="box line width (0 = from frame size)")
-    p.add_argument("--font-scale", type=float, metavar="X", help="label font scale (0 = from frame size)")
-    p.add_argument("--track", action="store_const", const=True,
-                   help="give objects identities across frames (on by itself with --events, --zone, --line, --mqtt)")
-    p.add_argument("--events", metavar="PATH", help="JSON Lines of events: tracks starting and ending, zones, lines")
-    p.add_argument("--zone", action="append", metavar="NAME:X,Y;X,Y;X,Y",
-                   help="a zone (3 or more points, pixels or fractions of the frame); repeat for several")
-    p.add_argument("--line", action="append", metavar="NAME:X,Y;X,Y",
-                   help="a counting line from the first point to the second (crossing it left to right is 'in')")
-    p.add_argument("--snapshots", metavar="DIR", help="write a JPEG of each ended track's best frame into DIR")
-    p.add_argument("--mqtt", metavar="URL", help="publish events to an MQTT broker: mqtt://[user:pass@]host[:1883] or mqtts://")
-    p.add_argument("--serve", metavar="[HOST:]PORT",
-                   help="web view: live pictures, figures, MJPEG, JSON and /healthz on this port (127.0.0.1 unless a host "
-                        "is given; another address needs web.token or STREAMDET_WEB_TOKEN)")
-    p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="logging level")
-    p.set_defaults(func=cmd_run)
-
-
-def build_config(args: argparse.Namespace) -> Config:
-    path = args.config
-    if path is None and Path("config.yaml").is_file():
-        path = "config.yaml"
-    config = load_config(path)
-    if args.source:
-        config.sources = list(args.source)
-    override(config, "model", name=args.model, labels=args.labels)
-    override(config, "inference", device=args.device, hint=args.hint, precision=args.precision, nireq=args.nireq,
-             streams=args.streams,
-             threads=args.threads, server=args.server, server_model=args.server_model)
-    override(config, "detect", threshold=args.threshold, classes=args.classes, motion=args.motion,
-             stationary_interval=args.stationary_interval)
-    override(config, "source", loop=args.loop, policy=args.policy, rtsp_transport=args.rtsp_transport,
-             ignore_errors=args.ignore_errors,
-             open_timeout=args.open_timeout, read_timeout=args.read_timeout)
-    override(config, "output", video=args.output, json=args.json, events=args.events,
-             summary_json=args.summary_json, overwrite=args.overwrite)
-    override(config, "track", enabled=args.track)
-    override(config, "events", snapshots=args.snapshots,
-             zones=[_shape("--zone", z, ZoneConfig) for z in args.zone] if args.zone else None,
-             lines=[_shape("--line", x, LineConfig) for x in args.line] if args.line else None)
-    override(config, "mqtt", url=args.mqtt)
-    override(config, "display", show=args.show)
-    override(config, "overlay", labels=args.labels_shown, scores=args.scores_shown, fps=args.fps_shown,
-             line_width=args.line_width, font_scale=args.font_scale)
-    override(config, "logging", quiet=args.quiet, level=args.log_level)
-    override(config, "web", listen=args.serve)
-    return config
-
-
-def _shape(flag: str, text: str, cls):
-    """A zone or line from `NAME:X,Y;X,Y;...` (points may also be apart by spaces)."""
-    name, sep, rest = text.partition(":")
-    try:
-        points = [[float(v) for v in point.split(",")] for point in rest.replace(";", " ").split()]
-    except ValueError:
-        points = []
-    if not sep or not name or not points or any(len(p) != 2 for p in points):
-        raise ConfigError(f"{flag} {text!r}: write NAME:X,Y;X,Y;... (pixels, or fractions of the frame from 0 to 1)")
-    try:
-        return cls(name, points)
-    except ValueError as exc:
-        raise ConfigError(f"{flag}: {exc}") from None
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="streamdet: %(message)s", stream=sys.stderr, force=True)
-    if level != "debug":
-        # OpenCV's own warnings repeat, less clearly, what our log lines say
-        # (a stream timed out, an open failed), or are about settings made on
-        # purpose (OPENCV_FFMPEG_IS_THREAD_SAFE); FFmpeg's error lines stay, as
-        # they carry the cause (connection refused, 401 Unauthorized).
-        import cv2
-
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from ..outputs import write_atomically
-    from ..pipeline import Pipeline
-
-    config = build_config(args)
-    quiet_info = config.logging.quiet and config.logging.level == "info"
-    _setup_logging("warning" if quiet_info else config.logging.level)
-    pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty())
-    signals = {"code": 0}
-
-    def on_signal(signum, _frame):
-        name = signal.Signals(signum).name
-        if signals["code"]:
-            # Second signal: give up on in-flight frames, still finalise the files.
-            pipeline.abort(f"{name} twice")
-            return
-        signals["code"] = 128 + signum
-        pipeline.stop(name)
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        summary = pipeline.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    print(summary.format(), file=sys.stderr)
-    if config.output.summary_json:
-        write_atomically(config.output.summary_json, (summary.to_json() + "\n").encode())
-    if pipeline.aborted:
-        # In-flight requests may still hold OpenVINO threads: leave without waiting for them.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(signals["code"] or 130)
-    return signals["code"]
-
-
-def _add_bench(sub) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="measure the pipeline against raw OpenVINO inference on this machine",
-        description="Raw async inference vs the pipeline (headless, recording, JSONL, web view with 0, 1 and 10 "
-        "viewers) and live frame age, "
-        "interleaved round by round; prints FPS and ratios to raw. With --server: local inference against the "
-        "server instead (raw and pipeline FPS, single-request and pipeline latency).",
-    )
-    p.add_argument("--model", default="ssdlite_mobilenet_v2", help="model name, .xml or .pb")
-    p.add_argument("--clip", required=True, help="video file to play (repeated up to --frames)")
-    p.add_argument("--frames", type=int, default=1000, help="frames per measurement")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
-    p.add_argument("--device", default="CPU")
-    p.add_argument("--precision", choices=PRECISION_NAMES, type=str.lower, default=DEFAULT_PRECISION,
-                   help=f"inference precision (default {DEFAULT_PRECISION}, as `streamdet run`)")
-    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    p.add_argument("--server", metavar="URL", help="compare with this KServe v2 server: grpc://HOST:PORT or grpcs://")
-    p.add_argument("--server-model", metavar="NAME", help="the model's name on --server (default ssdlite_mobilenet_v2)")
-    p.add_argument("--nireq", type=int, metavar="N", help="requests in flight to --server (default 4)")
-    capacity = p.add_argument_group(
-        "capacity", "with --cameras: simulated cameras play the clip at its frame rate (decoded as they go, newest "
-        "frame policy); prints processed fps, drop rate and frame age per camera, and CPU use")
-    capacity.add_argument("--cameras", metavar="N|max",
-                          help="play N cameras at once; max: add one at a time until a camera drops 5%% or more")
-    capacity.add_argument("--seconds", type=float, default=20.0, help="measured seconds per trial (after 3 s of warm-up)")
-    capacity.add_argument("--motion", action="store_true", help="with the motion gate on (detect.motion)")
-    capacity.add_argument("--still-share", type=float, metavar="SHARE",
-                          help="play the clip as a mostly still camera: this share of the time (e.g. 0.8) shows one "
-                               "of its pictures held still, the rest the clip moving")
-    p.set_defaults(func=cmd_bench)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from ..bench.pipeline import run_bench, run_cameras
-    from ..outputs import write_atomically
-
-    clip = Path(args.clip)
-    if not clip.is_file():
-        raise StreamdetError(f"bench: clip '{clip}' does not exist; give a video file")
-    if args.json and (not Path(args.json).resolve().parent.is_dir() or Path(args.json).resolve() == clip.resolve()):
-        raise StreamdetError(f"bench: --json '{args.json}': give a new file in a folder that exists (the figures "
-                             "are written there at the end)")
-    _setup_logging("warning")
-    if args.cameras is not None:
-        cameras = None if args.cameras == "max" else _count(args.cameras)
-        if not 1 <= args.seconds <= 3600 or (args.still_share is not None and not 0 < args.still_share < 1):
-            raise StreamdetError("bench: --seconds must be between 1 and 3600 and --still-share between 0 and 1")
-        result = run_cameras(args.model, clip, cameras, seconds=args.seconds, motion=args.motion,
-                             still_share=args.still_share, device=args.device, precision=args.precision)
-    elif args.frames < 250 or args.rounds < 1:
-        raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
-    elif args.server:
-        from ..bench.remote import run_remote_bench
-
-        config = Config()
-        override(config, "inference", server=args.server, server_model=args.server_model, nireq=args.nireq)
-        result = run_remote_bench(args.model, clip, config.inference, frames=args.frames,
-                                  rounds=args.rounds, device=args.device, precision=args.precision)
-    else:
-        result = run_bench(args.model, clip, frames=args.frames, rounds=args.rounds, device=args.device,
-                           precision=args.precision)
-    print(result.format())
-    if args.json:
-        write_atomically(args.json, (result.to_json() + "\n").encode())
-    return 0
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 64:
-        raise StreamdetError(f"bench: --cameras {text!r}: give a number of cameras from 1 to 64, or max")
-    return int(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="streamdet", description="Real-time object detection on video with OpenVINO.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_run(sub)
-    _add_bench(sub)
-    cli_model.register(sub)
+    run.register(sub)
+    bench.register(sub)
+    model_commands.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging("info")  # `run` and `bench` set their own level; the model commands report downloads
+    setup_logging("info")  # `run` and `bench` set their own level; the model commands report downloads
     try:
         return args.func(args)
     except PipeClosed as exc:

@@ -10,15 +10,13 @@ rather than counting as perfect.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import openvino as ov
 
 from ..detections import Detections
-from .detector import Detector
+from .detector import Detector, raw_run
 from ..tracking import greedy_match, iou
 
 MATCH_IOU = 0.5
@@ -86,21 +84,6 @@ class Throughput:
         return self.changed_fps / self.reference_fps
 
 
-def _async_run(detector: Detector, tensor: ov.Tensor, seconds: float) -> tuple[int, float]:
-    """Frames done and time taken by as many requests as the device wants, kept full for `seconds`."""
-    queue = ov.AsyncInferQueue(detector.compiled, detector.optimal_nireq)
-    for _ in range(2 * len(queue)):  # warm-up
-        queue.start_async(tensor)
-    queue.wait_all()
-    done = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        queue.start_async(tensor)  # blocks while every request is busy
-        done += 1
-    queue.wait_all()
-    return done, time.perf_counter() - t0
-
-
 def throughput(reference: Detector, changed: Detector, image: np.ndarray, seconds: float = 3.0,
                rounds: int = 3) -> Throughput:
     """Raw inference FPS of both on one frame, `seconds` each in `rounds` interleaved turns, so load
@@ -110,7 +93,7 @@ def throughput(reference: Detector, changed: Detector, image: np.ndarray, second
     tensors = {id(d): d.infer_input(image) for d in (reference, changed)}  # held until the runs end
     for _ in range(rounds):
         for detector in (reference, changed):
-            done, took = _async_run(detector, tensors[id(detector)], seconds / rounds)
+            done, took = raw_run(detector, tensors[id(detector)], seconds=seconds / rounds)
             frames[id(detector)] += done
             spent[id(detector)] += took
     return Throughput(frames[id(reference)] / spent[id(reference)], frames[id(changed)] / spent[id(changed)],

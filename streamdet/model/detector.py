@@ -4,6 +4,7 @@ frames in, Detections out."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +218,20 @@ def _describe(port: ov.Output) -> str:
     names = sorted(port.get_names(), key=lambda n: (n.split(":")[0] not in _ROLES, "/" in n, len(n)))
     name = names[0] if names else port.get_node().get_friendly_name()
     return f"{name} {port.get_partial_shape()} {port.get_element_type().get_type_name()}"
+
+
+def raw_run(detector: Detector, tensor: ov.Tensor, *, frames: int = 0, seconds: float = 0.0,
+            nireq: int | None = None) -> tuple[int, float]:
+    """Raw async inference on one input, as benchmark_app runs it: as many requests as the device wants
+    (or `nireq`) kept full for `frames` frames or `seconds`, after a warm-up. Returns (frames, seconds taken)."""
+    queue = ov.AsyncInferQueue(detector.compiled, nireq or detector.optimal_nireq)
+    for _ in range(2 * len(queue)):  # warm-up
+        queue.start_async(tensor)
+    queue.wait_all()
+    done = 0
+    t0 = time.perf_counter()
+    while (done < frames) if frames else (time.perf_counter() - t0 < seconds):
+        queue.start_async(tensor)  # blocks while every request is busy
+        done += 1
+    queue.wait_all()
+    return done, time.perf_counter() - t0
