@@ -9,6 +9,35 @@ import numpy as np
 from .sources.base import Frame
 
 
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in `a` (n, 4) with every box in `b` (m, 4), as (n, m)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def greedy_match(scores: np.ndarray, minimum: float) -> list[tuple[int, int]]:
+    """Pairs (row, column), best score first, each row and column used once, none below `minimum`."""
+    rows, cols = np.nonzero(scores >= minimum)
+    if len(rows) == 0:
+        return []
+    order = np.argsort(-scores[rows, cols], kind="stable")
+    used_r, used_c, pairs = set(), set(), []
+    for r, c in zip(rows[order].tolist(), cols[order].tolist()):
+        if r not in used_r and c not in used_c:
+            used_r.add(r)
+            used_c.add(c)
+            pairs.append((r, c))
+    return pairs
+
+
 @dataclass(frozen=True, slots=True)
 class Detections:
     """Boxes found in one frame.

@@ -47,7 +47,8 @@ class StageTimer:
 
 
 class RateMeter:
-    """Events per second over a sliding window, for the on-screen FPS and the web view (read from other threads)."""
+    """Events per second over a sliding window, for the on-screen FPS, a camera's input rate and the web view
+    (read from other threads)."""
 
     def __init__(self, window_s: float = 1.0) -> None:
         self._times: deque[float] = deque()
@@ -59,6 +60,11 @@ class RateMeter:
             self._times.append(now)
             while self._times and now - self._times[0] > self._window:
                 self._times.popleft()
+
+    def clear(self) -> None:
+        """Start afresh (a camera back after an outage must not be measured across the gap)."""
+        with self._lock:
+            self._times.clear()
 
     def rate(self, now: float | None = None) -> float | None:
         """Events per second, or None until two events give a rate.

@@ -38,7 +38,7 @@ from streamdet.model.export import export_server
 from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 from streamdet.model.readout import TF_COUNT, TF_OUTPUTS
-from streamdet.tracking import iou
+from streamdet.detections import iou
 
 TF_ROLES = (*TF_OUTPUTS, TF_COUNT)
 

@@ -15,7 +15,8 @@ from streamdet.errors import ConfigError
 from streamdet.events import EventStage, Scene, TrackStage
 from streamdet.render import label_text
 from streamdet.sources import Frame
-from streamdet.tracking import Tracker, greedy_match, iou
+from streamdet.detections import greedy_match, iou
+from streamdet.tracking import Tracker
 
 pytestmark = pytest.mark.unit
 

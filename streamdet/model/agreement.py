@@ -17,7 +17,7 @@ import numpy as np
 
 from ..detections import Detections
 from .detector import Detector, raw_run
-from ..tracking import greedy_match, iou
+from ..detections import greedy_match, iou
 
 MATCH_IOU = 0.5
 

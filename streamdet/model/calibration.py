@@ -91,12 +91,12 @@ def _files(spec: str, flag: str) -> list[Path]:
     if path.is_dir():
         try:
             files = sorted(p for p in path.iterdir()
-                           if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and p.is_file())
+                           if p.suffix.lower() in VIDEO_SUFFIXES.union(IMAGE_SUFFIXES) and p.is_file())
         except OSError as exc:
             raise SourceError(f"{flag} '{spec}': the folder cannot be read ({exc.strerror})") from None
         if not files:
             raise SourceError(f"{flag} '{spec}': the folder holds no videos or images; "
-                              f"give a folder with {' '.join(sorted(VIDEO_SUFFIXES | IMAGE_SUFFIXES))} files")
+                              f"give a folder with {' '.join(sorted(VIDEO_SUFFIXES.union(IMAGE_SUFFIXES)))} files")
         return files
     if not path.exists():
         raise SourceError(f"{flag} '{spec}': no such file or folder; check the path")

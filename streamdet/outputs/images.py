@@ -11,7 +11,6 @@ from ..detections import FrameResult
 from ..errors import OutputError
 from .base import Output, staged_path, write_error
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class ImageOutput(Output):

@@ -13,8 +13,8 @@ from pathlib import Path
 from ..config.sections import SourcePlan
 from ..errors import OutputError
 from ..sources import ImageFilesSource, Source
-from .images import IMAGE_SUFFIXES
-from .video import VIDEO_SUFFIXES
+from ..sources.files import IMAGE_SUFFIXES
+from .video import RECORDING_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def _picture_kind(path: str, source: Source) -> str:
     """What `--output` makes for this source, from the name's extension and the kind of source."""
     suffix = Path(path).suffix.lower()
     if isinstance(source, ImageFilesSource):
-        if suffix in VIDEO_SUFFIXES and source.folder:
+        if suffix in RECORDING_SUFFIXES and source.folder:
             return "video"
         if suffix in IMAGE_SUFFIXES and not source.folder:
             return "image"
@@ -43,16 +43,16 @@ def _picture_kind(path: str, source: Source) -> str:
             return "images"
         if suffix in IMAGE_SUFFIXES:
             raise OutputError(f"output '{path}': source '{source.display_name}' is a folder of images; give a folder "
-                              f"for the annotated images, or a video name ({_suffixes(VIDEO_SUFFIXES)})")
+                              f"for the annotated images, or a video name ({_suffixes(RECORDING_SUFFIXES)})")
         raise OutputError(f"output '{path}': '{suffix}' is not a supported picture format for an image source; "
                           f"use {_suffixes(IMAGE_SUFFIXES)}, or a folder")
-    if suffix in VIDEO_SUFFIXES:
+    if suffix in RECORDING_SUFFIXES:
         return "video"
     if suffix in IMAGE_SUFFIXES:
         raise OutputError(f"output '{path}': an image name for the video source '{source.display_name}'; "
-                          f"give a video name ({_suffixes(VIDEO_SUFFIXES)})")
+                          f"give a video name ({_suffixes(RECORDING_SUFFIXES)})")
     shown = f"'{suffix}'" if suffix else "a name without an extension"
-    raise OutputError(f"output '{path}': {shown} is not a supported recording format; use {_suffixes(VIDEO_SUFFIXES)}")
+    raise OutputError(f"output '{path}': {shown} is not a supported recording format; use {_suffixes(RECORDING_SUFFIXES)}")
 
 
 def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: str | None,
@@ -77,7 +77,7 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
                 raise OutputError(f"output '{path}': {{start}} may only be in the file name, not in a folder; "
                                   "e.g. rec/cam_{start}.mp4")
             if "{start}" in path and kind != "video":
-                raise OutputError(f"output '{path}': {{start}} is for recordings; name a video ({_suffixes(VIDEO_SUFFIXES)})")
+                raise OutputError(f"output '{path}': {{start}} is for recordings; name a video ({_suffixes(RECORDING_SUFFIXES)})")
             what = f"recording of {source.name}" if kind == "video" else f"annotated images of {source.name}"
             targets.append(Target(kind, path, (plan.index,), what))
         if out.json:

@@ -23,7 +23,7 @@ from .segments import Segments
 
 log = logging.getLogger("streamdet.recording")
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
+RECORDING_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
 _CODECS = {"h264": "libx264", "mp4v": "mpeg4"}
 # Timestamps in milliseconds: a camera's frames come when they come, not on a fixed grid.
 _TIME_BASE = Fraction(1, 1000)

@@ -22,7 +22,7 @@ from .base import Frame, Source, SourceInfo
 
 log = logging.getLogger("streamdet.sources")
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # read, and written by outputs.images
 
 
 def _check_file(path: Path, what: str) -> None:

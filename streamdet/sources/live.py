@@ -12,7 +12,6 @@ import os
 import socket
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ import cv2
 
 from ..config.sections import SourceConfig
 from ..errors import SourceError
+from ..stats import RateMeter
 from .base import Frame, Source, SourceHealth, SourceInfo
 from .mailbox import Lost, Mailbox, Opened, Picture
 from ..urls import check_url, mask_url, safe_name
@@ -57,7 +57,6 @@ class LiveStats:
     losses: int = 0                    # times the stream was lost (backend error or watchdog)
     connected: bool = False
     last_error: str | None = None
-    input_fps: float | None = None
     lost_at: float | None = None       # monotonic time the current outage began
     attempt: int = 0                   # failed attempts in the current outage
     next_try: float | None = None      # monotonic time of the next full open
@@ -100,7 +99,7 @@ class LiveSource(Source):
         self._retired: list[threading.Thread] = []
         self._index = 0
         self._lost_at: float | None = None
-        self._fps_window: deque[float] = deque()
+        self._input_rate = RateMeter(window_s=2.0)  # what the camera delivers
 
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
@@ -119,7 +118,7 @@ class LiveSource(Source):
             now = time.monotonic()
             return SourceHealth(
                 connected=stats.connected,
-                input_fps=stats.input_fps if stats.connected else None,
+                input_fps=self._input_rate.rate() if stats.connected else None,
                 reconnects=stats.reconnects,
                 offline_s=None if stats.connected or stats.lost_at is None else now - stats.lost_at,
                 attempt=stats.attempt,
@@ -261,9 +260,8 @@ class LiveSource(Source):
 
     def _lose(self, reason: str) -> None:
         self._retire_reader()
-        self._fps_window.clear()  # or the first frames after the reconnect are measured across the gap
+        self._input_rate.clear()  # or the first frames after the reconnect are measured across the gap
         with self.stats.lock:
-            self.stats.input_fps = None
             self.stats.connected = False
             self.stats.losses += 1
             self.stats.last_error = reason
@@ -284,7 +282,7 @@ class LiveSource(Source):
                     self._lost_at = None
                     with self.stats.lock:
                         self.stats.lost_at = None
-                self._tick(item.captured)
+                self._input_rate.tick(item.captured)
                 frame = Frame(image=item.image, index=self._index, pts_ms=None, captured=item.captured, gap_ms=gap)
                 self._index += 1
                 return frame
@@ -293,15 +291,6 @@ class LiveSource(Source):
             # Opened cannot come here: _connect() took it before read() waits for frames.
             self._lose(item.reason if isinstance(item, Lost) else f"no frame for {self.settings.read_timeout:g} s")
         return None
-
-    def _tick(self, now: float) -> None:
-        window = self._fps_window
-        window.append(now)
-        while now - window[0] > 2.0:
-            window.popleft()
-        if len(window) > 1:
-            with self.stats.lock:
-                self.stats.input_fps = (len(window) - 1) / (window[-1] - window[0])
 
     def stop(self) -> None:
         self._stop.set()
