@@ -36,7 +36,7 @@ import numpy as np
 from .config.sections import DetectConfig
 from .config.events import in_fractions
 from .detections import Detections, FrameResult
-from .engines.base import Completed, Job
+from .engines.base import Completed, Engine, Job
 
 _HEIGHT = 100            # rows of the grey copy: enough for a person at 720p, cheap at any size
 _MIN_AREA = 10           # pixels of the grey copy: smaller changed blobs are noise, not objects
@@ -107,7 +107,7 @@ class MotionDetector:
         return Motion(moving=False, area=area, relearned=relearned)
 
 
-class _Lane:
+class _SourceMotion:
     """What the gate knows of one source."""
 
     def __init__(self, config: DetectConfig):
@@ -119,17 +119,17 @@ class _Lane:
 
 
 class MotionGate:
-    """An Engine (see streamdet.scheduler) in front of another: frames without motion skip the network.
+    """An Engine (streamdet.engines.base) in front of another: frames without motion skip the network.
 
     A skipped frame is handed on at once as `Completed(inferred=False)`; its
     detections are filled in, in frame order, by `ReuseDetections`. The check
     runs on the scheduler's feeder thread, which alone calls `submit`.
     """
 
-    def __init__(self, engine, on_done: Callable[[Completed], None], configs: list[DetectConfig]):
+    def __init__(self, engine: Engine, on_done: Callable[[Completed], None], configs: list[DetectConfig]):
         self._engine = engine
         self._on_done = on_done
-        self._lanes = [_Lane(c) if c.motion else None for c in configs]
+        self._sources = [_SourceMotion(c) if c.motion else None for c in configs]
         self.check_cpu_s = 0.0  # CPU time of the motion checks, for the summary's cost per frame
 
     def wait_idle(self) -> None:
@@ -138,28 +138,31 @@ class MotionGate:
     def drain(self) -> None:
         self._engine.drain()
 
+    def close(self) -> None:
+        self._engine.close()
+
     def submit(self, job: Job) -> None:
-        lane = self._lanes[job.source_id]
-        if lane is None or self._wants_inference(lane, job):
+        state = self._sources[job.source_id]
+        if state is None or self._wants_inference(state, job):
             self._engine.submit(job)
         else:
             self._on_done(Completed(job, Detections.empty(), 0.0, time.monotonic(), inferred=False))
 
-    def _wants_inference(self, lane: _Lane, job: Job) -> bool:
+    def _wants_inference(self, state: _SourceMotion, job: Job) -> bool:
         c0 = time.thread_time()
         image = job.frame.image
-        if lane.detector is None or image.shape != lane.shape:  # a camera may come back at another size
-            lane.detector = MotionDetector(image.shape[1], image.shape[0], lane.config.motion_threshold,
-                                           lane.config.motion_mask)
-            lane.shape = image.shape
+        if state.detector is None or image.shape != state.shape:  # a camera may come back at another size
+            state.detector = MotionDetector(image.shape[1], image.shape[0], state.config.motion_threshold,
+                                            state.config.motion_mask)
+            state.shape = image.shape
         now = job.frame.stream_time
-        motion = lane.detector(image, now)
+        motion = state.detector(image, now)
         self.check_cpu_s += time.thread_time() - c0  # read by the summary once the feeder has ended
-        run = (motion.moving or motion.relearned or lane.moved
-               or now - lane.last_inferred >= lane.config.stationary_interval)
-        lane.moved = motion.moving
+        run = (motion.moving or motion.relearned or state.moved
+               or now - state.last_inferred >= state.config.stationary_interval)
+        state.moved = motion.moving
         if run:
-            lane.last_inferred = now
+            state.last_inferred = now
         return run
 
 

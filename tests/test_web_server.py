@@ -292,7 +292,7 @@ def test_connections_are_capped_and_unfinished_headers_time_out(serve):
 def test_connection_cap_leaves_most_descriptors_to_the_run(monkeypatch):
     import resource
 
-    from streamdet.web.server import connection_cap
+    from streamdet.web.connections import connection_cap
 
     monkeypatch.setattr(resource, "getrlimit", lambda kind: (1024, 1024))
     assert connection_cap(32) == 96 and connection_cap(1000) == 256

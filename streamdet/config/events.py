@@ -78,7 +78,7 @@ class LineConfig:
 
 
 def in_fractions(points: list[list[float]]) -> bool:
-    """Points are fractions of the frame when every coordinate is at most 1 (and at least one is not whole)."""
+    """Points are fractions of the frame when every coordinate is at most 1."""
     return all(v <= 1.0 for p in points for v in p)
 
 

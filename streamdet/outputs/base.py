@@ -12,7 +12,7 @@ from ..errors import OutputError
 
 
 class Output(ABC):
-    """A recording, a folder of images, a JSONL file, a window; later a web view or an event publisher.
+    """A recording, a folder of images, a JSONL file, an events file, a window, the web view, the MQTT publisher.
 
     `write` is called on the pipeline's output thread, in frame order.
     `close` finalises (safe to call twice), also after a failed run, and

@@ -20,7 +20,8 @@ from ..config.sections import SourceConfig  # noqa: E402
 from ..errors import SourceError  # noqa: E402
 from .base import Frame, Source, SourceHealth, SourceInfo  # noqa: E402
 from .files import IMAGE_SUFFIXES, ImageFilesSource, VideoFileSource  # noqa: E402
-from .live import CameraSource, LiveSource, NetworkSource  # noqa: E402
+from .cameras import CameraSource, NetworkSource  # noqa: E402
+from .live import LiveSource  # noqa: E402
 from ..urls import NETWORK_SCHEMES, is_camera_spec, mask_url, scheme_of  # noqa: E402
 
 __all__ = ["Frame", "Source", "SourceHealth", "SourceInfo", "ImageFilesSource", "VideoFileSource", "LiveSource",
