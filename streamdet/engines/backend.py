@@ -47,7 +47,7 @@ def requests_in_flight(inference: InferenceConfig, detector: Detector | None) ->
     if detector is None:
         return REMOTE_NIREQ
     # With exactly the optimal number of requests the device idles while
-    # Python turns a finished request round (decode, take and resize the
+    # Python turns a finished request round (read out, take and resize the
     # next frame): on 2 cores one more took the pipeline from 0.80 to 0.90
     # of raw throughput on decoded frames. Under LATENCY a second request
     # would only make each frame wait for the other.

@@ -1,6 +1,6 @@
 """Keeps the compiled model busy: a pool of OpenVINO async requests.
 
-Completion callbacks run on OpenVINO's own threads; they only decode the
+Completion callbacks run on OpenVINO's own threads; they only read out the
 outputs and hand the result on, so the requests are free again at once.
 """
 

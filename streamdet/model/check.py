@@ -2,7 +2,7 @@
 on the user's own footage, and how fast.
 
 The reference is the model itself, or `--against` another IR, always inferred in f32; the variant is the
-model in `--precision`. Both load through `model.load`, with the preprocessing and decoding every run uses,
+model in `--precision`. Both load through `model.load`, with the preprocessing and readout every run uses,
 and are compared with `agreement.measure`, as `streamdet model quantize` compares INT8 with its original.
 """
 

@@ -225,7 +225,7 @@ def quantize(job: QuantizeJob, report: Callable[[QuantizeResult], None] = lambda
 
 def _measure(job: QuantizeJob, xml: Path, staged: Path, precision: str, calibrated: int, calib_names: str,
              check_footage: Footage, frames: list[np.ndarray], owners: list[int], held_out: bool) -> QuantizeResult:
-    # Both through model.load, so with the preprocessing and decoding every streamdet run uses.
+    # Both through model.load, so with the preprocessing and readout every streamdet run uses.
     reference = load(xml, job.device, threshold=job.threshold, cache_dir=job.cache_dir)
     changed = load(staged, job.device, threshold=job.threshold, cache_dir=job.cache_dir)
     comparison = measure(reference, changed, frames, [check_footage.clips[o].group for o in owners],

@@ -1,4 +1,4 @@
-"""An SSD's output arrays as Detections: the one decoder of the local and the remote path.
+"""An SSD's output arrays as Detections: the one readout of the local and the remote path.
 
 Both paths hand over the same arrays (an OpenVINO request's tensors, or a
 server's response), so their results are the same by construction.
