@@ -7,7 +7,7 @@ detections a plain threshold would have thrown away (what keeps an occluded
 person's id); a track is confirmed after `birth_frames` hits in a row and
 removed after `end_after` seconds unseen. Matching is greedy by IoU: with a
 few dozen objects it gives the same pairs as an optimal assignment here (see
-the README's figures) for a fraction of the cost and no dependency.
+the figures in docs/events.md) for a fraction of the cost and no dependency.
 """
 
 from __future__ import annotations

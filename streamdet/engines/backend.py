@@ -19,7 +19,7 @@ from ..stats import InferenceInfo
 from ..urls import mask_url
 
 # Requests in flight to a server when inference.nireq is 0: enough to cover the round trip on a LAN and
-# keep a server's streams busy: on loopback 4 gave nearly three times 1, and 8 no more than noise (see README).
+# keep a server's streams busy: on loopback 4 gave nearly three times 1, and 8 no more than noise (docs/servers.md).
 REMOTE_NIREQ = 4
 
 

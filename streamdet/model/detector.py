@@ -46,7 +46,7 @@ def fit_input(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An 8-bit BGR HxWx3 frame at the model's input size (width, height), contiguous; a frame already
     that size is returned as it is, without a copy."""
     # cv2.resize outside the model measured faster than resizing inside it
-    # on 720p (about 320-345 against 210-235 FPS; see docs). Each call
+    # on 720p (figures in docs/models.md). Each call
     # resizes into a new array because requests run concurrently.
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ModelError(f"detector input must be an 8-bit BGR image (H x W x 3), got {image.dtype} {image.shape}")
