@@ -113,16 +113,11 @@ def _add_quantize(msub) -> None:
                         "frames); repeat for several")
     p.add_argument("--check-frames", type=_count, default=200, metavar="N",
                    help="frames to measure the agreement on, spread evenly (default 200)")
-    p.add_argument("-t", "--threshold", type=_number, default=0.5, metavar="SCORE",
-                   help="minimum score of the detections compared (default 0.5)")
     p.add_argument("--min-agreement", type=_number, default=0.95, metavar="F1",
                    help="refuse to write an INT8 model whose F1 against the original is lower (default 0.95)")
     p.add_argument("--force", action="store_true", help="write the INT8 model even below --min-agreement")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.xml if it exists")
-    p.add_argument("--bench-seconds", type=_number, default=3.0, metavar="S",
-                   help="seconds of throughput measurement per model, in 3 interleaved rounds (default 3; 0 = skip)")
-    p.add_argument("-d", "--device", default="CPU", help="device for the agreement and throughput checks (default CPU)")
-    p.add_argument("--cache-dir", help="model cache folder, for a model name or .pb")
+    _add_comparison(p, "the agreement and throughput checks")
     p.add_argument("-v", "--verbose", action="store_true", help="show NNCF's progress bars and log")
     p.set_defaults(func=cmd_quantize)
 
@@ -156,13 +151,18 @@ def _add_check(msub) -> None:
     p.add_argument("--against", metavar="OTHER", help="the reference model (default: MODEL itself), inferred in f32")
     p.add_argument("--frames", type=_count, default=200, metavar="N",
                    help="frames compared, spread evenly over all the footage (default 200)")
+    _add_comparison(p, "both")
+    p.set_defaults(func=cmd_check)
+
+
+def _add_comparison(p, device_for: str) -> None:
+    """The flags of a comparison of two models, the same for `quantize` and `check`."""
     p.add_argument("-t", "--threshold", type=_number, default=0.5, metavar="SCORE",
                    help="minimum score of the detections compared (default 0.5)")
     p.add_argument("--bench-seconds", type=_number, default=3.0, metavar="S",
                    help="seconds of throughput measurement per model, in 3 interleaved rounds (default 3; 0 = skip)")
-    p.add_argument("-d", "--device", default="CPU", help="device for both (default CPU)")
+    p.add_argument("-d", "--device", default="CPU", help=f"device for {device_for} (default CPU)")
     p.add_argument("--cache-dir", help="model cache folder, for a model name or .pb")
-    p.set_defaults(func=cmd_check)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

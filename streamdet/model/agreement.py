@@ -112,6 +112,22 @@ class Comparison:
             total += part
         return total
 
+    def lines(self, changed: str, reference: str, hint: str) -> list[str]:
+        """The figures as `model check` and `model quantize` print them: in all, per file or folder, a warning
+        (ending in `hint`) when neither model found anything, and the throughput of both."""
+        a = self.agreement
+        lines = [f"    all:  {a.format(changed, reference)}"]
+        if len(self.checked) > 1:
+            lines += [f"    {name}: {part.format(changed, reference)}" for name, part in self.checked]
+        if a.nothing_found:
+            lines.append(f"    warning: neither model found anything in these frames; the agreement proves nothing. {hint}")
+        if self.speed is not None:
+            s = self.speed
+            lines.append(f"  throughput (raw async inference, THROUGHPUT hint, {s.seconds:g} s each, interleaved): "
+                         f"{reference} {s.reference_fps:.1f} FPS, {changed} {s.changed_fps:.1f} FPS, "
+                         f"{changed}/{reference} {s.ratio:.2f}x")
+        return lines
+
 
 def measure(reference: Detector, changed: Detector, frames: Sequence[np.ndarray], groups: Sequence[str],
             bench_seconds: float) -> Comparison:

@@ -50,26 +50,14 @@ class CheckResult:
     comparison: Comparison
 
     def format(self) -> str:
-        a = self.comparison.agreement
-        short_v, short_r = self.variant.rsplit(" in ", 1)[-1], self.reference.rsplit(" in ", 1)[-1]
-        if short_v == short_r:
-            short_v, short_r = "variant", "reference"
-        lines = [
-            f"{self.variant} against {self.reference} on {a.frames} frames of {self.footage}",
+        changed, reference = self.variant.rsplit(" in ", 1)[-1], self.reference.rsplit(" in ", 1)[-1]
+        if changed == reference:
+            changed, reference = "variant", "reference"
+        return "\n".join([
+            f"{self.variant} against {self.reference} on {self.comparison.agreement.frames} frames of {self.footage}",
             f"  detections with score >= {self.threshold:g} matched at IoU >= {MATCH_IOU:g}, same class:",
-            f"    all:  {a.format(short_v, short_r)}",
-        ]
-        if len(self.comparison.checked) > 1:
-            lines += [f"    {name}: {part.format(short_v, short_r)}" for name, part in self.comparison.checked]
-        if a.nothing_found:
-            lines.append("    warning: neither found anything in these frames; the agreement proves nothing. "
-                         "Check on footage with objects in it, or lower --threshold")
-        speed = self.comparison.speed
-        if speed is not None:
-            lines.append(f"  throughput (raw async inference, {speed.seconds:g} s each, interleaved): "
-                         f"{self.reference} {speed.reference_fps:.1f} FPS, {self.variant} {speed.changed_fps:.1f} FPS, "
-                         f"{speed.ratio:.2f}x")
-        return "\n".join(lines)
+            *self.comparison.lines(changed, reference, "Check on footage with objects in it, or lower --threshold"),
+        ])
 
 
 def _check_job(job: CheckJob) -> None:

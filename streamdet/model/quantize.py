@@ -90,26 +90,15 @@ class QuantizeResult:
         return self.comparison.agreement
 
     def format(self, output: Path) -> str:
-        a = self.agreement
         where = "frames between the calibration frames" if self.held_out else "other footage"
-        lines = [
+        return "\n".join([
             f"INT8 model {output} from {self.source} ({self.source_precision})",
             f"  calibration: {self.calibrated} frames of {self.calib_names}",
             f"  agreement with {self.source_precision} on {where}, detections with score >= {self.threshold:g} "
             f"matched at IoU >= {MATCH_IOU:g}, same class:",
-            f"    all:  {a.format()}",
-        ]
-        if len(self.comparison.checked) > 1:
-            lines += [f"    {name}: {part.format()}" for name, part in self.comparison.checked]
-        if a.nothing_found:
-            lines.append("    warning: neither model found anything in these frames; the agreement proves nothing. "
-                         "Check on footage with objects in it (--check), or lower --threshold")
-        if self.comparison.speed is not None:
-            s = self.comparison.speed
-            lines.append(f"  throughput (raw async inference, THROUGHPUT hint, {s.seconds:g} s each, interleaved): "
-                         f"{self.source_precision} {s.reference_fps:.1f} FPS, INT8 {s.changed_fps:.1f} FPS, "
-                         f"INT8/{self.source_precision} {s.ratio:.2f}x")
-        return "\n".join(lines)
+            *self.comparison.lines("INT8", self.source_precision,
+                                   "Check on footage with objects in it (--check), or lower --threshold"),
+        ])
 
 
 def _finite(name: str, value: float, low: float, high: float = math.inf) -> None:
