@@ -97,6 +97,7 @@ def assert_no_secret(caplog):
 
 
 # 1 ------------------------------------------------------------------------------------------
+@pytest.mark.services
 @pytest.mark.parametrize("qos", [1, 0])
 def test_1_events_arrive_and_online_is_retained(broker, subscriber, publishers, qos):
     sub = subscriber(broker.port)
@@ -129,6 +130,7 @@ sys.stdin.read()   # until killed
 """
 
 
+@pytest.mark.services
 def test_2_offline_on_close_and_last_will_on_kill(broker, subscriber, publishers):
     sub = subscriber(broker.port)
     url = f"mqtt://127.0.0.1:{broker.port}"
@@ -181,6 +183,7 @@ class Feeder(threading.Thread):
             self.halt.wait(0.05)
 
 
+@pytest.mark.services
 def test_3_broker_outage_reconnect_and_outbox(brokers, subscriber, publishers, caplog):
     caplog.set_level(logging.DEBUG)
     broker = brokers(persist=True).start()
@@ -235,6 +238,7 @@ def test_3_broker_outage_reconnect_and_outbox(brokers, subscriber, publishers, c
 
 
 # 4 ------------------------------------------------------------------------------------------
+@pytest.mark.services
 def test_4_unreachable_at_start(brokers, subscriber, publishers, caplog):
     caplog.set_level(logging.DEBUG)
     port = free_port()  # nothing listens here
@@ -272,6 +276,7 @@ def test_4_unreachable_at_start(brokers, subscriber, publishers, caplog):
 
 
 # 5 ------------------------------------------------------------------------------------------
+@pytest.mark.services
 def test_5_credentials(auth_broker, subscriber, publishers, caplog):
     caplog.set_level(logging.DEBUG)
     port = auth_broker.port
@@ -330,6 +335,7 @@ def test_7_password_never_in_repr_str_or_mask():
 
 
 # 9 (extra) ----------------------------------------------------------------------------------
+@pytest.mark.services
 def test_9_stalled_broker_bounds_paho_queue(broker, publishers):
     """A broker that keeps the TCP connection but stops reading (SIGSTOP): paho's queue stays
     bounded at outbox + 20 in flight; the rest is counted as dropped, publish() stays fast."""
@@ -391,6 +397,7 @@ def tls_files(workdir):
     return workdir
 
 
+@pytest.mark.services
 def test_8_tls_with_ca_file_and_untrusted_certificate(brokers, publishers, tls_files, caplog):
     caplog.set_level(logging.DEBUG)
     broker = brokers(tls=True).start()
@@ -417,6 +424,7 @@ def _round_trips(sub, pubs, source):
         wait_for(lambda: len(sub.events(source)) == k + 1, what=f"event {k} through publisher {k % len(pubs)}")
 
 
+@pytest.mark.services
 def test_13_two_publishers_with_default_ids_both_stay_connected(broker, subscriber, publishers, caplog):
     caplog.set_level(logging.INFO, logger="streamdet")
     sub = subscriber(broker.port)
@@ -430,6 +438,7 @@ def test_13_two_publishers_with_default_ids_both_stay_connected(broker, subscrib
     assert not [r.getMessage() for r in caplog.records if "lost connection" in r.getMessage()]
 
 
+@pytest.mark.services
 def test_13_the_same_explicit_id_twice_is_the_users_choice(broker, publishers, caplog):
     caplog.set_level(logging.INFO, logger="streamdet")
     pubs = [publishers(f"mqtt://127.0.0.1:{broker.port}", client_id="site-a") for _ in range(2)]
