@@ -29,6 +29,7 @@ def camera():
     cam.close()
 
 
+@pytest.mark.unit
 def test_no_camera_here_is_a_clear_error(tmp_path):
     with pytest.raises(SourceError, match=r"no camera at index 0 \(/dev/video0 does not exist\)"):
         open_source("0")
@@ -38,6 +39,7 @@ def test_no_camera_here_is_a_clear_error(tmp_path):
     assert_one_line_error(proc, "no camera at index 0")
 
 
+@pytest.mark.unit
 def test_mjpeg_ip_camera_frames_flow_and_credentials_stay_hidden(camera, caplog):
     url = f"http://viewer:s3cret@127.0.0.1:{camera.port}/video.mjpg"
     caplog.set_level(logging.DEBUG)
@@ -56,6 +58,7 @@ def _messages(caplog, fragment: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if fragment in r.getMessage()]
 
 
+@pytest.mark.unit
 def test_nothing_listening_backs_off_as_configured_and_stops_promptly(caplog):
     port = free_port()
     url = f"http://cam:pw123@127.0.0.1:{port}/video.mjpg"
@@ -119,6 +122,7 @@ def test_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog)
     assert not consumer.is_alive()
 
 
+@pytest.mark.unit
 def test_a_camera_that_answers_but_refuses_the_stream_is_not_hammered(caplog):
     """The port answers (so no probing) but every open fails: full opens follow the backoff only."""
     accepted: list[float] = []
@@ -214,6 +218,7 @@ def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pe
             s.close()
 
 
+@pytest.mark.unit
 def test_input_fps_is_measured_afresh_after_a_reconnect():
     cam = MjpegCamera(fps=50)
     source = NetworkSource(f"http://127.0.0.1:{cam.port}/video.mjpg",
@@ -245,6 +250,7 @@ def _silent_port() -> tuple[socket.socket, list[socket.socket]]:
     return server, queued
 
 
+@pytest.mark.unit
 def test_a_port_that_never_answers_counts_towards_reconnect_attempts(caplog):
     server, queued = _silent_port()
     caplog.set_level(logging.INFO, logger="streamdet.live")
@@ -261,6 +267,7 @@ def test_a_port_that_never_answers_counts_towards_reconnect_attempts(caplog):
             sock.close()
 
 
+@pytest.mark.unit
 def test_stop_does_not_wait_for_a_probe_in_progress(caplog):
     server, queued = _silent_port()
     port = server.getsockname()[1]

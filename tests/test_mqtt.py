@@ -300,6 +300,7 @@ def test_5_credentials(auth_broker, subscriber, publishers, caplog):
 
 
 # 6 ------------------------------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize("url, qos, words", [
     ("http://host", 1, "mqtt:// or mqtts://"),
     ("mqtt://", 1, "no host"),
@@ -317,6 +318,7 @@ def test_6_bad_settings(url, qos, words):
 
 
 # 7 ------------------------------------------------------------------------------------------
+@pytest.mark.unit
 def test_7_password_never_in_repr_str_or_mask():
     url = f"mqtts://user:{SECRET}@broker.example:8883"
     s = MqttConfig(url=url)
@@ -363,7 +365,8 @@ def test_9_stalled_broker_bounds_paho_queue(broker, publishers):
     assert worst < 0.5
 
 
-def test_10_close_while_broker_is_away_is_quick(brokers, publishers, caplog):
+@pytest.mark.unit
+def test_10_close_while_broker_is_away_is_quick(publishers, caplog):
     caplog.set_level(logging.DEBUG)
     port = free_port()
     pub = publishers(f"mqtt://u:{SECRET}@127.0.0.1:{port}", required=False, client_id="t10")

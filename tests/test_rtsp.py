@@ -249,7 +249,7 @@ def test_nothing_listening_logs_backoff_and_stops_on_sigint(tmp_path, model_cach
 
 @pytest.mark.services
 @pytest.mark.parametrize("outage_s", [3, 20])
-def test_rtsp_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, pedestrian_xml, caplog):
+def test_rtsp_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog):
     """Default backoff (1 s doubling to 30 s), killed server restarted on the same port after the outage."""
     caplog.set_level(logging.INFO, logger="streamdet.live")
     server = RtspServer(clip("bikes"), repeat=20).start()
