@@ -14,7 +14,7 @@ import time
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import MjpegCamera, free_port, video_props, wait_for
+from helpers import FrameConsumer, MjpegCamera, free_port, video_props, wait_for
 from media import clip, pedestrian_pb
 
 from streamdet.config.sections import SourceConfig
@@ -93,24 +93,18 @@ def test_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog)
     port = cam.port
     source = NetworkSource(f"http://127.0.0.1:{port}/v.mjpg", SourceConfig())
     source.open()
-    frames: list = []
-    consumer = threading.Thread(target=lambda: [frames.append(f) for f in iter(source.read, None)], daemon=True)
-    consumer.start()
-    wait_for(lambda: len(frames) >= 10, 10, "frames from the camera")
+    consumer = FrameConsumer(source)
+    consumer.wait_frames(10, 10)
     assert source.health().connected and source.health().input_fps > 10
     cam.close()
-    wait_for(lambda: not source.health().connected, 10, "the loss to be noticed")
     # The camera stays off until streamdet has been without it for the whole outage.
-    wait_for(lambda: (source.health().offline_s or 0) >= outage_s, outage_s + 10, f"a {outage_s} s outage", poll=0.1)
+    consumer.wait_outage(outage_s)
     health = source.health()
     assert health.input_fps is None and health.attempt >= 1 and health.next_try_s is not None
     cam = MjpegCamera(port=port)
     back = time.monotonic()
     try:
-        first = wait_for(lambda: next((f for f in list(frames) if f.captured > back), None), 10, "frames after the return")
-        recovery = first.captured - back
-        print(f"\nMJPEG camera off for {outage_s} s: first frame {recovery * 1000:.0f} ms after it accepted "
-              f"connections again (gap {first.gap_ms / 1000:.1f} s)")
+        first, recovery = consumer.first_after(back, 10, "MJPEG camera")
         assert recovery < 1.5
         assert first.gap_ms / 1000 >= outage_s
         assert source.health().connected and source.health().reconnects == 1
@@ -118,8 +112,7 @@ def test_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog)
     finally:
         source.close()
         cam.close()
-    consumer.join(timeout=5)
-    assert not consumer.is_alive()
+    assert consumer.ended()
 
 
 @pytest.mark.unit

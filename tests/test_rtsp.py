@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from clirun import cli_env
-from helpers import LineReader, decode, free_port, run_alongside, video_props, wait_for
+from helpers import FrameConsumer, LineReader, decode, free_port, run_alongside, video_props, wait_for
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 
@@ -256,27 +256,19 @@ def test_rtsp_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, ca
     source = NetworkSource(server.url(), SourceConfig())
     try:
         source.open()
-        frames: list = []
-        consumer = threading.Thread(target=lambda: [frames.append(f) for f in iter(source.read, None)], daemon=True)
-        consumer.start()
-        wait_for(lambda: len(frames) >= 10, 30, "frames from the camera")
+        consumer = FrameConsumer(source)
+        consumer.wait_frames(10, 30)
         server.kill()
-        wait_for(lambda: not source.health().connected, 10, "the loss to be noticed")
-        wait_for(lambda: (source.health().offline_s or 0) >= outage_s, outage_s + 10, f"a {outage_s} s outage",
-                 poll=0.1)
+        consumer.wait_outage(outage_s)
         server = RtspServer(clip("bikes"), port=server.port, repeat=20).start()
         back = time.monotonic()
-        first = wait_for(lambda: next((f for f in list(frames) if f.captured > back), None), 15, "frames after the return")
-        recovery = first.captured - back
-        print(f"\nRTSP camera off for {outage_s} s: first frame {recovery * 1000:.0f} ms after it accepted "
-              f"connections again (gap {first.gap_ms / 1000:.1f} s)")
+        first, recovery = consumer.first_after(back, 15, "RTSP camera")
         assert recovery < 1.5
         assert first.gap_ms / 1000 >= outage_s and source.health().reconnects == 1
     finally:
         source.close()
         server.close()
-    consumer.join(timeout=5)
-    assert not consumer.is_alive()
+    assert consumer.ended()
 
 
 def _reader_threads() -> list[threading.Thread]:
