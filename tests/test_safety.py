@@ -255,9 +255,8 @@ def test_a_recording_that_could_not_be_stored_whole_is_an_error_not_a_broken_fil
 
 
 def test_a_summary_that_cannot_be_written_is_an_error(tmp_path, shared_cache):
-    proc, left = _in_full_disk(tmp_path, shared_cache, "16k", ["-s", str(clip("carphone_pristine")), "--model",
-                                                              str(pedestrian_pb()), "--summary-json", "{disk}/summary.json"],
-                               fill=True)
+    args = ["-s", str(clip("carphone_pristine")), "--model", str(pedestrian_pb()), "--summary-json", "{disk}/summary.json"]
+    proc, left = _in_full_disk(tmp_path, shared_cache, "16k", args, fill=True)
     assert_one_line_error(proc, "summary.json", "No space left on device")
     assert list(left) == ["filler"]
 
