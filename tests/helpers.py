@@ -169,6 +169,47 @@ def run_alongside(pipeline, work: Callable[[object], None], on_result: Callable[
         raise errors[0]
 
 
+class FrameConsumer:
+    """Reads a live source on a thread of its own until it ends, keeping every frame, while the test takes the
+    camera away and brings it back (the outage scaffold the camera tests share)."""
+
+    def __init__(self, source):
+        self.source = source
+        self.frames: list = []
+        self.outage_s: float | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for frame in iter(self.source.read, None):
+            self.frames.append(frame)
+
+    def wait_frames(self, count: int, timeout: float) -> None:
+        wait_for(lambda: len(self.frames) >= count, timeout, "frames from the camera")
+
+    def wait_outage(self, outage_s: float) -> None:
+        """Until the loss is noticed and the source has been without its camera for `outage_s`."""
+        wait_for(lambda: not self.source.health().connected, 10, "the loss to be noticed")
+        wait_for(lambda: (self.source.health().offline_s or 0) >= outage_s, outage_s + 10, f"a {outage_s} s outage",
+                 poll=0.1)
+        self.outage_s = outage_s
+
+    def first_after(self, back: float, timeout: float, camera: str) -> tuple[object, float]:
+        """The first frame captured after `back` (time.monotonic() when the camera accepted connections again)
+        and how many seconds after it; the figure is printed (`-s` shows it)."""
+        first = wait_for(lambda: next((f for f in list(self.frames) if f.captured > back), None), timeout,
+                         "frames after the return")
+        recovery = first.captured - back
+        print(f"\n{camera} off for {self.outage_s} s: first frame {recovery * 1000:.0f} ms after it accepted "
+              f"connections again (gap {first.gap_ms / 1000:.1f} s)")
+        return first, recovery
+
+    def ended(self, timeout: float = 5) -> bool:
+        """Whether the thread ends within `timeout` (the source closed: read() gives None)."""
+        self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()
+
+
 class Viewer:
     """An MJPEG viewer of the web view on a raw socket: counts the JPEGs it receives, or never reads (`stalled`)."""
 

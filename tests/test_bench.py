@@ -105,7 +105,7 @@ def test_capacity_search_adds_cameras_until_one_drops(pedestrian_xml):
     (["--cameras", "2", "--still-share", "1.5"], "--still-share"),
     (["--cameras", "2", "--seconds", "0"], "--seconds"),
 ])
-def test_capacity_bench_bad_arguments(tmp_path, model_cache, args, fragment):
+def test_capacity_bench_bad_arguments(model_cache, args, fragment):
     from clirun import assert_one_line_error
 
     proc = streamdet("bench", "--model", str(pedestrian_pb()), "--clip", str(clip("bikes")), *args,

@@ -19,12 +19,14 @@ PRESENT = ", ".join(CORE.available_devices)
 MYRIAD_GONE = "MYRIAD (Intel NCS2) was removed from OpenVINO in 2023.0 (last supported in 2022.3 LTS); devices present: "
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("device", ["CPU", "cpu", " CPU ", "AUTO", "AUTO:CPU", "auto:cpu", "MULTI:CPU", "HETERO:CPU",
                                     "BATCH:CPU(2)", "AUTO:-GPU,CPU"])
 def test_present_devices_and_virtual_lists_are_accepted(device):
     check_device(CORE, device)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("device", ["MYRIAD", "myriad", "AUTO:MYRIAD,CPU", "MULTI:CPU,MYRIAD", "HETERO:MYRIAD,CPU", "MYRIAD.1"])
 def test_myriad_says_it_was_removed(device):
     with pytest.raises(DeviceError) as err:
@@ -32,6 +34,7 @@ def test_myriad_says_it_was_removed(device):
     assert str(err.value) == MYRIAD_GONE + PRESENT
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("device", ["GPU", "NPU", "TPU", "AUTO:GPU,CPU", "CPU.1"])
 def test_absent_devices_list_the_present_ones(device):
     if device.split(":")[-1].split(",")[0] in CORE.available_devices:
@@ -40,6 +43,7 @@ def test_absent_devices_list_the_present_ones(device):
         check_device(CORE, device)
 
 
+@pytest.mark.unit
 def test_lists_without_members_and_empty_names():
     with pytest.raises(DeviceError, match=r"'HETERO' needs a device list, e.g. HETERO:CPU"):
         check_device(CORE, "HETERO")
@@ -53,6 +57,7 @@ class _CoreWithGpus:
     available_devices = ["CPU", "GPU.0", "GPU.1"]
 
 
+@pytest.mark.unit
 def test_indexed_devices_must_exist_as_listed():
     core = _CoreWithGpus()
     for device in ("GPU", "GPU.1", "AUTO:GPU.1,CPU", "MULTI:GPU.0,GPU.1"):
@@ -104,6 +109,7 @@ def test_hetero_through_the_cli(model_cache, pedestrian_xml, tmp_path):
     assert info.returncode == 0 and "HETERO:CPU" in info.stdout, info.stderr
 
 
+@pytest.mark.unit
 def test_devices_command_lists_cpu_with_its_full_name(tmp_path):
     proc = streamdet("devices", env=cli_env(tmp_path))
     assert proc.returncode == 0, proc.stderr

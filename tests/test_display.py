@@ -18,6 +18,8 @@ from media import clip, pedestrian_pb
 
 from streamdet.render import class_color
 
+pytestmark = pytest.mark.services  # an Xvfb display of its own (and xwd, xdotool)
+
 
 def _xwd_to_bgr(data: bytes) -> np.ndarray:
     """Decode `xwd -root` output (24/32-bit ZPixmap) to a BGR image."""

@@ -96,6 +96,7 @@ def test_zone_line_events_and_snapshots_through_the_command(tmp_path, model_cach
     assert "zone left: 1 entered, 1 left" in proc.stderr
 
 
+@pytest.mark.services
 def test_mqtt_broker_killed_for_5_s_mid_run(tmp_path, detector):
     """Events of a looping clip go to a real broker; it is killed for 5 s and started again on its port.
     Frames keep their pace, events after the restart arrive, and what had to be dropped is counted."""

@@ -100,6 +100,7 @@ def test_fetch_by_name_verifies_converts_and_caches(server, tmp_path, monkeypatc
     assert not any(p.name.endswith(".tar.gz") for p in _leftovers(tmp_path))
 
 
+@pytest.mark.unit
 def test_base_url_from_environment(server, tmp_path, monkeypatch):
     data = _tarball()
     server.files[f"/env/{ARCHIVE.file}"] = data
@@ -108,6 +109,7 @@ def test_base_url_from_environment(server, tmp_path, monkeypatch):
     assert fetch.fetch_graph("ssdlite_mobilenet_v2", tmp_path).read_bytes() == pedestrian_pb().read_bytes()
 
 
+@pytest.mark.unit
 def test_fallback_to_second_url(server, tmp_path, monkeypatch):
     data = _tarball()
     server.files[f"/second/{ARCHIVE.file}"] = data
@@ -117,6 +119,7 @@ def test_fallback_to_second_url(server, tmp_path, monkeypatch):
     assert server.requests == [f"/first/{ARCHIVE.file}", f"/second/{ARCHIVE.file}"]
 
 
+@pytest.mark.unit
 def test_checksum_mismatch_leaves_nothing(server, tmp_path, monkeypatch):
     data = _tarball()
     server.files[f"/{ARCHIVE.file}"] = data
@@ -127,6 +130,7 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path, monkeypatch):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.unit
 def test_connection_dropped_mid_file(server, tmp_path, monkeypatch):
     data = _tarball()
     server.files[f"/{ARCHIVE.file}"] = data
@@ -140,6 +144,7 @@ def test_connection_dropped_mid_file(server, tmp_path, monkeypatch):
     assert fetch.fetch_graph(ARCHIVE.name, tmp_path, server.url).is_file()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "device"])
 def test_unsafe_archive_members_are_refused(kind, server, tmp_path, monkeypatch):
     if kind == "dotdot":
@@ -162,6 +167,7 @@ def test_unsafe_archive_members_are_refused(kind, server, tmp_path, monkeypatch)
     assert not (tmp_path.parent / "evil.txt").exists()
 
 
+@pytest.mark.unit
 def test_nothing_listening_says_how_to_work_offline(tmp_path, monkeypatch):
     dead = f"http://127.0.0.1:{free_port()}/models/"
     monkeypatch.delenv(fetch.BASE_URL_ENV, raising=False)
@@ -170,6 +176,7 @@ def test_nothing_listening_says_how_to_work_offline(tmp_path, monkeypatch):
         fetch.fetch_graph(ARCHIVE.name, tmp_path)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("how", ["argument", "environment"])
 def test_a_mirror_that_fails_is_named_not_advised_again(how, tmp_path, monkeypatch):
     mirror = f"http://127.0.0.1:{free_port()}/m"
@@ -183,6 +190,7 @@ def test_a_mirror_that_fails_is_named_not_advised_again(how, tmp_path, monkeypat
     assert "set STREAMDET_MODEL_BASE_URL" not in message
 
 
+@pytest.mark.unit
 def test_a_mirror_that_accepts_and_never_answers_times_out_and_says_so(tmp_path, monkeypatch, caplog):
     silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
     monkeypatch.setattr(fetch, "TIMEOUT_S", 1)
@@ -199,6 +207,7 @@ def test_a_mirror_that_accepts_and_never_answers_times_out_and_says_so(tmp_path,
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.unit
 def test_cli_fetch_refuses_a_file_that_is_not_the_published_one(server, tmp_path):
     from clirun import assert_one_line_error, cli_env, streamdet
 
@@ -208,6 +217,7 @@ def test_cli_fetch_refuses_a_file_that_is_not_the_published_one(server, tmp_path
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.unit
 def test_a_local_folder_works_as_the_mirror(tmp_path):
     data = _tarball()
     mirror = tmp_path / "mirror"

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import MjpegCamera, free_port, video_props, wait_for
+from helpers import FrameConsumer, MjpegCamera, free_port, video_props, wait_for
 from media import clip, pedestrian_pb
 
 from streamdet.config.sections import SourceConfig
@@ -29,6 +29,7 @@ def camera():
     cam.close()
 
 
+@pytest.mark.unit
 def test_no_camera_here_is_a_clear_error(tmp_path):
     with pytest.raises(SourceError, match=r"no camera at index 0 \(/dev/video0 does not exist\)"):
         open_source("0")
@@ -38,6 +39,7 @@ def test_no_camera_here_is_a_clear_error(tmp_path):
     assert_one_line_error(proc, "no camera at index 0")
 
 
+@pytest.mark.unit
 def test_mjpeg_ip_camera_frames_flow_and_credentials_stay_hidden(camera, caplog):
     url = f"http://viewer:s3cret@127.0.0.1:{camera.port}/video.mjpg"
     caplog.set_level(logging.DEBUG)
@@ -56,6 +58,7 @@ def _messages(caplog, fragment: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if fragment in r.getMessage()]
 
 
+@pytest.mark.unit
 def test_nothing_listening_backs_off_as_configured_and_stops_promptly(caplog):
     port = free_port()
     url = f"http://cam:pw123@127.0.0.1:{port}/video.mjpg"
@@ -90,24 +93,18 @@ def test_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog)
     port = cam.port
     source = NetworkSource(f"http://127.0.0.1:{port}/v.mjpg", SourceConfig())
     source.open()
-    frames: list = []
-    consumer = threading.Thread(target=lambda: [frames.append(f) for f in iter(source.read, None)], daemon=True)
-    consumer.start()
-    wait_for(lambda: len(frames) >= 10, 10, "frames from the camera")
+    consumer = FrameConsumer(source)
+    consumer.wait_frames(10, 10)
     assert source.health().connected and source.health().input_fps > 10
     cam.close()
-    wait_for(lambda: not source.health().connected, 10, "the loss to be noticed")
     # The camera stays off until streamdet has been without it for the whole outage.
-    wait_for(lambda: (source.health().offline_s or 0) >= outage_s, outage_s + 10, f"a {outage_s} s outage", poll=0.1)
+    consumer.wait_outage(outage_s)
     health = source.health()
     assert health.input_fps is None and health.attempt >= 1 and health.next_try_s is not None
     cam = MjpegCamera(port=port)
     back = time.monotonic()
     try:
-        first = wait_for(lambda: next((f for f in list(frames) if f.captured > back), None), 10, "frames after the return")
-        recovery = first.captured - back
-        print(f"\nMJPEG camera off for {outage_s} s: first frame {recovery * 1000:.0f} ms after it accepted "
-              f"connections again (gap {first.gap_ms / 1000:.1f} s)")
+        first, recovery = consumer.first_after(back, 10, "MJPEG camera")
         assert recovery < 1.5
         assert first.gap_ms / 1000 >= outage_s
         assert source.health().connected and source.health().reconnects == 1
@@ -115,10 +112,10 @@ def test_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog)
     finally:
         source.close()
         cam.close()
-    consumer.join(timeout=5)
-    assert not consumer.is_alive()
+    assert consumer.ended()
 
 
+@pytest.mark.unit
 def test_a_camera_that_answers_but_refuses_the_stream_is_not_hammered(caplog):
     """The port answers (so no probing) but every open fails: full opens follow the backoff only."""
     accepted: list[float] = []
@@ -214,6 +211,7 @@ def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pe
             s.close()
 
 
+@pytest.mark.unit
 def test_input_fps_is_measured_afresh_after_a_reconnect():
     cam = MjpegCamera(fps=50)
     source = NetworkSource(f"http://127.0.0.1:{cam.port}/video.mjpg",
@@ -245,6 +243,7 @@ def _silent_port() -> tuple[socket.socket, list[socket.socket]]:
     return server, queued
 
 
+@pytest.mark.unit
 def test_a_port_that_never_answers_counts_towards_reconnect_attempts(caplog):
     server, queued = _silent_port()
     caplog.set_level(logging.INFO, logger="streamdet.live")
@@ -261,6 +260,7 @@ def test_a_port_that_never_answers_counts_towards_reconnect_attempts(caplog):
             sock.close()
 
 
+@pytest.mark.unit
 def test_stop_does_not_wait_for_a_probe_in_progress(caplog):
     server, queued = _silent_port()
     port = server.getsockname()[1]

@@ -24,6 +24,7 @@ from streamdet.model.detector import inspect, load
 from streamdet.model.ir import resolve_ir
 
 
+@pytest.mark.unit
 def test_label_file_is_coco_91_with_background():
     labels = load_labels()
     assert len(labels) == 92
@@ -32,6 +33,7 @@ def test_label_file_is_coco_91_with_background():
     assert all(labels), "no blank lines: ids index the file directly"
 
 
+@pytest.mark.unit
 def test_ids_beyond_the_label_file_get_a_generic_name(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("background\npedestrian\n")
@@ -324,6 +326,7 @@ def test_the_graphs_own_resize_loop_is_bypassed_without_changing_a_number(pedest
     assert not drop_identity_resize(resized) and _loops(resized) == 2
 
 
+@pytest.mark.unit
 def test_ir_outputs_that_openvino_cannot_write_are_one_line_errors_before_any_work(tmp_path):
     """OpenVINO saves only to '.xml' in lower case: `-o ped.XML` is refused before the graph is converted."""
     empty = tmp_path / "cache"
@@ -337,6 +340,7 @@ def test_ir_outputs_that_openvino_cannot_write_are_one_line_errors_before_any_wo
     assert not empty.exists() or not any(empty.rglob("*"))
 
 
+@pytest.mark.unit
 def test_export_server_refuses_bad_names_and_repositories_before_converting(tmp_path):
     """A name `run --server-model` would refuse, or a repository that cannot be made, is found first."""
     fake = tmp_path / "fake.mp4"

@@ -96,9 +96,10 @@ def assert_no_secret(caplog):
         assert s not in text
 
 
-# 1 ------------------------------------------------------------------------------------------
+# --- events and availability ------------------------------------------------------------------
+@pytest.mark.services
 @pytest.mark.parametrize("qos", [1, 0])
-def test_1_events_arrive_and_online_is_retained(broker, subscriber, publishers, qos):
+def test_events_arrive_in_order_and_online_is_retained(broker, subscriber, publishers, qos):
     sub = subscriber(broker.port)
     pub = publishers(f"mqtt://127.0.0.1:{broker.port}", client_id="t1-pub", qos=qos)
     pub.start()
@@ -116,7 +117,7 @@ def test_1_events_arrive_and_online_is_retained(broker, subscriber, publishers, 
     assert late.avail() == [("online", True)]
 
 
-# 2 ------------------------------------------------------------------------------------------
+# --- offline on close, the last will on kill -9 -----------------------------------------------
 CHILD = """
 import sys
 from streamdet.config.events import MqttConfig
@@ -129,7 +130,8 @@ sys.stdin.read()   # until killed
 """
 
 
-def test_2_offline_on_close_and_last_will_on_kill(broker, subscriber, publishers):
+@pytest.mark.services
+def test_close_publishes_offline_and_a_killed_publisher_leaves_its_last_will(broker, subscriber, publishers):
     sub = subscriber(broker.port)
     url = f"mqtt://127.0.0.1:{broker.port}"
     pub = publishers(url, client_id="t2-pub")
@@ -159,7 +161,7 @@ def test_2_offline_on_close_and_last_will_on_kill(broker, subscriber, publishers
     assert late.avail() == [("offline", True)]  # the will was retained
 
 
-# 3 ------------------------------------------------------------------------------------------
+# --- a broker outage --------------------------------------------------------------------------
 class Feeder(threading.Thread):
     """Publishes {"seq": n} at ~20/s, timing each publish(). Holding `gate` pauses it between
     two publishes, which lets the test change the broker's state at a known point."""
@@ -181,7 +183,8 @@ class Feeder(threading.Thread):
             self.halt.wait(0.05)
 
 
-def test_3_broker_outage_reconnect_and_outbox(brokers, subscriber, publishers, caplog):
+@pytest.mark.services
+def test_broker_outage_reconnects_and_the_outbox_keeps_the_newest_events(brokers, subscriber, publishers, caplog):
     caplog.set_level(logging.DEBUG)
     broker = brokers(persist=True).start()
     # A persistent session, saved to disk, so the restarted broker queues events for this
@@ -223,7 +226,7 @@ def test_3_broker_outage_reconnect_and_outbox(brokers, subscriber, publishers, c
     assert pub.dropped == n - 10
     wait_for(lambda: pub.sent == len(expected), what="PUBACKs for all delivered events")
     max_ms = max(d for _, _, d in feeder.records) * 1000
-    print(f"\n[test 3] {len(feeder.records)} publish() calls, max {max_ms:.3f} ms; outage "
+    print(f"\n[broker outage] {len(feeder.records)} publish() calls, max {max_ms:.3f} ms; outage "
           f"{t_up - t_kill:.1f} s with {n} events, dropped {pub.dropped}; reconnected "
           f"{reconnect_s:.2f} s after the broker came back")
     assert max_ms < 5.0
@@ -234,8 +237,9 @@ def test_3_broker_outage_reconnect_and_outbox(brokers, subscriber, publishers, c
     assert_no_secret(caplog)
 
 
-# 4 ------------------------------------------------------------------------------------------
-def test_4_unreachable_at_start(brokers, subscriber, publishers, caplog):
+# --- unreachable at start ---------------------------------------------------------------------
+@pytest.mark.services
+def test_unreachable_broker_at_start_fails_or_if_not_required_waits_for_it(brokers, subscriber, publishers, caplog):
     caplog.set_level(logging.DEBUG)
     port = free_port()  # nothing listens here
     url = f"mqtt://streamdet:{SECRET}@127.0.0.1:{port}"
@@ -245,7 +249,7 @@ def test_4_unreachable_at_start(brokers, subscriber, publishers, caplog):
         pub.start()
     took = time.monotonic() - t0
     msg = str(err.value)
-    print(f"\n[test 4] required=True failed after {took:.2f} s: {msg}")
+    print(f"\n[unreachable at start] required=True failed after {took:.2f} s: {msg}")
     assert 0.9 <= took < 2.5
     assert "\n" not in msg and SECRET not in msg
     assert msg.startswith(f"mqtt: cannot reach mqtt://***:***@127.0.0.1:{port} (Connection refused)")
@@ -271,8 +275,9 @@ def test_4_unreachable_at_start(brokers, subscriber, publishers, caplog):
     assert_no_secret(caplog)
 
 
-# 5 ------------------------------------------------------------------------------------------
-def test_5_credentials(auth_broker, subscriber, publishers, caplog):
+# --- credentials ------------------------------------------------------------------------------
+@pytest.mark.services
+def test_wrong_credentials_are_refused_at_once_and_right_ones_publish(auth_broker, subscriber, publishers, caplog):
     caplog.set_level(logging.DEBUG)
     port = auth_broker.port
     bad = publishers(f"mqtt://{AUTH_USER}:{WRONG_PW}@127.0.0.1:{port}", connect_timeout=3.0, client_id="t5-bad")
@@ -280,7 +285,7 @@ def test_5_credentials(auth_broker, subscriber, publishers, caplog):
     with pytest.raises(MqttError) as err:
         bad.start()
     msg = str(err.value)
-    print(f"\n[test 5] {msg}")
+    print(f"\n[credentials] {msg}")
     assert time.monotonic() - t0 < 2.0  # a refusal, not a timeout
     assert "refused the credentials" in msg and "within" not in msg
     assert WRONG_PW not in msg and "\n" not in msg
@@ -294,7 +299,8 @@ def test_5_credentials(auth_broker, subscriber, publishers, caplog):
     assert_no_secret(caplog)
 
 
-# 6 ------------------------------------------------------------------------------------------
+# --- settings and masking: no broker ----------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize("url, qos, words", [
     ("http://host", 1, "mqtt:// or mqtts://"),
     ("mqtt://", 1, "no host"),
@@ -303,7 +309,7 @@ def test_5_credentials(auth_broker, subscriber, publishers, caplog):
     (f"http://user:{SECRET}@host", 1, "mqtt:// or mqtts://"),
     (f"mqtt://user:{SECRET}@host:70000", 1, "port"),
 ])
-def test_6_bad_settings(url, qos, words):
+def test_bad_urls_and_ports_are_one_line_errors_without_the_password(url, qos, words):
     with pytest.raises(MqttError) as err:
         MqttPublisher(MqttConfig(url=url, qos=qos))
     msg = str(err.value)
@@ -311,8 +317,8 @@ def test_6_bad_settings(url, qos, words):
     assert SECRET not in msg and "\n" not in msg
 
 
-# 7 ------------------------------------------------------------------------------------------
-def test_7_password_never_in_repr_str_or_mask():
+@pytest.mark.unit
+def test_the_password_is_never_in_repr_or_str_and_is_masked_in_urls():
     url = f"mqtts://user:{SECRET}@broker.example:8883"
     s = MqttConfig(url=url)
     p = MqttPublisher(s)
@@ -326,11 +332,13 @@ def test_7_password_never_in_repr_str_or_mask():
     assert mask_url("mqtt://user@h:1") == "mqtt://***@h:1"
     assert mask_url("mqtt://h:1") == "mqtt://h:1"
     assert mask_url(f"mqtt://user:{SECRET}@with@at@h") == "mqtt://***:***@h"
-    # (tests 3-5 each end with assert_no_secret(caplog) over every log record they produced)
+    # (the outage, unreachable-at-start, credentials, close-while-away and TLS tests each end with
+    # assert_no_secret(caplog) over every log record they produced)
 
 
-# 9 (extra) ----------------------------------------------------------------------------------
-def test_9_stalled_broker_bounds_paho_queue(broker, publishers):
+# --- a stalled broker, a broker away at close -------------------------------------------------
+@pytest.mark.services
+def test_stalled_broker_bounds_the_paho_queue_and_publish_stays_fast(broker, publishers):
     """A broker that keeps the TCP connection but stops reading (SIGSTOP): paho's queue stays
     bounded at outbox + 20 in flight; the rest is counted as dropped, publish() stays fast."""
     pub = publishers(f"mqtt://127.0.0.1:{broker.port}", outbox=50, client_id="t9")
@@ -351,13 +359,14 @@ def test_9_stalled_broker_bounds_paho_queue(broker, publishers):
     finally:
         broker.proc.send_signal(signal.SIGCONT)
     wait_for(lambda: pub.sent == 71, what="the 70 kept events to be acknowledged")
-    print(f"\n[test 9] stalled broker: max publish() {worst * 1000:.3f} ms, dropped {pub.dropped}, sent {pub.sent}")
+    print(f"\n[stalled broker] max publish() {worst * 1000:.3f} ms, dropped {pub.dropped}, sent {pub.sent}")
     # A publish that waited on the stalled socket would hang here; the figure itself is printed, not
     # asserted, because this machine is shared and a scheduling hiccup is not the publisher's doing.
     assert worst < 0.5
 
 
-def test_10_close_while_broker_is_away_is_quick(brokers, publishers, caplog):
+@pytest.mark.unit
+def test_close_while_the_broker_is_away_is_quick_and_discards_the_waiting_events(publishers, caplog):
     caplog.set_level(logging.DEBUG)
     port = free_port()
     pub = publishers(f"mqtt://u:{SECRET}@127.0.0.1:{port}", required=False, client_id="t10")
@@ -368,14 +377,14 @@ def test_10_close_while_broker_is_away_is_quick(brokers, publishers, caplog):
     pub.close()
     pub.close()
     took = time.monotonic() - t0
-    print(f"\n[test 10] close() while disconnected took {took:.2f} s")
+    print(f"\n[close while away] close() while disconnected took {took:.2f} s")
     assert took < 2.5
     assert any("3 waiting events discarded" in r.getMessage() for r in caplog.records)
     pub.publish("door", {"after": "close"})  # ignored, no error
     assert_no_secret(caplog)
 
 
-# 8 (extra) ----------------------------------------------------------------------------------
+# --- TLS --------------------------------------------------------------------------------------
 @pytest.fixture
 def tls_files(workdir):
     assert shutil.which("openssl"), "openssl is missing: install the packages in tests/apt-packages.txt"
@@ -391,7 +400,8 @@ def tls_files(workdir):
     return workdir
 
 
-def test_8_tls_with_ca_file_and_untrusted_certificate(brokers, publishers, tls_files, caplog):
+@pytest.mark.services
+def test_tls_with_a_ca_file_connects_and_an_untrusted_certificate_fails_at_once(brokers, publishers, tls_files, caplog):
     caplog.set_level(logging.DEBUG)
     broker = brokers(tls=True).start()
     pub = publishers(f"mqtts://127.0.0.1:{broker.port}", ca_file=str(tls_files / "ca.pem"), client_id="t8")
@@ -402,13 +412,13 @@ def test_8_tls_with_ca_file_and_untrusted_certificate(brokers, publishers, tls_f
     t0 = time.monotonic()
     with pytest.raises(MqttError) as err:
         untrusted.start()
-    print(f"\n[test 8] {err.value}")
+    print(f"\n[tls] {err.value}")
     assert "certificate verify failed" in str(err.value) and SECRET not in str(err.value)
     assert time.monotonic() - t0 < 2.0  # not retried until connect_timeout: it will not get better
     assert_no_secret(caplog)
 
 
-# 13 -----------------------------------------------------------------------------------------
+# --- client ids -------------------------------------------------------------------------------
 def _round_trips(sub, pubs, source):
     """Each publisher in turn sends one event and it arrives. A publisher kicked off the broker
     holds its event until it has reconnected, so its 'lost connection' is logged first."""
@@ -417,7 +427,8 @@ def _round_trips(sub, pubs, source):
         wait_for(lambda: len(sub.events(source)) == k + 1, what=f"event {k} through publisher {k % len(pubs)}")
 
 
-def test_13_two_publishers_with_default_ids_both_stay_connected(broker, subscriber, publishers, caplog):
+@pytest.mark.services
+def test_two_publishers_with_default_client_ids_both_stay_connected(broker, subscriber, publishers, caplog):
     caplog.set_level(logging.INFO, logger="streamdet")
     sub = subscriber(broker.port)
     pubs = [publishers(f"mqtt://127.0.0.1:{broker.port}") for _ in range(2)]  # one pid, as two containers' pid 1
@@ -430,7 +441,8 @@ def test_13_two_publishers_with_default_ids_both_stay_connected(broker, subscrib
     assert not [r.getMessage() for r in caplog.records if "lost connection" in r.getMessage()]
 
 
-def test_13_the_same_explicit_id_twice_is_the_users_choice(broker, publishers, caplog):
+@pytest.mark.services
+def test_the_same_explicit_client_id_twice_is_the_users_choice_and_one_is_kicked_off(broker, publishers, caplog):
     caplog.set_level(logging.INFO, logger="streamdet")
     pubs = [publishers(f"mqtt://127.0.0.1:{broker.port}", client_id="site-a") for _ in range(2)]
     for pub in pubs:

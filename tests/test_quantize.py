@@ -151,6 +151,7 @@ def test_prepared_frame_fed_to_the_raw_model_equals_the_compiled_preprocessing(p
                                        atol=1e-4, err_msg=f"{name} {role}")
 
 
+@pytest.mark.unit
 def test_prepare_for_the_legacy_form_gives_nchw_bgr_of_the_model_type():
     """A legacy-form input (NCHW BGR f32): the raw model on prepare()'s output sees what the prepared model does."""
     image_in = ops.parameter([1, 3, 6, 8], ov.Type.f32, name="image")
@@ -172,6 +173,7 @@ def test_prepare_for_the_legacy_form_gives_nchw_bgr_of_the_model_type():
 # --- bad input: one line, non-zero exit, no traceback -------------------------------------------
 
 
+@pytest.mark.unit
 def test_calibration_footage_errors_come_before_the_model_is_read(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

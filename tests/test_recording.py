@@ -59,6 +59,7 @@ def _plays_in_chromium(videos: list[Path], tmp_path: Path) -> dict[str, dict]:
     return results
 
 
+@pytest.mark.services
 def test_recordings_play_in_chromium_even_after_kill_9(tmp_path, model_cache):
     env = cli_env(model_cache)
     finished = tmp_path / "finished.mp4"

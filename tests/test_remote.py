@@ -341,7 +341,7 @@ def test_tls_and_bearer_token(tmp_path, repository, model_cache):
         server.stop()
 
 
-def test_bench_compares_the_server_with_local_inference(tmp_path, server, model_cache, pedestrian_xml):
+def test_bench_compares_the_server_with_local_inference(server, model_cache, pedestrian_xml):
     """The figures `streamdet bench --server` prints, from a short run (the command asks for 250 frames or
     more, which takes half a minute here); the command itself checks the server before loading anything."""
     config = _config(server.url)

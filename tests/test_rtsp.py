@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from clirun import cli_env
-from helpers import LineReader, decode, free_port, run_alongside, video_props, wait_for
+from helpers import FrameConsumer, LineReader, decode, free_port, run_alongside, video_props, wait_for
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 
@@ -45,6 +45,7 @@ def bikes_frames() -> list[np.ndarray]:
     return decode(clip("bikes"))
 
 
+@pytest.mark.services
 def test_rtsp_camera_with_credentials_persons_detected_and_password_hidden(server, tmp_path, pedestrian_xml,
                                                                            bikes_frames, model_cache):
     js, summary, video = tmp_path / "cam.jsonl", tmp_path / "summary.json", tmp_path / "cam_{name}.mp4"
@@ -90,6 +91,7 @@ def test_rtsp_camera_with_credentials_persons_detected_and_password_hidden(serve
     assert age["p95_ms"] < 250
 
 
+@pytest.mark.services
 def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_path, pedestrian_xml, caplog):
     """Three SIGKILLs (power cut) and one SIGSTOP (hung camera: the socket stays open, silent)."""
     caplog.set_level(logging.INFO, logger="streamdet.live")
@@ -164,6 +166,7 @@ def test_rtsp_server_killed_and_frozen_repeatedly_pipeline_recovers(server, tmp_
     assert all("S3cr3t!x" not in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.services
 def test_rtsp_and_file_together_both_outputs_complete(server, tmp_path, model_cache):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -244,41 +247,35 @@ def test_nothing_listening_logs_backoff_and_stops_on_sigint(tmp_path, model_cach
     assert not (tmp_path / "none.jsonl").exists()
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("outage_s", [3, 20])
-def test_rtsp_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, pedestrian_xml, caplog):
+def test_rtsp_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog):
     """Default backoff (1 s doubling to 30 s), killed server restarted on the same port after the outage."""
     caplog.set_level(logging.INFO, logger="streamdet.live")
     server = RtspServer(clip("bikes"), repeat=20).start()
     source = NetworkSource(server.url(), SourceConfig())
     try:
         source.open()
-        frames: list = []
-        consumer = threading.Thread(target=lambda: [frames.append(f) for f in iter(source.read, None)], daemon=True)
-        consumer.start()
-        wait_for(lambda: len(frames) >= 10, 30, "frames from the camera")
+        consumer = FrameConsumer(source)
+        consumer.wait_frames(10, 30)
         server.kill()
-        wait_for(lambda: not source.health().connected, 10, "the loss to be noticed")
-        wait_for(lambda: (source.health().offline_s or 0) >= outage_s, outage_s + 10, f"a {outage_s} s outage",
-                 poll=0.1)
+        consumer.wait_outage(outage_s)
         server = RtspServer(clip("bikes"), port=server.port, repeat=20).start()
         back = time.monotonic()
-        first = wait_for(lambda: next((f for f in list(frames) if f.captured > back), None), 15, "frames after the return")
-        recovery = first.captured - back
-        print(f"\nRTSP camera off for {outage_s} s: first frame {recovery * 1000:.0f} ms after it accepted "
-              f"connections again (gap {first.gap_ms / 1000:.1f} s)")
+        first, recovery = consumer.first_after(back, 15, "RTSP camera")
         assert recovery < 1.5
         assert first.gap_ms / 1000 >= outage_s and source.health().reconnects == 1
     finally:
         source.close()
         server.close()
-    consumer.join(timeout=5)
-    assert not consumer.is_alive()
+    assert consumer.ended()
 
 
 def _reader_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("reader-")]
 
 
+@pytest.mark.services
 def test_watchdog_retires_a_reader_blocked_in_ffmpeg_and_it_ends_by_itself(server):
     """A frozen camera: FFmpeg blocks for several of its own timeouts; the watchdog does not wait for it."""
     source = NetworkSource(server.url("admin", "S3cr3t!x"),
@@ -311,6 +308,7 @@ def test_watchdog_retires_a_reader_blocked_in_ffmpeg_and_it_ends_by_itself(serve
     wait_for(lambda: not _reader_threads(), 5, "every reader thread to end after close()")
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("user, password, mount, why", [
     ("admin", "Wr0ng!pw", "/live", "the camera refused the credentials (401)"),
     (None, None, "/live", "the camera asks for credentials (401); give them as rtsp://user:pass@host/path"),

@@ -140,10 +140,11 @@ def test_bad_invocations_change_nothing_and_say_one_line_each(inputs, tmp_path):
         assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*")), f"model converted for {args}"
 
 
-def _in_full_disk(tmp_path: Path, size: str, args: list[str], fill: bool | int = False) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run streamdet with `disk` (a tmpfs of `size`, filled first by another program: completely, or with `fill`
-    bytes) as its output folder, in a private mount namespace; returns the run and what the disk held after it
-    (the mount goes with it; copies of what streamdet left are in tmp_path/"left")."""
+def _in_full_disk(tmp_path: Path, cache: Path, size: str, args: list[str],
+                  fill: bool | int = False) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run streamdet (its model cache `cache`) with `disk` (a tmpfs of `size`, filled first by another program:
+    completely, or with `fill` bytes) as its output folder, in a private mount namespace; returns the run and what
+    the disk held after it (the mount goes with it; copies of what streamdet left are in tmp_path/"left")."""
     disk, listing, left = tmp_path / "disk", tmp_path / "listing.json", tmp_path / "left"
     disk.mkdir(exist_ok=True)
     wrapper = """
@@ -175,15 +176,18 @@ sys.exit(proc.returncode)
     resolved = [a.replace("{disk}", str(disk)) for a in args]
     filled = "all" if fill is True else str(int(fill))
     proc = subprocess.run(["unshare", "-rm", sys.executable, "-c", wrapper, str(disk), str(listing), size,
-                           filled, str(left), *resolved], env=cli_env(tmp_path.parent / "shared-cache"),
+                           filled, str(left), *resolved], env=cli_env(cache),
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     return proc, json.loads(listing.read_text())
 
 
 @pytest.fixture
-def shared_cache(model_cache, tmp_path):
-    (tmp_path.parent / "shared-cache").unlink(missing_ok=True)
-    (tmp_path.parent / "shared-cache").symlink_to(model_cache)
+def shared_cache(model_cache, tmp_path) -> Path:
+    """The session's model cache, through a link (`shared-cache`) beside tmp_path: `_in_full_disk`'s cache."""
+    link = tmp_path.parent / "shared-cache"
+    link.unlink(missing_ok=True)
+    link.symlink_to(model_cache)
+    return link
 
 
 def _mp4_boxes(path: Path) -> list[tuple[bytes, int]]:
@@ -215,8 +219,8 @@ def _assert_whole_fragments(path: Path) -> None:
     ("JSONL", "300k", 250_000, ["--json", "{disk}/d.jsonl", "--loop"], "d.jsonl"),
 ])
 def test_a_full_disk_is_an_error_naming_the_output(what, size, fill, args, fragment, tmp_path, shared_cache):
-    proc, left = _in_full_disk(tmp_path, size, ["-s", str(clip("bikes")), "--model", str(pedestrian_pb()), *args],
-                               fill=fill)
+    proc, left = _in_full_disk(tmp_path, shared_cache, size,
+                               ["-s", str(clip("bikes")), "--model", str(pedestrian_pb()), *args], fill=fill)
     line = assert_one_line_error(proc, fragment, "No space left on device")
     assert "end of stream" not in proc.stderr, line
     left.pop("filler", None)
@@ -251,13 +255,13 @@ def test_a_recording_that_could_not_be_stored_whole_is_an_error_not_a_broken_fil
 
 
 def test_a_summary_that_cannot_be_written_is_an_error(tmp_path, shared_cache):
-    proc, left = _in_full_disk(tmp_path, "16k", ["-s", str(clip("carphone_pristine")), "--model", str(pedestrian_pb()),
-                                                "--summary-json", "{disk}/summary.json"], fill=True)
+    args = ["-s", str(clip("carphone_pristine")), "--model", str(pedestrian_pb()), "--summary-json", "{disk}/summary.json"]
+    proc, left = _in_full_disk(tmp_path, shared_cache, "16k", args, fill=True)
     assert_one_line_error(proc, "summary.json", "No space left on device")
     assert list(left) == ["filler"]
 
 
-def test_json_to_dev_full_is_an_error(tmp_path, model_cache):
+def test_json_to_dev_full_is_an_error(model_cache):
     proc = streamdet("run", "-s", str(clip("carphone_pristine")), "--model", str(pedestrian_pb()), "--json", "/dev/full",
                      env=cli_env(model_cache))
     assert_one_line_error(proc, "/dev/full", "No space left on device")
@@ -395,6 +399,7 @@ def test_a_one_pixel_clip_is_recorded_at_two_by_two(tmp_path, model_cache):
     assert video_props(tmp_path / "out.mp4")[:3] == (10, 2, 2)
 
 
+@pytest.mark.unit
 def test_start_in_a_folder_of_the_recording_path_is_refused_in_one_line(tmp_path):
     """Segments live in one folder (where expiry finds them); even a folder literally named {start} is refused."""
     (tmp_path / "d" / "{start}").mkdir(parents=True)

@@ -87,6 +87,7 @@ def _color_mask(image: np.ndarray, bgr: tuple[int, int, int], tolerance: int = 6
     return np.abs(image.astype(np.int16) - np.array(bgr, np.int16)).sum(axis=2) < tolerance
 
 
+@pytest.mark.services
 def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures(tmp_path, pedestrian_xml):
     from playwright.sync_api import sync_playwright
 
@@ -138,6 +139,7 @@ def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures
     assert raw.sum() < mask.sum() / 20
 
 
+@pytest.mark.services
 def test_page_fits_a_phone_and_follows_a_source_named_from_an_odd_file_name(tmp_path, pedestrian_xml):
     from playwright.sync_api import sync_playwright
 
@@ -265,6 +267,7 @@ def test_twenty_viewers_and_a_stalled_one_cost_little_and_wait_for_nobody(pedest
         v.close()
 
 
+@pytest.mark.services
 def test_healthz_follows_a_real_rtsp_camera_and_credentials_stay_out_of_every_page(pedestrian_xml):
     server = RtspServer(clip("bikes"), repeat=50, user="admin", password="Pa55-w0rd-x").start()
     config = _config([server.url("admin", "Pa55-w0rd-x")])
