@@ -230,7 +230,7 @@ def test_a_full_disk_is_an_error_naming_the_output(what, size, fill, args, fragm
         assert list(left) == ["out.mp4"] and 0 < left["out.mp4"] < 250, left
         _assert_whole_fragments(tmp_path / "left" / "out.mp4")
     else:
-        assert list(left) == ["d.jsonl"]  # JSONL is written in place, whole lines only (see the README)
+        assert list(left) == ["d.jsonl"]  # JSONL is written in place, whole lines only (see docs/usage.md)
         assert len(read_jsonl(tmp_path / "left" / "d.jsonl")) > 0
 
 
