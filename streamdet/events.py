@@ -42,6 +42,8 @@ class Event:
     direction: str | None = None   # line_cross: in or out
     duration_s: float | None = None  # end: from the first to the last sighting
     snapshot: str | None = None    # end: the JPEG of the best frame, when events.snapshots is set
+    clip: str | None = None        # end: the video of the track with pre- and post-capture, when events.clips is set
+    clip_url: str | None = None    # end: where the web view serves that clip, when it is on
 
     def to_dict(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
