@@ -300,3 +300,50 @@ def test_review_page_in_chromium_lists_the_events_and_plays_a_clip_on_a_phone(se
     assert filtered == ["car #7 · yard"]
     assert len(recent) == 3 and "person #3" in recent[0], recent
     assert link == f"/events?token={TOKEN}"
+
+
+@pytest.mark.services
+def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_path, pedestrian_xml):
+    """End to end: the pipeline's events and its segmented recording reach the review routes."""
+    import threading
+    import urllib.request
+
+    from streamdet.config.sections import Config
+    from streamdet.model.detector import load
+    from streamdet.pipeline import Pipeline
+
+    (tmp_path / "snaps").mkdir()
+    (tmp_path / "rec").mkdir()
+    config = Config()
+    config.sources = [str(clip("bikes"))]
+    config.source.loop = True
+    config.display.show = "no"
+    config.logging.status_interval = 0
+    config.web.listen = "127.0.0.1:0"
+    config.events.snapshots = str(tmp_path / "snaps")
+    config.events.end_after = 0.5
+    config.output.video = str(tmp_path / "rec" / "{name}_{start}.mp4")
+    config.recording.segment_seconds = 1.0
+
+    def get(url: str) -> tuple[int, bytes]:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+
+    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        thread = threading.Thread(target=pipeline.run, name="test-run")
+        thread.start()
+        try:
+            base = pipeline.web_url.rstrip("/")
+            ended = wait_for(lambda: [e for e in json.loads(get(base + "/api/events")[1])["events"] if e["snapshot"]],
+                             120, "an ended track with a snapshot in /api/events")
+            segments = wait_for(lambda: json.loads(get(base + "/api/recordings/bikes")[1])["segments"][1:], 120,
+                                "two recording segments in /api/recordings/bikes")
+            status, jpeg = get(base + ended[0]["snapshot"])
+            segment_status, segment = get(base + segments[-1]["url"])
+        finally:
+            pipeline.stop("test done")
+            thread.join(timeout=60)
+    assert ended[0]["source"] == "bikes" and ended[0]["label"] == "person" and ended[0]["duration_s"] is not None
+    assert status == 200 and jpeg == Path(tmp_path / "snaps" / Path(ended[0]["snapshot"]).name).read_bytes()
+    assert segment_status == 200 and segment == (tmp_path / "rec" / segments[-1]["name"]).read_bytes()[:len(segment)]
+    assert segment[4:8] == b"ftyp"
