@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -31,9 +32,6 @@ from streamdet.outputs.video import Encoder
 from streamdet.sources import Frame
 from streamdet.stats import RunStatus, SourceStatus
 from streamdet.web import WebView, bind_listener
-from streamdet.web.review import EventStore
-
-pytestmark = pytest.mark.unit
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "review-token-for-tests"
@@ -95,7 +93,8 @@ def serve():
 
     def start(recordings=None, **settings) -> WebView:
         web = WebConfig(listen="127.0.0.1:0", **settings)
-        view = WebView(bind_listener(web), web, list(NAMES), _status, None, None, recordings)
+        more = {"recordings": recordings} if recordings is not None else {}
+        view = WebView(bind_listener(web), web, list(NAMES), _status, None, None, **more)
         views.append(view)
         return view
 
@@ -125,6 +124,7 @@ def _api(view: WebView, query: str = "") -> dict:
     return json.loads(body)
 
 
+@pytest.mark.unit
 def test_api_lists_this_runs_ended_tracks_newest_first_filtered_and_paged(serve, media):
     view = serve()
     for result in _history(media):
@@ -154,6 +154,7 @@ def test_api_lists_this_runs_ended_tracks_newest_first_filtered_and_paged(serve,
         assert status == 400 and words in body and body.count(b"\n") == 1, (bad, body)
 
 
+@pytest.mark.unit
 def test_clips_and_snapshots_are_served_with_range_and_their_types(serve, media):
     view = serve()
     for result in _history(media):
@@ -170,6 +171,7 @@ def test_clips_and_snapshots_are_served_with_range_and_their_types(serve, media)
     assert status == 200 and headers["content-type"] == "image/jpeg" and body == media["snapshot"].read_bytes()
 
 
+@pytest.mark.unit
 def test_files_are_found_by_lookup_only_traversal_and_links_get_404(serve, media, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("not for the web\n")
@@ -212,6 +214,7 @@ def _segments(folder: Path, media, count: int) -> Segments:
     return segments
 
 
+@pytest.mark.unit
 def test_recordings_list_the_cameras_segments_and_serve_them(serve, media, tmp_path):
     segments = _segments(tmp_path / "rec", media, count=2)
     view = serve(recordings={"door": segments.ours})
@@ -229,6 +232,7 @@ def test_recordings_list_the_cameras_segments_and_serve_them(serve, media, tmp_p
     assert status == 200 and b"<video" in body and "media-src 'self'" in headers["content-security-policy"]
 
 
+@pytest.mark.unit
 def test_with_a_token_files_pages_and_lists_need_it(serve, media, tmp_path):
     segments = _segments(tmp_path / "rec", media, count=1)
     view = serve(recordings={"door": segments.ours}, token=TOKEN)
@@ -244,13 +248,15 @@ def test_with_a_token_files_pages_and_lists_need_it(serve, media, tmp_path):
     assert _get(view, "/clips/door_track1.mp4", {"Authorization": f"Bearer {TOKEN}", "Range": "bytes=0-9"})[0] == 206
 
 
+@pytest.mark.unit
 def test_the_store_keeps_the_newest_and_forgets_their_files():
+    from streamdet.web.review import EventStore, Query
+
     store = EventStore(max_events=2)
     for track in (1, 2, 3):
         store.add((_event("end", "door", track, snapshot=f"/snaps/door_track{track}.jpg"),))
     # Two cameras' snapshots with the same file name in different folders are both served, under two names.
     store.add((_event("end", "yard", 4, snapshot="/other/door_track3.jpg"),))
-    from streamdet.web.review import Query
     kept = store.find(Query())
     assert [e.track for e in kept] == [4, 3]
     assert store.snapshot("door_track1.jpg") is None and store.snapshot("door_track2.jpg") is None
@@ -258,6 +264,7 @@ def test_the_store_keeps_the_newest_and_forgets_their_files():
     assert store.snapshot(kept[0].snapshot) == Path("/other/door_track3.jpg") and kept[0].snapshot != "door_track3.jpg"
 
 
+@pytest.mark.unit
 @pytest.mark.services
 def test_review_page_in_chromium_lists_the_events_and_plays_a_clip_on_a_phone(serve, media):
     from playwright.sync_api import sync_playwright
@@ -347,3 +354,29 @@ def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_
     assert status == 200 and jpeg == Path(tmp_path / "snaps" / Path(ended[0]["snapshot"]).name).read_bytes()
     assert segment_status == 200 and segment == (tmp_path / "rec" / segments[-1]["name"]).read_bytes()[:len(segment)]
     assert segment[4:8] == b"ftyp"
+
+
+@pytest.mark.unit
+def test_clips_and_segments_take_a_viewers_place_so_health_checks_keep_theirs(serve, media, tmp_path):
+    """A <video> keeps its download open while it plays: it counts as a viewer (web.max_clients), not as one
+    of the short requests the page, JSON and /healthz share."""
+    segments = _segments(tmp_path / "rec", media, count=1)
+    view = serve(recordings={"door": segments.ours}, max_clients=1)
+    for result in _history(media):
+        view.write(result)
+    host, port = view.server.url[len("http://"):-1].split(":")
+    watching = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        watching.sendall(b"GET /stream/door.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in watching.recv(200)
+        wait_for(lambda: view.server.clients == 1, 10, "the stream to be counted")
+        segment = f"/recordings/door/{segments.ours()[0][0].name}"
+        for path in ("/clips/door_track1.mp4", segment):
+            status, body, _ = _get(view, path, {"Range": "bytes=0-99"})
+            assert status == 503 and b"web.max_clients" in body, (path, status)
+        assert _get(view, "/healthz")[0] == 200
+        assert _get(view, "/snapshots/door_track1.jpg")[0] == 200  # a picture ends in a moment: a short request
+    finally:
+        watching.close()
+    wait_for(lambda: view.server.clients == 0, 10, "the stream to end")
+    assert _get(view, "/clips/door_track1.mp4", {"Range": "bytes=0-99"})[0] == 206

@@ -196,7 +196,7 @@ class WebServer:
         if self._web.token and not self._authorised(request):
             return web.Response(status=401, text="a token is needed: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n",
                                 headers={**_HEADERS, "WWW-Authenticate": 'Bearer realm="streamdet"'})
-        streaming = request.path.startswith("/stream/")
+        streaming = _long(request.path)
         if streaming and self.clients >= self._web.max_clients:
             self.refused += 1
             return web.Response(status=503, text=f"busy: {self._web.max_clients} viewers already (web.max_clients)\n",
@@ -370,6 +370,13 @@ class WebServer:
     async def _segment_file(self, request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["file"]
         return _file(next((path for path, _ in self._segments(request) if path.name == wanted), None))
+
+
+def _long(path: str) -> bool:
+    """A request that may last as long as its viewer watches: an MJPEG stream, or a clip or segment that
+    a <video> plays while it downloads. These take the viewers' places (web.max_clients), so they
+    never crowd out the page, JSON and /healthz."""
+    return path.startswith(("/stream/", "/clips/")) or (path.startswith("/recordings/") and path.count("/") >= 3)
 
 
 def _query(request: web.Request) -> Query:
