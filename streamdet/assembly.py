@@ -215,14 +215,18 @@ class Assembly:
     def _web_view(self) -> Output:
         """The web view. When no stage draws, it draws the frames somebody looks at with the render stage's
         own drawing (zones, lines, counts, boxes, plate), on its own thread."""
+        from .outputs.video import VideoOutput
         from .web import WebView
 
         draw = overlay_for = None
         if self.config.overlay.draw != "no" and not any(isinstance(s, Annotate) for s in self.stages):
             annotate = self._annotate()
             draw, overlay_for = annotate.paint, annotate.overlay
+        # The review page lists each camera's segments from its recording's own record of what it wrote.
+        recordings = {o.source_name: o.segments.ours for o in self.outputs
+                      if isinstance(o, VideoOutput) and o.segments is not None}
         view = WebView(self._listener, self.config.web, [s.name for s in self.sources], self.status, draw,
-                       overlay_for)
+                       overlay_for, recordings)
         self._listener = None  # the web view owns it now
         self.web_url = view.server.url
         return view

@@ -94,7 +94,8 @@ def register(sub) -> None:
     p.add_argument("--snapshots", metavar="DIR", help="write a JPEG of each ended track's best frame into DIR")
     p.add_argument("--mqtt", metavar="URL", help="publish events to an MQTT broker: mqtt://[user:pass@]host[:1883] or mqtts://")
     p.add_argument("--serve", metavar="[HOST:]PORT",
-                   help="web view: live pictures, figures, MJPEG, JSON and /healthz on this port (127.0.0.1 unless a host "
+                   help="web view: live pictures, figures, MJPEG, JSON, /healthz and /events (this run's events and clips) "
+                        "on this port (127.0.0.1 unless a host "
                         "is given; another address needs web.token or STREAMDET_WEB_TOKEN)")
     p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="logging level")

@@ -118,6 +118,11 @@ class VideoOutput(Output):
         self._first_captured: float | None = None
         self._closed = False
 
+    @property
+    def segments(self) -> Segments | None:
+        """The series of files with `{start}` in the path (None for one file): the web view lists them."""
+        return self._segments
+
     def _pts_ms(self, result: FrameResult) -> int:
         frame = result.frame
         if self._first_captured is None:

@@ -7,7 +7,8 @@ client is found by a timeout), keep-alive and header limits built in. It is
 what Home Assistant proxies camera MJPEG with.
 
 Only the fixed routes exist; a name in a route is looked up among the run's
-sources, never used as a path. No page or JSON carries a camera's credentials:
+sources, or among the files this run wrote (streamdet.web.review), never used
+as a path. No page or JSON carries a camera's credentials:
 sources are shown by name and masked URL.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import hmac
 import importlib.resources
 import json
@@ -24,6 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
@@ -32,6 +35,7 @@ from ..config.sections import WebConfig
 from ..stats import RunStatus
 from .connections import LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Once, Refused, connection_cap, http_log
 from .frames import FrameHub
+from .review import MAX_LIMIT, DEFAULT_LIMIT, EventStore, ListSegments, Query, parse_time, servable
 
 log = logging.getLogger("streamdet")
 
@@ -43,13 +47,16 @@ _HEADERS = {
 }
 _PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src 'unsafe-inline'; "
              "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# The review pages play clips and recordings in <video>: media-src too.
+_REVIEW_CSP = _PAGE_CSP.replace("img-src 'self';", "img-src 'self'; media-src 'self';")
 # How often a stream waiting for a frame (a camera that is away) checks that its client is still there.
 _IDLE_CHECK_S = 1.0
 class WebServer:
     """Serves the page, MJPEG streams, snapshots, JSON and /healthz for one run."""
 
     def __init__(self, sock: socket.socket, web_config: WebConfig, hub: FrameHub, names: list[str],
-                 status: Callable[[], RunStatus], extra: Callable[[], dict]):
+                 status: Callable[[], RunStatus], extra: Callable[[], dict], store: EventStore | None = None,
+                 recordings: dict[str, ListSegments] | None = None):
         self._sock = sock
         self._web = web_config
         self._hub = hub
@@ -57,7 +64,12 @@ class WebServer:
         self._index = {name: i for i, name in enumerate(names)}
         self._status = status
         self._extra = extra
-        self._page = importlib.resources.files(__package__).joinpath("page.html").read_bytes()
+        self._store = store or EventStore()
+        self._recordings = recordings or {}
+        pages = importlib.resources.files(__package__)
+        self._page = pages.joinpath("page.html").read_bytes()
+        self._events_page = pages.joinpath("events.html").read_bytes()
+        self._recordings_page = pages.joinpath("recordings.html").read_bytes()
         self.clients = 0            # open MJPEG streams
         self._short = 0             # other requests in progress (page, snapshots, JSON, /healthz)
         self.most_clients = 0
@@ -118,6 +130,13 @@ class WebServer:
         app.router.add_get("/api/sources", self._sources)
         app.router.add_get("/api/stats", self._stats)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/events", self._events_handler)
+        app.router.add_get("/api/events", self._events_json)
+        app.router.add_get("/snapshots/{file}", self._snapshot_file)
+        app.router.add_get("/clips/{file}", self._clip_file)
+        app.router.add_get("/recordings/{name}", self._recordings_handler)
+        app.router.add_get("/api/recordings/{name}", self._recordings_json)
+        app.router.add_get("/recordings/{name}/{file}", self._segment_file)
         self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
                                keepalive_timeout=15.0, logger=http_log)
@@ -177,7 +196,7 @@ class WebServer:
         if self._web.token and not self._authorised(request):
             return web.Response(status=401, text="a token is needed: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n",
                                 headers={**_HEADERS, "WWW-Authenticate": 'Bearer realm="streamdet"'})
-        streaming = request.path.startswith("/stream/")
+        streaming = _long(request.path)
         if streaming and self.clients >= self._web.max_clients:
             self.refused += 1
             return web.Response(status=503, text=f"busy: {self._web.max_clients} viewers already (web.max_clients)\n",
@@ -301,6 +320,92 @@ class WebServer:
         if offline:
             return web.Response(status=503, text=f"offline: {', '.join(offline)}\n", headers=_HEADERS)
         return web.Response(text="ok\n", headers=_HEADERS)
+
+
+    # ------------------------------------------------------- review routes
+
+    async def _events_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._events_page, content_type="text/html", charset="utf-8",
+                            headers={"Content-Security-Policy": _REVIEW_CSP})
+
+    async def _events_json(self, request: web.Request) -> web.Response:
+        query = _query(request)
+        found = self._store.find(query)
+        more = None
+        if len(found) == query.limit:
+            params = {k: v for k, v in request.query.items() if k not in ("cursor", "token")}
+            params["cursor"] = str(found[-1].id)
+            more = "/api/events?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
+        return _json({"events": [e.to_dict() for e in found], "next": more})
+
+    async def _snapshot_file(self, request: web.Request) -> web.StreamResponse:
+        return _file(self._store.snapshot(request.match_info["file"]))
+
+    async def _clip_file(self, request: web.Request) -> web.StreamResponse:
+        return _file(self._store.clip(request.match_info["file"]))
+
+    def _segments(self, request: web.Request) -> list[tuple[Path, float]]:
+        name = request.match_info["name"]
+        self._source_id(request)  # 404 for a name that is no source of this run
+        listing = self._recordings.get(name)
+        return listing() if listing is not None else []
+
+    async def _recordings_handler(self, request: web.Request) -> web.Response:
+        self._source_id(request)
+        return web.Response(body=self._recordings_page, content_type="text/html", charset="utf-8",
+                            headers={"Content-Security-Policy": _REVIEW_CSP})
+
+    async def _recordings_json(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        segments = []
+        for path, start in reversed(self._segments(request)):  # newest first
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue  # expired between the listing and now
+            segments.append({"name": path.name, "start": _iso(start), "size": size,
+                             "url": f"/recordings/{quote(name, safe='')}/{quote(path.name, safe='')}"})
+        return _json({"source": name, "recording": name in self._recordings, "segments": segments})
+
+    async def _segment_file(self, request: web.Request) -> web.StreamResponse:
+        wanted = request.match_info["file"]
+        return _file(next((path for path, _ in self._segments(request) if path.name == wanted), None))
+
+
+def _long(path: str) -> bool:
+    """A request that may last as long as its viewer watches: an MJPEG stream, or a clip or segment that
+    a <video> plays while it downloads. These take the viewers' places (web.max_clients), so they
+    never crowd out the page, JSON and /healthz."""
+    return path.startswith(("/stream/", "/clips/")) or (path.startswith("/recordings/") and path.count("/") >= 3)
+
+
+def _query(request: web.Request) -> Query:
+    """/api/events' parameters; a bad one is a 400 naming it."""
+    q = request.query
+    try:
+        limit = int(q.get("limit", DEFAULT_LIMIT))
+        cursor = int(q["cursor"]) if q.get("cursor") else None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be from 1 to {MAX_LIMIT}")
+        return Query(source=q.get("source") or None, label=q.get("label") or None, zone=q.get("zone") or None,
+                     after=parse_time(q["after"], "after") if q.get("after") else None,
+                     before=parse_time(q["before"], "before") if q.get("before") else None,
+                     cursor=cursor, limit=limit)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"bad query: {exc}\n", headers=_HEADERS) from None
+
+
+def _file(path: Path | None) -> web.StreamResponse:
+    """A file this run wrote, with Range and a Content-Type from its extension; 404 for anything else."""
+    path = servable(path)
+    if path is None:
+        raise web.HTTPNotFound(text="no such file in this run\n", headers=_HEADERS)
+    return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                                           "Cache-Control": "private, max-age=60"})
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _json(value) -> web.Response:

@@ -15,6 +15,7 @@ from ..errors import ConfigError, OutputError
 from ..outputs import Output
 from ..stats import RunStatus
 from .frames import Draw, FrameHub, OverlayFor
+from .review import EventStore, ListSegments
 from .server import WebServer
 
 log = logging.getLogger("streamdet")
@@ -51,14 +52,18 @@ class WebView(Output):
     """Serves the run in a browser while it goes on (see streamdet.web.server for the routes)."""
 
     label = "web view"
+    takes_events = True  # the review page lists the tracks that end, also with their source
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
-                 draw: Draw | None, overlay_for: OverlayFor | None):
+                 draw: Draw | None, overlay_for: OverlayFor | None,
+                 recordings: dict[str, ListSegments] | None = None):
+        """`recordings`: per source name, its recording's segments now (see streamdet.web.review)."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw, overlay_for)
         self._closed = False
+        self.events = EventStore()
         try:
-            self.server = WebServer(sock, web, self.hub, names, status, self._figures)
+            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings)
             self.server.start()
         except BaseException:
             self.hub.stop()
@@ -77,6 +82,8 @@ class WebView(Output):
 
     def write(self, result: FrameResult) -> None:
         self._check()
+        if result.events:
+            self.events.add(result.events)
         self.hub.publish(result.source_id, result)
 
     def flush(self) -> None:
