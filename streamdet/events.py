@@ -101,10 +101,11 @@ class Counts:
     tracks: dict[str, int] = field(default_factory=dict)          # label -> tracks started
     zones: dict[str, dict[str, int]] = field(default_factory=dict)  # zone -> enter/exit/inside
     lines: dict[str, dict[str, int]] = field(default_factory=dict)  # line -> in/out
+    clips: int | None = None  # event clips made (streamdet.clips); None where the source makes none
 
     def copy(self) -> Counts:
         return Counts(dict(self.tracks), {k: dict(v) for k, v in self.zones.items()},
-                      {k: dict(v) for k, v in self.lines.items()})
+                      {k: dict(v) for k, v in self.lines.items()}, self.clips)
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,8 @@ class Pipeline:
         if self._run.events is not None and source_id in self._last:
             last = self._last.pop(source_id)
             events = self._run.events.finish(source_id, last)
+            if self._run.clips is not None:
+                events = self._run.clips.finish(source_id, events)  # the clips end with the source
             if events:
                 ended = dataclasses.replace(last, events=tuple(events))
                 for output in self._run.outputs_of[source_id]:
