@@ -119,7 +119,7 @@ def test_retention_deletes_only_this_cameras_clips(tmp_path, model_cache):
     for name in decoys:
         (clips / name).write_bytes(b"not a clip of this camera")
     config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=0.5, post_capture=0.5, end_after=0.5,
-                           keep_gb=0.000000001)
+                           keep_gb="0.000000001")
     proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
                      "--events", str(events_path), env=cli_env(model_cache), timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
