@@ -109,28 +109,32 @@ def test_a_clip_being_written_when_killed_9_plays(tmp_path, model_cache):
 
 
 @pytest.mark.services
-def test_retention_deletes_only_this_cameras_clips(tmp_path, model_cache):
-    """keep_gb of 1 byte: each new clip of bikes expires the ones before it, so only the last is left; files named
-    like bikes' clips but not in its record, another camera's, and anything else stay."""
-    clips, events_path = tmp_path / "clips", tmp_path / "events.jsonl"
+def test_retention_deletes_only_this_cameras_clips_and_snapshots(tmp_path, model_cache):
+    """keep_gb of 1 byte: each new clip (snapshot) of bikes expires the ones before it, so only the last is left;
+    files named like bikes' clips or snapshots but not in its record, another camera's, and anything else stay."""
+    clips, snaps, events_path = tmp_path / "clips", tmp_path / "snaps", tmp_path / "events.jsonl"
     clips.mkdir()
+    snaps.mkdir()
     decoys = ["bikes_20200101-000000_track1.mp4", "bikes_20200101-000000.mp4", "yard_20200101-000000_track1.mp4",
-              "notes.txt"]
-    for name in decoys:
-        (clips / name).write_bytes(b"not a clip of this camera")
+              "notes.txt", "bikes_20200101-000000_track1.jpg"]
+    for folder in (clips, snaps):
+        for name in decoys:
+            (folder / name).write_bytes(b"not a clip of this camera")
     config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=0.5, post_capture=0.5, end_after=0.5,
-                           keep_gb="0.000000001")
+                           keep_gb="0.000000001", snapshots=snaps)
     proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
                      "--events", str(events_path), env=cli_env(model_cache), timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    named = {e["clip"] for e in read_jsonl(events_path) if e["kind"] == "end"}
-    assert len(named) >= 2, named  # several clips were made ...
-    for name in decoys:
-        assert (clips / name).read_bytes() == b"not a clip of this camera", name
-    left = [p for p in clips.iterdir() if p.name not in decoys and not p.name.startswith(".")]
-    print(f"\n{len(named)} clips made, left: {[p.name for p in left]}")
-    assert len(left) == 1 and str(left[0]) in named  # ... and only the last is kept
-    assert video_props(left[0])[0] > 0
+    ends = [e for e in read_jsonl(events_path) if e["kind"] == "end"]
+    for kind, folder in (("clip", clips), ("snapshot", snaps)):
+        named = [e[kind] for e in ends]
+        assert len(set(named)) >= 2, named  # several were made ...
+        for name in decoys:
+            assert (folder / name).read_bytes() == b"not a clip of this camera", name
+        left = [p for p in folder.iterdir() if p.name not in decoys and not p.name.startswith(".")]
+        print(f"\n{len(set(named))} {kind}s made, left: {[p.name for p in left]}")
+        assert [str(p) for p in left] == [named[-1]]  # ... and only the last is kept
+    assert video_props(Path(ends[-1]["clip"]))[0] > 0
 
 
 @pytest.mark.unit

@@ -77,6 +77,10 @@ class Segments:
             raise
         return path
 
+    def record(self, path: Path, wall_time: float) -> None:
+        """Enter a file named by its writer (a snapshot, written whole under its final name) in the record."""
+        self._append(Segment(path.name, wall_time, os.stat(path).st_ino))
+
     def _append(self, segment: Segment) -> None:
         """One whole line at the end of the record, synced before the segment gets any frame."""
         fd = os.open(self.index, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
