@@ -7,6 +7,7 @@ Figures are printed; run with `-s` to see them.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -49,10 +50,12 @@ def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chrom
     clips.mkdir()
     config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=1, post_capture=1, end_after=1)
     proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
-                     "--events", str(events_path), env=cli_env(model_cache), timeout=300)
+                     "--events", str(events_path), "--serve", "127.0.0.1:0", env=cli_env(model_cache), timeout=300)
     assert proc.returncode == 0, proc.stderr
     ends = [e for e in read_jsonl(events_path) if e["kind"] == "end"]
     assert len(ends) >= 3 and all(e.get("clip") for e in ends), ends
+    for e in ends:  # with the web view on, where it serves the clip
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/clips/" + re.escape(Path(e["clip"]).name), e["clip_url"]), e
     by_clip: dict[str, list[dict]] = {}
     for e in ends:
         by_clip.setdefault(e["clip"], []).append(e)
@@ -126,6 +129,7 @@ def test_retention_deletes_only_this_cameras_clips_and_snapshots(tmp_path, model
                      "--events", str(events_path), env=cli_env(model_cache), timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     ends = [e for e in read_jsonl(events_path) if e["kind"] == "end"]
+    assert not any("clip_url" in e for e in ends)  # no web view, no URL
     for kind, folder in (("clip", clips), ("snapshot", snaps)):
         named = [e[kind] for e in ends]
         assert len(set(named)) >= 2, named  # several were made ...
