@@ -194,3 +194,23 @@ def test_the_ring_keeps_whole_keyframe_intervals_back_to_the_pre_capture_point_a
         small.add(Packet(i * 40, i % 25 == 0, bytes(1000 if i % 25 else 5000)))
     # 30 s are not held in 40 KB: whole seconds (29 KB each) are dropped until it fits, never part of one.
     assert small.bytes <= 40_000 and small.since(0)[0].key and small.since(0)[0].pts == 9000
+
+
+@pytest.mark.services
+def test_a_track_longer_than_max_clip_seconds_is_cut_into_clips_at_keyframes(tmp_path, model_cache):
+    """carphone: one man in a car for the whole clip, one track. With max_clip_seconds 2 his clip is cut at the
+    first keyframe 2 s in (a keyframe a second), again and again; the pieces follow each other without a gap."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=0.5, post_capture=0.5, max_clip_seconds=2)
+    proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("carphone_pristine")),
+                     env=cli_env(model_cache), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted((p for p in clips.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
+    lengths = [_packets(p)[-1][0] + 0.04 for p in files]
+    frames = sum(len(_packets(p)) for p in files)
+    print(f"\ncarphone cut into {[p.name for p in files]}: {[round(x, 2) for x in lengths]} s, {frames} frames")
+    assert len(files) >= 2 and all(length <= 2 + 1.0 for length in lengths), lengths
+    assert all(_packets(p)[0] == (0.0, True) for p in files)
+    assert all(length >= 2 for length in lengths[:-1]), lengths
+    assert frames == video_props(clip("carphone_pristine"))[0]  # one track over the whole file: every frame, once
