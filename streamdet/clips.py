@@ -143,7 +143,7 @@ class _Camera:
         self.active: set[int] = set()
         self.close_at: int | None = None    # pts after which the clip ends (no track active any more)
         self.wall_offset = 0.0              # wall time = pts / 1000 + this
-        self.clips_made = 0
+        self.counts = Counts()              # the events stage's counts of this source (clips made)
         self._last_pts = -1
         self._shift = 0                     # added to stream times: a looping file starts again at 0
 
@@ -181,14 +181,14 @@ class _Camera:
         codec.open()
         return codec
 
-    def open_clip(self, start_pts: int, track_id: int) -> None:
-        packets = self.ring.since(start_pts)
+    def open_clip(self, start_pts: int, track_id: int, packets: list[Packet] | None = None) -> None:
+        """A new clip from the ring's keyframe at or before `start_pts`, or from `packets` (due for it already)."""
+        packets = self.ring.since(start_pts) if packets is None else packets
         first = packets[0].pts if packets else start_pts
         path = self.files.path_for(first / 1000 + self.wall_offset, f"_track{track_id}")
         self.clip = ClipFile(path, self.codec, self.fps, first)
         self.last_path = str(path)
         self.pending = deque(packets)
-        self.clips_made += 1
         self.files.expire(path, time.time())
 
     def close_clip(self) -> None:
@@ -214,9 +214,9 @@ class ClipStage:
             folder = Path(events.clips.replace("{name}", name))
             self._cameras.append(_Camera(name, folder, events, recording, rate if rate and rate > 0 else 25.0,
                                          events.end_after))
-        self._counts = counts
         for camera, count in zip(self._cameras, counts):
             if camera is not None:
+                camera.counts = count
                 count.clips = 0  # the summary says how many clips each camera with clips made
         self._web_url = web_url
 
@@ -251,7 +251,7 @@ class ClipStage:
                 # The track was first seen a few frames before it was confirmed: pre-capture counts from then.
                 first = camera.timeline(track.first_seen, pts)
                 camera.open_clip(first - round(camera.settings.pre_capture * 1000), track.id)
-                self._counts[self._cameras.index(camera)].clips += 1
+                camera.counts.clips += 1
         for track in update.ended:
             camera.active.discard(track.id)
             if not camera.active and camera.clip is not None:
@@ -267,11 +267,11 @@ class ClipStage:
                 return
             if packet.key and packet.pts - camera.clip.first_pts >= max_ms:
                 # A track that never ends: the next clip goes on from this keyframe.
-                rest = list(camera.pending)
+                rest, close_at = list(camera.pending), camera.close_at
                 camera.close_clip()
-                camera.open_clip(packet.pts, min(camera.active) if camera.active else 0)
-                camera.pending = deque(rest)
-                self._counts[self._cameras.index(camera)].clips += 1
+                camera.open_clip(packet.pts, min(camera.active) if camera.active else 0, rest)
+                camera.close_at = close_at  # the last track's post-capture may end in the next clip
+                camera.counts.clips += 1
                 continue
             camera.clip.write(camera.pending.popleft())
         if camera.clip is not None and camera.close_at is not None and until >= camera.close_at:

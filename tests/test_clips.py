@@ -42,13 +42,15 @@ def _write_config(path: Path, clips: Path, **events) -> Path:
 
 
 @pytest.mark.services
-def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chromium(tmp_path, model_cache):
+@pytest.mark.parametrize("end_after", [1, 2])
+def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chromium(tmp_path, model_cache, end_after):
     """bikes shows a person in three shots (see test_events.py). With 1 s before and after, each clip runs from
     1 s before its first track's first sighting to 1 s after its last track's last one, clipped by the file's
-    ends; it may start up to a second earlier, on the keyframe at or before that point."""
+    ends; it may start up to a second earlier, on the keyframe at or before that point. With end_after 2 a track
+    is known to have ended only 2 s after its last sighting: its clip still ends 1 s after it."""
     clips, events_path = tmp_path / "clips", tmp_path / "events.jsonl"
     clips.mkdir()
-    config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=1, post_capture=1, end_after=1)
+    config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=1, post_capture=1, end_after=end_after)
     proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
                      "--events", str(events_path), "--serve", "127.0.0.1:0", env=cli_env(model_cache), timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -64,9 +66,9 @@ def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chrom
     assert f"{len(files)} clip" in proc.stderr  # the summary counts them
     for name, tracks in by_clip.items():
         # An end event comes end_after after the last sighting; the tracks still there when the file ends, at its end.
-        last = max(BIKES_S if e["frame"] == LAST_FRAME else e["pts_s"] - 1 for e in tracks)
-        first = min(e["pts_s"] - 1 - e["duration_s"] if e["frame"] != LAST_FRAME else e["pts_s"] - e["duration_s"]
-                    for e in tracks)
+        last = max(BIKES_S if e["frame"] == LAST_FRAME else e["pts_s"] - end_after for e in tracks)
+        first = min(e["pts_s"] - end_after - e["duration_s"] if e["frame"] != LAST_FRAME
+                    else e["pts_s"] - e["duration_s"] for e in tracks)
         expected = min(BIKES_S, last + 1) - max(0.0, first - 1)
         packets = _packets(Path(name))
         length = packets[-1][0] - packets[0][0] + 0.04
