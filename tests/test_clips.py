@@ -20,6 +20,7 @@ import pytest
 from clirun import assert_one_line_error, cli_env, streamdet
 from helpers import read_jsonl, video_props, wait_for
 from media import clip, pedestrian_pb
+from mqtt_broker import Broker, Subscriber
 from test_recording import _plays_in_chromium
 
 from streamdet.clips import Packet, PacketRing
@@ -116,7 +117,8 @@ def test_a_clip_being_written_when_killed_9_plays(tmp_path, model_cache):
 @pytest.mark.services
 def test_retention_deletes_only_this_cameras_clips_and_snapshots(tmp_path, model_cache):
     """keep_gb of 1 byte: each new clip (snapshot) of bikes expires the ones before it, so only the last is left;
-    files named like bikes' clips or snapshots but not in its record, another camera's, and anything else stay."""
+    files named like bikes' clips or snapshots but not in its record, another camera's, and anything else stay.
+    The end events on a real broker (mosquitto) name the same clips and snapshots as the JSONL's."""
     clips, snaps, events_path = tmp_path / "clips", tmp_path / "snaps", tmp_path / "events.jsonl"
     clips.mkdir()
     snaps.mkdir()
@@ -127,10 +129,23 @@ def test_retention_deletes_only_this_cameras_clips_and_snapshots(tmp_path, model
             (folder / name).write_bytes(b"not a clip of this camera")
     config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=0.5, post_capture=0.5, end_after=0.5,
                            keep_gb="0.000000001", snapshots=snaps)
-    proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
-                     "--events", str(events_path), env=cli_env(model_cache), timeout=300)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    ends = [e for e in read_jsonl(events_path) if e["kind"] == "end"]
+    broker = Broker(tmp_path).start()
+    subscriber = Subscriber(broker.port)
+    try:
+        proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
+                         "--events", str(events_path), "--mqtt", f"mqtt://127.0.0.1:{broker.port}",
+                         env=cli_env(model_cache), timeout=300)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        ends = [e for e in read_jsonl(events_path) if e["kind"] == "end"]
+        def published_ends():
+            found = [e for e in subscriber.events("bikes") if e["kind"] == "end"]
+            return found if len(found) >= len(ends) else None
+
+        published = wait_for(published_ends, 10, "every end event on the broker")
+        assert [(e["clip"], e["snapshot"]) for e in published] == [(e["clip"], e["snapshot"]) for e in ends]
+    finally:
+        subscriber.close()
+        broker.stop()
     assert not any("clip_url" in e for e in ends)  # no web view, no URL
     for kind, folder in (("clip", clips), ("snapshot", snaps)):
         named = [e[kind] for e in ends]
