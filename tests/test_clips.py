@@ -165,6 +165,7 @@ def test_retention_deletes_only_this_cameras_clips_and_snapshots(tmp_path, model
     ("post_capture: -0.5", ("post_capture must be between 0 and 3600",)),
     ("max_clip_seconds: 8", ("max_clip_seconds must be longer than pre_capture + post_capture",)),
     ("keep_gb: -1", ("keep_gb must be 0 (off) or positive",)),
+    ("end_after: 40\n  post_capture: 5", ("end_after may be at most post_capture + 30",)),
 ])
 def test_bad_clip_settings_are_one_line(tmp_path, setting, fragments):
     clips = tmp_path / "clips"

@@ -114,6 +114,10 @@ class EventsConfig:
         for key in ("keep_days", "keep_gb"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be 0 (off) or positive")
+        if self.clips and self.end_after - self.post_capture > MAX_PRE_CAPTURE_S:
+            # A track is known to have ended only end_after after its last sighting: a clip's packets wait in
+            # memory for the part of that beyond post_capture.
+            raise ValueError(f"with clips, end_after may be at most post_capture + {MAX_PRE_CAPTURE_S:g} seconds")
         names = [z.name for z in self.zones] + [line.name for line in self.lines]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
