@@ -18,7 +18,7 @@ import av
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import read_jsonl, video_props, wait_for
+from helpers import MjpegCamera, read_jsonl, run_alongside, video_props, wait_for
 from media import clip, pedestrian_pb
 from mqtt_broker import Broker, Subscriber
 from test_recording import _plays_in_chromium
@@ -232,3 +232,45 @@ def test_a_track_longer_than_max_clip_seconds_is_cut_into_clips_at_keyframes(tmp
     assert all(_packets(p)[0] == (0.0, True) for p in files)
     assert all(length >= 2 for length in lengths[:-1]), lengths
     assert frames == video_props(clip("carphone_pristine"))[0]  # one track over the whole file: every frame, once
+
+
+@pytest.mark.services
+def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tmp_path, pedestrian_xml):
+    """A loopback camera showing carphone's man at 25 fps, without end: his clip is cut at the first keyframe
+    3 s in, and the frames of each piece sit at the times they were captured (the clip's length is the time
+    its frames took to come), and the run's stop ends the open one, which plays."""
+    from streamdet.config.sections import Config
+    from streamdet.model.detector import load
+    from streamdet.pipeline import Pipeline
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    cam = MjpegCamera(fps=25)
+    config = Config(sources=[f"http://127.0.0.1:{cam.port}/v.mjpg"])
+    config.display.show = "no"
+    config.logging.status_interval = 0
+    config.events.clips = str(clips)
+    config.events.pre_capture, config.events.post_capture, config.events.max_clip_seconds = 1.0, 1.0, 3.0
+    captured: list[float] = []
+
+    def two_clips(_) -> None:
+        wait_for(lambda: len([p for p in clips.iterdir() if p.suffix == ".mp4"]) >= 2, 60, "a second clip")
+        wait_for(lambda: len(captured) >= 25, 10, "frames")
+
+    try:
+        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+            run_alongside(pipeline, two_clips, lambda result: captured.append(result.frame.captured))
+            summary = pipeline.summary()
+    finally:
+        cam.close()
+    files = sorted((p for p in clips.iterdir() if p.suffix == ".mp4"), key=lambda p: p.name)
+    first = _packets(files[0])
+    print(f"\ncamera: {[p.name for p in files]}, first {first[-1][0]:.2f} s in {len(first)} frames")
+    assert first[0] == (0.0, True) and 3.0 <= first[-1][0] + 0.04 <= 4.0  # cut at the first keyframe after 3 s
+    # He is there from the first frame, so the clip starts with the camera's first frame (pre-capture reaches
+    # back before it), and each frame sits at the time it was captured, whatever the pace the camera kept.
+    real = [c - captured[0] for c in captured[:len(first)]]
+    assert max(abs(t - r) for (t, _), r in zip(first, real)) <= 0.002
+    assert summary.counts[summary.sources[0].name]["clips"] == len(files)
+    seen = _plays_in_chromium([files[-1]], tmp_path)
+    assert seen[files[-1].name]["error"] is None and seen[files[-1].name]["width"] == 176, seen
