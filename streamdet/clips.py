@@ -227,7 +227,7 @@ class ClipStage:
         try:
             self._frame(camera, result)
         except OSError as exc:
-            raise write_error(f"event clip of {camera.name} ({camera.last_path})", exc) from None
+            raise _failure(camera, exc) from None
         return self._name_clips(camera, result)
 
     def _frame(self, camera: _Camera, result: FrameResult) -> None:
@@ -310,7 +310,7 @@ class ClipStage:
                 camera.clip.write(camera.pending.popleft())
             camera.close_clip()
         except OSError as exc:
-            raise write_error(f"event clip of {camera.name} ({camera.last_path})", exc) from None
+            raise _failure(camera, exc) from None
 
     def ring_bytes(self) -> dict[str, int]:
         """Per camera with clips: the most its ring held (for the measured cost in docs/events.md)."""
@@ -328,3 +328,9 @@ class ClipStage:
                 error = error or exc
         if error is not None:
             raise error
+
+
+def _failure(camera: _Camera, exc: OSError) -> OutputError:
+    """The one line for a clip that could not be written: the clip's file, or its folder before one was named."""
+    where = camera.clip.path if camera.clip is not None else camera.files.folder
+    return write_error(f"{where} (event clips of {camera.name})", exc)

@@ -274,3 +274,26 @@ def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tm
     assert summary.counts[summary.sources[0].name]["clips"] == len(files)
     seen = _plays_in_chromium([files[-1]], tmp_path)
     assert seen[files[-1].name]["error"] is None and seen[files[-1].name]["width"] == 176, seen
+
+
+def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(tmp_path, pedestrian_xml):
+    """The folder is removed at frame 10 of bikes, before the first person is tracked (frame 31): opening his
+    clip fails, and the run stops with an OutputError naming the folder and the reason."""
+    from streamdet.config.sections import Config
+    from streamdet.errors import OutputError
+    from streamdet.model.detector import load
+    from streamdet.pipeline import Pipeline
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    config = Config(sources=[str(clip("bikes"))])
+    config.display.show = "no"
+    config.logging.quiet = True
+    config.events.clips = str(clips)
+    with pytest.raises(OutputError) as failed:
+        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+            for result in pipeline.results():
+                if result.frame.index == 10:
+                    shutil.rmtree(clips)
+    message = str(failed.value)
+    assert "\n" not in message and f"'{clips} (event clips of bikes)'" in message and "No such file" in message
