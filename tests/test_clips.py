@@ -297,3 +297,20 @@ def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(t
                     shutil.rmtree(clips)
     message = str(failed.value)
     assert "\n" not in message and f"'{clips} (event clips of bikes)'" in message and "No such file" in message
+
+
+def test_two_cameras_with_name_in_the_clips_folder_each_get_their_own(tmp_path, model_cache):
+    """`{name}` in events.clips: door's clips go to door/, yard's to yard/, each named after its camera."""
+    for name in ("door", "yard"):
+        (tmp_path / name).mkdir()
+    config = tmp_path / "two.yaml"
+    config.write_text(f"events:\n  clips: {tmp_path}/{{name}}\nsources:\n"
+                      f"  - name: door\n    url: {clip('carphone_pristine')}\n"
+                      f"  - name: yard\n    url: {clip('carphone_pristine')}\n")
+    proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), env=cli_env(model_cache))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("door", "yard"):
+        (made,) = [p for p in (tmp_path / name).iterdir() if not p.name.startswith(".")]
+        assert made.name.startswith(f"{name}_") and made.name.endswith("_track1.mp4"), made
+        assert video_props(made)[0] == 120  # the man from the first frame to the last
+        assert f"events of {name}: 1 person; 1 clip" in proc.stderr, proc.stderr
