@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 from .config.sections import Config, SourcePlan
 from .detections import FrameResult
@@ -214,9 +215,20 @@ class Assembly:
             # After the drawing: a clip is the annotated video.
             self.clips = ClipStage([p.events for p in self.plans], [p.recording for p in self.plans],
                                    [s.name for s in self.sources], [lane.info.fps for lane in self.lanes],
-                                   self.events.counts, lambda: self.web_url)
+                                   self.events.counts, lambda: self.web_url, self._recordings_taking_packets())
             stages.append(self.clips)
         return stages
+
+    def _recordings_taking_packets(self) -> list[bool]:
+        """Per source: its recording is H.264 in MP4 (what the clip stage encodes), so it muxes the clip stage's
+        packets instead of encoding each frame again."""
+        taking = [False] * len(self.sources)
+        for target in self._targets:
+            if target.kind == "video" and len(target.sources) == 1:
+                i = target.sources[0]
+                taking[i] = (self.plans[i].recording.codec == "h264" and bool(self.plans[i].events.clips)
+                             and Path(target.path).suffix.lower() in (".mp4", ".mov"))
+        return taking
 
     def _annotate(self) -> Annotate:
         return Annotate(Annotator(self.config.overlay), self.status_for)

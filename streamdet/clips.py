@@ -205,7 +205,10 @@ class ClipStage:
     name = "clips"
 
     def __init__(self, configs: list[EventsConfig], recordings: list[RecordingConfig], names: list[str],
-                 fps: list[float | None], counts: list[Counts], web_url: Callable[[], str | None]):
+                 fps: list[float | None], counts: list[Counts], web_url: Callable[[], str | None],
+                 share: list[bool]):
+        """`share`: per source, whether its recording takes the packets (`FrameResult.encoded`) rather than
+        encoding the frame again."""
         self._cameras: list[_Camera | None] = []
         for events, recording, name, rate in zip(configs, recordings, names, fps):
             if not events.clips:
@@ -219,29 +222,34 @@ class ClipStage:
                 camera.counts = count
                 count.clips = 0  # the summary says how many clips each camera with clips made
         self._web_url = web_url
+        self._share = share
 
     def __call__(self, result: FrameResult) -> FrameResult:
         camera = self._cameras[result.source_id]
         if camera is None:
             return result
         try:
-            self._frame(camera, result)
+            packets = self._frame(camera, result)
         except OSError as exc:
             raise _failure(camera, exc) from None
+        if self._share[result.source_id]:
+            result = dataclasses.replace(result, encoded=tuple(packets))
         return self._name_clips(camera, result)
 
-    def _frame(self, camera: _Camera, result: FrameResult) -> None:
+    def _frame(self, camera: _Camera, result: FrameResult) -> list[Packet]:
         frame = result.frame
         pts = camera.pts(frame.stream_time)
         if camera.codec is None:
             camera.wall_offset = time.time() - (time.monotonic() - frame.captured) - pts / 1000
-        for packet in camera.encode(frame.image, pts):
+        packets = camera.encode(frame.image, pts)
+        for packet in packets:
             camera.ring.add(packet)
             if camera.clip is not None:
                 camera.pending.append(packet)
         update = result.tracks if isinstance(result.tracks, TrackUpdate) else TrackUpdate()
         self._tracks(camera, update, pts)
         self._flush(camera, pts - camera.hold_ms)
+        return packets
 
     def _tracks(self, camera: _Camera, update: TrackUpdate, pts: int) -> None:
         for track in update.started:

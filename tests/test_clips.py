@@ -314,3 +314,39 @@ def test_two_cameras_with_name_in_the_clips_folder_each_get_their_own(tmp_path, 
         assert made.name.startswith(f"{name}_") and made.name.endswith("_track1.mp4"), made
         assert video_props(made)[0] == 120  # the man from the first frame to the last
         assert f"events of {name}: 1 person; 1 clip" in proc.stderr, proc.stderr
+
+
+def _packet_bytes(path: Path) -> dict[float, bytes]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return {round(float(p.pts * p.time_base), 3): bytes(p) for p in container.demux(stream) if p.pts is not None}
+
+
+@pytest.mark.services
+def test_a_recorded_camera_with_clips_is_encoded_once(tmp_path, model_cache):
+    """bikes recorded and clipped: the recording is muxed from the clip stage's packets (the same bytes as the
+    clip's at the same times, keyframes with their SPS/PPS), every frame at its time, and it plays in Chromium;
+    its 2 s segments still start on keyframes."""
+    clips, rec = tmp_path / "clips", tmp_path / "rec"
+    clips.mkdir()
+    rec.mkdir()
+    config = _write_config(tmp_path / "clips.yaml", clips, pre_capture=1, post_capture=1, end_after=1)
+    proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
+                     "-o", str(tmp_path / "rec.mp4"), env=cli_env(model_cache), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    recording = _packet_bytes(tmp_path / "rec.mp4")
+    assert len(recording) == 250 and sorted(recording)[-1] == 9.96
+    first_clip = sorted(p for p in clips.iterdir() if not p.name.startswith("."))[0]
+    clipped = _packet_bytes(first_clip)
+    offset = min(t for t, data in recording.items() if data == clipped[0.0])  # where the clip starts in the recording
+    assert all(recording[round(t + offset, 3)] == data for t, data in clipped.items())
+    seen = _plays_in_chromium([tmp_path / "rec.mp4"], tmp_path)
+    assert seen["rec.mp4"]["error"] is None and abs(seen["rec.mp4"]["duration"] - 10.0) < 0.1, seen
+
+    config.write_text(config.read_text() + "recording:\n  segment_seconds: 2\n")
+    proc = streamdet("run", "--config", str(config), "-m", str(pedestrian_pb()), "-s", str(clip("bikes")),
+                     "-o", str(rec / "bikes_{start}.mp4"), env=cli_env(model_cache), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    segments = sorted(p for p in rec.iterdir() if not p.name.startswith("."))
+    assert len(segments) >= 4 and sum(video_props(p)[0] for p in segments) == 250
+    assert all(_packets(p)[0] == (0.0, True) for p in segments)
