@@ -38,7 +38,7 @@ from .errors import OutputError
 from .events import Counts, Event
 from .outputs.base import write_error
 from .outputs.segments import Segments
-from .outputs.video import _MP4_OPTIONS, _fit
+from .outputs.video import Remuxer, _fit
 from .tracking import TrackUpdate
 
 log = logging.getLogger("streamdet.clips")
@@ -101,24 +101,13 @@ class ClipFile:
     def __init__(self, path: Path, codec: av.CodecContext, fps: float, first_pts: int):
         self.path = path
         self.first_pts = first_pts
-        self._container = av.open(str(path), "w", options=_MP4_OPTIONS)
-        # A stream without an encoder of its own (one would write its own SPS/PPS, not the ring's): the MP4
-        # muxer takes the SPS/PPS x264 puts before every keyframe for the file's header (avcC).
-        stream = self._container.add_mux_stream("h264", rate=Fraction(fps).limit_denominator(1000),
-                                                width=codec.width, height=codec.height)
-        stream.time_base = _TIME_BASE
-        self._stream = stream
+        self._file = Remuxer(path, (codec.width, codec.height), fps)
 
     def write(self, packet: Packet) -> None:
-        out = av.Packet(packet.data)
-        out.pts = out.dts = packet.pts - self.first_pts  # zerolatency x264: no B-frames, so dts = pts
-        out.time_base = _TIME_BASE
-        out.is_keyframe = packet.key
-        out.stream = self._stream
-        self._container.mux(out)
+        self._file.add(packet.data, packet.key, packet.pts - self.first_pts)
 
     def close(self) -> None:
-        self._container.close()
+        self._file.close()
 
 
 class _Camera:
