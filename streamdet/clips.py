@@ -9,6 +9,9 @@ closed post_capture after the last one was seen (or at max_clip_seconds, when a 
 next keyframe). Overlapping tracks of one camera share one clip: a crowd gives one video of the scene, not
 one copy of the same pictures per person. The end event of each track names its clip.
 
+When the camera is also recorded as H.264 in MP4, the packets go on with the frame (`FrameResult.encoded`)
+and the recording muxes them: each frame is encoded once.
+
 A track is known to have ended only `end_after` after it was last seen; when post_capture is shorter, packets
 wait that difference before they are written, so the clip still ends post_capture after the last sighting.
 
