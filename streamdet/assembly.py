@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 from .config.sections import Config, SourcePlan
 from .detections import FrameResult
 from .engines.backend import Backend, open_backend
 from .engines.base import Engine
+from .clips import ClipStage
 from .errors import ConfigError, StreamdetError
 from .events import EventStage, Scene, TrackStage
 from .model.detector import Detector
@@ -90,6 +92,7 @@ class Assembly:
         self.own_outputs: list[list[Output]] = []     # per source: written by it alone, closed when it ends
         self.stages: list[Stage] = []
         self.events: EventStage | None = None
+        self.clips: ClipStage | None = None
         self.gate: MotionGate | None = None
         try:
             if config.web.listen:
@@ -160,7 +163,7 @@ class Assembly:
     def _wants_tracking(plan: SourcePlan, config: Config) -> bool:
         """Tracking is on when asked for, and for whatever needs tracks: events, zones, lines, snapshots, MQTT."""
         ev = plan.events
-        return bool(plan.track.enabled or plan.output.events or ev.zones or ev.lines or ev.snapshots
+        return bool(plan.track.enabled or plan.output.events or ev.zones or ev.lines or ev.snapshots or ev.clips
                     or config.mqtt.url)
 
     def _open_outputs(self, infos: list[SourceInfo]) -> None:
@@ -205,9 +208,27 @@ class Assembly:
                                      [s.name for s in self.sources])
             stages += [track, self.events]
         draw = self.config.overlay.draw
-        if draw == "no" or (draw == "auto" and not any(o.shows_pictures for o in self.outputs)):
-            return stages
-        return stages + [self._annotate()]
+        clips = any(p.events.clips for p in self.plans)  # a clip shows what the recording would
+        if draw == "yes" or (draw == "auto" and (clips or any(o.shows_pictures for o in self.outputs))):
+            stages.append(self._annotate())
+        if clips:
+            # After the drawing: a clip is the annotated video.
+            self.clips = ClipStage([p.events for p in self.plans], [p.recording for p in self.plans],
+                                   [s.name for s in self.sources], [lane.info.fps for lane in self.lanes],
+                                   self.events.counts, lambda: self.web_url, self._recordings_taking_packets())
+            stages.append(self.clips)
+        return stages
+
+    def _recordings_taking_packets(self) -> list[bool]:
+        """Per source: its recording is H.264 in MP4 (what the clip stage encodes), so it muxes the clip stage's
+        packets instead of encoding each frame again."""
+        taking = [False] * len(self.sources)
+        for target in self._targets:
+            if target.kind == "video" and len(target.sources) == 1:
+                i = target.sources[0]
+                taking[i] = (self.plans[i].recording.codec == "h264" and bool(self.plans[i].events.clips)
+                             and Path(target.path).suffix.lower() in (".mp4", ".mov"))
+        return taking
 
     def _annotate(self) -> Annotate:
         return Annotate(Annotator(self.config.overlay), self.status_for)
@@ -252,6 +273,11 @@ class Assembly:
     def close_outputs(self) -> list[BaseException]:
         """Finalise every output, each even if another fails; the errors, in order."""
         errors = []
+        if self.clips is not None:
+            try:
+                self.clips.close()
+            except Exception as exc:
+                errors.append(exc)
         for output in self.outputs:
             try:
                 output.close()

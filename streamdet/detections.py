@@ -113,3 +113,6 @@ class FrameResult:
     tracks: object = None
     scene: object = None
     inferred: bool = True  # False: nothing moved, the network was skipped and the detections are the last ones
+    # The drawn frame as H.264 packets (streamdet.clips.Packet), when the clip stage encoded it for a source whose
+    # recording can take them: the recording muxes these rather than encoding the same frame again.
+    encoded: tuple = ()

@@ -22,7 +22,9 @@ import numpy as np
 from .config.events import EventsConfig, LineConfig, ZoneConfig, in_fractions
 from .detections import FrameResult
 from .errors import ConfigError, OutputError
-from .outputs.base import write_atomically
+from .config.sections import RecordingConfig
+from .outputs.base import write_atomically, write_error
+from .outputs.segments import Segments
 from .tracking import Track, Tracker, TrackUpdate
 
 
@@ -101,10 +103,11 @@ class Counts:
     tracks: dict[str, int] = field(default_factory=dict)          # label -> tracks started
     zones: dict[str, dict[str, int]] = field(default_factory=dict)  # zone -> enter/exit/inside
     lines: dict[str, dict[str, int]] = field(default_factory=dict)  # line -> in/out
+    clips: int | None = None  # event clips made (streamdet.clips); None where the source makes none
 
     def copy(self) -> Counts:
         return Counts(dict(self.tracks), {k: dict(v) for k, v in self.zones.items()},
-                      {k: dict(v) for k, v in self.lines.items()})
+                      {k: dict(v) for k, v in self.lines.items()}, self.clips)
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,10 @@ class EventStage:
                 folder = Path(config.snapshots)
                 if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
                     raise OutputError(f"events.snapshots '{folder}': not a writable folder; create it first")
+        # keep_days / keep_gb: each source's snapshots are entered in its record, and only those expire.
+        self._snapshot_files = [Segments(str(Path(c.snapshots) / f"{n}_{{start}}.jpg"), RecordingConfig(
+            keep_hours=c.keep_days * 24, keep_gb=c.keep_gb)) if c.snapshots and (c.keep_days or c.keep_gb) else None
+            for c, n in zip(configs, names)]
 
     def __call__(self, result: FrameResult) -> FrameResult:
         i = result.source_id
@@ -233,6 +240,13 @@ class EventStage:
             path, n = Path(f"{base}-{n}.jpg"), n + 1
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         write_atomically(path, data.tobytes(), f"snapshot of track {track.id}")
+        files = self._snapshot_files[i]
+        if files is not None:
+            try:
+                files.record(path, time.time())
+                files.expire(path, time.time())
+            except OSError as exc:
+                raise write_error(f"snapshot of track {track.id}", exc) from None
         return str(path)
 
     def finish(self, source_id: int, last: FrameResult | None) -> list[Event]:

@@ -160,6 +160,8 @@ class Pipeline:
         if self._run.events is not None and source_id in self._last:
             last = self._last.pop(source_id)
             events = self._run.events.finish(source_id, last)
+            if self._run.clips is not None:
+                events = self._run.clips.finish(source_id, events)  # the clips end with the source
             if events:
                 ended = dataclasses.replace(last, events=tuple(events))
                 for output in self._run.outputs_of[source_id]:
@@ -218,7 +220,8 @@ class Pipeline:
             motion_cpu_s=run.gate.check_cpu_s if run.gate is not None else None,
             stopped_by=self._stopped_by,
             mqtt={"sent": run.mqtt.sent, "dropped": run.mqtt.dropped} if run.mqtt is not None else {},
-            counts={lane.source.name: dataclasses.asdict(events.counts[lane.id])
+            counts={lane.source.name: {k: v for k, v in dataclasses.asdict(events.counts[lane.id]).items()
+                                       if v is not None}  # clips: only where a source makes them
                     for lane in self.lanes if run.tracking[lane.id]} if events is not None else {},
         )
         return dataclasses.replace(summary, inference=run.backend.info)

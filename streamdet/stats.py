@@ -178,6 +178,8 @@ class RunSummary:
             parts = [", ".join(f"{n} {label}" for label, n in sorted(c["tracks"].items())) or "no tracks"]
             parts += [f"zone {z}: {v['enter']} entered, {v['exit']} left" for z, v in c["zones"].items()]
             parts += [f"line {n}: {v['in']} in, {v['out']} out" for n, v in c["lines"].items()]
+            if c.get("clips") is not None:
+                parts.append(f"{c['clips']} clip{'s' if c['clips'] != 1 else ''}")
             lines.append(f"  events of {name}: " + "; ".join(parts))
         if self.mqtt:
             lines.append(f"  mqtt: {self.mqtt['sent']} events acknowledged by the broker, {self.mqtt['dropped']} dropped "

@@ -92,6 +92,8 @@ def register(sub) -> None:
     p.add_argument("--line", action="append", metavar="NAME:X,Y;X,Y",
                    help="a counting line from the first point to the second (crossing it left to right is 'in')")
     p.add_argument("--snapshots", metavar="DIR", help="write a JPEG of each ended track's best frame into DIR")
+    p.add_argument("--clips", metavar="DIR", help="write a video of each tracked object into DIR, with events.pre_capture "
+                                                  "and post_capture seconds around it")
     p.add_argument("--mqtt", metavar="URL", help="publish events to an MQTT broker: mqtt://[user:pass@]host[:1883] or mqtts://")
     p.add_argument("--serve", metavar="[HOST:]PORT",
                    help="web view: live pictures, figures, MJPEG, JSON, /healthz and /events (this run's events and clips) "
@@ -121,7 +123,7 @@ def build_config(args: argparse.Namespace) -> Config:
     override(config, "output", video=args.output, json=args.json, events=args.events,
              summary_json=args.summary_json, overwrite=args.overwrite)
     override(config, "track", enabled=args.track)
-    override(config, "events", snapshots=args.snapshots,
+    override(config, "events", snapshots=args.snapshots, clips=args.clips,
              zones=[_shape("--zone", z, ZoneConfig) for z in args.zone] if args.zone else None,
              lines=[_shape("--line", x, LineConfig) for x in args.line] if args.line else None)
     override(config, "mqtt", url=args.mqtt)

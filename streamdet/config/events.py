@@ -82,16 +82,42 @@ def in_fractions(points: list[list[float]]) -> bool:
     return all(v <= 1.0 for p in points for v in p)
 
 
+# Event clips: the ring of encoded packets reaches back this far at most (pre_capture may not ask for more);
+# it is also held to CLIP_RING_BYTES, whichever comes first.
+MAX_PRE_CAPTURE_S = 30.0
+CLIP_RING_BYTES = 64 << 20
+
+
 @dataclass
 class EventsConfig:
     end_after: float = 2.0
     snapshots: str | None = None
     zones: list[ZoneConfig] = field(default_factory=list)
     lines: list[LineConfig] = field(default_factory=list)
+    clips: str | None = None          # a folder: a video of each tracked object ({name} = source name)
+    pre_capture: float = 5.0          # seconds of video before a track starts
+    post_capture: float = 5.0         # seconds after it ends
+    max_clip_seconds: float = 300.0   # a track that never ends is cut into clips of at most this length
+    keep_days: float = 0.0            # clips and snapshots of this source older than this are deleted; 0 = keep
+    keep_gb: float = 0.0              # the oldest are deleted while they take more; 0 = no limit
 
     def __post_init__(self) -> None:
         if not 0 < self.end_after <= 3600:
             raise ValueError("end_after must be a positive number of seconds (at most 3600)")
+        if not 0 <= self.pre_capture <= MAX_PRE_CAPTURE_S:
+            raise ValueError(f"pre_capture must be between 0 and {MAX_PRE_CAPTURE_S:g} seconds (what the ring of "
+                             "encoded video before an event holds)")
+        if not 0 <= self.post_capture <= 3600:
+            raise ValueError("post_capture must be between 0 and 3600 seconds")
+        if not self.pre_capture + self.post_capture < self.max_clip_seconds <= 86400:
+            raise ValueError("max_clip_seconds must be longer than pre_capture + post_capture (at most 86400)")
+        for key in ("keep_days", "keep_gb"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be 0 (off) or positive")
+        if self.clips and self.end_after - self.post_capture > MAX_PRE_CAPTURE_S:
+            # A track is known to have ended only end_after after its last sighting: a clip's packets wait in
+            # memory for the part of that beyond post_capture.
+            raise ValueError(f"with clips, end_after may be at most post_capture + {MAX_PRE_CAPTURE_S:g} seconds")
         names = [z.name for z in self.zones] + [line.name for line in self.lines]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:

@@ -21,7 +21,8 @@ from .video import RECORDING_SUFFIXES
 class Target:
     """One output file or folder and the sources that write to it."""
 
-    kind: str                   # "video", "image" (one picture), "images" (a folder), "jsonl", "events", "summary"
+    kind: str                   # "video", "image" (one picture), "images" (a folder), "jsonl", "events", "summary",
+                                # "clips" (a folder of event clips: checked here, written by streamdet.clips)
     path: str
     sources: tuple[int, ...]    # indexes into the run's sources; empty for the summary
     what: str                   # for messages: "recording of bikes"
@@ -90,7 +91,10 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
             targets.append(Target(kind, path, tuple(users), f"{what} of {names}"))
     if summary_json:
         targets.append(Target("summary", summary_json, (), "run summary"))
-    _check(targets, sources, overwrite)
+    # Event clips are written by the clip stage, not an output; their folders are checked with the rest.
+    clips = [Target("clips", plan.events.clips.replace("{name}", source.name), (plan.index,),
+                    f"event clips of {source.name}") for plan, source in zip(plans, sources) if plan.events.clips]
+    _check(targets + clips, sources, overwrite)
     return targets
 
 
@@ -106,6 +110,8 @@ def _identity(path: str) -> tuple[str, tuple[int, int] | None]:
 
 def _written_files(target: Target, sources: list[Source]) -> list[str]:
     """The files a target writes; for a folder of images, the input file names it will use."""
+    if target.kind == "clips":
+        return []  # new names only, never over a file (streamdet.outputs.segments)
     if target.kind != "images":
         return [target.path]
     names: list[str] = []
@@ -150,6 +156,10 @@ def _check(targets: list[Target], sources: list[Source], overwrite: bool) -> Non
 def _check_folder(target: Target) -> None:
     """The output's folder exists and is writable (for a folder of images: its parent, and it is a folder)."""
     path = Path(target.path)
+    if target.kind == "clips":
+        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+            raise OutputError(f"events.clips '{path}' ({target.what}): not a writable folder; create it first")
+        return
     if target.kind == "images":
         if path.exists() and not path.is_dir():
             raise OutputError(f"output '{path}': exists and is not a folder; the annotated images need a folder")

@@ -50,24 +50,25 @@ class Segments:
         self.index = self.folder / f".{Path(template).name}.segments"
         head, _, tail = Path(template).name.partition("{start}")
         # Only for counting look-alikes the record does not hold; never a reason to delete.
-        self._look_alike = re.compile(re.escape(head) + r"\d{8}-\d{6}(?:-\d+)?" + re.escape(tail) + r"\Z")
+        self._look_alike = re.compile(re.escape(head) + r"\d{8}-\d{6}(?:-\d+)?(?:_track\d+)?" + re.escape(tail)
+                                      + r"\Z")
         self._strangers_told = False
 
-    def path_for(self, wall_time: float) -> Path:
+    def path_for(self, wall_time: float, tag: str = "") -> Path:
         """A new segment starting at `wall_time`: its name taken (created empty) and entered in the record.
 
-        The name is taken with O_EXCL, so neither a file that exists nor one another writer takes at the same
-        moment is ever written over.
+        `tag` follows the start in the name (an event clip's `_track7`). The name is taken with O_EXCL, so
+        neither a file that exists nor one another writer takes at the same moment is ever written over.
         """
         stamp = time.strftime(START_FORMAT, time.localtime(wall_time))
-        path = Path(self.template.replace("{start}", stamp))
+        path = Path(self.template.replace("{start}", stamp + tag))
         n = 1
         while True:
             try:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
                 break
             except FileExistsError:
-                path = Path(self.template.replace("{start}", f"{stamp}-{n}"))
+                path = Path(self.template.replace("{start}", f"{stamp}-{n}{tag}"))
                 n += 1
         try:
             self._append(Segment(path.name, wall_time, os.stat(path).st_ino))
@@ -75,6 +76,10 @@ class Segments:
             path.unlink(missing_ok=True)  # not in the record: it would never expire
             raise
         return path
+
+    def record(self, path: Path, wall_time: float) -> None:
+        """Enter a file named by its writer (a snapshot, written whole under its final name) in the record."""
+        self._append(Segment(path.name, wall_time, os.stat(path).st_ino))
 
     def _append(self, segment: Segment) -> None:
         """One whole line at the end of the record, synced before the segment gets any frame."""

@@ -74,6 +74,33 @@ class Encoder:
             self._container.close()
 
 
+class Remuxer:
+    """One H.264 MP4 written from packets already encoded (the clip stage's): `add(data, key, pts_ms)`, no encoding.
+
+    The stream has no encoder of its own (one would write its own SPS/PPS, not the packets'): the MP4 muxer
+    takes the SPS/PPS x264 puts before every keyframe for the file's header. The first packet is a keyframe.
+    """
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float):
+        self._container = av.open(str(path), "w", options=_MUXER_OPTIONS[path.suffix.lower()])
+        self._stream = self._container.add_mux_stream("h264", rate=Fraction(fps).limit_denominator(1000),
+                                                      width=size[0], height=size[1])
+        self._stream.time_base = _TIME_BASE
+        self._last_pts = -1
+
+    def add(self, data: bytes, key: bool, pts_ms: int) -> None:
+        packet = av.Packet(data)
+        packet.pts = packet.dts = max(pts_ms, self._last_pts + 1)  # zerolatency x264: no B-frames, dts = pts
+        self._last_pts = packet.pts
+        packet.time_base = _TIME_BASE
+        packet.is_keyframe = key
+        packet.stream = self._stream
+        self._container.mux(packet)
+
+    def close(self) -> None:
+        self._container.close()
+
+
 class VideoOutput(Output):
     """The annotated recording, at the source's size, each frame at its own time.
 
@@ -83,6 +110,9 @@ class VideoOutput(Output):
     the output; its queue is bounded, so a writer that falls behind slows the
     pipeline down and never drops a frame. Files are written in place, in
     their crash-safe form (fragmented MP4).
+
+    When the clip stage encoded the frame already (`result.encoded`), its packets are muxed as they are:
+    a camera with event clips and a recording is encoded once.
 
     With `{start}` in the path the recording is a series of segments (a new
     one every `segment_seconds`, each starting on a keyframe), expired by
@@ -108,11 +138,12 @@ class VideoOutput(Output):
         self.source_name = source_name
         self._segments = Segments(self.template, settings) if "{start}" in self.template else None
         self._continue = settings.on_error == "continue" and info.live
-        self._encoder: Encoder | None = None
+        self._encoder: Encoder | Remuxer | None = None
+        self._reuse = False                        # muxing the clip stage's packets, not encoding
         self._segment_pts = 0                      # the current file's first pts: files start at 0
         self._retry_at = 0.0
         self._size: tuple[int, int] = (0, 0)
-        self._queue: queue.Queue[tuple[np.ndarray, int, float] | None] = queue.Queue(self._QUEUE)
+        self._queue: queue.Queue[tuple[np.ndarray, int, float, tuple] | None] = queue.Queue(self._QUEUE)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._first_captured: float | None = None
@@ -143,6 +174,7 @@ class VideoOutput(Output):
             height, width = image.shape[:2]
             # 4:2:0 needs even sides of at least 2: an odd side loses a pixel row, a 1-pixel side is scaled to 2.
             self._size = (max(2, width - width % 2), max(2, height - height % 2))
+            self._reuse = bool(result.encoded)
             # The first file is opened here, not on the writer thread, so a bad path fails this call.
             try:
                 self._open(pts_ms, wall)
@@ -150,12 +182,13 @@ class VideoOutput(Output):
                 raise write_error(self.label, exc) from None
             self._thread = threading.Thread(target=self._encode, name=f"writer-{self.source_name}", daemon=True)
             self._thread.start()
-        self._queue.put((image, pts_ms, wall))
+        self._queue.put((image, pts_ms, wall, result.encoded))
 
     def _open(self, pts_ms: int, wall: float) -> None:
         if self._segments is not None:
             self.path = self._segments.path_for(wall)
-        self._encoder = Encoder(self.path, self._size, self.fps, self.settings)
+        self._encoder = (Remuxer(self.path, self._size, self.fps) if self._reuse
+                         else Encoder(self.path, self._size, self.fps, self.settings))
         self._segment_pts = pts_ms
         if self._segments is not None:
             self._segments.expire(self.path, time.time())
@@ -178,8 +211,13 @@ class VideoOutput(Output):
         while (item := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # keep taking frames so write() never blocks on a dead writer
-            image, pts_ms, wall = item
+            image, pts_ms, wall, packets = item
             try:
+                if self._reuse and (self._encoder is None or self._due(pts_ms)) and not (packets and packets[0].key):
+                    if self._encoder is None:
+                        continue  # a file of packets starts on a keyframe (after a write error: within a second)
+                    self._add(image, pts_ms, packets)  # the segment goes on to the next keyframe
+                    continue
                 if self._encoder is None or self._due(pts_ms):
                     if self._encoder is not None:
                         self._encoder.close()
@@ -187,10 +225,7 @@ class VideoOutput(Output):
                     elif time.monotonic() < self._retry_at:
                         continue  # the recording failed a moment ago: frames until the retry are not kept
                     self._open(pts_ms, wall)
-                if image.shape[1::-1] != self._size:
-                    # Odd sides, or a camera that came back at another resolution: still the one file.
-                    image = np.ascontiguousarray(_fit(image, self._size))
-                self._encoder.add(image, pts_ms - self._segment_pts)
+                self._add(image, pts_ms, packets)
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + 1.0
@@ -208,6 +243,16 @@ class VideoOutput(Output):
                     _cut_to_whole_fragments(self.path)
                     self._retry_at = time.monotonic() + self._RETRY_S
             self.cpu_s = time.thread_time() - c0
+
+    def _add(self, image: np.ndarray, pts_ms: int, packets: tuple) -> None:
+        if self._reuse:
+            for packet in packets:
+                self._encoder.add(packet.data, packet.key, pts_ms - self._segment_pts)
+            return
+        if image.shape[1::-1] != self._size:
+            # Odd sides, or a camera that came back at another resolution: still the one file.
+            image = np.ascontiguousarray(_fit(image, self._size))
+        self._encoder.add(image, pts_ms - self._segment_pts)
 
     def _failure_of(self, exc: BaseException) -> str:
         return str(write_error(self.label, exc)) if isinstance(exc, OSError) else f"output '{self.label}': {exc}"
