@@ -2,7 +2,7 @@
 
 A frame's way through a run:
 
-    source -> motion gate -> inference -> stages (reuse, track, events, render) -> outputs
+    source -> motion gate -> inference -> stages (reuse, track, events, render, clips) -> outputs
 
 `streamdet.assembly` puts the run together from the settings (and lists the stages in the order they
 run); the scheduler (streamdet.scheduler) moves frames from the sources through inference with its own
