@@ -41,7 +41,7 @@ from .errors import OutputError
 from .events import Counts, Event
 from .outputs.base import write_error
 from .outputs.segments import Segments
-from .outputs.video import Remuxer, _fit
+from .outputs.video import Remuxer, fit_frame
 from .tracking import TrackUpdate
 
 log = logging.getLogger("streamdet.clips")
@@ -156,7 +156,7 @@ class _Camera:
             self.size = (max(2, width - width % 2), max(2, height - height % 2))
             self.codec = self._open_codec()
         if image.shape[1::-1] != self.size:
-            image = np.ascontiguousarray(_fit(image, self.size))
+            image = np.ascontiguousarray(fit_frame(image, self.size))
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts, frame.time_base = pts, _TIME_BASE
         return [Packet(p.pts, p.is_keyframe, bytes(p)) for p in self.codec.encode(frame)]

@@ -251,7 +251,7 @@ class VideoOutput(Output):
             return
         if image.shape[1::-1] != self._size:
             # Odd sides, or a camera that came back at another resolution: still the one file.
-            image = np.ascontiguousarray(_fit(image, self._size))
+            image = np.ascontiguousarray(fit_frame(image, self._size))
         self._encoder.add(image, pts_ms - self._segment_pts)
 
     def _failure_of(self, exc: BaseException) -> str:
@@ -284,7 +284,9 @@ class VideoOutput(Output):
             raise self._failure()
 
 
-def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The frame at the encoder's size: the odd last row or column cut off (4:2:0 wants even sides), or
+    scaled when it is another size (a camera back at another resolution, a 1-pixel side)."""
     width, height = size
     if image.shape[1] >= width and image.shape[0] >= height and image.shape[1] - width < 2 and image.shape[0] - height < 2:
         return image[:height, :width]
