@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import hmac
 import importlib.resources
-import json
 import logging
-import math
 import socket
 import threading
 import time
@@ -35,16 +32,12 @@ from ..config.sections import WebConfig
 from ..stats import RunStatus
 from .connections import LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Once, Refused, connection_cap, http_log
 from .frames import FrameHub
-from .review import MAX_LIMIT, DEFAULT_LIMIT, EventStore, ListSegments, Query, parse_time, servable
+from .responses import HEADERS, file_response, iso, json_response, query_of
+from .review import EventStore, ListSegments
 
 log = logging.getLogger("streamdet")
 
 _BOUNDARY = "streamdet-frame"
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # a ?token= in the page's address stays out of other sites' logs
-}
 _PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src 'unsafe-inline'; "
              "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 # The review pages play clips and recordings in <video>: media-src too.
@@ -195,16 +188,16 @@ class WebServer:
     async def _guard(self, request: web.Request, handler):
         if self._web.token and not self._authorised(request):
             return web.Response(status=401, text="a token is needed: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n",
-                                headers={**_HEADERS, "WWW-Authenticate": 'Bearer realm="streamdet"'})
+                                headers={**HEADERS, "WWW-Authenticate": 'Bearer realm="streamdet"'})
         streaming = _long(request.path)
         if streaming and self.clients >= self._web.max_clients:
             self.refused += 1
             return web.Response(status=503, text=f"busy: {self._web.max_clients} viewers already (web.max_clients)\n",
-                                headers={**_HEADERS, "Retry-After": "5"})
+                                headers={**HEADERS, "Retry-After": "5"})
         if not streaming and self._short >= SHORT_REQUESTS:
             self.refused += 1
             return web.Response(status=503, text="busy: too many requests at once\n",
-                                headers={**_HEADERS, "Retry-After": "1"})
+                                headers={**HEADERS, "Retry-After": "1"})
         if streaming:
             self.clients += 1
             self.most_clients = max(self.most_clients, self.clients)
@@ -218,7 +211,7 @@ class WebServer:
             else:
                 self._short -= 1
         if not response.prepared:
-            for key, value in _HEADERS.items():
+            for key, value in HEADERS.items():
                 response.headers.setdefault(key, value)
         return response
 
@@ -232,7 +225,7 @@ class WebServer:
     def _source_id(self, request: web.Request) -> int:
         name = request.match_info["name"]
         if name not in self._index:
-            raise web.HTTPNotFound(text=f"no source named {name!r} in this run; see /api/sources\n", headers=_HEADERS)
+            raise web.HTTPNotFound(text=f"no source named {name!r} in this run; see /api/sources\n", headers=HEADERS)
         return self._index[name]
 
     # ----------------------------------------------------------- routes
@@ -243,7 +236,7 @@ class WebServer:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         source_id = self._source_id(request)
-        response = web.StreamResponse(headers={**_HEADERS, "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}"})
+        response = web.StreamResponse(headers={**HEADERS, "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}"})
         await response.prepare(request)
         self._hub.watch(source_id, +1)
         sent = 0
@@ -281,16 +274,16 @@ class WebServer:
         changed = self._changed[source_id]
         seq = self._hub.want(source_id)
         if seq == 0:
-            raise web.HTTPServiceUnavailable(text=f"{self._names[source_id]}: no frame yet\n", headers=_HEADERS)
+            raise web.HTTPServiceUnavailable(text=f"{self._names[source_id]}: no frame yet\n", headers=HEADERS)
         jpeg = self._hub.latest(source_id)
         while jpeg is None or jpeg.seq < seq:
             try:
                 await asyncio.wait_for(changed.wait(), self._web.client_timeout)
             except asyncio.TimeoutError:
                 raise web.HTTPServiceUnavailable(text="the frame could not be encoded in time\n",
-                                                 headers=_HEADERS) from None
+                                                 headers=HEADERS) from None
             if self._stop.is_set():
-                raise web.HTTPServiceUnavailable(text="the run is ending\n", headers=_HEADERS)
+                raise web.HTTPServiceUnavailable(text="the run is ending\n", headers=HEADERS)
             changed = self._changed[source_id]
             jpeg = self._hub.latest(source_id)
         return web.Response(body=jpeg.data, content_type="image/jpeg")
@@ -298,7 +291,7 @@ class WebServer:
     async def _sources(self, request: web.Request) -> web.Response:
         status = self._status()
         # Names made from file names may hold '#', '?', '%' or spaces: the links carry them encoded.
-        return _json([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
+        return json_response([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
                        "height": s.height, "stream": f"/stream/{quote(s.name, safe='')}.mjpg",
                        "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg"}
                       for s in status.sources])
@@ -308,7 +301,7 @@ class WebServer:
         watchers = self._hub.watchers()
         sources = [{**dataclasses.asdict(s), "viewers": watchers[i]} for i, s in enumerate(status.sources)]
         inference = dataclasses.asdict(status.inference) if status.inference is not None else None
-        return _json({"uptime_s": round(status.uptime_s, 3), "frames": status.frames, "sources": sources,
+        return json_response({"uptime_s": round(status.uptime_s, 3), "frames": status.frames, "sources": sources,
                       "inference": inference,
                       "web": {"clients": self.clients, "most_clients": self.most_clients,
                               "max_clients": self._web.max_clients, "refused": self.refused,
@@ -318,8 +311,8 @@ class WebServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         offline = self._status().offline
         if offline:
-            return web.Response(status=503, text=f"offline: {', '.join(offline)}\n", headers=_HEADERS)
-        return web.Response(text="ok\n", headers=_HEADERS)
+            return web.Response(status=503, text=f"offline: {', '.join(offline)}\n", headers=HEADERS)
+        return web.Response(text="ok\n", headers=HEADERS)
 
 
     # ------------------------------------------------------- review routes
@@ -329,20 +322,20 @@ class WebServer:
                             headers={"Content-Security-Policy": _REVIEW_CSP})
 
     async def _events_json(self, request: web.Request) -> web.Response:
-        query = _query(request)
+        query = query_of(request)
         found = self._store.find(query)
         more = None
         if len(found) == query.limit:
             params = {k: v for k, v in request.query.items() if k not in ("cursor", "token")}
             params["cursor"] = str(found[-1].id)
             more = "/api/events?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
-        return _json({"events": [e.to_dict() for e in found], "next": more})
+        return json_response({"events": [e.to_dict() for e in found], "next": more})
 
     async def _snapshot_file(self, request: web.Request) -> web.StreamResponse:
-        return _file(self._store.snapshot(request.match_info["file"]))
+        return file_response(self._store.snapshot(request.match_info["file"]))
 
     async def _clip_file(self, request: web.Request) -> web.StreamResponse:
-        return _file(self._store.clip(request.match_info["file"]))
+        return file_response(self._store.clip(request.match_info["file"]))
 
     def _segments(self, request: web.Request) -> list[tuple[Path, float]]:
         name = request.match_info["name"]
@@ -363,13 +356,13 @@ class WebServer:
                 size = path.stat().st_size
             except OSError:
                 continue  # expired between the listing and now
-            segments.append({"name": path.name, "start": _iso(start), "size": size,
+            segments.append({"name": path.name, "start": iso(start), "size": size,
                              "url": f"/recordings/{quote(name, safe='')}/{quote(path.name, safe='')}"})
-        return _json({"source": name, "recording": name in self._recordings, "segments": segments})
+        return json_response({"source": name, "recording": name in self._recordings, "segments": segments})
 
     async def _segment_file(self, request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["file"]
-        return _file(next((path for path, _ in self._segments(request) if path.name == wanted), None))
+        return file_response(next((path for path, _ in self._segments(request) if path.name == wanted), None))
 
 
 def _long(path: str) -> bool:
@@ -377,48 +370,3 @@ def _long(path: str) -> bool:
     a <video> plays while it downloads. These take the viewers' places (web.max_clients), so they
     never crowd out the page, JSON and /healthz."""
     return path.startswith(("/stream/", "/clips/")) or (path.startswith("/recordings/") and path.count("/") >= 3)
-
-
-def _query(request: web.Request) -> Query:
-    """/api/events' parameters; a bad one is a 400 naming it."""
-    q = request.query
-    try:
-        limit = int(q.get("limit", DEFAULT_LIMIT))
-        cursor = int(q["cursor"]) if q.get("cursor") else None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be from 1 to {MAX_LIMIT}")
-        return Query(source=q.get("source") or None, label=q.get("label") or None, zone=q.get("zone") or None,
-                     after=parse_time(q["after"], "after") if q.get("after") else None,
-                     before=parse_time(q["before"], "before") if q.get("before") else None,
-                     cursor=cursor, limit=limit)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"bad query: {exc}\n", headers=_HEADERS) from None
-
-
-def _file(path: Path | None) -> web.StreamResponse:
-    """A file this run wrote, with Range and a Content-Type from its extension; 404 for anything else."""
-    path = servable(path)
-    if path is None:
-        raise web.HTTPNotFound(text="no such file in this run\n", headers=_HEADERS)
-    return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-                                           "Cache-Control": "private, max-age=60"})
-
-
-def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _json(value) -> web.Response:
-    return web.Response(text=json.dumps(_finite(value), allow_nan=False), content_type="application/json",
-                        headers=_HEADERS)
-
-
-def _finite(value):
-    """JSON has no NaN or infinity: a rate nobody could measure is null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

@@ -1,0 +1,64 @@
+"""The web view's responses that are not pages: JSON (no NaN), files this run wrote (with Range), the
+review API's query; and the headers every response carries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+from aiohttp import web
+
+from .review import DEFAULT_LIMIT, MAX_LIMIT, Query, parse_time, servable
+
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # a ?token= in the page's address stays out of other sites' logs
+}
+
+
+def query_of(request: web.Request) -> Query:
+    """/api/events' parameters; a bad one is a 400 naming it."""
+    q = request.query
+    try:
+        limit = int(q.get("limit", DEFAULT_LIMIT))
+        cursor = int(q["cursor"]) if q.get("cursor") else None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be from 1 to {MAX_LIMIT}")
+        return Query(source=q.get("source") or None, label=q.get("label") or None, zone=q.get("zone") or None,
+                     after=parse_time(q["after"], "after") if q.get("after") else None,
+                     before=parse_time(q["before"], "before") if q.get("before") else None,
+                     cursor=cursor, limit=limit)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"bad query: {exc}\n", headers=HEADERS) from None
+
+
+def file_response(path: Path | None) -> web.StreamResponse:
+    """A file this run wrote, with Range and a Content-Type from its extension; 404 for anything else."""
+    path = servable(path)
+    if path is None:
+        raise web.HTTPNotFound(text="no such file in this run\n", headers=HEADERS)
+    return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                                           "Cache-Control": "private, max-age=60"})
+
+
+def iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def json_response(value) -> web.Response:
+    return web.Response(text=json.dumps(finite(value), allow_nan=False), content_type="application/json",
+                        headers=HEADERS)
+
+
+def finite(value):
+    """JSON has no NaN or infinity: a rate nobody could measure is null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
