@@ -77,7 +77,7 @@ def test_url_table_masked_and_checked_without_a_secret_fragment_anywhere(url, sh
 def test_a_password_with_a_raw_slash_is_one_line_through_the_cli(tmp_path):
     proc = streamdet("run", "--source", "rtsp://cam:Zq/Kx@127.0.0.1:9/stream", "--model", str(tmp_path / "no.xml"),
                      env=cli_env(tmp_path / "cache"), timeout=60)
-    line = assert_one_line_error(proc, "rtsp://***:***@127.0.0.1:9/stream", "percent-encode / ? # @ in the password")
+    assert_one_line_error(proc, "rtsp://***:***@127.0.0.1:9/stream", "percent-encode / ? # @ in the password")
     assert "Zq" not in proc.stderr and "Kx" not in proc.stderr
 
 
