@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from .calibration import list_footage, read_frames, spread
 from ..config.sections import DEFAULT_PRECISION, PRECISION_NAMES
 from ..errors import ConfigError, StreamdetError
 from .detector import fit_input, load
+from .ir import display_name
 
 log = logging.getLogger("streamdet.check")
 
@@ -74,10 +74,6 @@ def _check_job(job: CheckJob) -> None:
         raise ConfigError(f"--bench-seconds {job.bench_seconds}: give 0 (skip) or more")
 
 
-def _name(spec: str) -> str:
-    return Path(spec).name
-
-
 def check(job: CheckJob) -> CheckResult:
     """Compare; raises a StreamdetError for anything the user can put right (cheap checks first)."""
     _check_job(job)
@@ -93,6 +89,6 @@ def check(job: CheckJob) -> CheckResult:
         raise StreamdetError("--footage: no frame could be decoded; check the footage plays")
     comparison = measure(reference, variant, frames, [footage.clips[o].group for o in owners], job.bench_seconds)
     return CheckResult(
-        variant=f"{_name(job.model)} in {variant.precision}",
-        reference=f"{_name(job.against or job.model)} in {reference.precision}",
+        variant=f"{display_name(job.model)} in {variant.precision}",
+        reference=f"{display_name(job.against or job.model)} in {reference.precision}",
         footage=footage.names(), threshold=job.threshold, comparison=comparison)

@@ -19,7 +19,7 @@ from ..errors import ConfigError, ModelError
 from ..stats import InferenceInfo
 from .devices import check_device, compiled_precision, cpu_role, normalise, precision_config
 from .fetch import cache_root
-from .ir import ModelForm, one_line, prepare_model, read_ir, recognise, resolve_ir
+from .ir import ModelForm, display_name, one_line, prepare_model, read_ir, recognise, resolve_ir
 from .labels import load_labels, resolve_classes
 from .precision import Provenance, read_provenance, weights_precision
 from .readout import TF_COUNT, TF_OUTPUTS, DetectFilter, to_detections
@@ -166,7 +166,7 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     except Exception as exc:
         raise ModelError(f"model '{spec}' cannot be compiled for {device} ({one_line(exc)})") from None
     detector = Detector(compiled, form, label_names, threshold, class_ids, xml, hint, weights)
-    detector.name = Path(str(spec)).name
+    detector.name = display_name(spec)
     if precision != "auto" and detector.precision not in (precision, "unknown"):
         raise ModelError(f"model '{spec}': {device} compiled it for {detector.precision} although {precision} was "
                          "asked; set inference.precision (--precision) to auto to accept the device's choice")

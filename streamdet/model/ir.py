@@ -209,3 +209,9 @@ def prepare_model(model: ov.Model, form: ModelForm, where: str) -> ov.Model:
         return ppp.build()
     except Exception as exc:
         raise ModelError(f"model '{where}': input {port.any_name} {shape} does not take a 3-colour image ({one_line(exc)})") from None
+
+
+def display_name(spec: str | os.PathLike) -> str:
+    """A model as messages and reports name it: a file by its name, a published model by its own."""
+    path = Path(str(spec))
+    return path.name if path.suffix.lower() in (".xml", ".pb") else str(spec)

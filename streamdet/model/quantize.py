@@ -37,6 +37,7 @@ from .detector import fit_input, load
 from .fetch import sweep_stale
 from .ir import (
     check_ir_output,
+    display_name,
     one_line,
     prepare_model,
     read_ir,
@@ -179,7 +180,7 @@ def quantize(job: QuantizeJob, report: Callable[[QuantizeResult], None] = lambda
     if not calib_frames or not check_frames:
         raise StreamdetError("no frames could be decoded; check the footage plays")
 
-    log.info("quantising %s on %d frames (NNCF %s)", _display_name(job.model), len(calib_frames), nncf.__version__)
+    log.info("quantising %s on %d frames (NNCF %s)", display_name(job.model), len(calib_frames), nncf.__version__)
     ignored = nncf.IgnoredScope(patterns=[POSTPROCESSOR], validate=False) if job.float_postprocessing else None
     with _quiet(job.verbose, nncf):
         try:
@@ -194,7 +195,7 @@ def quantize(job: QuantizeJob, report: Callable[[QuantizeResult], None] = lambda
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize-") as tmp:
         staged = Path(tmp) / out.name  # what is measured: loaded the way a run loads it
         ov.save_model(int8, str(staged))
-        log.info("checking the INT8 model against %s on %d frames", _display_name(job.model), len(check_frames))
+        log.info("checking the INT8 model against %s on %d frames", display_name(job.model), len(check_frames))
         result = _measure(job, xml, staged, weights_precision(raw), len(calib_frames), calib.names(calib_at),
                           check_footage, check_frames, owners, held_out=check is None)
         report(result)
@@ -204,7 +205,7 @@ def quantize(job: QuantizeJob, report: Callable[[QuantizeResult], None] = lambda
                              f"{job.min_agreement:g}; nothing written (calibrate on more or more typical footage, "
                              "or --force to write it anyway)")
         write_provenance(int8, Provenance(
-            source=_display_name(job.model), footage=result.calib_names, frames=result.calibrated,
+            source=display_name(job.model), footage=result.calib_names, frames=result.calibrated,
             agreement=f"{agreement.format()} at score >= {job.threshold:g}, IoU >= {MATCH_IOU:g}",
             date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             tool=f"streamdet {_version('streamdet')}, nncf {nncf.__version__}",
@@ -219,13 +220,9 @@ def _measure(job: QuantizeJob, xml: Path, staged: Path, precision: str, calibrat
     changed = load(staged, job.device, threshold=job.threshold, cache_dir=job.cache_dir)
     comparison = measure(reference, changed, frames, [check_footage.clips[o].group for o in owners],
                          job.bench_seconds)
-    return QuantizeResult(_display_name(job.model), precision, calibrated, calib_names, comparison, held_out,
+    return QuantizeResult(display_name(job.model), precision, calibrated, calib_names, comparison, held_out,
                           job.threshold)
 
-
-def _display_name(spec: str) -> str:
-    path = Path(spec)
-    return path.name if path.suffix.lower() in (".xml", ".pb") else spec
 
 
 def _version(package: str) -> str:
