@@ -26,10 +26,13 @@ from .model.labels import load_labels
 from .model.readout import DetectFilter
 from .motion import MotionGate, ReuseDetections
 from .outputs import Output, WindowOutput, open_output, plan_targets, want_window
+from .outputs.copy import CopyRecording
 from .render import Annotator, OverlayStatus
 from .reports import RunMeter
 from .scheduler import Inbox, Lane, frames_ahead
-from .sources import Source, SourceInfo, open_all, open_source
+from .sources import NetworkSource, Source, SourceInfo, open_all, open_source
+from .sources.demux import COPY_VIDEO
+from .sources.pair import CameraPair
 from .stages import Annotate, Stage
 from .stats import RunStatus
 from .tracking import Tracker
@@ -70,7 +73,7 @@ class Assembly:
     def __init__(self, config: Config, detector: Detector | None = None, sources: list[Source] | None = None):
         self.config = config
         self.plans = self._plan(config, sources)
-        self.sources = sources or [open_source(p.url, p.source) for p in self.plans]
+        self.sources = sources or [self._source(p) for p in self.plans]
         self._name_sources()
         self._targets = plan_targets(self.plans, self.sources, config.output.summary_json, config.output.overwrite)
         self.window = want_window(config.display.show)
@@ -134,6 +137,22 @@ class Assembly:
             raise StreamdetError("no source given; pass --source FILE|URL|CAMERA or list sources: in the config")
         return plans
 
+    @staticmethod
+    def _source(plan: SourcePlan) -> Source:
+        """The plan's source, not opened; a camera recorded by copy hands its packets to the recording."""
+        copy = plan.recording.mode == "copy" and bool(plan.output.video)
+        if plan.detect_url:
+            main, detect = open_source(plan.url, plan.source), open_source(plan.detect_url, plan.source)
+            source = CameraPair(main, detect)
+        else:
+            source = open_source(plan.url, plan.source)
+        if copy:
+            if not isinstance(source, (NetworkSource, CameraPair)):
+                raise ConfigError(f"{plan.context}: recording.mode copy records a network camera's own stream "
+                                  "(rtsp:// or http(s)://); this source is decoded here: use recording.mode annotated")
+            source.keep_packets()
+        return source
+
     def _name_sources(self) -> None:
         names = unique_names([p.name for p in self.plans], [s.name for s in self.sources])
         for source, name in zip(self.sources, names):
@@ -172,10 +191,13 @@ class Assembly:
         self.outputs_of = [[] for _ in self.sources]
         self.own_outputs = [[] for _ in self.sources]
         for target in self._targets:
-            if not target.sources:
-                continue  # the run summary: written by the caller at the end
+            if not target.sources or target.kind == "sidecar":
+                continue  # the run summary (written by the caller at the end); a copy recording's detections
             first = target.sources[0]
-            output = open_output(target, infos[first], self.sources[first].name, self.plans[first].recording)
+            if target.kind == "video" and self.plans[first].recording.mode == "copy":
+                output = self._copy_recording(target, first, infos[first])
+            else:
+                output = open_output(target, infos[first], self.sources[first].name, self.plans[first].recording)
             self._join(output, target.sources, own=len(target.sources) == 1)
         if self.mqtt is not None:
             from .outputs.mqtt import MqttOutput
@@ -186,6 +208,15 @@ class Assembly:
         self.stages = self._after_inference()
         if self._listener is not None:
             self._join(self._web_view(), range(len(self.sources)))
+
+    def _copy_recording(self, target, index: int, info: SourceInfo) -> Output:
+        """The camera's own stream recorded as it comes; a codec MP4 cannot hold is recorded annotated."""
+        source, settings = self.sources[index], self.plans[index].recording
+        if info.codec is not None and info.codec not in COPY_VIDEO:
+            log.warning("%s: the camera sends %s, which MP4 cannot hold as it is; recording it annotated instead "
+                        "of by copy", source.name, info.codec)
+            return open_output(target, info, source.name, settings)
+        return CopyRecording(target.path, source.keep_packets(), source.name, settings, self.status_for)
 
     def _join(self, output: Output, sources, own: bool = False) -> None:
         self.outputs.append(output)
@@ -226,7 +257,8 @@ class Assembly:
         for target in self._targets:
             if target.kind == "video" and len(target.sources) == 1:
                 i = target.sources[0]
-                taking[i] = (self.plans[i].recording.codec == "h264" and bool(self.plans[i].events.clips)
+                taking[i] = (self.plans[i].recording.mode == "annotated" and self.plans[i].recording.codec == "h264"
+                             and bool(self.plans[i].events.clips)
                              and Path(target.path).suffix.lower() in (".mp4", ".mov"))
         return taking
 
@@ -245,7 +277,7 @@ class Assembly:
             draw, overlay_for = annotate.paint, annotate.overlay
         # The review page lists each camera's segments from its recording's own record of what it wrote.
         recordings = {o.source_name: o.segments.ours for o in self.outputs
-                      if isinstance(o, VideoOutput) and o.segments is not None}
+                      if isinstance(o, (VideoOutput, CopyRecording)) and o.segments is not None}
         view = WebView(self._listener, self.config.web, [s.name for s in self.sources], self.status, draw,
                        overlay_for, recordings)
         self._listener = None  # the web view owns it now

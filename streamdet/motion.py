@@ -152,8 +152,8 @@ class MotionGate:
         c0 = time.thread_time()
         image = job.frame.image
         if state.detector is None or image.shape != state.shape:  # a camera may come back at another size
-            state.detector = MotionDetector(image.shape[1], image.shape[0], state.config.motion_threshold,
-                                            state.config.motion_mask)
+            # The mask is in the coordinates of the boxes (a sub-stream's boxes are the main stream's pixels).
+            state.detector = MotionDetector(*job.frame.size, state.config.motion_threshold, state.config.motion_mask)
             state.shape = image.shape
         now = job.frame.stream_time
         motion = state.detector(image, now)

@@ -8,6 +8,7 @@ in order in `Pipeline._after_inference`, and times each under its `name`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from .detections import FrameResult
-from .events import SceneState
+from .events import Scene, SceneState
 from .render import Annotator, OverlayStatus
 
 
@@ -51,10 +52,19 @@ class Annotate:
         return Overlay(self._status_for(result), result.scene)
 
     def paint(self, image: np.ndarray, result: FrameResult, overlay: Overlay) -> None:
-        if overlay.scene is not None:
-            scene = overlay.scene
+        detections, scene = result.detections, overlay.scene
+        width, height = result.frame.size
+        if (width, height) != (image.shape[1], image.shape[0]):
+            # Boxes and shapes in another stream's pixels (detected on a sub-stream, given in the main one's).
+            scale = np.array([image.shape[1] / width, image.shape[0] / height], np.float32)
+            detections = dataclasses.replace(detections, xyxy=detections.xyxy * np.tile(scale, 2))
+            if scene is not None:
+                shapes = Scene({k: v * scale for k, v in scene.scene.zones.items()},
+                               {k: v * scale for k, v in scene.scene.lines.items()})
+                scene = SceneState(shapes, scene.counts)
+        if scene is not None:
             self._annotator.draw_scene(image, scene.scene.zones, scene.scene.lines, scene.counts)
-        self._annotator.draw(image, result.detections, overlay.status)
+        self._annotator.draw(image, detections, overlay.status)
 
     def __call__(self, result: FrameResult) -> FrameResult:
         self.paint(result.frame.image, result, self.overlay(result))

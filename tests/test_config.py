@@ -118,17 +118,16 @@ sources:
     assert "source 'door'" in message and "reconnect_max must be at least reconnect_initial" in message
 
 
-def test_rtsp_transport_that_differs_between_sources_is_refused(tmp_path):
-    message = _error(tmp_path, """
-sources:
-  - rtsp://cam1/live
-  - name: cam2
-    url: rtsp://cam2/live
-    source: {rtsp_transport: udp}
-""")
-    assert "rtsp_transport" in message and "one for the whole process" in message
-    # The same difference between a file and a camera is fine: only RTSP sources use it.
-    _load(tmp_path, "sources:\n  - a.mp4\n  - name: c\n    url: rtsp://h/x\n    source: {rtsp_transport: udp}\n").plans()
+def test_rtsp_transport_may_differ_between_cameras(tmp_path):
+    # Each camera is opened through PyAV with options of its own (OpenCV took one value per process).
+    plans = _load(tmp_path, "sources:\n  - rtsp://cam1/live\n  - name: c\n    url: rtsp://h/x\n"
+                            "    source: {rtsp_transport: udp}\n").plans()
+    assert [p.source.rtsp_transport for p in plans] == ["tcp", "udp"]
+
+
+def test_an_unknown_hwaccel_is_refused(tmp_path):
+    message = _error(tmp_path, "source: {hwaccel: metal}\nsources: [rtsp://cam1/live]\n")
+    assert "hwaccel" in message and "metal" in message
 
 
 def test_credentials_never_reach_an_error_about_an_unnamed_source(tmp_path):

@@ -120,14 +120,14 @@ def _source_entry(node: yaml.Node, key: str, origin: str) -> SourceEntry:
     label = f"{key} ({name_node.value})" if isinstance(name_node, yaml.ScalarNode) else key
     values: dict[str, Any] = {}
     for name, (key_node, value_node) in pairs.items():
-        if name in ("url", "name"):
+        if name in ("url", "name", "detect_url"):
             values[name] = _convert(value_node, str, f"{label}.{name}", origin)
         elif name in PER_SOURCE:
             if not isinstance(value_node, yaml.MappingNode):
                 raise ConfigError(f"{_where(value_node, origin)}: {label}.{name}: give a mapping of {name} settings")
             values[name] = _section_overrides(PER_SOURCE[name], value_node, f"{label}.{name}", origin)
         else:
-            allowed = ", ".join(["url", "name", *PER_SOURCE])
+            allowed = ", ".join(["url", "name", "detect_url", *PER_SOURCE])
             raise ConfigError(f"{_where(key_node, origin)}: {label}: unknown key '{name}'; allowed keys: {allowed}")
     if "url" not in values:
         raise ConfigError(f"{where}: {label}: no url; every source needs url: (a file, folder, camera index or URL)")

@@ -39,6 +39,8 @@ HINTS: tuple[str, ...] = typing.get_args(Hint)
 
 # Precisions a device infers in; "auto" leaves it to OpenVINO (bf16 on CPUs with AVX-512 BF16 or AMX, f16 on GPUs).
 Precision = Literal["f32", "bf16", "f16", "auto"]
+# How a network camera is decoded: software, or on a GPU's media engine through FFmpeg (streamdet.sources.demux).
+HWACCELS = ("none", "auto", "vaapi", "qsv", "cuda")
 PRECISION_NAMES: tuple[str, ...] = typing.get_args(Precision)
 # f32 by measurement (docs/precision.md): bf16 and f16 change the detections, so they are the user's choice.
 DEFAULT_PRECISION = "f32"
@@ -127,8 +129,11 @@ class SourceConfig:
     width: int = 0
     height: int = 0
     fps: float = 0.0
+    hwaccel: Literal["none", "auto", "vaapi", "qsv", "cuda"] = "none"
 
     def __post_init__(self) -> None:
+        if self.hwaccel not in HWACCELS:
+            raise ValueError(f"hwaccel {self.hwaccel!r} is not known; use one of {', '.join(HWACCELS)}")
         for key in ("open_timeout", "read_timeout", "reconnect_initial", "reconnect_max"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be a positive number of seconds")
@@ -152,6 +157,7 @@ class OutputConfig:
 
 @dataclass
 class RecordingConfig:
+    mode: Literal["annotated", "copy"] = "annotated"
     codec: Literal["h264", "mp4v"] = "h264"
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "superfast"
     crf: int = 23
@@ -252,6 +258,7 @@ class SourceEntry:
 
     url: str
     name: str | None = None
+    detect_url: str | None = None  # a sub-stream of the same camera to detect on; `url` is what is recorded
     source: dict[str, Any] = field(default_factory=dict)
     detect: dict[str, Any] = field(default_factory=dict)
     track: dict[str, Any] = field(default_factory=dict)
@@ -265,6 +272,11 @@ class SourceEntry:
             raise ValueError("url must not be empty")
         if scheme_of(str(self.url)) in NETWORK_SCHEMES:
             check_url(str(self.url))  # here, so that a URL no camera could take fails before the model loads
+        if self.detect_url is not None:
+            if scheme_of(str(self.url)) not in NETWORK_SCHEMES or scheme_of(str(self.detect_url)) not in NETWORK_SCHEMES:
+                raise ValueError("detect_url is a network camera's sub-stream: url and detect_url must both be "
+                                 "rtsp:// or http(s):// URLs")
+            check_url(str(self.detect_url))
         if self.name is not None and not is_plain_name(self.name):
             raise ValueError(f"name {self.name!r} may hold only {NAME_CHARS} (it names files)")
         for section, cls in PER_SOURCE.items():
@@ -294,6 +306,7 @@ class SourcePlan:
     output: OutputConfig
     recording: RecordingConfig
     where: str = ""  # where its entry was written (file and line), for error messages
+    detect_url: str | None = None
 
     @property
     def context(self) -> str:
@@ -336,12 +349,15 @@ class Config:
                 except ValueError as exc:
                     where = f"{entry.where}: " if entry.where else ""
                     raise ConfigError(f"{where}source '{entry.label}': {section}: {exc}") from None
-            plans.append(SourcePlan(index=i, url=entry.url, name=entry.name, where=entry.where, **sections))
-        rtsp = {p.source.rtsp_transport for p in plans if str(p.url).lower().startswith(("rtsp://", "rtsps://"))}
-        if len(rtsp) > 1:
-            # OpenCV hands FFmpeg its capture options through one process-wide variable.
-            raise ConfigError("sources ask for different rtsp_transport values (tcp and udp); OpenCV's FFmpeg "
-                              "takes one for the whole process: give every RTSP source the same one")
+            plan = SourcePlan(index=i, url=entry.url, name=entry.name, where=entry.where,
+                              detect_url=entry.detect_url, **sections)
+            if plan.detect_url and (plan.recording.mode != "copy" or not plan.output.video):
+                # Detected on the sub-stream, recorded from the main one: without a copy recording the main
+                # stream would be read for nothing (give the sub-stream as url), and an annotated one would
+                # show the sub-stream's pictures.
+                raise ConfigError(f"{plan.context}: detect_url needs a copy recording of url (output.video with "
+                                  "recording.mode: copy); without one, give the sub-stream as url")
+            plans.append(plan)
         return plans
 
 

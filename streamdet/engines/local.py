@@ -25,7 +25,7 @@ class InferenceEngine:
     def _callback(self, request: ov.InferRequest, job: Job) -> None:
         job.tensor = None
         try:
-            height, width = job.frame.image.shape[:2]
+            width, height = job.frame.size  # the boxes in the coordinates the frame asks for
             detections = self.detector.readout(request, width, height, job.filter)
             completed = Completed(job, detections, request.latency, time.monotonic())
         except BaseException as exc:  # an exception here would vanish inside OpenVINO

@@ -289,7 +289,7 @@ class RemoteEngine:
             missing = [name for role, name in model.outputs.items() if outputs[role] is None]
             if missing:
                 raise StreamdetError(f"inference server {model.shown}: the answer has no output {missing[0]}")
-            height, width = job.frame.image.shape[:2]
+            width, height = job.frame.size  # the boxes in the coordinates the frame asks for
             detections = to_detections(model.form, outputs, width, height, job.filter, model.labels)
             completed = Completed(job, detections, (time.perf_counter() - request.sent) * 1000, time.monotonic())
         except BaseException as exc:  # an exception here would vanish inside gRPC's thread

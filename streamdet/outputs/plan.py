@@ -14,6 +14,7 @@ from ..config.sections import SourcePlan
 from ..errors import OutputError
 from ..sources import ImageFilesSource, Source
 from ..sources.files import IMAGE_SUFFIXES
+from .sidecar import sidecar_path
 from .video import RECORDING_SUFFIXES
 
 
@@ -22,6 +23,7 @@ class Target:
     """One output file or folder and the sources that write to it."""
 
     kind: str                   # "video", "image" (one picture), "images" (a folder), "jsonl", "events", "summary",
+                                # "sidecar" (a copy recording's detections, written by streamdet.outputs.copy),
                                 # "clips" (a folder of event clips: checked here, written by streamdet.clips)
     path: str
     sources: tuple[int, ...]    # indexes into the run's sources; empty for the summary
@@ -81,6 +83,12 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
                 raise OutputError(f"output '{path}': {{start}} is for recordings; name a video ({_suffixes(RECORDING_SUFFIXES)})")
             what = f"recording of {source.name}" if kind == "video" else f"annotated images of {source.name}"
             targets.append(Target(kind, path, (plan.index,), what))
+            if kind == "video" and rec.mode == "copy":
+                if Path(path).suffix.lower() not in (".mp4", ".mov"):
+                    raise OutputError(f"output '{path}': a copy recording is fragmented MP4; name it .mp4 or .mov")
+                if "{start}" not in path:  # segments' detections files get new names, like the segments
+                    targets.append(Target("sidecar", str(sidecar_path(Path(path))), (plan.index,),
+                                          f"detections of {source.name}'s copy recording"))
         if out.json:
             jsonl.setdefault(out.json.replace("{name}", source.name), []).append(plan.index)
         if out.events:

@@ -122,8 +122,10 @@ class Segments:
         return stat.S_ISREG(st.st_mode) and st.st_ino == segment.inode
 
     def ours(self) -> list[tuple[Path, float]]:
-        """This camera's segments that are still there, oldest first, with their start times."""
-        return [(self.folder / s.name, s.start) for s in self._ours()]
+        """This camera's segments that are still there, oldest first, with their start times (only the
+        videos: a copy recording's detections files are in the record too, and expire with the rest)."""
+        suffix = Path(self.template).suffix
+        return [(self.folder / s.name, s.start) for s in self._ours() if Path(s.name).suffix == suffix]
 
     def _ours(self) -> list[Segment]:
         return sorted((s for s in self._recorded() if self._still_ours(s)), key=lambda s: s.start)

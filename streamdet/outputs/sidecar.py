@@ -34,10 +34,9 @@ def sidecar_path(segment: Path) -> Path:
     return segment.with_suffix(SUFFIX)
 
 
-def sidecar_line(result: FrameResult, pts_s: float, size: tuple[int, int], plate) -> str:
-    """One frame's line (`plate` a streamdet.render.OverlayStatus or None), ended by a newline."""
+def sidecar_record(result: FrameResult, size: tuple[int, int], plate) -> dict:
+    """One frame's line without its `pts` (`plate` a streamdet.render.OverlayStatus or None)."""
     line = record(result)
-    line["pts"] = round(pts_s, 4)
     line["size"] = list(size)
     if plate is not None:
         line["plate"] = {"fps": None if plate.fps is None else round(plate.fps, 2),
@@ -51,7 +50,17 @@ def sidecar_line(result: FrameResult, pts_s: float, size: tuple[int, int], plate
                              "out": state.counts.lines[name]["out"]}
                       for name, seg in state.scene.lines.items()},
         }
-    return json.dumps(line, separators=(",", ":")) + "\n"
+    return line
+
+
+def sidecar_text(line: dict, pts_s: float) -> str:
+    """The line with its place on the segment's timeline, as written: JSON and a newline."""
+    return json.dumps({"pts": round(pts_s, 4), **line}, separators=(",", ":")) + "\n"
+
+
+def sidecar_line(result: FrameResult, pts_s: float, size: tuple[int, int], plate) -> str:
+    """One frame's line at `pts_s`, ended by a newline."""
+    return sidecar_text(sidecar_record(result, size, plate), pts_s)
 
 
 @dataclass(frozen=True)

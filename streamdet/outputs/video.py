@@ -29,11 +29,11 @@ _CODECS = {"h264": "libx264", "mp4v": "mpeg4"}
 _TIME_BASE = Fraction(1, 1000)
 # Fragmented MP4: the index goes first and every keyframe starts a fragment written out at once,
 # so a kill -9 or a power cut loses at most the fragment being written (about one second).
-_MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 # The same for the other containers, measured by frames playable after kill -9 at frame 200 of bikes:
 # FFmpeg's defaults (a 5 s Matroska cluster, a 512 KB write buffer) kept 162 (mkv) and 148 (avi);
 # a cluster a second, written at once, keeps 187 like the MP4, and AVI written per frame all 200.
-_MUXER_OPTIONS = {".mp4": _MP4_OPTIONS, ".mov": _MP4_OPTIONS,
+_MUXER_OPTIONS = {".mp4": MP4_OPTIONS, ".mov": MP4_OPTIONS,
                   ".mkv": {"cluster_time_limit": "1000", "flush_packets": "1"}, ".avi": {"flush_packets": "1"}}
 
 
@@ -240,7 +240,7 @@ class VideoOutput(Output):
                     log.error("%s: recording again in a new file in %g s (on_error: continue)", self.source_name,
                               self._RETRY_S)
                     self._drop_encoder()
-                    _cut_to_whole_fragments(self.path)
+                    cut_to_whole_fragments(self.path)
                     self._retry_at = time.monotonic() + self._RETRY_S
             self.cpu_s = time.thread_time() - c0
 
@@ -280,7 +280,7 @@ class VideoOutput(Output):
                 self._error = self._error or exc
             self._encoder = None
         if self._error is not None:
-            _cut_to_whole_fragments(self.path)
+            cut_to_whole_fragments(self.path)
             raise self._failure()
 
 
@@ -293,7 +293,7 @@ def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _cut_to_whole_fragments(path: Path) -> None:
+def cut_to_whole_fragments(path: Path) -> None:
     """After a failed write, a fragmented MP4 ends with its last whole fragment (a moof and its mdat), not
     part of the next one; other containers are left as they are. Shrinking a file needs no free space."""
     if path.suffix.lower() not in (".mp4", ".mov"):

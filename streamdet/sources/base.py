@@ -16,6 +16,12 @@ class Frame:
     and frame-age figure is measured from it. ``gap_ms`` is set on the first
     frame after a live source lost its stream: how long it had no frames.
     ``file`` names the image a frame of an image folder came from.
+
+    A network camera's frames also carry their time in the camera's stream (``camera_pts_ms``) and the
+    connection they came through (a reconnect starts the stream's times afresh): the copy recording places
+    their detections on its own timeline by these. ``space`` is the (width, height) detections are given in
+    when it is not the picture's: a camera detected on its sub-stream reports boxes in its main stream's
+    pixels, which is what is recorded.
     """
 
     image: np.ndarray
@@ -24,6 +30,14 @@ class Frame:
     captured: float
     gap_ms: float | None = None
     file: str | None = None
+    camera_pts_ms: float | None = None
+    connection: int = 0
+    space: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the coordinates detections are given in."""
+        return self.space or (self.image.shape[1], self.image.shape[0])
 
     @property
     def stream_time(self) -> float:
@@ -39,6 +53,8 @@ class SourceInfo:
     frame_count: int | None
     live: bool
     still: bool = False  # single images: no frame rate, no status plate
+    codec: str | None = None    # network cameras: the stream's video codec (h264, hevc, ...)
+    decoder: str | None = None  # network cameras: where it is decoded ("software", "cuda", ...)
 
 
 @dataclass(frozen=True, slots=True)

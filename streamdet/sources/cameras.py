@@ -4,42 +4,26 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import av
 import cv2
 
 from ..config.sections import SourceConfig
 from ..errors import SourceError
 from ..urls import check_url, mask_url, safe_name
 from .base import SourceInfo
+from .demux import CameraPacket, PacketTap, copyable_audio, decoder_for, pick_hwaccel, stream_format
 from .live import LiveSource
+from .mailbox import Lost, Opened, Picture
 
 log = logging.getLogger("streamdet.live")  # name kept: users filter on it
 
 _DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
-# OpenCV reads FFmpeg options from this variable at open time, for the whole process.
-_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-_env_lock = threading.Lock()
-
-
-def _use_rtsp_transport(transport: str) -> None:
-    """Put rtsp_transport in OpenCV's FFmpeg options, keeping any other options already there.
-
-    The variable is read at every open and is process-wide, so it is set
-    once and left set: switching it around each open would race with an open
-    that hangs on another thread.
-    """
-    wanted = f"rtsp_transport;{transport}"
-    with _env_lock:
-        options = [o for o in os.environ.get(_FFMPEG_OPTIONS_ENV, "").split("|") if o]
-        others = [o for o in options if not o.startswith("rtsp_transport;")]
-        if len(others) < len(options) and wanted not in options:
-            log.warning("RTSP transport changes to %s for every RTSP source in this process", transport)
-        os.environ[_FFMPEG_OPTIONS_ENV] = "|".join([*others, wanted])
 
 
 class NetworkSource(LiveSource):
@@ -55,6 +39,14 @@ class NetworkSource(LiveSource):
         self.name = safe_name(url)
         self._probe_done = threading.Event()
         self._address = (parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme.lower()])
+        self.decode = True                     # False: read for its packets only (a main stream recorded by copy)
+        self.tap: PacketTap | None = None      # where a copy recording takes the packets
+        self._device = pick_hwaccel(settings.hwaccel)
+
+    def keep_packets(self) -> PacketTap:
+        """Hand every packet to a copy recording from now on (call before open)."""
+        self.tap = self.tap or PacketTap()
+        return self.tap
 
     _probes = True
 
@@ -83,41 +75,90 @@ class NetworkSource(LiveSource):
         super().stop()
         self._probe_done.set()  # after _stop is set: a probe starting now sees it
 
-    def _why_not_opened(self, timeout: float) -> str:
-        # OpenCV drops FFmpeg's error code, so the open is tried once more
-        # through PyAV (FFmpeg too) to learn it; a camera that refuses answers
-        # at once. Only the error's class and strerror are used: its text
-        # holds the URL, password and all.
-        import av
-
-        options = {"rtsp_transport": self.settings.rtsp_transport} if self._is_rtsp() else {}
-        try:
-            av.open(self.url, options=options, timeout=(timeout, min(timeout, self.settings.read_timeout))).close()
-        except av.error.HTTPUnauthorizedError:
+    def _why(self, exc: BaseException) -> str:
+        """Why FFmpeg could not open or read the stream. Only the error's class and strerror are used: its
+        text holds the URL, password and all."""
+        if isinstance(exc, av.error.HTTPUnauthorizedError):
             if urlsplit(self.url).username is None:
                 return "the camera asks for credentials (401); give them as rtsp://user:pass@host/path"
             return "the camera refused the credentials (401)"
-        except av.error.HTTPForbiddenError:
+        if isinstance(exc, av.error.HTTPForbiddenError):
             return "the camera refused access to this stream (403)"
-        except av.error.HTTPNotFoundError:
+        if isinstance(exc, av.error.HTTPNotFoundError):
             return "the camera has no stream at this path (404)"
-        except av.error.FFmpegError as exc:
+        if isinstance(exc, (av.error.FFmpegError, OSError)) and getattr(exc, "strerror", None):
             return f"FFmpeg: {exc.strerror}"
-        except Exception as exc:  # a diagnosis only: the open has failed whatever it says
-            return f"FFmpeg could not open it ({type(exc).__name__})"
-        return "FFmpeg could not open it (it opens now: a passing failure)"
+        if isinstance(exc, SourceError):
+            return str(exc)
+        return f"FFmpeg could not read it ({type(exc).__name__})"
 
     def _is_rtsp(self) -> bool:
         return self.url.lower().startswith(("rtsp://", "rtsps://"))
 
-    def _open_capture(self) -> cv2.VideoCapture:
-        if self._is_rtsp():
-            _use_rtsp_transport(self.settings.rtsp_transport)
-        params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.settings.read_timeout * self._BACKSTOP * 1000),
-        ]
-        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+    def _read_loop(self, generation: int) -> None:
+        container = None
+        put = self._mailbox.put
+        try:
+            options = {"rtsp_transport": self.settings.rtsp_transport} if self._is_rtsp() else {}
+            began = time.monotonic()
+            try:
+                # FFmpeg's own read timeout is a backstop: the watchdog in read() acts first.
+                container = av.open(self.url, options=options,
+                                    timeout=(self.settings.open_timeout, self.settings.read_timeout * self._BACKSTOP))
+                if not container.streams.video:
+                    raise SourceError("the stream has no video")
+            except Exception as exc:
+                late = time.monotonic() - began >= self.settings.open_timeout
+                put(generation, Lost(f"no answer within {self.settings.open_timeout:g} s" if late else self._why(exc)))
+                return
+            video = container.streams.video[0]
+            tap = self.tap
+            audio = copyable_audio(container) if tap is not None else None
+            fmt = stream_format(video, audio) if tap is not None else None
+            if self.decode:
+                decoder, where = decoder_for(video, self._device)
+                if where == "software":
+                    # Slices only: frame threads would hold each frame back by one frame per thread.
+                    video.thread_type = "SLICE"
+                    video.codec_context.thread_count = self.settings.decode_threads
+            else:
+                decoder, where = None, "none (recorded only)"
+            ctx = video.codec_context
+            rate = video.average_rate or video.guessed_rate
+            info = SourceInfo(width=ctx.width, height=ctx.height, fps=float(rate) if rate and 0 < rate < 1000 else None,
+                              frame_count=None, live=True, codec=ctx.name, decoder=where)
+            if not put(generation, Opened(info)):
+                return
+            if tap is not None:
+                tap.connected(generation, fmt)
+            time_base = float(video.time_base) * 1000 if video.time_base else None
+            streams = [video] if audio is None else [video, audio]
+            for packet in container.demux(streams):
+                if packet.size == 0:
+                    continue  # the empty packet that ends a stream (a camera's first keyframe may have no times)
+                now = time.monotonic()
+                is_video = packet.stream_index == video.index
+                if fmt is not None:
+                    tap.put(CameraPacket(generation, not is_video, bytes(packet), packet.pts, packet.dts,
+                                         packet.is_keyframe, now))
+                if not is_video:
+                    continue
+                pts_ms = packet.pts * time_base if time_base and packet.pts is not None else None
+                if decoder is None:
+                    if not put(generation, Picture(None, now, pts_ms, generation)):
+                        return
+                    continue
+                for frame in decoder.decode(packet):
+                    image = frame.to_ndarray(format="bgr24")
+                    pts_ms = frame.pts * time_base if time_base and frame.pts is not None else None
+                    if not put(generation, Picture(image, time.monotonic(), pts_ms, generation)):
+                        return
+            put(generation, Lost("the stream ended"))
+        except Exception as exc:  # a backend error must reach read(), not vanish with this thread
+            put(generation, Lost(self._why(exc)))
+        finally:
+            if container is not None:
+                container.close()
 
 
 class CameraSource(LiveSource):
@@ -137,6 +178,31 @@ class CameraSource(LiveSource):
     def _reachable(self) -> str | None:
         # A USB camera unplugged and plugged in again: its device node is back before it can stream.
         return None if self.device.exists() else f"{self.device} is gone (unplugged?)"
+
+    def _read_loop(self, generation: int) -> None:
+        cap = None
+        try:
+            cap = self._open_capture()
+            if not cap.isOpened():
+                self._mailbox.put(generation, Lost("the backend could not open it"))
+                return
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            info = SourceInfo(width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                              fps=fps if 0 < fps < 1000 else None, frame_count=None, live=True)
+            if not self._mailbox.put(generation, Opened(info)):
+                return
+            while True:
+                ok, image = cap.read()
+                if not ok or image is None:
+                    self._mailbox.put(generation, Lost("the stream ended or timed out"))
+                    return
+                if not self._mailbox.put(generation, Picture(image, time.monotonic())):
+                    return
+        except Exception as exc:  # a backend error must reach read(), not vanish with this thread
+            self._mailbox.put(generation, Lost(f"{type(exc).__name__}: {exc}"))
+        finally:
+            if cap is not None:
+                cap.release()
 
     def _open_capture(self) -> cv2.VideoCapture:
         params = []

@@ -12,9 +12,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import cv2
-
 from ..config.sections import SourceConfig
+from ..errors import SourceError
 from ..stats import RateMeter
 from .base import Frame, Source, SourceHealth, SourceInfo
 from .mailbox import Lost, Mailbox, Opened, Picture
@@ -72,17 +71,11 @@ class LiveSource(Source):
         self._index = 0
         self._lost_at: float | None = None
         self._input_rate = RateMeter(window_s=2.0)  # what the camera delivers
-
-    def _open_capture(self) -> cv2.VideoCapture:
-        raise NotImplementedError
+        self.current: SourceInfo | None = None      # the stream as the newest connection opened it
 
     def _reachable(self) -> str | None:
         """None when a full open may work now; else why not (cheap: no FFmpeg involved)."""
         return None
-
-    def _why_not_opened(self, timeout: float) -> str:
-        """Why the backend could not open the capture, as far as can be told (OpenCV only says that it failed)."""
-        return "the backend could not open it"
 
     def health(self) -> SourceHealth:
         stats = self.stats
@@ -101,38 +94,9 @@ class LiveSource(Source):
     # ------------------------------------------------------------- reader thread
 
     def _read_loop(self, generation: int) -> None:
-        cap = None
-        try:
-            began = time.monotonic()
-            cap = self._open_capture()
-            if not cap.isOpened():
-                left = self.settings.open_timeout - (time.monotonic() - began)
-                # Asking why takes another open: only for a camera that answered, and within the open's time.
-                why = self._why_not_opened(left) if left > 0.1 else f"no answer within {self.settings.open_timeout:g} s"
-                self._mailbox.put(generation, Lost(why))
-                return
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            info = SourceInfo(
-                width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                fps=fps if 0 < fps < 1000 else None,
-                frame_count=None,
-                live=True,
-            )
-            if not self._mailbox.put(generation, Opened(info)):
-                return
-            while True:
-                ok, image = cap.read()
-                if not ok or image is None:
-                    self._mailbox.put(generation, Lost("the stream ended or timed out"))
-                    return
-                if not self._mailbox.put(generation, Picture(image, time.monotonic())):
-                    return
-        except Exception as exc:  # a backend error must reach read(), not vanish with this thread
-            self._mailbox.put(generation, Lost(f"{type(exc).__name__}: {exc}"))
-        finally:
-            if cap is not None:
-                cap.release()
+        """The reader thread: open the stream, hand Opened, then every Picture, to the mailbox under
+        `generation`, and Lost when the stream fails; end as soon as the mailbox refuses (retired)."""
+        raise NotImplementedError
 
     def _start_reader(self) -> None:
         generation = self._mailbox.new_generation()
@@ -160,7 +124,11 @@ class LiveSource(Source):
             return None
         self._start_reader()
         item = self._mailbox.take(self.settings.open_timeout + 1.0)
+        if isinstance(item, Lost) and item.fatal:
+            self._retire_reader()
+            raise SourceError(f"{self.display_name}: {item.reason}")
         if isinstance(item, Opened):
+            self.current = item.info
             with self.stats.lock:
                 self.stats.connected = True
             return item.info
@@ -255,7 +223,10 @@ class LiveSource(Source):
                     with self.stats.lock:
                         self.stats.lost_at = None
                 self._input_rate.tick(item.captured)
-                frame = Frame(image=item.image, index=self._index, pts_ms=None, captured=item.captured, gap_ms=gap)
+                if item.image is None:
+                    continue  # a stream read for its packets only: alive, nothing to hand out
+                frame = Frame(image=item.image, index=self._index, pts_ms=None, captured=item.captured, gap_ms=gap,
+                              camera_pts_ms=item.camera_pts_ms, connection=item.connection)
                 self._index += 1
                 return frame
             if self._stop.is_set():

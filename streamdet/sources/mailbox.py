@@ -19,12 +19,15 @@ class Opened:
 @dataclass(frozen=True, slots=True)
 class Lost:
     reason: str
+    fatal: bool = False  # retrying cannot help (a decoder asked for that this machine lacks)
 
 
 @dataclass(frozen=True, slots=True)
 class Picture:
-    image: np.ndarray
+    image: np.ndarray | None   # None: a packet of a stream read only for its packets (a recorded main stream)
     captured: float
+    camera_pts_ms: float | None = None
+    connection: int = 0
 
 
 class Mailbox:

@@ -1,0 +1,241 @@
+"""A network camera read through PyAV (FFmpeg): its packets as they come, decoded where detection needs them.
+
+PyAV rather than OpenCV, because OpenCV hands out decoded pictures only: the copy recording needs the
+camera's own packets and their timestamps, hardware decoding needs FFmpeg's hwaccel, and a refused open
+needs FFmpeg's error code (401, 404) to say why.
+
+The packets a copy recording takes go through a `PacketTap`: bounded in bytes, never blocking the reader (a
+disk that stalls must not stall the camera); when it is full, packets are dropped up to the next keyframe
+and counted, so the recording has a gap, not a broken picture.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+from av.codec.hwaccel import HWAccel, hwdevices_available
+
+from ..config.sections import HWACCELS
+from ..errors import SourceError
+
+log = logging.getLogger("streamdet.live")
+
+# What MP4 holds and browsers play: the copy recording takes these as they are.
+COPY_VIDEO = ("h264", "hevc")
+COPY_AUDIO = ("aac", "mp3", "opus")
+_TAP_BYTES = 64 << 20  # about 20 s of a 25 Mbit/s 4K stream: a disk may stall that long before packets go
+
+
+def _hw_decoder(device: str, codec: str) -> av.CodecContext:
+    """A decoder of `codec` on `device`; raises when the device cannot be opened or cannot decode it."""
+    context = av.CodecContext.create(codec, "r", hwaccel=HWAccel(device, allow_software_fallback=False))
+    if not context.is_hwaccel:
+        raise SourceError(f"it has no {codec} decoder")
+    return context
+
+
+def _why_hw(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def pick_hwaccel(choice: str) -> str | None:
+    """The device frames are decoded on (None: software), chosen before anything opens.
+
+    `auto` tries each device this FFmpeg knows, in order, and settles for software with one line naming
+    what was tried; an explicit device that cannot decode here is a SourceError. Tried with H.264, what
+    cameras send; a camera whose codec the device lacks is decoded in software (see `decoder_for`).
+    """
+    if choice == "none":
+        return None
+    have = hwdevices_available()
+    if choice != "auto":
+        if choice not in have:
+            raise SourceError(f"source.hwaccel {choice}: this FFmpeg (PyAV's) has no {choice} decoding (it has "
+                              f"{', '.join(have) or 'none'}); use auto, none, or one of those")
+        try:
+            _hw_decoder(choice, "h264")
+        except Exception as exc:
+            raise SourceError(f"source.hwaccel {choice}: cannot decode on {choice} here ({_why_hw(exc)}); "
+                              "use auto (falls back to software) or none") from None
+        return choice
+    tried = []
+    for device in (d for d in HWACCELS[2:] if d in have):
+        try:
+            _hw_decoder(device, "h264")
+            log.info("source.hwaccel auto: decoding on %s", device)
+            return device
+        except Exception as exc:
+            tried.append(f"{device} ({_why_hw(exc)})")
+    log.info("source.hwaccel auto: tried %s; decoding in software", ", ".join(tried) or "nothing (this FFmpeg "
+             "has no vaapi, qsv or cuda)")
+    return None
+
+
+def decoder_for(video, device: str | None) -> tuple[av.CodecContext, str]:
+    """The decoder for a connection's video (on `device` when it takes this codec) and its name for status."""
+    if device is not None:
+        try:
+            context = _hw_decoder(device, video.codec_context.name)
+            if video.codec_context.extradata:
+                context.extradata = video.codec_context.extradata
+            return context, device
+        except Exception as exc:
+            log.warning("source.hwaccel %s: cannot decode this camera's %s there (%s); decoding it in software",
+                        device, video.codec_context.name, _why_hw(exc))
+    return video.codec_context, "software"
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    """What a connection's stream is: enough to start an MP4 file for its packets on another thread.
+
+    `header` is an MP4 header written from the camera's streams (their codec parameters, SPS/PPS and all):
+    the recording's streams are made from it, since the camera's own stream objects die with the connection.
+    """
+
+    video_codec: str
+    width: int
+    height: int
+    video_time_base: Fraction
+    fps: float | None
+    audio_codec: str | None
+    audio_time_base: Fraction | None
+    header: bytes = field(repr=False)
+
+    def same_picture(self, other: StreamFormat) -> bool:
+        """Whether another connection's packets can go on in the same file."""
+        return (self.video_codec, self.width, self.height, self.audio_codec) == (
+            other.video_codec, other.width, other.height, other.audio_codec)
+
+
+def stream_format(video, audio) -> StreamFormat | None:
+    """The format of a connection's streams, or None when MP4 cannot hold its video as it is."""
+    if video.codec_context.name not in COPY_VIDEO:
+        return None
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov"}) as header:
+        header.add_stream_from_template(video)
+        if audio is not None:
+            header.add_stream_from_template(audio)
+        header.start_encoding()
+    rate = video.average_rate or video.guessed_rate
+    return StreamFormat(
+        video_codec=video.codec_context.name, width=video.codec_context.width, height=video.codec_context.height,
+        video_time_base=video.time_base, fps=float(rate) if rate and 0 < rate < 1000 else None,
+        audio_codec=audio.codec_context.name if audio is not None else None,
+        audio_time_base=audio.time_base if audio is not None else None, header=buffer.getvalue())
+
+
+def copyable_audio(container) -> object | None:
+    """The camera's first audio stream when MP4 can hold it as it is (G.711 from a camera cannot)."""
+    for stream in container.streams.audio:
+        if stream.codec_context.name in COPY_AUDIO:
+            return stream
+    return None
+
+
+def to_lengths(data: bytes) -> bytes:
+    """H.264/H.265 from start codes (Annex B, as cameras send it) to 4-byte lengths (as MP4 holds it).
+
+    Emulation prevention keeps 00 00 01 out of a NAL unit's payload, so splitting on it is exact.
+    """
+    at = data.find(b"\0\0\1")
+    if at < 0 or at > 1 or data[:at].strip(b"\0"):
+        return data  # already length-prefixed
+    out = bytearray()
+    at += 3
+    while True:
+        end = data.find(b"\0\0\1", at)
+        # A NAL unit never ends in a zero byte: zeros before a start code belong to it (a 4-byte start code).
+        nal = data[at:] if end < 0 else data[at:end].rstrip(b"\0")
+        if nal:
+            out += len(nal).to_bytes(4, "big") + nal
+        if end < 0:
+            return bytes(out)
+        at = end + 3
+
+
+@dataclass(frozen=True, slots=True)
+class CameraPacket:
+    connection: int
+    audio: bool
+    data: bytes
+    pts: int | None
+    dts: int | None
+    key: bool
+    arrived: float  # time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """A new connection to the camera: its packets follow, on a timeline of their own."""
+
+    connection: int
+    format: StreamFormat | None  # None: MP4 cannot hold this stream's video as it is
+    arrived: float
+
+
+class PacketTap:
+    """The packets of a camera's connections, from its reader thread to the copy recording's writer.
+
+    `put` never blocks; `take` waits. At most `max_bytes` wait: past that, the video is dropped up to its
+    next keyframe (audio with it), and the drops are counted.
+    """
+
+    def __init__(self, max_bytes: int = _TAP_BYTES):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.dropped = 0
+        self._items: deque[CameraPacket | Connected] = deque()
+        self._cond = threading.Condition()
+        self._skipping = False
+        self._closed = False
+
+    def connected(self, connection: int, fmt: StreamFormat | None) -> None:
+        with self._cond:
+            self._skipping = False
+            self._items.append(Connected(connection, fmt, time.monotonic()))
+            self._cond.notify()
+
+    def put(self, packet: CameraPacket) -> None:
+        with self._cond:
+            if self._skipping and not packet.audio and packet.key and self.bytes + len(packet.data) <= self.max_bytes:
+                self._skipping = False
+            if self._skipping or self.bytes + len(packet.data) > self.max_bytes:
+                if not self._skipping:
+                    log.warning("copy recording: the writer is %d MB behind; packets are dropped up to the next "
+                                "keyframe (a gap in the recording)", self.bytes >> 20)
+                self._skipping = True
+                self.dropped += 1
+                return
+            self.bytes += len(packet.data)
+            self._items.append(packet)
+            self._cond.notify()
+
+    def take(self, timeout: float) -> CameraPacket | Connected | None:
+        """The next item, or None after `timeout` without one, or once closed and empty."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            if isinstance(item, CameraPacket):
+                self.bytes -= len(item.data)
+            return item
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
