@@ -15,6 +15,7 @@ from ..errors import ConfigError, OutputError
 from ..outputs import Output
 from ..stats import RunStatus
 from .frames import Draw, FrameHub, OverlayFor
+from .metrics import EventTally
 from .review import EventStore, ListSegments
 from .server import WebServer
 
@@ -62,8 +63,10 @@ class WebView(Output):
         self.hub = FrameHub(len(names), web, draw, overlay_for)
         self._closed = False
         self.events = EventStore()
+        self.tally = EventTally()  # events by source, kind and class for /metrics
         try:
-            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings)
+            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings,
+                                    self.tally)
             self.server.start()
         except BaseException:
             self.hub.stop()
@@ -84,6 +87,7 @@ class WebView(Output):
         self._check()
         if result.events:
             self.events.add(result.events)
+            self.tally.add(result.events)
         self.hub.publish(result.source_id, result)
 
     def flush(self) -> None:
