@@ -4,6 +4,9 @@ a password, whose scrape must not."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -11,7 +14,8 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import wait_for
+from clirun import cli_env
+from helpers import LineReader, wait_for
 from media import clip
 from rtsp import RtspServer
 from test_web import _config, running
@@ -108,7 +112,24 @@ def test_metrics_need_the_token_like_every_route(run):
     assert _get(url + f"?token={TOKEN}")[0] == 200
 
 
-# --------------------------------------------------------------------- switched off, no model
+# ------------------------------------------------------------------------------ switched off
+
+def test_cli_no_metrics_flag_leaves_the_rest_of_the_web_view_serving(tmp_path, model_cache, pedestrian_xml):
+    child = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "-m", str(pedestrian_xml), "-s",
+                              str(clip("carphone_pristine")), "--loop", "--serve", "127.0.0.1:0", "--no-metrics"],
+                             env=cli_env(model_cache), cwd=tmp_path, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = LineReader(child.stderr)
+        at = lines.wait(lambda line: "web view on http://127.0.0.1:" in line, 60, "the web view's address")
+        base = lines.lines[at].split(" on ")[1].split()[0]
+        assert _get(base + "metrics")[0] == 404
+        assert _get(base + "api/stats")[0] == 200
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=30)
+    assert child.returncode == 128 + signal.SIGTERM
+
 
 def _fake_status() -> RunStatus:
     age = StageSummary(mean_ms=40.0, p50_ms=35.0, p95_ms=80.0, count=10)
