@@ -4,6 +4,7 @@ a password, whose scrape must not."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -151,6 +152,29 @@ def test_web_metrics_false_serves_no_metrics():
         assert _get(view.server.url + "healthz")[0] == 503  # the rest serves as before (yard is offline)
     finally:
         view.close()
+
+
+@pytest.mark.unit
+def test_served_metrics_count_logged_trouble_and_the_recording_files_on_disk(tmp_path):
+    segments = [tmp_path / "yard_1.mp4", tmp_path / "yard_2.mp4"]
+    segments[0].write_bytes(b"x" * 1000)
+    segments[1].write_bytes(b"y" * 234)
+    listing = lambda: [(p, 0.0) for p in segments] + [(tmp_path / "expired.mp4", 0.0)]  # noqa: E731
+    web = WebConfig(listen="127.0.0.1:0")
+    view = WebView(bind_listener(web), web, ["yard"], _fake_status, None, None, recordings={"yard": listing})
+    try:
+        logging.getLogger("streamdet").warning("a camera went away (logged by the test)")
+        logging.getLogger("streamdet.web.http").error("a request went wrong (logged by the test)")
+        code, body, _ = _get(view.server.url + "metrics")
+        assert code == 200
+        f = _families(body)
+    finally:
+        view.close()
+    assert view.logged not in logging.getLogger("streamdet").handlers  # nothing counted after the run
+    assert _value(f, "streamdet_log_messages", "streamdet_log_messages_total", level="warning") == 1
+    assert _value(f, "streamdet_log_messages", "streamdet_log_messages_total", level="error") == 1
+    assert _value(f, "streamdet_recording_segments", "streamdet_recording_segments", source="yard") == 2
+    assert _value(f, "streamdet_recording_bytes", "streamdet_recording_bytes", source="yard") == 1234
 
 
 @pytest.mark.unit

@@ -11,6 +11,8 @@ value shown (an inference server's address) goes through streamdet.urls.mask_url
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +25,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from ..stats import RunStatus, StageSummary
 from ..urls import mask_url
 
-__all__ = ["CONTENT_TYPE_LATEST", "EventTally", "MetricsPage", "RunCollector", "Scrape", "WebFigures"]
+__all__ = ["CONTENT_TYPE_LATEST", "EventTally", "LogTally", "MetricsPage", "RunCollector", "Scrape", "WebFigures",
+           "recording_sizes"]
 
 STATES = ("starting", "online", "offline", "ended")
 
@@ -50,6 +53,35 @@ class EventTally:
             return dict(self._events), dict(self._clips)
 
 
+class LogTally(logging.Handler):
+    """Lines the run logs at warning and error, by level: the trouble it reported and went on from (a camera
+    lost, a recording that could not be written with on_error: continue, a server away, ...)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._counts = {"warning": 0, "error": 0}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # handle() holds the handler's lock around this, as counts() does.
+        self._counts["warning" if record.levelno < logging.ERROR else "error"] += 1
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self._counts)
+
+
+def recording_sizes(listing: Callable[[], list]) -> tuple[int, int]:
+    """A segmented recording's files of this run still on disk: how many, and their bytes."""
+    count = size = 0
+    for path, _start in listing():
+        try:
+            size += os.stat(path).st_size
+        except OSError:
+            continue  # expired between the listing and now
+        count += 1
+    return count, size
+
+
 @dataclass(frozen=True)
 class WebFigures:
     """The web view's own figures at a scrape."""
@@ -68,6 +100,8 @@ class Scrape:
     web: WebFigures
     events: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (source, kind, label) -> events
     clips: dict[str, int] = field(default_factory=dict)                    # source -> clips written
+    logged: dict[str, int] = field(default_factory=dict)                   # warning/error -> lines logged
+    recordings: dict[str, tuple[int, int]] = field(default_factory=dict)   # source -> (segments, bytes) on disk
 
 
 class RunCollector(Collector):
@@ -145,6 +179,20 @@ def _events(s: Scrape) -> Iterator[Metric]:
         clips.add_metric([source], n)
     yield events
     yield clips
+    segments = GaugeMetricFamily("streamdet_recording_segments", "Segment files of this run's recording on disk now",
+                                 labels=["source"])
+    size = GaugeMetricFamily("streamdet_recording_bytes", "Bytes of this run's recording segments on disk now",
+                             labels=["source"])
+    for source, (count, n) in sorted(s.recordings.items()):
+        segments.add_metric([source], count)
+        size.add_metric([source], n)
+    yield segments
+    yield size
+    logged = _counter("streamdet_log_messages", "Lines logged at warning or error (trouble the run went on from)",
+                      ["level"])
+    for level, n in sorted(s.logged.items()):
+        logged.add_metric([level], n)
+    yield logged
 
 
 def _run(status: RunStatus) -> Iterator[Metric]:

@@ -32,7 +32,7 @@ from ..config.sections import WebConfig
 from ..stats import RunStatus
 from .connections import LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Once, Refused, connection_cap, http_log
 from .frames import FrameHub
-from .metrics import CONTENT_TYPE_LATEST, EventTally, MetricsPage, Scrape, WebFigures
+from .metrics import CONTENT_TYPE_LATEST, EventTally, LogTally, MetricsPage, Scrape, WebFigures, recording_sizes
 from .responses import HEADERS, file_response, iso, json_response, query_of
 from .review import EventStore, ListSegments
 
@@ -50,7 +50,8 @@ class WebServer:
 
     def __init__(self, sock: socket.socket, web_config: WebConfig, hub: FrameHub, names: list[str],
                  status: Callable[[], RunStatus], extra: Callable[[], dict], store: EventStore | None = None,
-                 recordings: dict[str, ListSegments] | None = None, tally: EventTally | None = None):
+                 recordings: dict[str, ListSegments] | None = None, tally: EventTally | None = None,
+                 logged: LogTally | None = None):
         self._sock = sock
         self._web = web_config
         self._hub = hub
@@ -61,6 +62,7 @@ class WebServer:
         self._store = store or EventStore()
         self._recordings = recordings or {}
         self._tally = tally or EventTally()
+        self._logged = logged
         self._metrics = MetricsPage(self._scrape)
         pages = importlib.resources.files(__package__)
         self._page = pages.joinpath("page.html").read_bytes()
@@ -327,6 +329,8 @@ class WebServer:
     def _scrape(self) -> Scrape:
         events, clips = self._tally.counts()
         return Scrape(status=self._status(), events=events, clips=clips,
+                      logged=self._logged.counts() if self._logged is not None else {},
+                      recordings={name: recording_sizes(listing) for name, listing in self._recordings.items()},
                       web=WebFigures(viewers=self._hub.watchers(), connections=self.connections,
                                      refused=self.refused, dropped_stalled=self.dropped_stalled))
 
