@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from clirun import cli_env
 from helpers import LineReader, wait_for
 from media import clip
+from mqtt_broker import AUTH_PW, AUTH_USER, Broker
 from rtsp import RtspServer
 from test_web import _config, running
 
@@ -201,19 +202,30 @@ def test_the_collector_turns_a_status_into_camera_mqtt_and_event_metrics_with_cr
     assert "streamdet_input_fps" in f and not f["streamdet_input_fps"].samples  # not measured yet: no sample
 
 
-# ---------------------------------------------------------------- a camera with a password
+# ------------------------------------------------------- a camera and a broker with passwords
 
 @pytest.mark.services
-def test_a_camera_password_never_reaches_the_metrics(pedestrian_xml):
+def test_camera_and_broker_passwords_never_reach_the_metrics_and_mqtt_is_measured(tmp_path, pedestrian_xml):
     server = RtspServer(clip("bikes"), repeat=50, user="admin", password="Metr1cs-pa55").start()
+    broker = Broker(tmp_path, auth=True).start()
     config = _config([server.url("admin", "Metr1cs-pa55")])
+    config.mqtt.url = f"mqtt://{AUTH_USER}:{AUTH_PW}@127.0.0.1:{broker.port}"
     try:
         with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
-            wait_for(lambda: pipeline.status().frames >= 3, 30, "frames of the camera")
-            code, body, _ = _get(pipeline.web_url + "metrics")
-            assert code == 200
-            assert b"Metr1cs-pa55" not in body and b"admin" not in body
             name = pipeline.status().sources[0].name
-            assert _value(_families(body), "streamdet_camera_up", "streamdet_camera_up", source=name) == 1
+
+            def sent() -> dict | None:
+                code, body, _ = _get(pipeline.web_url + "metrics")
+                assert code == 200
+                assert b"Metr1cs-pa55" not in body and b"admin" not in body and AUTH_PW.encode() not in body
+                f = _families(body)
+                return f if _value(f, "streamdet_mqtt_events_sent", "streamdet_mqtt_events_sent_total") else None
+
+            f = wait_for(sent, 60, "an event acknowledged by the broker")
+            assert _value(f, "streamdet_camera_up", "streamdet_camera_up", source=name) == 1
+            assert _value(f, "streamdet_camera_offline_seconds", "streamdet_camera_offline_seconds", source=name) == 0
+            assert _value(f, "streamdet_mqtt_connected", "streamdet_mqtt_connected") == 1
+            assert _value(f, "streamdet_mqtt_events_dropped", "streamdet_mqtt_events_dropped_total") == 0
     finally:
         server.close()
+        broker.stop()
