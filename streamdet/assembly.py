@@ -300,6 +300,9 @@ class Assembly:
     def status(self) -> RunStatus:
         """Every source's state and rates now; safe to call from any thread while the run goes on."""
         status = reports.status(self.lanes, self.meter)
+        if self.mqtt is not None:
+            status = dataclasses.replace(status, mqtt={"sent": self.mqtt.sent, "dropped": self.mqtt.dropped,
+                                                       "connected": int(self.mqtt.connected)})
         return status if self.backend is None else dataclasses.replace(status, inference=self.backend.info)
 
     def close_outputs(self) -> list[BaseException]:

@@ -94,8 +94,10 @@ def status(lanes: list[Lane], meter: RunMeter) -> RunStatus:
             reconnects=health.reconnects if health is not None else 0,
             offline_s=health.offline_s if health is not None else None,
             last_error=health.last_error if health is not None else None,
+            frames_read=lane.frames_read, frames_inferred=c.frames_inferred, frame_age=c.age.summary(),
         ))
-    return RunStatus(uptime_s=meter.uptime(), frames=sum(c.frames_processed for c in meter.sources), sources=sources)
+    return RunStatus(uptime_s=meter.uptime(), frames=sum(c.frames_processed for c in meter.sources), sources=sources,
+                     inference_time=meter.timers["inference"].summary())
 
 
 def summary(lanes: list[Lane], meter: RunMeter, *, gated: list[bool], output_cpu_s: float, motion_cpu_s: float | None,

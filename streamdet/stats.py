@@ -227,6 +227,9 @@ class SourceStatus:
     reconnects: int
     offline_s: float | None = None
     last_error: str | None = None
+    frames_read: int = 0
+    frames_inferred: int = 0            # of those processed, how many the network ran on (fewer with the motion gate)
+    frame_age: StageSummary | None = None  # decode to written, over recent frames
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,8 @@ class RunStatus:
     frames: int
     sources: list[SourceStatus]
     inference: InferenceInfo | None = None
+    inference_time: StageSummary | None = None  # one request's time, over recent frames
+    mqtt: dict[str, int] = field(default_factory=dict)  # with MQTT on: sent, dropped, connected (1/0)
 
     @property
     def offline(self) -> list[str]:

@@ -96,9 +96,11 @@ def register(sub) -> None:
                                                   "and post_capture seconds around it")
     p.add_argument("--mqtt", metavar="URL", help="publish events to an MQTT broker: mqtt://[user:pass@]host[:1883] or mqtts://")
     p.add_argument("--serve", metavar="[HOST:]PORT",
-                   help="web view: live pictures, figures, MJPEG, JSON, /healthz and /events (this run's events and clips) "
+                   help="web view: live pictures, figures, MJPEG, JSON, /healthz, /metrics and /events (this run's events and clips) "
                         "on this port (127.0.0.1 unless a host "
                         "is given; another address needs web.token or STREAMDET_WEB_TOKEN)")
+    p.add_argument("--no-metrics", dest="metrics", action="store_const", const=False,
+                   help="serve no Prometheus /metrics on the web view (web.metrics)")
     p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="logging level")
     p.set_defaults(func=cmd_run)
@@ -131,7 +133,7 @@ def build_config(args: argparse.Namespace) -> Config:
     override(config, "overlay", labels=args.labels_shown, scores=args.scores_shown, fps=args.fps_shown,
              line_width=args.line_width, font_scale=args.font_scale)
     override(config, "logging", quiet=args.quiet, level=args.log_level)
-    override(config, "web", listen=args.serve)
+    override(config, "web", listen=args.serve, metrics=args.metrics)
     return config
 
 

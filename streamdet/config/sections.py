@@ -205,6 +205,7 @@ class WebConfig:
     quality: int = 80
     max_clients: int = 32
     client_timeout: float = 10.0
+    metrics: bool = True  # Prometheus /metrics on the web view's listener (same token)
 
     def __post_init__(self) -> None:
         if self.token is None:

@@ -32,6 +32,7 @@ from ..config.sections import WebConfig
 from ..stats import RunStatus
 from .connections import LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Once, Refused, connection_cap, http_log
 from .frames import FrameHub
+from .metrics import CONTENT_TYPE_LATEST, EventTally, LogTally, MetricsPage, Scrape, WebFigures, recording_sizes
 from .responses import HEADERS, file_response, iso, json_response, query_of
 from .review import EventStore, ListSegments
 
@@ -49,7 +50,8 @@ class WebServer:
 
     def __init__(self, sock: socket.socket, web_config: WebConfig, hub: FrameHub, names: list[str],
                  status: Callable[[], RunStatus], extra: Callable[[], dict], store: EventStore | None = None,
-                 recordings: dict[str, ListSegments] | None = None):
+                 recordings: dict[str, ListSegments] | None = None, tally: EventTally | None = None,
+                 logged: LogTally | None = None):
         self._sock = sock
         self._web = web_config
         self._hub = hub
@@ -59,6 +61,9 @@ class WebServer:
         self._extra = extra
         self._store = store or EventStore()
         self._recordings = recordings or {}
+        self._tally = tally or EventTally()
+        self._logged = logged
+        self._metrics = MetricsPage(self._scrape)
         pages = importlib.resources.files(__package__)
         self._page = pages.joinpath("page.html").read_bytes()
         self._events_page = pages.joinpath("events.html").read_bytes()
@@ -123,6 +128,8 @@ class WebServer:
         app.router.add_get("/api/sources", self._sources)
         app.router.add_get("/api/stats", self._stats)
         app.router.add_get("/healthz", self._healthz)
+        if self._web.metrics:
+            app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/events", self._events_handler)
         app.router.add_get("/api/events", self._events_json)
         app.router.add_get("/snapshots/{file}", self._snapshot_file)
@@ -314,6 +321,18 @@ class WebServer:
             return web.Response(status=503, text=f"offline: {', '.join(offline)}\n", headers=HEADERS)
         return web.Response(text="ok\n", headers=HEADERS)
 
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        # Off the loop: the status is read under the run's locks, and percentiles are computed.
+        text = await asyncio.get_running_loop().run_in_executor(None, self._metrics.text)
+        return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _scrape(self) -> Scrape:
+        events, clips = self._tally.counts()
+        return Scrape(status=self._status(), events=events, clips=clips,
+                      logged=self._logged.counts() if self._logged is not None else {},
+                      recordings={name: recording_sizes(listing) for name, listing in self._recordings.items()},
+                      web=WebFigures(viewers=self._hub.watchers(), connections=self.connections,
+                                     refused=self.refused, dropped_stalled=self.dropped_stalled))
 
     # ------------------------------------------------------- review routes
 

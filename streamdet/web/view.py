@@ -15,6 +15,7 @@ from ..errors import ConfigError, OutputError
 from ..outputs import Output
 from ..stats import RunStatus
 from .frames import Draw, FrameHub, OverlayFor
+from .metrics import EventTally, LogTally
 from .review import EventStore, ListSegments
 from .server import WebServer
 
@@ -62,10 +63,15 @@ class WebView(Output):
         self.hub = FrameHub(len(names), web, draw, overlay_for)
         self._closed = False
         self.events = EventStore()
+        self.tally = EventTally()  # events by source, kind and class for /metrics
+        self.logged = LogTally()   # warnings and errors logged while it serves, for /metrics
+        log.addHandler(self.logged)
         try:
-            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings)
+            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings,
+                                    self.tally, self.logged)
             self.server.start()
         except BaseException:
+            log.removeHandler(self.logged)
             self.hub.stop()
             sock.close()
             raise
@@ -84,6 +90,7 @@ class WebView(Output):
         self._check()
         if result.events:
             self.events.add(result.events)
+            self.tally.add(result.events)
         self.hub.publish(result.source_id, result)
 
     def flush(self) -> None:
@@ -97,6 +104,7 @@ class WebView(Output):
         self.server.stop()
         self.hub.stop()
         self._sock.close()
+        log.removeHandler(self.logged)
         self.cpu_s = self.hub.cpu_s + self.server.cpu_s
         log.debug("web view closed in %.2f s", time.monotonic() - t0)
         self._check()
