@@ -116,8 +116,11 @@ def test_render_draws_what_the_live_run_drew(tmp_path, short_clip, pedestrian_xm
             colour_kept.append((_colour_pixels(b, person) & drawn).sum() / drawn.sum())
     print(f"\nabs diff near boxes: rendered {np.mean(agree):.2f}, undrawn {np.mean(differ):.2f}; "
           f"box colour kept {np.mean(colour_kept):.2f} over {len(colour_kept)} frames")
-    assert agree and max(agree) < 6, agree
-    assert min(differ) > 3 * max(agree) and np.mean(differ) > 15, differ
+    # The line format keeps boxes to 0.1 px, so an edge the live run drew at int(265.97) may come one row lower.
+    assert agree and np.mean(agree) < 2 and max(agree) < 8, agree
+    assert min(differ) > 2 * max(agree) and np.mean(differ) > 5 * np.mean(agree), differ
+    # Frames without boxes (zone, line and counts only) are the same picture, up to the encoder's references.
+    assert all(np.abs(a.astype(int) - b.astype(int)).mean() < 0.5 for a, b, m in zip(live, ours, masks) if not m.any())
     assert colour_kept and min(colour_kept) > 0.8, colour_kept
     # The zone's amber outline is drawn on every frame of both; the undrawn render has none of it.
     amber = (0, 215, 255)
