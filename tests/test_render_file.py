@@ -226,3 +226,13 @@ def test_a_write_error_is_one_line(segment, tmp_path):
     link.symlink_to("/dev/full")
     proc = streamdet("render", str(segment), "-o", str(link), "--overwrite", env=cli_env(tmp_path))
     assert_one_line_error(proc, "full.mp4", "writing failed")
+
+
+@pytest.mark.unit
+def test_a_damaged_sidecar_line_is_skipped_not_a_crash(tmp_path):
+    """read_sidecar skips a line whose detections are not objects (a hand edit, another program's JSON)."""
+    path = tmp_path / "seg.jsonl"
+    path.write_text(_line(0.0) + '{"pts": 0.04, "size": [176, 144], "detections": ["person"]}\n'
+                    + '{"pts": 0.08, "size": [176, 144], "detections": {"a": 1}}\n' + "[1, 2]\n" + _line(0.12)
+                    + '{"pts": 0.16, "size": [176')
+    assert [f.pts for f in read_sidecar(path)] == [0.0, 0.12]
