@@ -209,6 +209,7 @@ def test_render_refuses_bad_inputs_with_one_line(segment, tmp_path):
     run_json = tmp_path / "run.jsonl"
     run_json.write_text('{"source": "door", "frame": 0, "detections": []}\n')
     refused(str(segment), "--detections", str(run_json), "-o", str(out), fragments=("no line with pts and size",))
+    refused(str(segment), "-o", str(out), "--config", str(tmp_path / "gone.yaml"), fragments=("gone.yaml",))
     existing = tmp_path / "existing.mp4"
     existing.write_bytes(b"keep me")
     assert_one_line_error(streamdet("render", str(segment), "-o", str(existing), env=env), "exists already",

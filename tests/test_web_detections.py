@@ -141,6 +141,7 @@ def test_the_player_draws_the_boxes_over_the_video_in_chromium(serve, segments):
             scale, left = page.evaluate("() => { const v = document.getElementById('video'); "
                                         "return [v.clientWidth / v.videoWidth, 0]; }")
             edge = page.evaluate(_PIXEL, [round(left + BOX[0] * scale), round((BOX[1] + BOX[3]) / 2 * scale)])
+            gate = page.evaluate(_PIXEL, [round(150 * scale), round(100 * scale)])
             inside = page.evaluate(_PIXEL, [round((BOX[0] + BOX[2]) / 2 * scale), round((BOX[1] + BOX[3]) / 2 * scale)])
             page.locator("#segments li button").nth(0).click()  # the newer: no detections beside it
             page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
@@ -151,6 +152,7 @@ def test_the_player_draws_the_boxes_over_the_video_in_chromium(serve, segments):
             browser.close()
     b, g, r = class_color(1)
     assert any(abs(px[0] - r) < 30 and abs(px[1] - g) < 30 and abs(px[2] - b) < 30 and px[3] > 200 for px in edge), edge
+    assert any(abs(px[0] - 255) < 30 and abs(px[1] - 215) < 30 and px[2] < 30 and px[3] > 200 for px in gate), gate
     assert all(px[3] == 0 for px in inside), "the picture inside the box must stay uncovered"
     assert bare == "0" and drawn == 0, (bare, drawn)
     assert not refused, refused
