@@ -108,12 +108,13 @@ def _check_video(segment: Path) -> None:
             if not container.streams.video:
                 raise SourceError(f"segment '{segment}': has no video stream; give a recorded segment")
     except av.FFmpegError as exc:
-        raise SourceError(f"segment '{segment}': not a video ({exc.strerror or exc}); give a recorded segment") from None
+        raise SourceError(f"segment '{segment}': not a video ({exc.strerror or exc}); "
+                          "give a recorded segment") from None
 
 
 def render_segment(job: RenderJob, style: OverlayConfig = OverlayConfig(),
                    settings: RecordingConfig = RecordingConfig()) -> Rendered:
-    """Decode, draw, encode; raises OutputError for a write error (the file keeps its whole fragments)."""
+    """Decode, draw, encode; raises OutputError for a write error (what was written before it stays)."""
     annotator = Annotator(style)
     times = [line.pts for line in job.lines]
     used: set[int] = set()
@@ -188,8 +189,9 @@ def _line_at(times: list[float], t: float, half_period: float) -> int | None:
 def _draw(annotator: Annotator, image: np.ndarray, line: SidecarFrame) -> None:
     """The live drawing (streamdet.stages.Annotate.paint) from a line, scaled when the picture's size differs."""
     height, width = image.shape[:2]
-    scale = np.array([width / line.size[0], height / line.size[1]], np.float32) if line.size[0] and line.size[1] \
-        else np.ones(2, np.float32)
+    scale = np.ones(2, np.float32)
+    if line.size[0] > 0 and line.size[1] > 0:
+        scale = np.array([width / line.size[0], height / line.size[1]], np.float32)
     if line.scene:
         try:
             zones, lines, counts = _scene(line.scene, scale)
