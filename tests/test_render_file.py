@@ -237,3 +237,28 @@ def test_a_damaged_sidecar_line_is_skipped_not_a_crash(tmp_path):
                     + '{"pts": 0.08, "size": [176, 144], "detections": {"a": 1}}\n' + "[1, 2]\n" + _line(0.12)
                     + '{"pts": 0.16, "size": [176')
     assert [f.pts for f in read_sidecar(path)] == [0.0, 0.12]
+
+
+@pytest.mark.unit
+def test_frames_the_run_skipped_keep_the_last_boxes_for_one_second(tmp_path):
+    """Lines for the first 0.1 s only (a run that then fell behind): the box stays to 1 s past the last line."""
+    from streamdet.config.sections import RecordingConfig
+    from streamdet.outputs.video import Encoder
+
+    path = tmp_path / "door.mp4"
+    encoder = Encoder(path, (176, 144), 25.0, RecordingConfig())
+    for i, image in enumerate(decode(clip("carphone_pristine"), 50)):  # 2 s at 25 fps
+        encoder.add(image, i * 40)
+    encoder.close()
+    path.with_suffix(".jsonl").write_text(_line(0.0) + _line(0.08))
+    (tmp_path / "none.jsonl").write_text("")
+    env = cli_env(tmp_path)
+    proc = streamdet("render", str(path), "-o", str(tmp_path / "held.mp4"), env=env)
+    assert proc.returncode == 0 and "2 of 2 detection lines used" in proc.stdout, proc.stderr
+    proc = streamdet("render", str(path), "--detections", str(tmp_path / "none.jsonl"), "-o",
+                     str(tmp_path / "bare.mp4"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    held, bare = _decode_all(tmp_path / "held.mp4"), _decode_all(tmp_path / "bare.mp4")
+    edge = (slice(12, 19), slice(14, 40))  # inside the label plate above the box
+    boxed = [np.abs(a[edge].astype(int) - b[edge].astype(int)).mean() > 20 for a, b in zip(held, bare)]
+    assert boxed == [i * 0.04 <= 1.08 + 1e-6 for i in range(50)], boxed
