@@ -1,4 +1,4 @@
-"""Command line: `streamdet run|model|devices|bench`."""
+"""Command line: `streamdet run|render|model|devices|bench`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import bench, run
+from . import bench, render, run
 from . import model as model_commands
 from ..errors import PipeClosed, StreamdetError
 from .logs import setup_logging
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="streamdet", description="Real-time object detection on video with OpenVINO.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run.register(sub)
+    render.register(sub)
     bench.register(sub)
     model_commands.register(sub)
     return parser

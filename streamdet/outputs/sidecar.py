@@ -93,7 +93,7 @@ def read_sidecar(path: Path) -> list[SidecarFrame]:
                 )
                 frames.append(SidecarFrame(float(line["pts"]), (int(line["size"][0]), int(line["size"][1])),
                                            detections, line.get("plate"), line.get("scene")))
-            except (ValueError, KeyError, TypeError, IndexError):
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
                 continue
     frames.sort(key=lambda f: f.pts)
     return frames

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..outputs.sidecar import sidecar_path
+
 # Ended tracks kept for the page; the oldest go (with their files' entries) beyond it.
 MAX_EVENTS = 10_000
 # Tracks that started but have not ended yet, whose zones and lines are being gathered; a run
@@ -182,3 +184,8 @@ def servable(path: Path | None) -> Path | None:
     except OSError:
         return None
     return path if stat.S_ISREG(st.st_mode) else None
+
+
+def detections_of(segment: Path) -> Path | None:
+    """A segment's detections file (a copy recording's, streamdet.outputs.sidecar) when one is beside it."""
+    return servable(sidecar_path(segment))

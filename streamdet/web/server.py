@@ -34,7 +34,7 @@ from .connections import LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted
 from .frames import FrameHub
 from .metrics import CONTENT_TYPE_LATEST, EventTally, LogTally, MetricsPage, Scrape, WebFigures, recording_sizes
 from .responses import HEADERS, file_response, iso, json_response, query_of
-from .review import EventStore, ListSegments
+from .review import EventStore, ListSegments, detections_of
 
 log = logging.getLogger("streamdet")
 
@@ -137,6 +137,7 @@ class WebServer:
         app.router.add_get("/recordings/{name}", self._recordings_handler)
         app.router.add_get("/api/recordings/{name}", self._recordings_json)
         app.router.add_get("/recordings/{name}/{file}", self._segment_file)
+        app.router.add_get("/api/recordings/{name}/{file}", self._detections_file)
         self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
                                keepalive_timeout=15.0, logger=http_log)
@@ -375,13 +376,25 @@ class WebServer:
                 size = path.stat().st_size
             except OSError:
                 continue  # expired between the listing and now
+            found = detections_of(path)
             segments.append({"name": path.name, "start": iso(start), "size": size,
-                             "url": f"/recordings/{quote(name, safe='')}/{quote(path.name, safe='')}"})
+                             "url": f"/recordings/{quote(name, safe='')}/{quote(path.name, safe='')}",
+                             "detections": f"/api/recordings/{quote(name, safe='')}/{quote(found.name, safe='')}"
+                             if found else None})
         return json_response({"source": name, "recording": name in self._recordings, "segments": segments})
 
     async def _segment_file(self, request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["file"]
         return file_response(next((path for path, _ in self._segments(request) if path.name == wanted), None))
+
+    async def _detections_file(self, request: web.Request) -> web.StreamResponse:
+        """A segment's detections file: only beside a segment in the camera's record, never any other .jsonl."""
+        wanted = request.match_info["file"]
+        beside = (detections_of(path) for path, _ in self._segments(request))
+        found = next((path for path in beside if path is not None and path.name == wanted), None)
+        response = file_response(found)
+        response.content_type = "application/jsonl"
+        return response
 
 
 def _long(path: str) -> bool:
