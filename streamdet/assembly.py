@@ -180,12 +180,27 @@ class Assembly:
         if self.mqtt is not None:
             from .outputs.mqtt import MqttOutput
 
-            self._join(MqttOutput(self.mqtt), [i for i, on in enumerate(self.tracking) if on])
+            served = [i for i, on in enumerate(self.tracking) if on]
+            if self.config.mqtt.discovery:  # joined first: closed first, its "offline" before the publisher's
+                self._join(self._hass(served), served)
+            self._join(MqttOutput(self.mqtt), served)
         if self.window:
             self._join(WindowOutput(), range(len(self.sources)))
         self.stages = self._after_inference()
         if self._listener is not None:
             self._join(self._web_view(), range(len(self.sources)))
+
+    def _hass(self, served: list[int]) -> Output:
+        """Home Assistant discovery for the sources that publish events: each a device with its counts."""
+        from .outputs.hass import Camera, HassOutput, default_classes
+
+        cameras = {}
+        for i in served:
+            plan, ids = self.plans[i], self.filters[i].class_ids.tolist()
+            classes = tuple(self.labels[k] for k in ids) if ids else default_classes(self.labels)
+            cameras[i] = Camera(self.sources[i].name, classes, tuple(z.name for z in plan.events.zones),
+                                tuple(line.name for line in plan.events.lines))
+        return HassOutput.announce(self.mqtt, self.config.mqtt, cameras, {i: self.sources[i].health for i in served})
 
     def _join(self, output: Output, sources, own: bool = False) -> None:
         self.outputs.append(output)
