@@ -118,7 +118,12 @@ class HassOutput(Output):
         self.label = "home assistant discovery"
         self._publisher, self._cameras, self._health = publisher, cameras, health
         self._topics = {i: state_topics(c, settings.prefix) for i, c in cameras.items()}
-        self._tracks: dict[int, dict[str, set[int]]] = {i: {} for i in cameras}  # label -> tracks in view
+        # Per camera, from its events (also those of the tracks that end with their source, which no frame's
+        # scene shows): label -> tracks in view, zone -> tracks inside, line -> crossings each way.
+        self._tracks: dict[int, dict[str, set[int]]] = {i: {} for i in cameras}
+        self._inside: dict[int, dict[str, set[int]]] = {i: {z: set() for z in c.zones} for i, c in cameras.items()}
+        self._crossed: dict[int, dict[str, dict[str, int]]] = {
+            i: {line: {"in": 0, "out": 0} for line in c.lines} for i, c in cameras.items()}
         self._last: dict[str, str] = {}  # topic -> what it holds now: only changes are published
         self._next_health = 0.0
 
@@ -151,7 +156,7 @@ class HassOutput(Output):
         for i in cameras:
             output._set(i, "state", "online")
             output._set(i, "available", "online")
-            output._counts(i, None)
+            output._counts(i)
         log.info("mqtt.discovery: %d Home Assistant entities for %d camera(s) under %s/", len(configs), len(cameras),
                  settings.discovery_prefix)
         return output
@@ -160,13 +165,20 @@ class HassOutput(Output):
         i = result.source_id
         if i not in self._cameras:
             return
-        in_view = self._tracks[i]
+        in_view, inside, crossed = self._tracks[i], self._inside[i], self._crossed[i]
         for event in result.events:
             if event.kind == "start":
                 in_view.setdefault(event.label, set()).add(event.track)
             elif event.kind == "end":
                 in_view.get(event.label, set()).discard(event.track)
-        self._counts(i, result.scene)
+            elif event.kind == "zone_enter" and event.zone in inside:
+                inside[event.zone].add(event.track)
+            elif event.kind == "zone_exit" and event.zone in inside:
+                inside[event.zone].discard(event.track)
+            elif event.kind == "line_cross" and event.line in crossed:
+                crossed[event.line][event.direction] += 1
+        if result.events:
+            self._counts(i)
         self._set(i, "available", "online")
         self._set(i, "state", "online")
         self._check_health()
@@ -180,18 +192,17 @@ class HassOutput(Output):
             self._set(i, "available", "offline")
             self._set(i, "state", "offline")
 
-    def _counts(self, i: int, scene) -> None:
+    def _counts(self, i: int) -> None:
         camera, in_view = self._cameras[i], self._tracks[i]
         for c in camera.classes:
             n = len(in_view.get(c, ()))
             self._set(i, f"{object_id(c)}_count", str(n))
             self._set(i, f"{object_id(c)}_occupied", "ON" if n else "OFF")
-        counts = scene.counts if scene is not None else None
-        for z in camera.zones:
-            self._set(i, f"zone_{z}_count", str(counts.zones[z]["inside"] if counts else 0))
-        for line in camera.lines:
-            for way in ("in", "out"):
-                self._set(i, f"line_{line}_{way}", str(counts.lines[line][way] if counts else 0))
+        for z, tracks in self._inside[i].items():
+            self._set(i, f"zone_{z}_count", str(len(tracks)))
+        for line, ways in self._crossed[i].items():
+            for way, n in ways.items():
+                self._set(i, f"line_{line}_{way}", str(n))
 
     def _check_health(self) -> None:
         now = time.monotonic()
