@@ -79,6 +79,10 @@ class Assembly:
         if config.mqtt.url:
             from .outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
             self.mqtt = MqttPublisher(config.mqtt)  # the URL is checked here, before anything opens
+            if config.mqtt.discovery:
+                from .outputs.hass import check_devices
+
+                check_devices([s.name for s in self.sources])
         self.web_url: str | None = None  # where the web view serves, once it does
         # The labels, loaded once: the class filters are checked against them before anything opens.
         self.labels = detector.labels if detector is not None else load_labels(config.model.labels)

@@ -224,3 +224,14 @@ def test_a_lost_rtsp_camera_goes_offline_while_the_run_goes_on(broker, watchers,
             run_alongside(pipeline, lose_the_camera)
     finally:
         server.close()
+
+
+@pytest.mark.unit
+def test_two_sources_that_would_be_one_device_are_one_line_before_the_broker_is_reached(tmp_path):
+    """a.b and a_b: Home Assistant's ids take no '.', so both would be streamdet_a_b."""
+    path = clip("carphone_pristine")
+    settings = tmp_path / "c.yaml"
+    settings.write_text(f"mqtt:\n  url: mqtt://127.0.0.1:1\n  discovery: true\n"
+                        f"sources:\n  - {{url: '{path}', name: a.b}}\n  - {{url: '{path}', name: a_b}}\n")
+    proc = streamdet("run", "--config", str(settings), env=cli_env(tmp_path))
+    assert_one_line_error(proc, "mqtt.discovery: two sources become the device streamdet_a_b; rename one")

@@ -58,6 +58,15 @@ def object_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
 
 
+def check_devices(names: list[str]) -> None:
+    """Two sources whose names differ only where ids take '_' would be one device: a one-line error."""
+    nodes = [object_id(n) for n in names]
+    twice = sorted({n for n in nodes if nodes.count(n) > 1})
+    if twice:
+        raise ConfigError(f"mqtt.discovery: two sources become the device streamdet_{twice[0]}; rename one "
+                          "(Home Assistant ids take only letters, digits, '_' and '-')")
+
+
 def state_topics(camera: Camera, prefix: str) -> dict[str, str]:
     """Every state topic of a camera, by what it holds (also its entity's object id)."""
     base = f"{prefix}/{camera.name.replace('+', '_').replace('#', '_')}"  # as its events' topic
@@ -131,11 +140,7 @@ class HassOutput(Output):
     def announce(cls, publisher: MqttPublisher, settings: MqttConfig, cameras: dict[int, Camera],
                  health: dict[int, Callable[[], SourceHealth | None]]) -> HassOutput:
         """Clears what an earlier run announced and this one does not, publishes the configs and first states."""
-        nodes = [object_id(c.name) for c in cameras.values()]
-        twice = sorted({n for n in nodes if nodes.count(n) > 1})
-        if twice:
-            raise ConfigError(f"mqtt.discovery: two sources become the device streamdet_{twice[0]}; rename one "
-                              "(Home Assistant ids take only letters, digits, '_' and '-')")
+        check_devices([c.name for c in cameras.values()])
         output = cls(publisher, settings, cameras, health)
         configs: dict[str, dict] = {}
         for camera in cameras.values():
