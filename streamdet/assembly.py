@@ -76,6 +76,8 @@ class Assembly:
         self.window = want_window(config.display.show)
         self._listener = None
         self.mqtt = None
+        if config.mqtt.discovery and not config.mqtt.url:
+            raise ConfigError("mqtt.discovery needs a broker: give --mqtt URL or mqtt.url")
         if config.mqtt.url:
             from .outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
             self.mqtt = MqttPublisher(config.mqtt)  # the URL is checked here, before anything opens

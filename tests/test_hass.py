@@ -235,3 +235,9 @@ def test_two_sources_that_would_be_one_device_are_one_line_before_the_broker_is_
                         f"sources:\n  - {{url: '{path}', name: a.b}}\n  - {{url: '{path}', name: a_b}}\n")
     proc = streamdet("run", "--config", str(settings), env=cli_env(tmp_path))
     assert_one_line_error(proc, "mqtt.discovery: two sources become the device streamdet_a_b; rename one")
+
+
+@pytest.mark.unit
+def test_discovery_without_a_broker_is_one_line(tmp_path):
+    proc = streamdet("run", "-s", str(clip("carphone_pristine")), "--mqtt-discovery", env=cli_env(tmp_path))
+    assert_one_line_error(proc, "mqtt.discovery needs a broker: give --mqtt URL or mqtt.url")
