@@ -203,11 +203,8 @@ def test_a_camera_removed_from_the_config_has_its_entities_cleared_at_the_next_s
 
 
 @pytest.mark.services
-def test_a_lost_rtsp_camera_goes_offline_while_the_run_goes_on(broker, watchers, detector):
-    server = RtspServer(clip("bikes"), repeat=20).start()
-    config = _config(broker, [SourceEntry(url=server.url(), name="cam")])
-    config.source.read_timeout = 1.0
-    config.source.reconnect_initial = 0.25
+def test_a_lost_rtsp_camera_goes_offline_while_the_run_goes_on_and_online_when_back(broker, watchers, detector):
+    """Killed (a camera losing power): its entities go unavailable while the run goes on; back, available again."""
     watch = watchers()
     available = "streamdet/cam/available"
     from streamdet.pipeline import Pipeline
@@ -215,15 +212,23 @@ def test_a_lost_rtsp_camera_goes_offline_while_the_run_goes_on(broker, watchers,
     def lose_the_camera(pipeline) -> None:
         wait_for(lambda: watch.last(available) == "online" and pipeline.status().sources[0].frames_processed, 30,
                  "frames from the camera")
-        server.kill()
+        servers[0].kill()
         wait_for(lambda: watch.last(available) == "offline", 15, "the camera offline")
         assert watch.last("streamdet/cam/state") == "offline" and watch.last("streamdet/available") == "online"
+        servers.append(RtspServer(clip("bikes"), port=servers[0].port, repeat=20).start())
+        wait_for(lambda: watch.last(available) == "online", 30, "the camera back online")
+        assert watch.values(available) == ["online", "offline", "online"]
 
+    servers = [RtspServer(clip("bikes"), repeat=20).start()]
+    config = _config(broker, [SourceEntry(url=servers[0].url(), name="cam")])
+    config.source.read_timeout = 1.0
+    config.source.reconnect_initial = 0.25
     try:
         with Pipeline(config, detector=detector) as pipeline:
             run_alongside(pipeline, lose_the_camera)
     finally:
-        server.close()
+        for server in servers:
+            server.close()
 
 
 @pytest.mark.unit

@@ -135,6 +135,8 @@ class HassOutput(Output):
             i: {line: {"in": 0, "out": 0} for line in c.lines} for i, c in cameras.items()}
         self._last: dict[str, str] = {}  # topic -> what it holds now: only changes are published
         self._next_health = 0.0
+        # Cameras found without their stream: a frame read before the loss, written after, does not say online.
+        self._away: set[int] = set()
 
     @classmethod
     def announce(cls, publisher: MqttPublisher, settings: MqttConfig, cameras: dict[int, Camera],
@@ -184,9 +186,10 @@ class HassOutput(Output):
                 crossed[event.line][event.direction] += 1
         if result.events:
             self._counts(i)
-        self._set(i, "available", "online")
-        self._set(i, "state", "online")
         self._check_health()
+        if i not in self._away:
+            self._set(i, "available", "online")
+            self._set(i, "state", "online")
 
     def flush(self) -> None:
         self._check_health()  # the pipeline is idle: perhaps because a camera is away
@@ -217,8 +220,11 @@ class HassOutput(Output):
         for i, health in self._health.items():
             h = health()
             if h is not None and not h.connected:
+                self._away.add(i)
                 self._set(i, "available", "offline")
                 self._set(i, "state", "offline")
+            else:
+                self._away.discard(i)  # its next frame says online
 
     def _set(self, i: int, key: str, value: str) -> None:
         topic = self._topics[i][key]
