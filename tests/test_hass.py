@@ -19,7 +19,9 @@ from rtsp import RtspServer
 
 from streamdet.config.events import EventsConfig, LineConfig, MqttConfig, ZoneConfig
 from streamdet.config.sections import Config, SourceEntry
+from streamdet.model.detector import load
 from streamdet.outputs.hass import Camera, _stale, discovery_configs, state_topics
+from streamdet.pipeline import Pipeline
 
 KEYS = {"name", "unique_id", "state_topic", "availability", "availability_mode", "device"}
 
@@ -131,8 +133,6 @@ def watchers(broker):
 
 @pytest.fixture(scope="module")
 def detector(pedestrian_xml):
-    from streamdet.model.detector import load
-
     return load(pedestrian_xml)
 
 
@@ -146,8 +146,6 @@ def _config(broker, sources) -> Config:
 
 
 def _run(config, detector):
-    from streamdet.pipeline import Pipeline
-
     with Pipeline(config, detector=detector) as pipeline:
         pipeline.run()
 
@@ -207,7 +205,6 @@ def test_a_lost_rtsp_camera_goes_offline_while_the_run_goes_on_and_online_when_b
     """Killed (a camera losing power): its entities go unavailable while the run goes on; back, available again."""
     watch = watchers()
     available = "streamdet/cam/available"
-    from streamdet.pipeline import Pipeline
 
     def lose_the_camera(pipeline) -> None:
         wait_for(lambda: watch.last(available) == "online" and pipeline.status().sources[0].frames_processed, 30,
