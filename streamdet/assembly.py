@@ -79,9 +79,15 @@ class Assembly:
         self.window = want_window(config.display.show)
         self._listener = None
         self.mqtt = None
+        if config.mqtt.discovery and not config.mqtt.url:
+            raise ConfigError("mqtt.discovery needs a broker: give --mqtt URL or mqtt.url")
         if config.mqtt.url:
             from .outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
             self.mqtt = MqttPublisher(config.mqtt)  # the URL is checked here, before anything opens
+            if config.mqtt.discovery:
+                from .outputs.hass import check_devices
+
+                check_devices([s.name for s in self.sources])
         self.web_url: str | None = None  # where the web view serves, once it does
         # The labels, loaded once: the class filters are checked against them before anything opens.
         self.labels = detector.labels if detector is not None else load_labels(config.model.labels)
@@ -202,7 +208,10 @@ class Assembly:
         if self.mqtt is not None:
             from .outputs.mqtt import MqttOutput
 
-            self._join(MqttOutput(self.mqtt), [i for i, on in enumerate(self.tracking) if on])
+            served = [i for i, on in enumerate(self.tracking) if on]
+            if self.config.mqtt.discovery:  # joined first: closed first, its "offline" before the publisher's
+                self._join(self._hass(served), served)
+            self._join(MqttOutput(self.mqtt), served)
         if self.window:
             self._join(WindowOutput(), range(len(self.sources)))
         self.stages = self._after_inference()
@@ -217,6 +226,18 @@ class Assembly:
                         "of by copy", source.name, info.codec)
             return open_output(target, info, source.name, settings)
         return CopyRecording(target.path, source.keep_packets(), source.name, settings, self.status_for)
+
+    def _hass(self, served: list[int]) -> Output:
+        """Home Assistant discovery for the sources that publish events: each a device with its counts."""
+        from .outputs.hass import Camera, HassOutput, default_classes
+
+        cameras = {}
+        for i in served:
+            plan, ids = self.plans[i], self.filters[i].class_ids.tolist()
+            classes = tuple(self.labels[k] for k in ids) if ids else default_classes(self.labels)
+            cameras[i] = Camera(self.sources[i].name, classes, tuple(z.name for z in plan.events.zones),
+                                tuple(line.name for line in plan.events.lines))
+        return HassOutput.announce(self.mqtt, self.config.mqtt, cameras, {i: self.sources[i].health for i in served})
 
     def _join(self, output: Output, sources, own: bool = False) -> None:
         self.outputs.append(output)

@@ -95,6 +95,8 @@ def register(sub) -> None:
     p.add_argument("--clips", metavar="DIR", help="write a video of each tracked object into DIR, with events.pre_capture "
                                                   "and post_capture seconds around it")
     p.add_argument("--mqtt", metavar="URL", help="publish events to an MQTT broker: mqtt://[user:pass@]host[:1883] or mqtts://")
+    p.add_argument("--mqtt-discovery", action="store_const", const=True,
+                   help="with --mqtt: announce each source to Home Assistant (MQTT discovery) with its counts")
     p.add_argument("--serve", metavar="[HOST:]PORT",
                    help="web view: live pictures, figures, MJPEG, JSON, /healthz, /metrics and /events (this run's events and clips) "
                         "on this port (127.0.0.1 unless a host "
@@ -128,7 +130,7 @@ def build_config(args: argparse.Namespace) -> Config:
     override(config, "events", snapshots=args.snapshots, clips=args.clips,
              zones=[_shape("--zone", z, ZoneConfig) for z in args.zone] if args.zone else None,
              lines=[_shape("--line", x, LineConfig) for x in args.line] if args.line else None)
-    override(config, "mqtt", url=args.mqtt)
+    override(config, "mqtt", url=args.mqtt, discovery=args.mqtt_discovery)
     override(config, "display", show=args.show)
     override(config, "overlay", labels=args.labels_shown, scores=args.scores_shown, fps=args.fps_shown,
              line_width=args.line_width, font_scale=args.font_scale)

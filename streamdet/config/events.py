@@ -124,6 +124,11 @@ class EventsConfig:
             raise ValueError(f"zone/line name '{twice[0]}' is given twice; give each its own name")
 
 
+def is_topic_prefix(text: str) -> bool:
+    """A topic to put levels under: no wildcards, no spaces, no empty level (a, a/b; not a//b, /a, a/)."""
+    return all(re.fullmatch(r"[^#+\s/]+", level) for level in text.split("/"))
+
+
 @dataclass
 class MqttConfig:
     url: str = field(default="", repr=False)  # may hold a password
@@ -133,10 +138,14 @@ class MqttConfig:
     outbox: int = 1000
     ca_file: str | None = None
     client_id: str = ""  # "" = streamdet-<host name>-<random>: unique, as a broker keeps one connection per id
+    discovery: bool = False  # Home Assistant MQTT discovery (streamdet.outputs.hass)
+    discovery_prefix: str = "homeassistant"
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[^#+\s]+", self.prefix) or self.prefix.startswith("/") or self.prefix.endswith("/"):
-            raise ValueError("prefix must be a topic without '#', '+', spaces or a leading/trailing '/'")
+        for key in ("prefix", "discovery_prefix"):
+            if not is_topic_prefix(getattr(self, key)):
+                raise ValueError(f"{key} must be a topic without '#', '+', spaces, empty levels or a "
+                                 "leading/trailing '/'")
         if self.qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
         if not 1 <= self.outbox <= 100_000:

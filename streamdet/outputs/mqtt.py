@@ -68,7 +68,7 @@ class MqttPublisher:
         self._host, self._port, user, password, tls = _parse(settings)
         self._avail = f"{settings.prefix}/available"
         self._lock = threading.Lock()  # a leaf lock: never held while calling into paho
-        self._outbox: collections.deque[tuple[str, str]] = collections.deque(maxlen=settings.outbox)
+        self._outbox: collections.deque[tuple[str, str, bool]] = collections.deque(maxlen=settings.outbox)
         self._online = False  # CONNACKed and the outbox flushed: publish() may go straight to paho
         self._dropped = self._sent = self._q0 = 0
         self._avail_mids: set[int] = set()  # availability acks are not events: not counted as sent
@@ -150,19 +150,24 @@ class MqttPublisher:
             return
         # '+' or '#' in a topic makes paho raise, perhaps later on its own thread.
         topic = f"{self._s.prefix}/{source.replace('+', '_').replace('#', '_')}/events"
-        payload = json.dumps(event, separators=(",", ":"), default=str)
+        self.publish_to(topic, json.dumps(event, separators=(",", ":"), default=str))
+
+    def publish_to(self, topic: str, payload: str, retain: bool = False) -> None:
+        """A message on any topic (no wildcards), through the same outbox and bounds as events."""
+        if self._closed:
+            return
         with self._lock:
             if not self._online:  # also while on_connect is still flushing, to keep the order
-                self._queue(topic, payload)
+                self._queue(topic, payload, retain)
                 return
-        self._send(topic, payload)
+        self._send(topic, payload, retain)
 
-    def _queue(self, topic: str, payload: str) -> None:  # caller holds the lock
+    def _queue(self, topic: str, payload: str, retain: bool) -> None:  # caller holds the lock
         if len(self._outbox) == self._outbox.maxlen:
             self._dropped += 1
-        self._outbox.append((topic, payload))
+        self._outbox.append((topic, payload, retain))
 
-    def _send(self, topic: str, payload: str) -> None:
+    def _send(self, topic: str, payload: str, retain: bool = False) -> None:
         qos = self._s.qos
         if qos == 0:  # paho does not bound QoS 0 packets: count those it has not written yet
             with self._lock:
@@ -171,14 +176,14 @@ class MqttPublisher:
                 self._dropped += full
             if full:
                 return
-        rc = self._client.publish(topic, payload, qos=qos).rc
+        rc = self._client.publish(topic, payload, qos=qos, retain=retain).rc
         if rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             with self._lock:
                 self._dropped += 1
         elif rc == mqtt.MQTT_ERR_NO_CONN and qos == 0:  # paho keeps QoS>0 for resending, not QoS 0
             with self._lock:
                 self._q0 -= 1
-                self._queue(topic, payload)
+                self._queue(topic, payload, retain)
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
@@ -198,8 +203,8 @@ class MqttPublisher:
                 if not self._outbox:
                     self._online = True
                     break
-                topic, payload = self._outbox.popleft()
-            self._send(topic, payload)
+                topic, payload, retain = self._outbox.popleft()
+            self._send(topic, payload, retain)
         if self._lost_at is None:
             log.info("mqtt: connected to %s", self._where)
         else:
@@ -225,6 +230,39 @@ class MqttPublisher:
             if self._s.qos == 0:
                 self._q0 = max(0, self._q0 - 1)
             self._sent += not reason.is_failure
+
+    def read_retained(self, topic: str, timeout: float = 2.0) -> tuple[bool, str | None]:
+        """What the broker keeps retained on `topic`: (True, payload or None for nothing), or (False, None) when
+        that could not be learnt (not connected, no answer within `timeout`). Subscribes and at once unsubscribes:
+        the broker sends the retained message before it handles the UNSUBSCRIBE, so the UNSUBACK is the end of it."""
+        if not self._online:
+            return False, None
+        got: list[str] = []
+        acked: set[int] = set()  # UNSUBACKs seen: one may come before unsubscribe() has returned its mid
+        answered = threading.Condition()
+        c = self._client
+
+        def on_message(client, userdata, message) -> None:
+            got.append(message.payload.decode("utf-8", "replace"))
+
+        def on_unsubscribe(client, userdata, mid, reasons, properties) -> None:
+            with answered:
+                acked.add(mid)
+                answered.notify()
+
+        c.message_callback_add(topic, on_message)
+        c.on_unsubscribe = on_unsubscribe
+        try:
+            if c.subscribe(topic, qos=1)[0] != mqtt.MQTT_ERR_SUCCESS:
+                return False, None
+            rc, mid = c.unsubscribe(topic)
+            with answered:
+                if rc != mqtt.MQTT_ERR_SUCCESS or not answered.wait_for(lambda: mid in acked, timeout):
+                    return False, None
+            return True, (got[-1] if got and got[-1] else None)
+        finally:
+            c.message_callback_remove(topic)
+            c.on_unsubscribe = None
 
     def close(self) -> None:
         with self._lock:
