@@ -94,6 +94,7 @@ def status(lanes: list[Lane], meter: RunMeter) -> RunStatus:
             reconnects=health.reconnects if health is not None else 0,
             offline_s=health.offline_s if health is not None else None,
             last_error=health.last_error if health is not None else None,
+            decoder=lane.info.decoder,
             frames_read=lane.frames_read, frames_inferred=c.frames_inferred, frame_age=c.age.summary(),
         ))
     return RunStatus(uptime_s=meter.uptime(), frames=sum(c.frames_processed for c in meter.sources), sources=sources,

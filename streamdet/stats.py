@@ -230,6 +230,7 @@ class SourceStatus:
     frames_read: int = 0
     frames_inferred: int = 0            # of those processed, how many the network ran on (fewer with the motion gate)
     frame_age: StageSummary | None = None  # decode to written, over recent frames
+    decoder: str | None = None          # network cameras: where frames are decoded (software, cuda, ...)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,9 @@ def register(sub) -> None:
     p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, each once, line 0 = background)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="annotated recording (.mp4 .mkv .avi .mov); for images a folder, or an image name for one image; {name} = source name")
+    p.add_argument("--record", dest="record_mode", choices=["annotated", "copy"],
+                   help="recording.mode: annotated (the frames as drawn, encoded here) or copy (a network camera's own "
+                        "H.264/H.265 as sent, no encoding; detections in a .jsonl beside each file)")
     p.add_argument("--json", metavar="PATH", help="JSON Lines of detections, one line per frame ('-' = stdout)")
     p.add_argument("--summary-json", metavar="PATH", help="write the run summary as JSON")
     p.add_argument("--overwrite", action="store_const", const=True,
@@ -77,6 +80,8 @@ def register(sub) -> None:
     p.add_argument("--ignore-errors", action="store_const", const=True,
                    help="a video file that is damaged part-way: keep the frames before the damage and exit 0")
     p.add_argument("--rtsp-transport", choices=["tcp", "udp"], help="RTSP transport")
+    p.add_argument("--hwaccel", choices=["none", "auto", "vaapi", "qsv", "cuda"],
+                   help="decode network cameras on a GPU's media engine (auto: what this machine has, else software)")
     p.add_argument("--open-timeout", type=float, metavar="S", help="seconds a camera, stream, pipe or device may take to open")
     p.add_argument("--read-timeout", type=float, metavar="S", help="seconds without a frame before a camera or stream counts as lost and is reopened")
     p.add_argument("--no-labels", dest="labels_shown", action="store_const", const=False, help="draw boxes without label text")
@@ -122,8 +127,9 @@ def build_config(args: argparse.Namespace) -> Config:
     override(config, "detect", threshold=args.threshold, classes=args.classes, motion=args.motion,
              stationary_interval=args.stationary_interval)
     override(config, "source", loop=args.loop, policy=args.policy, rtsp_transport=args.rtsp_transport,
-             ignore_errors=args.ignore_errors,
+             ignore_errors=args.ignore_errors, hwaccel=args.hwaccel,
              open_timeout=args.open_timeout, read_timeout=args.read_timeout)
+    override(config, "recording", mode=args.record_mode)
     override(config, "output", video=args.output, json=args.json, events=args.events,
              summary_json=args.summary_json, overwrite=args.overwrite)
     override(config, "track", enabled=args.track)

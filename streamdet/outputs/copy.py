@@ -220,14 +220,15 @@ class CopyRecording(Output):
         dts_s = link.at(dts, fmt.video_time_base)
         pts_s = link.at(packet.pts, fmt.video_time_base) if packet.pts is not None else dts_s
         link.last_s, link.last_arrived = dts_s, packet.arrived
-        if self._file is None or (packet.key and self._due(dts_s)):
+        if self._file is None or (packet.key and self._due(pts_s)):
             if not packet.key:
                 return  # a file starts on a keyframe
+            # The file starts where its first picture shows (a keyframe's dts is earlier with B-frames).
             if self._file is not None:
-                self._close_file(until=dts_s)
+                self._close_file(until=pts_s)
             if time.monotonic() < self._retry_at:
                 return
-            if not self._guarded(lambda: self._open(fmt, dts_s, packet.arrived)):
+            if not self._guarded(lambda: self._open(fmt, pts_s, packet.arrived)):
                 return
         if self._guarded(lambda: self._file.add(to_lengths(packet.data), packet.key, pts_s, dts_s, audio=False)):
             self.packets += 1

@@ -128,6 +128,8 @@ class LiveSource(Source):
             self._retire_reader()
             raise SourceError(f"{self.display_name}: {item.reason}")
         if isinstance(item, Opened):
+            if self.current is None or _shown(self.current) != _shown(item.info):
+                log.info("%s: %s", self.display_name, _shown(item.info))
             self.current = item.info
             with self.stats.lock:
                 self.stats.connected = True
@@ -247,3 +249,13 @@ class LiveSource(Source):
             if thread is not None:
                 thread.join(timeout=1.0)
         self._reader = None
+
+
+def _shown(info: SourceInfo) -> str:
+    """`h264 1280x720 at 25 fps, decoded in software`: what a connection brought, for the log."""
+    codec = f"{info.codec} " if info.codec else ""
+    rate = f" at {info.fps:.3g} fps" if info.fps else ""
+    decoder = "" if info.decoder is None else (
+        f", decoded in {info.decoder}" if info.decoder == "software" else
+        f", {info.decoder}" if info.decoder.startswith("none") else f", decoded on {info.decoder}")
+    return f"{codec}{info.width}x{info.height}{rate}{decoder}"

@@ -1,0 +1,294 @@
+"""The copy recording (recording.mode: copy), the sub-stream (detect_url) and hardware decoding's fallback,
+against real RTSP cameras (gst-rtsp-server on loopback sending a real clip's own H.264) and the real model.
+
+The server sends the clip's packets as they are, so the copy recording must hold exactly the clip's frames:
+frame k of a recording decodes to the same pixels as frame k of the file, and nothing is missing between
+its first and last frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from clirun import assert_one_line_error, cli_env, streamdet
+from helpers import LineReader, MjpegCamera, decode, free_port, wait_for
+from media import clip, pedestrian_pb
+from rtsp import RtspServer
+from streamdet import load
+from streamdet.outputs.sidecar import read_sidecar, sidecar_path
+from streamdet.sources.demux import to_lengths
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def bikes_frames() -> list[np.ndarray]:
+    return decode(clip("bikes"))
+
+
+def _run(args: list[str], model_cache: Path, config: str, tmp_path: Path) -> tuple[subprocess.Popen, LineReader]:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(config)
+    proc = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "--config", str(settings),
+                             "--model", str(pedestrian_pb()), *args], env=cli_env(model_cache),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    return proc, LineReader(proc.stderr)
+
+
+def _frames(path: Path) -> list[tuple[float, np.ndarray]]:
+    with av.open(str(path)) as container:
+        return [(float(f.time), f.to_ndarray(format="bgr24")) for f in container.decode(video=0)]
+
+
+def _index_of(image: np.ndarray, frames: list[np.ndarray]) -> int:
+    return int(np.argmin([np.abs(image.astype(np.int16) - f).mean() for f in frames]))
+
+
+def _lines(folder: Path) -> int:
+    return sum(p.read_text().count("\n") for p in folder.glob("*.jsonl"))
+
+
+@pytest.mark.services
+def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_renders(tmp_path, model_cache,
+                                                                                   pedestrian_xml, bikes_frames):
+    from playwright.sync_api import sync_playwright
+
+    server = RtspServer(clip("bikes"), repeat=3).start()
+    rec, port = tmp_path / "rec", free_port()
+    rec.mkdir()
+    proc, err = _run(["--source", server.url(), "--output", str(rec / "cam_{start}.mp4"), "--serve", str(port)],
+                     model_cache, "recording: {mode: copy, segment_seconds: 3}\n", tmp_path)
+    try:
+        wait_for(lambda: len(list(rec.glob("cam_*.mp4"))) >= 3, 60, "three 3-second segments")
+        name = f"127.0.0.1_{server.port}_live"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{port}/recordings/{name}")
+                page.wait_for_function("() => document.querySelectorAll('#segments li').length >= 2", timeout=20_000)
+                page.locator("#segments li button").last.click()  # newest first: the oldest, a whole one
+                page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
+                size = page.evaluate("() => { const v = document.getElementById('video'); "
+                                     "return [v.videoWidth, v.videoHeight, v.duration]; }")
+                # Where the copied segment's detections file has a person, the player draws it over the video.
+                first = sorted(rec.glob("cam_*.mp4"))[0]
+                boxed = next(f for f in read_sidecar(sidecar_path(first)) if len(f.detections))
+                page.evaluate(f"() => {{ const v = document.getElementById('video'); v.pause(); "
+                              f"v.currentTime = {boxed.pts + 0.01}; }}")
+                page.wait_for_function("() => document.getElementById('overlay').dataset.boxes !== '0'",
+                                       timeout=20_000)
+            finally:
+                browser.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        server.close()
+    stderr = err.text()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert size[:2] == [640, 272] and 2.9 < size[2] < 6.0, size  # cut at the first keyframe after 3 s
+    segments = sorted(rec.glob("cam_*.mp4"))
+    assert len(segments) >= 3
+    # Every frame the camera sent, in order, across the segments: frame k+1 follows frame k, none missing.
+    frames = [image for s in segments for _, image in _frames(s)]
+    start = _index_of(frames[0], bikes_frames)
+    # (The run stopped mid-stream: the newest frames' B-frames had not come yet, so the very last ones
+    # shown may skip ahead, as any cut of a stream with B-frames does.)
+    wrong = [i for i, image in enumerate(frames[:-3])
+             if np.abs(image.astype(np.int16) - bikes_frames[(start + i) % len(bikes_frames)]).mean() > 1.0]
+    assert not wrong, f"{len(wrong)} of {len(frames)} recorded frames are not the camera's next frame (first {wrong[:5]})"
+    assert len(frames) >= 6 * 25
+    # The detections beside each segment sit at their frame's time in it: the model's boxes on that frame.
+    detector = load(pedestrian_xml)
+    at = start
+    checked = 0
+    for segment in segments[:2]:
+        count = len(_frames(segment))
+        lines = read_sidecar(sidecar_path(segment))
+        assert lines and lines[0].size == (640, 272)
+        for line in lines[::7]:
+            k = round(line.pts * 25)
+            assert 0 <= k < count, (segment.name, line.pts, count)
+            direct = detector.detect(bikes_frames[(at + k) % len(bikes_frames)])
+            for box in direct[direct.scores > 0.55].xyxy:
+                got = line.detections.xyxy
+                assert len(got) and np.abs(got - box).max(axis=1).min() <= 2.0, (segment.name, line.pts, box, got)
+                checked += 1
+        at += count
+    assert checked > 5
+    # Burnt in on demand: the same frames, with boxes where the file says.
+    out = tmp_path / "burnt.mp4"
+    proc2 = streamdet("render", str(segments[0]), "-o", str(out), env=cli_env(model_cache))
+    assert proc2.returncode == 0, proc2.stderr
+    assert len(_frames(out)) == len(_frames(segments[0]))
+
+
+@pytest.mark.services
+def test_a_copy_recording_keeps_a_gap_for_an_outage_and_survives_kill_9(tmp_path, model_cache):
+    server = RtspServer(clip("bikes"), repeat=4).start()
+    port = server.port
+    video = tmp_path / "cam.mp4"
+    proc, err = _run(["--source", server.url(), "--output", str(video)], model_cache,
+                     "recording: {mode: copy}\nsource: {read_timeout: 2, reconnect_initial: 0.5}\n", tmp_path)
+    sidecar = sidecar_path(video)
+    try:
+        wait_for(lambda: sidecar.exists() and sidecar.read_text().count("\n") >= 40, 60, "40 detection lines")
+        server.kill()  # the camera loses power
+        err.wait(lambda line: "stream lost" in line, 20, "the outage noticed")
+        lost = len(err.lines)
+        server = RtspServer(clip("bikes"), port=port, repeat=4).start()
+        err.wait(lambda line: "reconnected" in line, 30, "the reconnect", after=lost)
+        before = sidecar.read_text().count("\n")
+        wait_for(lambda: sidecar.read_text().count("\n") >= before + 40, 30, "40 lines after the outage")
+    finally:
+        proc.kill()  # kill -9: no chance to finish the file
+        proc.wait(timeout=30)
+        server.close()
+    times = [t for t, _ in _frames(video)]
+    steps = np.diff(times)
+    assert steps.max() >= 1.0, f"no gap for the outage in the recording: largest step {steps.max():.3f} s"
+    gap = int(np.argmax(steps))
+    assert gap >= 40 and len(times) - gap > 25, (gap, len(times))
+    assert (np.abs(np.delete(steps, gap) - 0.04) < 0.045).all()  # otherwise the camera's own spacing
+    text = sidecar.read_text()
+    whole = text if text.endswith("\n") else text[:text.rfind("\n") + 1]
+    lines = [json.loads(line) for line in whole.splitlines()]
+    assert len(lines) >= 80 and max(line["pts"] for line in lines) <= times[-1] + 1.5
+
+
+def _half_size_clip(frames: list[np.ndarray], path: Path) -> Path:
+    """The clip at half size, H.264 in MP4: the camera's sub-stream."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 320, 136, "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast", "g": "25"}
+        for image in frames:
+            small = cv2.resize(image, (320, 136), interpolation=cv2.INTER_AREA)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(small, format="bgr24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.services
+def test_detect_url_detects_on_the_sub_stream_and_reports_boxes_in_the_main_streams_pixels(
+        tmp_path, model_cache, pedestrian_xml, bikes_frames):
+    sub_clip = _half_size_clip(bikes_frames, tmp_path / "sub.mp4")
+    main, sub = RtspServer(clip("bikes"), repeat=3).start(), RtspServer(sub_clip, repeat=3).start()
+    js, video = tmp_path / "all.jsonl", tmp_path / "cam.mp4"
+    config = (f"sources:\n  - name: cam\n    url: {main.url()}\n    detect_url: {sub.url()}\n"
+              f"recording: {{mode: copy}}\nsource: {{read_timeout: 2}}\nlogging: {{status_interval: 1}}\n")
+    proc, err = _run(["--json", str(js), "--output", str(video)], model_cache, config, tmp_path)
+    try:
+        wait_for(lambda: js.exists() and js.read_text().count("\n") >= 60, 60, "60 frames detected")
+        sub.kill()
+        err.wait(lambda line: "sub-stream (detect_url)" in line and "cam" in line, 20, "the status naming the sub-stream")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        main.close()
+        sub.close()
+    stderr = err.text()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    records = [json.loads(line) for line in js.read_text().splitlines()]
+    detector = load(pedestrian_xml)
+    sub_frames = decode(sub_clip)  # what the sub-stream's frames decode to (x264 made them)
+    wide = 0
+    for record in records[:60:3]:
+        small = sub_frames[record["frame"] % 250]
+        got = np.array([d["box"] for d in record["detections"]], np.float32).reshape(-1, 4)
+        direct = detector.detect(small)
+        for box in direct[direct.scores > 0.55].xyxy * 2:  # the sub-stream's boxes in the main stream's pixels
+            assert len(got) and np.abs(got - box).max(axis=1).min() <= 4.0, (record["frame"], box, got)
+        wide += int((got[:, 2] > 330).any()) if len(got) else 0
+    assert wide > 0, "no box reaches past the sub-stream's width: boxes are not in the main stream's pixels"
+    lines = read_sidecar(sidecar_path(video))
+    assert lines and all(line.size == (640, 272) for line in lines)
+    frames = _frames(video)
+    assert frames[0][1].shape[:2] == (272, 640) and len(frames) >= 60  # the main stream is what was recorded
+
+
+@pytest.mark.services
+def test_a_camera_whose_codec_mp4_cannot_hold_is_recorded_annotated_with_one_line(tmp_path, model_cache):
+    camera = MjpegCamera(fps=25)
+    video = tmp_path / "cam.mp4"
+    proc, err = _run(["--source", f"http://127.0.0.1:{camera.port}/video", "--output", str(video)], model_cache,
+                     "recording: {mode: copy}\n", tmp_path)
+    try:
+        err.wait(lambda line: "mjpeg" in line and "annotated" in line, 60, "the fallback line")
+        wait_for(lambda: video.exists() and video.stat().st_size > 20_000, 30, "the annotated recording growing")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        camera.close()
+    assert proc.returncode == 130 and "Traceback" not in err.text()
+    assert len(_frames(video)) > 5 and not sidecar_path(video).exists()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("args, fragments", [
+    (["--source", str(clip("carphone_pristine"))], ["copy", "network camera", "annotated"]),
+    (["--source", "rtsp://127.0.0.1:9/x", "--output", "cam.mkv"], ["copy recording", ".mp4"]),
+])
+def test_copy_mode_on_what_it_cannot_copy_is_one_line(tmp_path, model_cache, args, fragments):
+    (tmp_path / "settings.yaml").write_text("recording: {mode: copy}\n")
+    if "--output" not in args:
+        args = [*args, "--output", "out.mp4"]
+    proc = streamdet("run", "--config", "settings.yaml", *args, env=cli_env(model_cache), cwd=tmp_path)
+    assert_one_line_error(proc, *fragments)
+
+
+@pytest.mark.unit
+def test_detect_url_without_a_copy_recording_is_one_line(tmp_path, model_cache):
+    (tmp_path / "settings.yaml").write_text(
+        "sources:\n  - {name: cam, url: 'rtsp://u:secret@127.0.0.1:9/main', detect_url: 'rtsp://127.0.0.1:9/sub'}\n")
+    proc = streamdet("run", "--config", "settings.yaml", env=cli_env(model_cache), cwd=tmp_path)
+    message = assert_one_line_error(proc, "detect_url", "copy recording")
+    assert "secret" not in message
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("choice, fragments", [
+    ("vaapi", ["hwaccel vaapi", "has no vaapi"]),
+    ("cuda", ["hwaccel cuda", "cannot decode on cuda"]),
+])
+def test_an_explicit_hwaccel_this_machine_lacks_is_one_line(tmp_path, model_cache, choice, fragments):
+    # This machine has no GPU: PyAV's FFmpeg has no vaapi at all, and its cuda finds no device.
+    proc = streamdet("run", "--source", "rtsp://127.0.0.1:9/x", "--hwaccel", choice, env=cli_env(model_cache),
+                     cwd=tmp_path)
+    assert_one_line_error(proc, *fragments)
+
+
+@pytest.mark.services
+def test_hwaccel_auto_falls_back_to_software_with_one_line_naming_what_was_tried(tmp_path, model_cache):
+    server = RtspServer(clip("carphone_pristine")).start()
+    js = tmp_path / "out.jsonl"
+    proc, err = _run(["--source", server.url(), "--json", str(js)], model_cache, "source: {hwaccel: auto}\n", tmp_path)
+    try:
+        wait_for(lambda: js.exists() and js.read_text().count("\n") >= 10, 60, "frames decoded")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        server.close()
+    stderr = err.text()
+    tried = [line for line in stderr.splitlines() if "hwaccel auto" in line]
+    assert len(tried) == 1 and "tried" in tried[0] and "software" in tried[0], stderr
+    assert "decoded in software" in stderr or "software" in stderr
+
+
+@pytest.mark.unit
+def test_annex_b_becomes_length_prefixed_nal_units():
+    data = b"\0\0\0\1gAB\0\0\1hCD\0\0\1eXYZ"
+    assert to_lengths(data) == b"\0\0\0\3gAB\0\0\0\3hCD\0\0\0\4eXYZ"
+    assert to_lengths(b"\0\0\0\5abcde") == b"\0\0\0\5abcde"  # already lengths: left as it is
+    assert os.path.basename(str(sidecar_path(Path("/r/cam_1.mp4")))) == "cam_1.jsonl"
