@@ -75,6 +75,7 @@ class Assembly:
         self.plans = self._plan(config, sources)
         self.sources = sources or [self._source(p) for p in self.plans]
         self._name_sources()
+        self._tap_copied()
         self._targets = plan_targets(self.plans, self.sources, config.output.summary_json, config.output.overwrite)
         self.window = want_window(config.display.show)
         self._listener = None
@@ -145,19 +146,20 @@ class Assembly:
 
     @staticmethod
     def _source(plan: SourcePlan) -> Source:
-        """The plan's source, not opened; a camera recorded by copy hands its packets to the recording."""
-        copy = plan.recording.mode == "copy" and bool(plan.output.video)
+        """The plan's source, not opened: with detect_url, the camera's two streams as one."""
         if plan.detect_url:
-            main, detect = open_source(plan.url, plan.source), open_source(plan.detect_url, plan.source)
-            source = CameraPair(main, detect)
-        else:
-            source = open_source(plan.url, plan.source)
-        if copy:
-            if not isinstance(source, (NetworkSource, CameraPair)):
-                raise ConfigError(f"{plan.context}: recording.mode copy records a network camera's own stream "
-                                  "(rtsp:// or http(s)://); this source is decoded here: use recording.mode annotated")
-            source.keep_packets()
-        return source
+            return CameraPair(open_source(plan.url, plan.source), open_source(plan.detect_url, plan.source))
+        return open_source(plan.url, plan.source)
+
+    def _tap_copied(self) -> None:
+        """A camera recorded by copy hands its packets to the recording from its first connection on."""
+        for plan, source in zip(self.plans, self.sources):
+            if plan.recording.mode == "copy" and plan.output.video:
+                if not isinstance(source, (NetworkSource, CameraPair)):
+                    raise ConfigError(f"{plan.context}: recording.mode copy records a network camera's own stream "
+                                      "(rtsp:// or http(s)://); this source is decoded here: use recording.mode "
+                                      "annotated")
+                source.keep_packets()
 
     def _name_sources(self) -> None:
         names = unique_names([p.name for p in self.plans], [s.name for s in self.sources])

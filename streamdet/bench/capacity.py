@@ -10,6 +10,11 @@ in the inbox, or never decoded in time because the CPU was busy), frame age
 for the whole run, CPU use of all cores. `max` adds cameras one at a time
 until the drop rate of any camera reaches 5%.
 
+With `url` the cameras are real: each opens its own connection to that stream (a camera on the network,
+or the test RTSP server), read as a run reads cameras. `record` adds each camera's recording: `annotated`
+(the drawn frames encoded as H.264) or `copy` (the camera's own packets, which needs `url`), so the CPU
+they cost shows against `none`.
+
 `mostly_still` makes the footage of a fixed camera that mostly watches
 nothing happen: each stretch of the clip is preceded by one of its pictures
 held still (with sensor-like noise), for most of the time.
@@ -32,11 +37,13 @@ import numpy as np
 from .common import decode_clip, headless_config, machine_of
 from ..config.sections import DEFAULT_PRECISION, RecordingConfig, SourceConfig
 from ..detections import FrameResult
+from ..errors import StreamdetError
 from ..model.detector import Detector, load
 from ..outputs.video import Encoder
 from ..pipeline import Pipeline
-from ..sources import Frame, Source, SourceInfo, VideoFileSource
+from ..sources import Frame, NetworkSource, Source, SourceInfo, VideoFileSource
 from ..stats import process_cpu_s
+from ..urls import mask_url
 
 MAX_DROP = 0.05      # a camera that loses more than this is not kept up with
 _WARM_UP_S = 3.0     # start-up (first requests, decoder pipelines filling) is left out of the figures
@@ -112,10 +119,11 @@ class Trial:
 class CapacityResult:
     machine: str
     model: str
-    clip: str
+    clip: str                  # the clip played, or the camera URL (masked)
     size: str
     camera_fps: float
     motion: bool
+    record: str = "none"
     trials: list[Trial] = field(default_factory=list)
     searched: bool = False     # `max`: the trials went up one camera at a time
 
@@ -135,7 +143,8 @@ class CapacityResult:
     def format(self) -> str:
         gate = "motion gate on" if self.motion else "motion gate off"
         lines = [f"streamdet bench --cameras: {self.model}, cameras of {self.size} at {self.camera_fps:.0f} fps "
-                 f"playing {self.clip}, newest frame, {gate}, {self.machine}",
+                 f"{'from' if '://' in self.clip else 'playing'} {self.clip}, newest frame, {gate}, "
+                 f"recording {self.record}, {self.machine}",
                  f"  {'cameras':>7} {'fps/camera':>11} {'drops':>7} {'age p50':>8} {'age p95':>8} {'inferred':>9} {'CPU':>5}"]
         for t in self.trials:
             fps = statistics.mean(c.fps for c in t.per_camera)
@@ -150,14 +159,29 @@ class CapacityResult:
         return "\n".join(lines)
 
 
-def run_trial(detector: Detector, clip: Path, cameras: int, seconds: float, motion: bool) -> Trial:
-    """`cameras` played cameras for `seconds` after a warm-up; the figures of the time after it."""
+def _cameras(clip: Path | None, url: str | None, cameras: int) -> list[Source]:
+    if url:
+        sources: list[Source] = []
+        for k in range(cameras):
+            sources.append(NetworkSource(url, SourceConfig()))
+            sources[-1].name = f"cam{k + 1}"
+        return sources
     cap = cv2.VideoCapture(str(clip))
     frame_count = max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
     cap.release()
-    sources = [PlayedCamera(clip, f"cam{k + 1}", start=k * frame_count // cameras) for k in range(cameras)]
+    return [PlayedCamera(clip, f"cam{k + 1}", start=k * frame_count // cameras) for k in range(cameras)]
+
+
+def run_trial(detector: Detector, clip: Path | None, cameras: int, seconds: float, motion: bool,
+              url: str | None = None, record: str = "none", folder: str | None = None) -> Trial:
+    """`cameras` cameras for `seconds` after a warm-up; the figures of the time after it."""
+    sources = _cameras(clip, url, cameras)
     config = headless_config("newest")
     config.detect.motion = motion
+    if record != "none":
+        config.output.video = os.path.join(folder, f"{{name}}-{cameras}.mp4")
+        config.output.overwrite = True
+        config.recording.mode = record
     done = [0] * cameras
     inferred = [0] * cameras
     ages: list[list[float]] = [[] for _ in range(cameras)]
@@ -186,7 +210,7 @@ def run_trial(detector: Detector, clip: Path, cameras: int, seconds: float, moti
     wall = window["end"] - window["start"]
     figures = []
     for k, source in enumerate(sources):
-        expected = wall / source.period
+        expected = wall * (pipeline.lanes[k].info.fps or 25.0)
         p50, p95 = (np.percentile(ages[k], [50, 95]).tolist() if ages[k] else (0.0, 0.0))
         figures.append(CameraFigures(source.name, done[k] / wall, max(0.0, 1 - done[k] / expected), p50, p95,
                                      inferred[k] / done[k] if done[k] else 0.0))
@@ -194,16 +218,26 @@ def run_trial(detector: Detector, clip: Path, cameras: int, seconds: float, moti
     return Trial(cameras, wall, cpu, figures)
 
 
-def run_capacity(detector: Detector, model: str, clip: Path, cameras: int | None, seconds: float,
-                 motion: bool, machine: str, most: int = 32) -> CapacityResult:
+def run_capacity(detector: Detector, model: str, clip: Path | None, cameras: int | None, seconds: float,
+                 motion: bool, machine: str, most: int = 32, url: str | None = None, record: str = "none",
+                 folder: str | None = None) -> CapacityResult:
     """One trial of `cameras`, or with None, one camera more each trial until one is not kept up with."""
-    cap = cv2.VideoCapture(str(clip))
-    size = f"{int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    cap.release()
-    result = CapacityResult(machine, model, clip.name, size, fps, motion, searched=cameras is None)
+    if url:
+        probe = NetworkSource(url, SourceConfig())
+        with probe:
+            info = probe.current
+        if info is None:
+            raise StreamdetError(f"bench: --url {mask_url(url)}: {probe.health().last_error}; start the camera first")
+        size, fps, shown = f"{info.width}x{info.height}", info.fps or 25.0, mask_url(url)
+    else:
+        cap = cv2.VideoCapture(str(clip))
+        size = f"{int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        cap.release()
+        shown = clip.name
+    result = CapacityResult(machine, model, shown, size, fps, motion, record, searched=cameras is None)
     for n in [cameras] if cameras else range(1, most + 1):
-        trial = run_trial(detector, clip, n, seconds, motion)
+        trial = run_trial(detector, clip, n, seconds, motion, url, record, folder)
         result.trials.append(trial)
         if not trial.kept_up and cameras is None:
             break
@@ -235,13 +269,14 @@ def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: floa
     return out
 
 
-def run_cameras(model: str, clip: Path, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
+def run_cameras(model: str, clip: Path | None, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
                 still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None,
-                precision: str = DEFAULT_PRECISION):
+                precision: str = DEFAULT_PRECISION, url: str | None = None, record: str = "none"):
     """`bench --cameras`: the capacity run, with the model loaded once for every trial."""
     detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
     machine = machine_of(detector)
     with tempfile.TemporaryDirectory(prefix="streamdet-capacity-") as tmp:
         footage = mostly_still(clip, Path(tmp) / f"{clip.stem}-still.mp4", still_share) if still_share else clip
-        result = run_capacity(detector, str(model), footage, cameras, seconds, motion, machine)
+        result = run_capacity(detector, str(model), footage, cameras, seconds, motion, machine, url=url,
+                              record=record, folder=tmp)
     return result

@@ -20,7 +20,8 @@ def register(sub) -> None:
         "server instead (raw and pipeline FPS, single-request and pipeline latency).",
     )
     p.add_argument("--model", default="ssdlite_mobilenet_v2", help="model name, .xml or .pb")
-    p.add_argument("--clip", required=True, help="video file to play (repeated up to --frames)")
+    p.add_argument("--clip", help="video file to play (repeated up to --frames); with --cameras, the cameras' footage "
+                                  "unless --url")
     p.add_argument("--frames", type=int, default=1000, help="frames per measurement")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
     p.add_argument("--device", default="CPU")
@@ -37,6 +38,11 @@ def register(sub) -> None:
                           help="play N cameras at once; max: add one at a time until a camera drops 5%% or more")
     capacity.add_argument("--seconds", type=float, default=20.0, help="measured seconds per trial (after 3 s of warm-up)")
     capacity.add_argument("--motion", action="store_true", help="with the motion gate on (detect.motion)")
+    capacity.add_argument("--url", metavar="URL", help="real cameras instead of played clips: each camera opens its "
+                                                        "own connection to this rtsp:// or http(s):// stream")
+    capacity.add_argument("--record", choices=["none", "copy", "annotated"], default="none",
+                          help="record every camera as well: annotated (encoded here) or copy (the camera's own "
+                               "stream, needs --url); default none")
     capacity.add_argument("--still-share", type=float, metavar="SHARE",
                           help="play the clip as a mostly still camera: this share of the time (e.g. 0.8) shows one "
                                "of its pictures held still, the rest the clip moving")
@@ -48,10 +54,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench.pipeline import run_bench
     from ..outputs import write_atomically
 
-    clip = Path(args.clip)
-    if not clip.is_file():
+    clip = Path(args.clip) if args.clip else None
+    if (args.url or args.record != "none") and args.cameras is None:
+        raise StreamdetError("bench: --url and --record are for --cameras N|max")
+    if args.url and args.still_share is not None:
+        raise StreamdetError("bench: --still-share plays a clip; real cameras (--url) show what they show")
+    if args.record == "copy" and not args.url:
+        raise StreamdetError("bench: --record copy records real cameras' own streams; give --url rtsp://...")
+    if clip is None and not args.url:
+        raise StreamdetError("bench: give --clip FILE (or, with --cameras, --url of a camera)")
+    if clip is not None and not clip.is_file():
         raise StreamdetError(f"bench: clip '{clip}' does not exist; give a video file")
-    if args.json and (not Path(args.json).resolve().parent.is_dir() or Path(args.json).resolve() == clip.resolve()):
+    if args.json and (not Path(args.json).resolve().parent.is_dir()
+                      or (clip is not None and Path(args.json).resolve() == clip.resolve())):
         raise StreamdetError(f"bench: --json '{args.json}': give a new file in a folder that exists (the figures "
                              "are written there at the end)")
     setup_logging("warning")
@@ -60,7 +75,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not 1 <= args.seconds <= 3600 or (args.still_share is not None and not 0 < args.still_share < 1):
             raise StreamdetError("bench: --seconds must be between 1 and 3600 and --still-share between 0 and 1")
         result = run_cameras(args.model, clip, cameras, seconds=args.seconds, motion=args.motion,
-                             still_share=args.still_share, device=args.device, precision=args.precision)
+                             still_share=args.still_share, device=args.device, precision=args.precision,
+                             url=args.url, record=args.record)
     elif args.frames < 250 or args.rounds < 1:
         raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
     elif args.server:

@@ -7,10 +7,11 @@ import datetime as dt
 import json
 import math
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import web
 
-from .review import DEFAULT_LIMIT, MAX_LIMIT, Query, parse_time, servable
+from .review import DEFAULT_LIMIT, MAX_LIMIT, Query, detections_of, parse_time, servable
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -62,3 +63,19 @@ def finite(value):
     if isinstance(value, list):
         return [finite(v) for v in value]
     return value
+
+
+def segment_listing(camera: str, segments: list[tuple[Path, float]]) -> list[dict]:
+    """A camera's segments for the recordings page, newest first: name, start, size, where to get it and
+    its detections file (a copy recording's), if it has one."""
+    base = f"/recordings/{quote(camera, safe='')}/"
+    listed = []
+    for path, start in reversed(segments):
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue  # expired between the listing and now
+        found = detections_of(path)
+        listed.append({"name": path.name, "start": iso(start), "size": size, "url": base + quote(path.name, safe=""),
+                       "detections": f"/api{base}{quote(found.name, safe='')}" if found else None})
+    return listed

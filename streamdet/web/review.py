@@ -189,3 +189,4 @@ def servable(path: Path | None) -> Path | None:
 def detections_of(segment: Path) -> Path | None:
     """A segment's detections file (a copy recording's, streamdet.outputs.sidecar) when one is beside it."""
     return servable(sidecar_path(segment))
+

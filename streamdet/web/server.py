@@ -33,7 +33,7 @@ from ..stats import RunStatus
 from .connections import LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Once, Refused, connection_cap, http_log
 from .frames import FrameHub
 from .metrics import CONTENT_TYPE_LATEST, EventTally, LogTally, MetricsPage, Scrape, WebFigures, recording_sizes
-from .responses import HEADERS, file_response, iso, json_response, query_of
+from .responses import HEADERS, file_response, json_response, query_of, segment_listing
 from .review import EventStore, ListSegments, detections_of
 
 log = logging.getLogger("streamdet")
@@ -370,18 +370,8 @@ class WebServer:
 
     async def _recordings_json(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        segments = []
-        for path, start in reversed(self._segments(request)):  # newest first
-            try:
-                size = path.stat().st_size
-            except OSError:
-                continue  # expired between the listing and now
-            found = detections_of(path)
-            segments.append({"name": path.name, "start": iso(start), "size": size,
-                             "url": f"/recordings/{quote(name, safe='')}/{quote(path.name, safe='')}",
-                             "detections": f"/api/recordings/{quote(name, safe='')}/{quote(found.name, safe='')}"
-                             if found else None})
-        return json_response({"source": name, "recording": name in self._recordings, "segments": segments})
+        return json_response({"source": name, "recording": name in self._recordings,
+                              "segments": segment_listing(name, self._segments(request))})
 
     async def _segment_file(self, request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["file"]
