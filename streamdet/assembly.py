@@ -325,7 +325,8 @@ class Assembly:
         status = reports.status(self.lanes, self.meter)
         if self.mqtt is not None:
             status = dataclasses.replace(status, mqtt={"sent": self.mqtt.sent, "dropped": self.mqtt.dropped,
-                                                       "connected": int(self.mqtt.connected)})
+                                                       "connected": int(self.mqtt.connected),
+                                                       "queued": self.mqtt.queued})
         return status if self.backend is None else dataclasses.replace(status, inference=self.backend.info)
 
     def close_outputs(self) -> list[BaseException]:

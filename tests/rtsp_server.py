@@ -4,7 +4,7 @@ Runs under Debian's python3 (python3-gi, gir1.2-gst-rtsp-server-1.0), not the
 project's venv, so it is started as a separate process; `tests/rtsp.py` does
 that. The clip's H.264 is sent as it is (no re-encoding, so it costs almost no
 CPU), at its own frame rate, repeated `--repeat` times by splitmuxsrc over
-links to the one file. Prints `ready PORT` once it listens.
+links to the one file; with `--audio`, its AAC track too, as a camera with a microphone. Prints `ready PORT` once it listens.
 """
 
 import argparse
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--audio", action="store_true", help="also send the clip's AAC audio track")
     args = parser.parse_args()
     Gst.init(None)
 
@@ -34,8 +35,10 @@ def main() -> None:
     for i in range(args.repeat):
         os.symlink(os.path.abspath(args.clip), os.path.join(parts, f"part{i:04d}.mp4"))
     factory = GstRtspServer.RTSPMediaFactory()
+    audio = " s.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97" if args.audio else ""
     factory.set_launch(
-        f'( splitmuxsrc location="{parts}/part*.mp4" ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )'
+        f'( splitmuxsrc name=s location="{parts}/part*.mp4" s.video_0 ! queue ! h264parse '
+        f'! rtph264pay name=pay0 pt=96 config-interval=1{audio} )'
     )
     factory.set_shared(True)
 

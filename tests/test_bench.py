@@ -104,6 +104,9 @@ def test_capacity_search_adds_cameras_until_one_drops(pedestrian_xml):
     (["--cameras", "lots"], "--cameras 'lots'"),
     (["--cameras", "2", "--still-share", "1.5"], "--still-share"),
     (["--cameras", "2", "--seconds", "0"], "--seconds"),
+    (["--cameras", "2", "--record", "copy"], "--record copy records real cameras"),
+    (["--record", "annotated"], "--url and --record are for --cameras"),
+    (["--cameras", "1", "--url", "rtsp://127.0.0.1:9/x", "--still-share", "0.5"], "--still-share plays a clip"),
 ])
 def test_capacity_bench_bad_arguments(model_cache, args, fragment):
     from clirun import assert_one_line_error
@@ -111,3 +114,24 @@ def test_capacity_bench_bad_arguments(model_cache, args, fragment):
     proc = streamdet("bench", "--model", str(pedestrian_pb()), "--clip", str(clip("bikes")), *args,
                      env=cli_env(model_cache), timeout=60)
     assert_one_line_error(proc, fragment)
+
+
+@pytest.mark.services
+def test_capacity_bench_on_a_real_rtsp_camera_recorded_by_copy(tmp_path, model_cache):
+    """`--url` with `--record copy`: real cameras (the test RTSP server), each recorded as it comes."""
+    from rtsp import RtspServer
+
+    server = RtspServer(clip("bikes"), repeat=3).start()
+    out = tmp_path / "capacity.json"
+    try:
+        proc = streamdet("bench", "--model", str(pedestrian_pb()), "--cameras", "2", "--url", server.url(),
+                         "--record", "copy", "--seconds", "2", "--json", str(out), env=cli_env(model_cache), timeout=300)
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["record"] == "copy" and report["size"] == "640x272" and report["clip"] == server.url()
+    (trial,) = report["trials"]
+    assert [c["name"] for c in trial["per_camera"]] == ["cam1", "cam2"]
+    assert all(20 < c["fps"] <= 26 for c in trial["per_camera"]), trial
+    assert "recording copy" in proc.stdout and "from rtsp://127.0.0.1:" in proc.stdout

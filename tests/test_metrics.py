@@ -135,7 +135,7 @@ def test_cli_no_metrics_flag_leaves_the_rest_of_the_web_view_serving(tmp_path, m
 
 def _fake_status() -> RunStatus:
     age = StageSummary(mean_ms=40.0, p50_ms=35.0, p95_ms=80.0, count=10)
-    return RunStatus(uptime_s=5.0, frames=10, inference_time=age, mqtt={"sent": 3, "dropped": 1, "connected": 0},
+    return RunStatus(uptime_s=5.0, frames=10, inference_time=age, mqtt={"sent": 3, "dropped": 1, "connected": 0, "queued": 2},
                      inference=InferenceInfo("ssd", ["server grpc://user:hunter2@127.0.0.1:9000"], "set by the server",
                                              "FP32", 4),
                      sources=[SourceStatus(name="yard", url="rtsp://***:***@127.0.0.1:554/yard", live=True,
@@ -197,6 +197,7 @@ def test_the_collector_turns_a_status_into_camera_mqtt_and_event_metrics_with_cr
     assert _value(f, "streamdet_events", "streamdet_events_total", source="yard", kind="end", label="person") == 2
     assert _value(f, "streamdet_clips", "streamdet_clips_total", source="yard") == 2
     assert _value(f, "streamdet_mqtt_events_dropped", "streamdet_mqtt_events_dropped_total") == 1
+    assert _value(f, "streamdet_mqtt_queued_messages", "streamdet_mqtt_queued_messages") == 2
     assert _value(f, "streamdet_web_viewers", "streamdet_web_viewers", source="yard") == 3
     assert f["streamdet_inference_info"].samples[0].labels["device"] == "server grpc://***:***@127.0.0.1:9000"
     assert "streamdet_input_fps" in f and not f["streamdet_input_fps"].samples  # not measured yet: no sample
@@ -226,6 +227,7 @@ def test_camera_and_broker_passwords_never_reach_the_metrics_and_mqtt_is_measure
             assert _value(f, "streamdet_camera_offline_seconds", "streamdet_camera_offline_seconds", source=name) == 0
             assert _value(f, "streamdet_mqtt_connected", "streamdet_mqtt_connected") == 1
             assert _value(f, "streamdet_mqtt_events_dropped", "streamdet_mqtt_events_dropped_total") == 0
+            assert _value(f, "streamdet_mqtt_queued_messages", "streamdet_mqtt_queued_messages") == 0
     finally:
         server.close()
         broker.stop()

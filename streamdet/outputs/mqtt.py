@@ -107,6 +107,12 @@ class MqttPublisher:
     def connected(self) -> bool:
         return self._online
 
+    @property
+    def queued(self) -> int:
+        """Messages waiting in the outbox for the broker (it is bounded: past it the oldest are dropped)."""
+        with self._lock:
+            return len(self._outbox)
+
     def start(self) -> None:
         if self._started:
             return

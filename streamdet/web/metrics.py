@@ -214,6 +214,9 @@ def _run(status: RunStatus) -> Iterator[Metric]:
                                   "(outbox full)", value=status.mqtt["dropped"])
         yield GaugeMetricFamily("streamdet_mqtt_connected", "1 while connected to the MQTT broker",
                                 value=status.mqtt["connected"])
+        if "queued" in status.mqtt:
+            yield GaugeMetricFamily("streamdet_mqtt_queued_messages", "Messages waiting for the MQTT broker "
+                                    "(the outbox, bounded by mqtt.outbox)", value=status.mqtt["queued"])
 
 
 def _web(s: Scrape) -> Iterator[Metric]:
