@@ -263,7 +263,8 @@ def test_detect_url_detects_on_the_sub_stream_and_reports_boxes_in_the_main_stre
               f"recording: {{mode: copy}}\nsource: {{read_timeout: 2}}\nlogging: {{status_interval: 1}}\n")
     proc, err = _run(["--json", str(js), "--output", str(video)], model_cache, config, tmp_path)
     try:
-        wait_for(lambda: js.exists() and js.read_text().count("\n") >= 60, 60, "60 frames detected")
+        # The clip's person comes in at about frame 75: past it, boxes reach beyond the sub-stream's width.
+        wait_for(lambda: js.exists() and js.read_text().count("\n") >= 120, 60, "120 frames detected")
         sub.kill()
         err.wait(lambda line: "sub-stream (detect_url)" in line and "cam" in line, 20, "the status naming the sub-stream")
     finally:
@@ -276,19 +277,20 @@ def test_detect_url_detects_on_the_sub_stream_and_reports_boxes_in_the_main_stre
     records = [json.loads(line) for line in js.read_text().splitlines()]
     detector = load(pedestrian_xml)
     sub_frames = decode(sub_clip)  # what the sub-stream's frames decode to (x264 made them)
-    wide = 0
-    for record in records[:60:3]:
+    wide = compared = 0
+    for record in records[:150:2]:
         small = sub_frames[record["frame"] % 250]
         got = np.array([d["box"] for d in record["detections"]], np.float32).reshape(-1, 4)
         direct = detector.detect(small)
         for box in direct[direct.scores > 0.55].xyxy * 2:  # the sub-stream's boxes in the main stream's pixels
             assert len(got) and np.abs(got - box).max(axis=1).min() <= 4.0, (record["frame"], box, got)
+            compared += 1
         wide += int((got[:, 2] > 330).any()) if len(got) else 0
-    assert wide > 0, "no box reaches past the sub-stream's width: boxes are not in the main stream's pixels"
+    assert compared > 5 and wide > 0, "no box reaches past the sub-stream's width: boxes are not in the main stream's pixels"
     lines = read_sidecar(sidecar_path(video))
     assert lines and all(line.size == (640, 272) for line in lines)
     frames = _frames(video)
-    assert frames[0][1].shape[:2] == (272, 640) and len(frames) >= 60  # the main stream is what was recorded
+    assert frames[0][1].shape[:2] == (272, 640) and len(frames) >= 120  # the main stream is what was recorded
 
 
 @pytest.mark.services
