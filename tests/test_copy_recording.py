@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -134,33 +135,53 @@ def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_rende
     assert len(_frames(out)) == len(_frames(segments[0]))
 
 
-@pytest.mark.services
-def test_a_copy_recording_keeps_a_gap_for_an_outage_and_survives_kill_9(tmp_path, model_cache):
+def _camera_that_drops_out(tmp_path: Path, model_cache: Path, video: Path, lines: int):
+    """A copy-recorded camera that has written `lines` detections, then loses power: (server port, run, stderr,
+    when it was killed)."""
     server = RtspServer(clip("bikes"), repeat=4).start()
-    port = server.port
-    video = tmp_path / "cam.mp4"
     proc, err = _run(["--source", server.url(), "--output", str(video)], model_cache,
                      "recording: {mode: copy}\nsource: {read_timeout: 2, reconnect_initial: 0.5}\n", tmp_path)
     sidecar = sidecar_path(video)
     try:
-        wait_for(lambda: sidecar.exists() and sidecar.read_text().count("\n") >= 40, 60, "40 detection lines")
-        server.kill()  # the camera loses power
+        wait_for(lambda: sidecar.exists() and sidecar.read_text().count("\n") >= lines, 60, f"{lines} detection lines")
+        killed = server.kill()  # the camera loses power
         err.wait(lambda line: "stream lost" in line, 20, "the outage noticed")
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        server.close()
+        raise
+    return server.port, proc, err, killed
+
+
+@pytest.mark.services
+def test_a_copy_recording_keeps_a_gap_for_an_outage_and_survives_kill_9(tmp_path, model_cache):
+    video = tmp_path / "cam.mp4"
+    sidecar = sidecar_path(video)
+    port, proc, err, killed = _camera_that_drops_out(tmp_path, model_cache, video, 40)
+    server = None
+    try:
         lost = len(err.lines)
         server = RtspServer(clip("bikes"), port=port, repeat=4).start()
+        outage = time.monotonic() - killed  # at least this long without pictures
         err.wait(lambda line: "reconnected" in line, 30, "the reconnect", after=lost)
         before = sidecar.read_text().count("\n")
         wait_for(lambda: sidecar.read_text().count("\n") >= before + 40, 30, "40 lines after the outage")
     finally:
         proc.kill()  # kill -9: no chance to finish the file
         proc.wait(timeout=30)
-        server.close()
+        if server is not None:
+            server.close()
     times = [t for t, _ in _frames(video)]
     steps = np.diff(times)
-    assert steps.max() >= 1.0, f"no gap for the outage in the recording: largest step {steps.max():.3f} s"
+    assert steps.max() >= max(0.3, 0.8 * outage), f"the {outage:.2f} s outage is a {steps.max():.3f} s step"
     gap = int(np.argmax(steps))
     assert gap >= 40 and len(times) - gap > 25, (gap, len(times))
-    assert (np.abs(np.delete(steps, gap) - 0.04) < 0.045).all()  # otherwise the camera's own spacing
+    # Otherwise the camera's own spacing; just before the gap the camera died mid-reordering (B-frames it
+    # never sent), which skips a few frames' time.
+    odd = [(i, round(float(x), 3)) for i, x in enumerate(steps)
+           if abs(x - 0.04) >= 0.045 and not (i == gap or (i == gap - 1 and x < 0.25))]
+    assert not odd, (gap, odd)
     text = sidecar.read_text()
     whole = text if text.endswith("\n") else text[:text.rfind("\n") + 1]
     lines = [json.loads(line) for line in whole.splitlines()]
@@ -169,16 +190,10 @@ def test_a_copy_recording_keeps_a_gap_for_an_outage_and_survives_kill_9(tmp_path
 
 @pytest.mark.services
 def test_a_camera_back_at_another_size_goes_on_in_a_new_file(tmp_path, model_cache):
-    server = RtspServer(clip("bikes"), repeat=4).start()
-    port = server.port
     video = tmp_path / "cam.mp4"
-    proc, err = _run(["--source", server.url(), "--output", str(video)], model_cache,
-                     "recording: {mode: copy}\nsource: {read_timeout: 2, reconnect_initial: 0.5}\n", tmp_path)
+    port, proc, err, _ = _camera_that_drops_out(tmp_path, model_cache, video, 25)
+    server = None
     try:
-        wait_for(lambda: sidecar_path(video).exists() and sidecar_path(video).read_text().count("\n") >= 25, 60,
-                 "a second recorded")
-        server.kill()
-        err.wait(lambda line: "stream lost" in line, 20, "the outage noticed")
         server = RtspServer(clip("carphone_pristine"), port=port, repeat=4).start()  # back as another camera
         err.wait(lambda line: "came back as h264 176x144" in line, 30, "the new file announced")
         second = tmp_path / "cam-1.mp4"
@@ -187,7 +202,8 @@ def test_a_camera_back_at_another_size_goes_on_in_a_new_file(tmp_path, model_cac
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-        server.close()
+        if server is not None:
+            server.close()
     assert proc.returncode == 130 and "Traceback" not in err.text()
     first, after = _frames(video), _frames(second)
     assert first[0][1].shape[:2] == (272, 640) and after[0][1].shape[:2] == (144, 176)

@@ -41,6 +41,15 @@ def write_error(label: str, exc: OSError) -> OutputError:
     return OutputError(f"output '{label}': writing failed ({reason}{hint.get(exc.errno or 0, '')})")
 
 
+def as_output_error(label: str, error: BaseException, what: str) -> OutputError:
+    """The one line for what stopped a writer thread: its own OutputError, a write error, or what failed."""
+    if isinstance(error, OutputError):
+        return error
+    if isinstance(error, OSError):
+        return write_error(label, error)
+    return OutputError(f"output '{label}': {what} failed ({error})")
+
+
 def staged_path(final: Path) -> Path:
     """A hidden name beside `final`, with its extension (writers pick the format by it), for writing before the move."""
     return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")

@@ -32,7 +32,7 @@ from ..config.sections import RecordingConfig
 from ..detections import FrameResult
 from ..errors import OutputError
 from ..sources.demux import CameraPacket, Connected, PacketTap, StreamFormat, to_lengths
-from .base import Output, write_error
+from .base import Output, as_output_error
 from .segments import Segments
 from .sidecar import sidecar_path, sidecar_record, sidecar_text
 from .video import MP4_OPTIONS, cut_to_whole_fragments
@@ -338,15 +338,10 @@ class CopyRecording(Output):
             log.warning(message, *args)
 
     def _failure_of(self, exc: BaseException) -> str:
-        return str(write_error(self.label, exc)) if isinstance(exc, OSError) else f"output '{self.label}': {exc}"
+        return str(as_output_error(self.label, exc, "writing the copy recording"))
 
     def _failure(self) -> OutputError:
-        error = self._error
-        if isinstance(error, OutputError):
-            return error
-        if isinstance(error, OSError):
-            return write_error(self.label, error)
-        return OutputError(f"output '{self.label}': writing the copy recording failed ({error})")
+        return as_output_error(self.label, self._error, "writing the copy recording")
 
     def close(self) -> None:
         if self._closed:

@@ -18,7 +18,7 @@ from ..config.sections import RecordingConfig
 from ..detections import FrameResult
 from ..errors import OutputError
 from ..sources import SourceInfo
-from .base import Output, write_error
+from .base import Output, as_output_error, write_error
 from .segments import Segments
 
 log = logging.getLogger("streamdet.recording")
@@ -198,12 +198,7 @@ class VideoOutput(Output):
         return self._segments is not None and length > 0 and pts_ms - self._segment_pts >= length
 
     def _failure(self) -> OutputError:
-        error = self._error
-        if isinstance(error, OutputError):
-            return error
-        if isinstance(error, OSError):
-            return write_error(self.label, error)
-        return OutputError(f"output '{self.label}': writing the video failed ({error})")
+        return as_output_error(self.label, self._error, "writing the video")
 
     def _encode(self) -> None:
         c0 = time.thread_time()
@@ -255,7 +250,7 @@ class VideoOutput(Output):
         self._encoder.add(image, pts_ms - self._segment_pts)
 
     def _failure_of(self, exc: BaseException) -> str:
-        return str(write_error(self.label, exc)) if isinstance(exc, OSError) else f"output '{self.label}': {exc}"
+        return str(as_output_error(self.label, exc, "writing the video"))
 
     def _drop_encoder(self) -> None:
         encoder, self._encoder = self._encoder, None
