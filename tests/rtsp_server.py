@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--audio", action="store_true", help="also send the clip's AAC audio track")
+    parser.add_argument("--unshared", action="store_true",
+                        help="a pipeline per client (gst-rtsp-server's shared media asserts with many clients "
+                             "joining and leaving, as the capacity bench's trials do)")
     args = parser.parse_args()
     Gst.init(None)
 
@@ -40,7 +43,7 @@ def main() -> None:
         f'( splitmuxsrc name=s location="{parts}/part*.mp4" s.video_0 ! queue ! h264parse '
         f'! rtph264pay name=pay0 pt=96 config-interval=1{audio} )'
     )
-    factory.set_shared(True)
+    factory.set_shared(not args.unshared)
 
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
