@@ -109,7 +109,7 @@ class CopyRecording(Output):
     _RETRY_S = 5.0
 
     def __init__(self, path: str | os.PathLike, tap: PacketTap, source_name: str, settings: RecordingConfig,
-                 plate: Callable[[FrameResult], object], live_connection: Callable[[], int] | None = None):
+                 plate: Callable[[FrameResult], object]):
         self.template = str(path)
         self.path = Path(path)
         self.label = self.template
@@ -138,10 +138,6 @@ class CopyRecording(Output):
     @property
     def segments(self) -> Segments | None:
         return self._segments
-
-    @property
-    def dropped(self) -> int:
-        return self._tap.dropped
 
     # ------------------------------------------------------------ output thread
 
