@@ -19,8 +19,8 @@ SCRIPT = Path(__file__).with_name("rtsp_server.py")
 
 class RtspServer:
     def __init__(self, clip: Path, *, port: int = 0, repeat: int = 1, user: str | None = None,
-                 password: str | None = None, audio: bool = False):
-        self.clip, self.port, self.repeat, self.audio = clip, port, repeat, audio
+                 password: str | None = None, audio: bool = False, stagger: bool = False):
+        self.clip, self.port, self.repeat, self.audio, self.stagger = clip, port, repeat, audio, stagger
         self.user, self.password = user, password
         self.proc: subprocess.Popen | None = None
 
@@ -31,6 +31,8 @@ class RtspServer:
             args += ["--user", self.user, "--password", self.password or ""]
         if self.audio:
             args.append("--audio")
+        if self.stagger:
+            args.append("--stagger")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         line = b""

@@ -118,10 +118,11 @@ def test_capacity_bench_bad_arguments(model_cache, args, fragment):
 
 @pytest.mark.services
 def test_capacity_bench_on_a_real_rtsp_camera_recorded_by_copy(tmp_path, model_cache):
-    """`--url` with `--record copy`: real cameras (the test RTSP server), each recorded as it comes."""
+    """`--url` with `--record copy`: real cameras (the test RTSP server, each client at another point of the
+    clip as the capacity figures are taken), each recorded as it comes."""
     from rtsp import RtspServer
 
-    server = RtspServer(clip("bikes"), repeat=3).start()
+    server = RtspServer(clip("bikes"), repeat=3, stagger=True).start()
     out = tmp_path / "capacity.json"
     try:
         proc = streamdet("bench", "--model", str(pedestrian_pb()), "--cameras", "2", "--url", server.url(),
@@ -133,5 +134,6 @@ def test_capacity_bench_on_a_real_rtsp_camera_recorded_by_copy(tmp_path, model_c
     assert report["record"] == "copy" and report["size"] == "640x272" and report["clip"] == server.url()
     (trial,) = report["trials"]
     assert [c["name"] for c in trial["per_camera"]] == ["cam1", "cam2"]
-    assert all(20 < c["fps"] <= 26 for c in trial["per_camera"]), trial
+    # 25 fps, give or take a frame or two of jitter in a 2 s window (the staggered server joins pieces of the clip)
+    assert all(20 < c["fps"] <= 27.5 for c in trial["per_camera"]), trial
     assert "recording copy" in proc.stdout and "from rtsp://127.0.0.1:" in proc.stdout
