@@ -66,8 +66,10 @@ class WebServer:
         self._metrics = MetricsPage(self._scrape)
         pages = importlib.resources.files(__package__)
         self._page = pages.joinpath("page.html").read_bytes()
-        self._events_page = pages.joinpath("events.html").read_bytes()
-        self._recordings_page = pages.joinpath("recordings.html").read_bytes()
+        head = pages.joinpath("review-head.html").read_text()
+        self._events_page = (head.replace("$title", "streamdet events") + pages.joinpath("events.html").read_text()).encode()
+        self._recordings_page = (head.replace("$title", "streamdet recordings")
+                                 + pages.joinpath("recordings.html").read_text()).encode()
         self.clients = 0            # open MJPEG streams
         self._short = 0             # other requests in progress (page, snapshots, JSON, /healthz)
         self.most_clients = 0
@@ -122,22 +124,26 @@ class WebServer:
         self._changed = [asyncio.Event() for _ in self._names]
         self._hub.on_jpeg(self._notify)
         app = web.Application(middlewares=[self._guard], client_max_size=4096)
-        app.router.add_get("/", self._page_handler)
-        app.router.add_get("/stream/{name}.mjpg", self._stream)
-        app.router.add_get("/snapshot/{name}.jpg", self._snapshot)
-        app.router.add_get("/api/sources", self._sources)
-        app.router.add_get("/api/stats", self._stats)
-        app.router.add_get("/healthz", self._healthz)
-        if self._web.metrics:
-            app.router.add_get("/metrics", self._metrics_handler)
-        app.router.add_get("/events", self._events_handler)
-        app.router.add_get("/api/events", self._events_json)
-        app.router.add_get("/snapshots/{file}", self._snapshot_file)
-        app.router.add_get("/clips/{file}", self._clip_file)
-        app.router.add_get("/recordings/{name}", self._recordings_handler)
-        app.router.add_get("/api/recordings/{name}", self._recordings_json)
-        app.router.add_get("/recordings/{name}/{file}", self._segment_file)
-        app.router.add_get("/api/recordings/{name}/{file}", self._detections_file)
+        routes = {
+            "/": self._page_handler,
+            "/stream/{name}.mjpg": self._stream,
+            "/snapshot/{name}.jpg": self._snapshot,
+            "/api/sources": self._sources,
+            "/api/stats": self._stats,
+            "/healthz": self._healthz,
+            "/metrics": self._metrics_handler if self._web.metrics else None,
+            "/events": self._events_handler,
+            "/api/events": self._events_json,
+            "/snapshots/{file}": self._snapshot_file,
+            "/clips/{file}": self._clip_file,
+            "/recordings/{name}": self._recordings_handler,
+            "/api/recordings/{name}": self._recordings_json,
+            "/recordings/{name}/{file}": self._segment_file,
+            "/api/recordings/{name}/{file}": self._detections_file,
+        }
+        for path, handler in routes.items():
+            if handler is not None:
+                app.router.add_get(path, handler)
         self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
                                keepalive_timeout=15.0, logger=http_log)
