@@ -273,12 +273,17 @@ def _half_size_clip(frames: list[np.ndarray], path: Path) -> Path:
 def test_detect_url_detects_on_the_sub_stream_and_reports_boxes_in_the_main_streams_pixels(
         tmp_path, model_cache, pedestrian_xml, bikes_frames):
     sub_clip = _half_size_clip(bikes_frames, tmp_path / "sub.mp4")
-    main, sub = RtspServer(clip("bikes"), repeat=3).start(), RtspServer(sub_clip, repeat=3).start()
+    # The main stream answers only once the run has started without it: until then there is no size to
+    # give the boxes in, so nothing may be detected (every record below is checked in its pixels).
+    main, sub = RtspServer(clip("bikes"), repeat=3, port=free_port()), RtspServer(sub_clip, repeat=3).start()
     js, video = tmp_path / "all.jsonl", tmp_path / "cam.mp4"
     config = (f"sources:\n  - name: cam\n    url: {main.url()}\n    detect_url: {sub.url()}\n"
-              f"recording: {{mode: copy}}\nsource: {{read_timeout: 2}}\nlogging: {{status_interval: 1}}\n")
+              f"recording: {{mode: copy}}\nsource: {{read_timeout: 2, open_timeout: 2}}\n"
+              f"logging: {{status_interval: 1}}\n")
     proc, err = _run(["--json", str(js), "--output", str(video)], model_cache, config, tmp_path)
     try:
+        err.wait(lambda line: "waiting for the main stream (url)" in line, 30, "the wait for the main stream")
+        main.start()
         # The clip's person comes in at about frame 75: past it, boxes reach beyond the sub-stream's width.
         wait_for(lambda: js.exists() and js.read_text().count("\n") >= 120, 60, "120 frames detected")
         sub.kill()

@@ -4,6 +4,7 @@ Detection, motion, tracking, events and the web view's live picture take the sub
 main stream is only demuxed, for the copy recording. The boxes are given in the main stream's pixels (what
 is recorded): each frame says so (`Frame.space`) and the engines read the network's output out at that size.
 Each stream reconnects on its own; the camera counts as offline while either is away, and says which.
+Until the main stream has answered once there is no size to give the boxes in: nothing is detected before.
 """
 
 from __future__ import annotations
@@ -65,13 +66,22 @@ class CameraPair(Source):
             self._error = exc
 
     def read(self) -> Frame | None:
-        if self._error is not None:
-            raise self._error
-        frame = self.detect.read()
-        if frame is not None:
+        waited = False
+        while True:
+            if self._error is not None:
+                raise self._error
+            frame = self.detect.read()
             main = self.main.current
-            if main is not None and main.width:
-                frame.space = (main.width, main.height)
+            if frame is None or (main is not None and main.width):
+                break
+            # The boxes are given in the main stream's pixels, so until it has been seen once (a cold start
+            # with it away) there is nothing to give them in: the camera is offline, as the status says.
+            if not waited:
+                log.info("%s: waiting for the main stream (url) before detecting on the sub-stream: "
+                         "the boxes are given in its pixels", self.display_name)
+                waited = True
+        if frame is not None:
+            frame.space = (main.width, main.height)
         return frame
 
     def health(self) -> SourceHealth:
