@@ -28,7 +28,7 @@ from media import clip, pedestrian_pb
 from rtsp import RtspServer
 from streamdet import load
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
-from streamdet.sources.demux import to_lengths
+from streamdet.sources.demux import copyable_audio, to_lengths
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -388,3 +388,29 @@ def test_annex_b_becomes_length_prefixed_nal_units():
     assert to_lengths(data) == b"\0\0\0\3gAB\0\0\0\3hCD\0\0\0\4eXYZ"
     assert to_lengths(b"\0\0\0\5abcde") == b"\0\0\0\5abcde"  # already lengths: left as it is
     assert os.path.basename(str(sidecar_path(Path("/r/cam_1.mp4")))) == "cam_1.jsonl"
+
+
+@pytest.mark.unit
+def test_sound_that_mp4_cannot_take_as_it_is_is_left_out_with_the_reason(tmp_path):
+    """AAC from MPEG-TS (HLS) comes in ADTS form, without the configuration an MP4 header needs."""
+    def made(name: str) -> Path:
+        with av.open(str(tmp_path / name), "w") as out:
+            picture = out.add_stream("libx264", rate=Fraction(25))
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+            sound = out.add_stream("aac", rate=48000)
+            sound.layout = "mono"
+            out.mux(picture.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")))
+            out.mux(picture.encode(None))
+            for k in range(5):
+                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 48000, k * 1024
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode(None))
+        return tmp_path / name
+
+    with av.open(str(made("camera.ts"))) as container:
+        stream, why = copyable_audio(container)
+        assert stream is None and "ADTS" in why
+    with av.open(str(made("camera.mp4"))) as container:
+        stream, why = copyable_audio(container)
+        assert stream is container.streams.audio[0] and why is None

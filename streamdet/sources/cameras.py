@@ -41,6 +41,7 @@ class NetworkSource(LiveSource):
         self._address = (parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme.lower()])
         self.decode = True                     # False: read for its packets only (a main stream recorded by copy)
         self.tap: PacketTap | None = None      # where a copy recording takes the packets
+        self._told_silent = False              # the line saying why its sound is not recorded, once a run
         self._device = pick_hwaccel(settings.hwaccel)
 
     def keep_packets(self) -> PacketTap:
@@ -113,7 +114,10 @@ class NetworkSource(LiveSource):
                 return
             video = container.streams.video[0]
             tap = self.tap
-            audio = copyable_audio(container) if tap is not None else None
+            audio, silent = copyable_audio(container) if tap is not None else (None, None)
+            if silent and not self._told_silent:
+                log.info("%s: recorded without sound: %s", self.display_name, silent)
+                self._told_silent = True
             fmt = stream_format(video, audio) if tap is not None else None
             if self.decode:
                 decoder, where = decoder_for(video, self._device)

@@ -133,12 +133,22 @@ def stream_format(video, audio) -> StreamFormat | None:
         audio_time_base=audio.time_base if audio is not None else None, header=buffer.getvalue())
 
 
-def copyable_audio(container) -> object | None:
-    """The camera's first audio stream when MP4 can hold it as it is (G.711 from a camera cannot)."""
+def copyable_audio(container) -> tuple[object | None, str | None]:
+    """The camera's first audio stream when MP4 can hold it as it is, else why its sound is not recorded.
+
+    G.711 from a camera cannot be held; AAC without its decoder configuration is in ADTS form (HLS,
+    MPEG-TS), whose configuration only comes with the first packet, after the file's header is written.
+    """
+    why = None
     for stream in container.streams.audio:
-        if stream.codec_context.name in COPY_AUDIO:
-            return stream
-    return None
+        name = stream.codec_context.name
+        if name == "aac" and not stream.codec_context.extradata:
+            why = "its AAC sound comes in ADTS form (as HLS and MPEG-TS send it)"
+        elif name in COPY_AUDIO:
+            return stream, None
+        else:
+            why = why or f"MP4 cannot hold its {name} sound as it is"
+    return None, why
 
 
 def to_lengths(data: bytes) -> bytes:
