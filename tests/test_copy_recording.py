@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import LineReader, MjpegCamera, decode, free_port, wait_for
+from helpers import LineReader, LoopbackHttpServer, MjpegCamera, decode, free_port, wait_for
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 from streamdet import load
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
-from streamdet.sources.demux import copyable_audio, to_lengths
+from streamdet.sources.demux import adts_config, copyable_sound, to_lengths
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -390,27 +390,93 @@ def test_annex_b_becomes_length_prefixed_nal_units():
     assert os.path.basename(str(sidecar_path(Path("/r/cam_1.mp4")))) == "cam_1.jsonl"
 
 
-@pytest.mark.unit
-def test_sound_that_mp4_cannot_take_as_it_is_is_left_out_with_the_reason(tmp_path):
-    """AAC from MPEG-TS (HLS) comes in ADTS form, without the configuration an MP4 header needs."""
-    def made(name: str) -> Path:
-        with av.open(str(tmp_path / name), "w") as out:
-            picture = out.add_stream("libx264", rate=Fraction(25))
-            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
-            sound = out.add_stream("aac", rate=48000)
-            sound.layout = "mono"
-            out.mux(picture.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")))
-            out.mux(picture.encode(None))
-            for k in range(5):
-                frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 48000, k * 1024
-                out.mux(sound.encode(frame))
-            out.mux(sound.encode(None))
-        return tmp_path / name
+def _as_hls(source: Path, folder: Path) -> Path:
+    """The same packets as HLS (MPEG-TS segments, whose muxer puts AAC in ADTS form), as a camera or an NVR
+    restream serves it."""
+    folder.mkdir()
+    with av.open(str(source)) as inp, av.open(str(folder / "index.m3u8"), "w", format="hls",
+                                             options={"hls_time": "2", "hls_list_size": "0"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream_index]
+                out.mux(packet)
+    return folder / "index.m3u8"
 
-    with av.open(str(made("camera.ts"))) as container:
-        stream, why = copyable_audio(container)
-        assert stream is None and "ADTS" in why
-    with av.open(str(made("camera.mp4"))) as container:
-        stream, why = copyable_audio(container)
-        assert stream is container.streams.audio[0] and why is None
+
+@pytest.mark.unit
+def test_adts_sound_is_copied_with_its_configuration_and_without_its_headers(tmp_path):
+    """AAC from HLS or MPEG-TS: each packet has an ADTS header and the stream no configuration."""
+    playlist = _as_hls(_with_sound(clip("bikes"), tmp_path / "sound.mp4"), tmp_path / "hls")
+    with av.open(str(playlist)) as container:
+        packets = container.demux()
+        sound, why, held = copyable_sound(container, packets)
+        assert why is None and sound.config == bytes([0x11, 0x88])  # AAC LC, 48 kHz, mono
+        first = held[-1]
+        assert first.stream_index == sound.stream.index and len(held) >= 1
+        raw = bytes(first)
+        assert raw[:2] == b"\xff\xf1" and sound.data(first) == raw[7:]  # the 7-byte header (no CRC) goes
+    with av.open(str(tmp_path / "sound.mp4")) as container:
+        sound, why, held = copyable_sound(container, container.demux())
+        assert sound.stream is container.streams.audio[0] and sound.config is None and held == []
+    assert adts_config(b"\xff\xf1\x4c\x40\x00\x1f\xfc") == bytes([0x11, 0x88])
+    assert adts_config(b"\xff\xf1\x4c\x40\x00\x1f\xfd") is None  # two raw blocks in one frame
+    assert adts_config(b"\x21\x10\x05") is None  # raw AAC, no header
+
+
+@pytest.mark.services
+def test_an_hls_cameras_sound_is_copied(tmp_path, model_cache):
+    """A camera served as HLS over HTTP (read at the speed FFmpeg's HLS reader gives a finished playlist):
+    its ADTS sound ends up playable in the copy, beside the picture, for the whole clip."""
+    folder = _as_hls(_with_sound(clip("bikes"), tmp_path / "sound.mp4"), tmp_path / "hls").parent
+
+    def serve(request) -> None:
+        path = folder / request.path.lstrip("/")
+        if not path.is_file():
+            request.send_error(404)
+            return
+        request.send_response(200)
+        request.send_header("Content-Length", str(path.stat().st_size))
+        request.end_headers()
+        request.wfile.write(path.read_bytes())
+
+    server = LoopbackHttpServer(serve)
+    video = tmp_path / "cam.mp4"
+    proc, err = _run(["--source", f"http://127.0.0.1:{server.port}/index.m3u8", "--output", str(video)], model_cache,
+                     "recording: {mode: copy}\n", tmp_path)
+    try:
+        err.wait(lambda line: "stream lost (the stream ended)" in line, 60, "the whole playlist read")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        server.close()
+    stderr = err.text()
+    assert proc.returncode == 130 and "Traceback" not in stderr and "without sound" not in stderr, stderr
+    with av.open(str(video)) as container:
+        assert [s.codec_context.name for s in container.streams] == ["h264", "aac"]
+        sound = [f for f in container.decode(audio=0)]
+    seconds_of_sound = sum(f.samples for f in sound) / 48000
+    picture_times = [t for t, _ in _frames(video)]
+    assert abs(seconds_of_sound - picture_times[-1]) < 1.0 and picture_times[-1] > 9, (seconds_of_sound, picture_times[-1])
+    level = np.abs(np.concatenate([f.to_ndarray().ravel() for f in sound[10:20]])).max()
+    assert 0.1 < level < 0.3  # the tone, not silence
+
+
+@pytest.mark.unit
+def test_sound_mp4_cannot_take_is_left_out_with_the_reason(tmp_path):
+    """G.711, as cameras send it: MP4 cannot hold it as it is."""
+    path = tmp_path / "camera.mov"
+    with av.open(str(path), "w") as out:
+        picture = out.add_stream("libx264", rate=Fraction(25))
+        picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("pcm_mulaw", rate=8000)
+        sound.layout = "mono"
+        out.mux(picture.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="bgr24")))
+        out.mux(picture.encode(None))
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    with av.open(str(path)) as container:
+        sound, why, held = copyable_sound(container, container.demux())
+        assert sound is None and "pcm_mulaw" in why and held == []

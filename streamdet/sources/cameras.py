@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
@@ -17,7 +18,7 @@ from ..config.sections import SourceConfig
 from ..errors import SourceError
 from ..urls import check_url, mask_url, safe_name
 from .base import SourceInfo
-from .demux import CameraPacket, PacketTap, copyable_audio, decoder_for, pick_hwaccel, stream_format
+from .demux import CameraPacket, PacketTap, copyable_sound, decoder_for, pick_hwaccel, stream_format
 from .live import LiveSource
 from .mailbox import Lost, Opened, Picture
 
@@ -114,11 +115,12 @@ class NetworkSource(LiveSource):
                 return
             video = container.streams.video[0]
             tap = self.tap
-            audio, silent = copyable_audio(container) if tap is not None else (None, None)
+            packets = container.demux([video, *container.streams.audio] if tap is not None else [video])
+            sound, silent, held = copyable_sound(container, packets) if tap is not None else (None, None, [])
             if silent and not self._told_silent:
                 log.info("%s: recorded without sound: %s", self.display_name, silent)
                 self._told_silent = True
-            fmt = stream_format(video, audio) if tap is not None else None
+            fmt = stream_format(video, sound) if tap is not None else None
             if self.decode:
                 decoder, where = decoder_for(video, self._device)
                 if where == "software":
@@ -136,15 +138,16 @@ class NetworkSource(LiveSource):
             if tap is not None:
                 tap.connected(generation, fmt)
             time_base = float(video.time_base) * 1000 if video.time_base else None
-            streams = [video] if audio is None else [video, audio]
-            for packet in container.demux(streams):
+            for packet in itertools.chain(held, packets):
                 if packet.size == 0:
                     continue  # the empty packet that ends a stream (a camera's first keyframe may have no times)
                 now = time.monotonic()
                 is_video = packet.stream_index == video.index
+                if not is_video and (sound is None or packet.stream_index != sound.stream.index):
+                    continue
                 if fmt is not None:
-                    tap.put(CameraPacket(generation, not is_video, bytes(packet), packet.pts, packet.dts,
-                                         packet.is_keyframe, now))
+                    tap.put(CameraPacket(generation, not is_video, bytes(packet) if is_video else sound.data(packet),
+                                         packet.pts, packet.dts, packet.is_keyframe, now))
                 if not is_video:
                     continue
                 pts_ms = packet.pts * time_base if time_base and packet.pts is not None else None

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -30,6 +31,7 @@ log = logging.getLogger("streamdet.live")
 # What MP4 holds and browsers play: the copy recording takes these as they are.
 COPY_VIDEO = ("h264", "hevc")
 COPY_AUDIO = ("aac", "mp3", "opus")
+_PEEK_PACKETS = 250   # about 5 s of a camera's packets: how far to look for the first sound packet of ADTS AAC
 _TAP_BYTES = 64 << 20  # about 20 s of a 25 Mbit/s 4K stream: a disk may stall that long before packets go
 
 
@@ -115,17 +117,20 @@ class StreamFormat:
             other.video_codec, other.width, other.height, other.audio_codec)
 
 
-def stream_format(video, audio) -> StreamFormat | None:
+def stream_format(video, sound: Sound | None) -> StreamFormat | None:
     """The format of a connection's streams, or None when MP4 cannot hold its video as it is."""
     if video.codec_context.name not in COPY_VIDEO:
         return None
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov"}) as header:
         header.add_stream_from_template(video)
-        if audio is not None:
-            header.add_stream_from_template(audio)
+        if sound is not None:
+            audio = header.add_stream_from_template(sound.stream)
+            if sound.config is not None:
+                audio.codec_context.extradata = sound.config
         header.start_encoding()
     rate = video.average_rate or video.guessed_rate
+    audio = sound.stream if sound is not None else None
     return StreamFormat(
         video_codec=video.codec_context.name, width=video.codec_context.width, height=video.codec_context.height,
         video_time_base=video.time_base, fps=float(rate) if rate and 0 < rate < 1000 else None,
@@ -133,22 +138,63 @@ def stream_format(video, audio) -> StreamFormat | None:
         audio_time_base=audio.time_base if audio is not None else None, header=buffer.getvalue())
 
 
-def copyable_audio(container) -> tuple[object | None, str | None]:
-    """The camera's first audio stream when MP4 can hold it as it is, else why its sound is not recorded.
+@dataclass(frozen=True)
+class Sound:
+    """A camera's sound as the copy takes it."""
 
-    G.711 from a camera cannot be held; AAC without its decoder configuration is in ADTS form (HLS,
-    MPEG-TS), whose configuration only comes with the first packet, after the file's header is written.
+    stream: object
+    config: bytes | None = None  # read from ADTS (see `copyable_sound`): each packet loses its ADTS header
+
+    def data(self, packet) -> bytes:
+        raw = bytes(packet)
+        return raw[_adts_header_size(raw):] if self.config is not None else raw
+
+
+def copyable_sound(container, packets: Iterator) -> tuple[Sound | None, str | None, list]:
+    """The camera's first sound MP4 can hold, or why none; and the packets read from `packets` to find out.
+
+    G.711 from a camera cannot be held. AAC from HLS or MPEG-TS comes in ADTS form: each packet carries its
+    own header and the stream no configuration, which an MP4 header needs before the first packet; it is
+    read from the first sound packet, so the packets up to it are read here (and handed back).
     """
     why = None
     for stream in container.streams.audio:
         name = stream.codec_context.name
-        if name == "aac" and not stream.codec_context.extradata:
-            why = "its AAC sound comes in ADTS form (as HLS and MPEG-TS send it)"
-        elif name in COPY_AUDIO:
-            return stream, None
-        else:
+        if name not in COPY_AUDIO:
             why = why or f"MP4 cannot hold its {name} sound as it is"
-    return None, why
+        elif name == "aac" and not stream.codec_context.extradata:
+            held = []
+            for packet in packets:
+                held.append(packet)
+                if packet.stream_index == stream.index and packet.size:
+                    config = adts_config(bytes(packet))
+                    if config is None:
+                        return None, "its AAC sound has neither a configuration nor ADTS headers", held
+                    return Sound(stream, config), None, held
+                if len(held) >= _PEEK_PACKETS:
+                    break
+            return None, f"no sound packet came with its first {len(held)} packets", held
+        else:
+            return Sound(stream), None, []
+    return None, why, []
+
+
+def _adts_header_size(data: bytes) -> int:
+    """7, or 9 with a CRC; 0 when `data` does not start with an ADTS header (sync word, layer 0)."""
+    if len(data) < 7 or data[0] != 0xFF or data[1] & 0xF6 != 0xF0:
+        return 0
+    return 7 if data[1] & 1 else 9
+
+
+def adts_config(data: bytes) -> bytes | None:
+    """The AudioSpecificConfig (ISO 14496-3) an ADTS frame's header describes; None when `data` is not
+    one ADTS frame of a single raw block with its channels given (what MP4 can take header-less)."""
+    if not _adts_header_size(data) or data[6] & 3:
+        return None
+    profile, rate, channels = data[2] >> 6, (data[2] >> 2) & 0xF, ((data[2] & 1) << 2) | (data[3] >> 6)
+    if rate > 12 or channels == 0:
+        return None
+    return ((profile + 1) << 11 | rate << 7 | channels << 3).to_bytes(2, "big")
 
 
 def to_lengths(data: bytes) -> bytes:
