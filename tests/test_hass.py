@@ -228,6 +228,30 @@ def test_a_lost_rtsp_camera_goes_offline_while_the_run_goes_on_and_online_when_b
             server.close()
 
 
+@pytest.mark.services
+def test_a_broker_restarted_without_its_retained_messages_gets_the_entities_and_states_again(broker, watchers,
+                                                                                           detector):
+    """mosquitto keeps retained messages in memory only, unless told otherwise: restarted, it has lost the
+    configs and states, and Home Assistant would find no entities until the next run. They go out again."""
+    config = _config(broker, [SourceEntry(url=str(clip("carphone_pristine")), name="car")])
+    config.source.loop = True
+    config_topic, state = "homeassistant/sensor/streamdet_car/person_count/config", "streamdet/car/state"
+
+    def restart_the_broker(pipeline) -> None:
+        first = watchers()
+        wait_for(lambda: first.last(config_topic) and first.last(state) == "online", 30, "the entities announced")
+        broker.kill()
+        broker.start()  # the same port, no persistence: nothing retained is left
+        late = watchers()
+        wait_for(lambda: late.last(config_topic) and late.last(state) == "online", 30, "the entities announced again")
+        payload = json.loads(late.last(config_topic))
+        assert payload["state_topic"] == "streamdet/car/person/count" and late.last("streamdet/car/available") == "online"
+        assert late.last("streamdet/car/person/count") in ("0", "1")
+
+    with Pipeline(config, detector=detector) as pipeline:
+        run_alongside(pipeline, restart_the_broker)
+
+
 @pytest.mark.unit
 def test_two_sources_that_would_be_one_device_are_one_line_before_the_broker_is_reached(tmp_path):
     """a.b and a_b: Home Assistant's ids take no '.', so both would be streamdet_a_b."""

@@ -69,6 +69,10 @@ class MqttPublisher:
         self._avail = f"{settings.prefix}/available"
         self._lock = threading.Lock()  # a leaf lock: never held while calling into paho
         self._outbox: collections.deque[tuple[str, str, bool]] = collections.deque(maxlen=settings.outbox)
+        # Topic -> its newest retained payload, sent again on every reconnect: a broker restarted without
+        # persistence (mosquitto's default) has lost them. As many as the topics the run retains (a fixed set).
+        self._retained: dict[str, str] = {}
+        self._was_online = False
         self._online = False  # CONNACKed and the outbox flushed: publish() may go straight to paho
         self._dropped = self._sent = self._q0 = 0
         self._avail_mids: set[int] = set()  # availability acks are not events: not counted as sent
@@ -163,6 +167,8 @@ class MqttPublisher:
         if self._closed:
             return
         with self._lock:
+            if retain:
+                self._retained[topic] = payload
             if not self._online:  # also while on_connect is still flushing, to keep the order
                 self._queue(topic, payload, retain)
                 return
@@ -204,6 +210,10 @@ class MqttPublisher:
             self._avail_mids.add(info.mid)  # before its ack: acks are handled on this thread
             self._q0 = 0  # paho forgot unwritten QoS 0 packets when it reconnected
             flushed, dropped = len(self._outbox), self._dropped
+            again = list(self._retained.items()) if self._was_online else []
+            self._was_online = True
+        for topic, payload in again:  # before the outbox, which may hold newer values of the same topics
+            self._send(topic, payload, retain=True)
         while True:  # one at a time, so publish() never waits for the whole flush
             with self._lock:
                 if not self._outbox:
@@ -214,8 +224,9 @@ class MqttPublisher:
         if self._lost_at is None:
             log.info("mqtt: connected to %s", self._where)
         else:
-            log.info("mqtt: connected to %s after %.1f s away; sent %d waiting events, %d dropped so far",
-                     self._where, time.monotonic() - self._lost_at, flushed, dropped)
+            log.info("mqtt: connected to %s after %.1f s away; sent %d waiting events, %d dropped so far%s",
+                     self._where, time.monotonic() - self._lost_at, flushed, dropped,
+                     f"; {len(again)} retained messages sent again" if again else "")
         self._lost_at = None
         self._first.set()
 
