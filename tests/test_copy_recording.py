@@ -28,6 +28,7 @@ from media import clip, pedestrian_pb
 from rtsp import RtspServer
 from streamdet import load
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
+from streamdet.sources import demux
 from streamdet.sources.demux import adts_config, copyable_sound, to_lengths
 
 CHROMIUM = "/usr/bin/chromium"
@@ -422,6 +423,21 @@ def test_adts_sound_is_copied_with_its_configuration_and_without_its_headers(tmp
     assert adts_config(b"\xff\xf1\x4c\x40\x00\x1f\xfc") == bytes([0x11, 0x88])
     assert adts_config(b"\xff\xf1\x4c\x40\x00\x1f\xfd") is None  # two raw blocks in one frame
     assert adts_config(b"\x21\x10\x05") is None  # raw AAC, no header
+
+
+@pytest.mark.unit
+def test_a_camera_declaring_sound_it_never_sends_is_opened_without_it(tmp_path, monkeypatch):
+    """The camera counts as opened only once its first sound packet is found: the look is bounded in packets
+    and in time, well inside the open watchdog."""
+    playlist = _as_hls(_with_sound(clip("bikes"), tmp_path / "sound.mp4"), tmp_path / "hls")
+    for packets, seconds, held_count in ((10, 60.0, 10), (10_000, 0.0, 1)):
+        monkeypatch.setattr(demux, "_PEEK_PACKETS", packets)
+        monkeypatch.setattr(demux, "_PEEK_SECONDS", seconds)
+        with av.open(str(playlist)) as container:
+            video = container.streams.video[0].index
+            sound, why, held = copyable_sound(container, (p for p in container.demux() if p.stream_index == video))
+            assert sound is None and why == f"no sound packet came with its first {held_count} packets"
+            assert len(held) == held_count
 
 
 @pytest.mark.services

@@ -31,7 +31,10 @@ log = logging.getLogger("streamdet.live")
 # What MP4 holds and browsers play: the copy recording takes these as they are.
 COPY_VIDEO = ("h264", "hevc")
 COPY_AUDIO = ("aac", "mp3", "opus")
-_PEEK_PACKETS = 250   # about 5 s of a camera's packets: how far to look for the first sound packet of ADTS AAC
+# How far to look for the first sound packet of ADTS AAC: the camera counts as opened only after it, so this
+# stays well inside the open watchdog (a camera may declare sound and send none).
+_PEEK_PACKETS = 250
+_PEEK_SECONDS = 2.0
 _TAP_BYTES = 64 << 20  # about 20 s of a 25 Mbit/s 4K stream: a disk may stall that long before packets go
 
 
@@ -164,6 +167,7 @@ def copyable_sound(container, packets: Iterator) -> tuple[Sound | None, str | No
             why = why or f"MP4 cannot hold its {name} sound as it is"
         elif name == "aac" and not stream.codec_context.extradata:
             held = []
+            deadline = time.monotonic() + _PEEK_SECONDS
             for packet in packets:
                 held.append(packet)
                 if packet.stream_index == stream.index and packet.size:
@@ -171,7 +175,7 @@ def copyable_sound(container, packets: Iterator) -> tuple[Sound | None, str | No
                     if config is None:
                         return None, "its AAC sound has neither a configuration nor ADTS headers", held
                     return Sound(stream, config), None, held
-                if len(held) >= _PEEK_PACKETS:
+                if len(held) >= _PEEK_PACKETS or time.monotonic() > deadline:
                     break
             return None, f"no sound packet came with its first {len(held)} packets", held
         else:
