@@ -9,6 +9,7 @@ its first and last frame.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -430,12 +431,15 @@ def test_a_camera_declaring_sound_it_never_sends_is_opened_without_it(tmp_path, 
     """The camera counts as opened only once its first sound packet is found: the look is bounded in packets
     and in time, well inside the open watchdog."""
     playlist = _as_hls(_with_sound(clip("bikes"), tmp_path / "sound.mp4"), tmp_path / "hls")
-    for packets, seconds, held_count in ((10, 60.0, 10), (10_000, 0.0, 1)):
+    # In packets, in its own time, and by the caller's open timeout (`until`, already past here).
+    for packets, seconds, until, held_count in ((10, 60.0, math.inf, 10), (10_000, 0.0, math.inf, 1),
+                                                (10_000, 60.0, time.monotonic(), 1)):
         monkeypatch.setattr(demux, "_PEEK_PACKETS", packets)
         monkeypatch.setattr(demux, "_PEEK_SECONDS", seconds)
         with av.open(str(playlist)) as container:
             video = container.streams.video[0].index
-            sound, why, held = copyable_sound(container, (p for p in container.demux() if p.stream_index == video))
+            sound, why, held = copyable_sound(container, (p for p in container.demux() if p.stream_index == video),
+                                              until)
             assert sound is None and why == f"no sound packet came with its first {held_count} packets"
             assert len(held) == held_count
 

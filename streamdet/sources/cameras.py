@@ -116,7 +116,9 @@ class NetworkSource(LiveSource):
             video = container.streams.video[0]
             tap = self.tap
             packets = container.demux([video, *container.streams.audio] if tap is not None else [video])
-            sound, silent, held = copyable_sound(container, packets) if tap is not None else (None, None, [])
+            # The open watchdog waits open_timeout + 1 s from `began`: the look for sound ends before it.
+            sound, silent, held = (copyable_sound(container, packets, until=began + self.settings.open_timeout)
+                                   if tap is not None else (None, None, []))
             if silent and not self._told_silent:
                 log.info("%s: recorded without sound: %s", self.display_name, silent)
                 self._told_silent = True

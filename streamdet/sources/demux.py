@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -31,8 +32,8 @@ log = logging.getLogger("streamdet.live")
 # What MP4 holds and browsers play: the copy recording takes these as they are.
 COPY_VIDEO = ("h264", "hevc")
 COPY_AUDIO = ("aac", "mp3", "opus")
-# How far to look for the first sound packet of ADTS AAC: the camera counts as opened only after it, so this
-# stays well inside the open watchdog (a camera may declare sound and send none).
+# How far to look for the first sound packet of ADTS AAC (a camera may declare sound and send none). The camera
+# counts as opened only after it, so the caller bounds it by its open timeout too (`until`).
 _PEEK_PACKETS = 250
 _PEEK_SECONDS = 2.0
 _TAP_BYTES = 64 << 20  # about 20 s of a 25 Mbit/s 4K stream: a disk may stall that long before packets go
@@ -153,12 +154,13 @@ class Sound:
         return raw[_adts_header_size(raw):] if self.config is not None else raw
 
 
-def copyable_sound(container, packets: Iterator) -> tuple[Sound | None, str | None, list]:
+def copyable_sound(container, packets: Iterator, until: float = math.inf) -> tuple[Sound | None, str | None, list]:
     """The camera's first sound MP4 can hold, or why none; and the packets read from `packets` to find out.
 
     G.711 from a camera cannot be held. AAC from HLS or MPEG-TS comes in ADTS form: each packet carries its
     own header and the stream no configuration, which an MP4 header needs before the first packet; it is
-    read from the first sound packet, so the packets up to it are read here (and handed back).
+    read from the first sound packet, so the packets up to it are read here (and handed back), until 250
+    packets, 2 s or `until` (time.monotonic()), whichever comes first.
     """
     why = None
     for stream in container.streams.audio:
@@ -167,7 +169,7 @@ def copyable_sound(container, packets: Iterator) -> tuple[Sound | None, str | No
             why = why or f"MP4 cannot hold its {name} sound as it is"
         elif name == "aac" and not stream.codec_context.extradata:
             held = []
-            deadline = time.monotonic() + _PEEK_SECONDS
+            deadline = min(time.monotonic() + _PEEK_SECONDS, until)
             for packet in packets:
                 held.append(packet)
                 if packet.stream_index == stream.index and packet.size:
