@@ -11,6 +11,7 @@ import resource
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -25,6 +26,17 @@ SPARE_CONNECTIONS = 48
 _HEADER_TIMEOUT_S = 5.0
 # The same complaint (a kind of malformed request, refused connections) is logged at most this often.
 LOG_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the web view holds and has turned away, at one moment (for /api/stats and /metrics)."""
+
+    clients: int            # long requests open now (MJPEG streams, clips and segments playing)
+    most_clients: int
+    refused: int            # requests and connections turned away (busy)
+    connections: int        # open connections of every kind
+    max_connections: int
 
 
 def connection_cap(max_clients: int) -> int:

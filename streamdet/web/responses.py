@@ -1,5 +1,6 @@
 """The web view's responses that are not pages: JSON (no NaN), files this run wrote (with Range), the
-review API's query; and the headers every response carries."""
+review API's query, the 404 for a source that is not the run's; the headers every response carries and the
+pages' Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",  # a ?token= in the page's address stays out of other sites' logs
 }
+PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src 'unsafe-inline'; "
+            "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# The review pages play clips and recordings in <video>: media-src too.
+REVIEW_CSP = PAGE_CSP.replace("img-src 'self';", "img-src 'self'; media-src 'self';")
+
+
+def source_id(request: web.Request, index: dict[str, int]) -> int:
+    """The run's source named in the route (its place in the run); 404 for a name that is none of them."""
+    name = request.match_info["name"]
+    if name not in index:
+        raise web.HTTPNotFound(text=f"no source named {name!r} in this run; see /api/sources\n", headers=HEADERS)
+    return index[name]
 
 
 def query_of(request: web.Request) -> Query:

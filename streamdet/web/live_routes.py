@@ -1,0 +1,207 @@
+"""The web view's live routes: the page, each source's MJPEG stream and snapshot, the sources and figures
+as JSON, /healthz and /metrics.
+
+A source's name in a route is looked up among the run's sources, never used otherwise; sources are shown
+by name and masked URL, never with a camera's credentials. The streams wait on the server's loop for the
+JPEG encoder's next frame (`start` hooks the encoder's notice onto that loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.resources
+import logging
+from collections.abc import Callable
+from urllib.parse import quote
+
+from aiohttp import web
+
+from ..config.sections import WebConfig
+from ..stats import RunStatus
+from .connections import Load
+from .frames import FrameHub
+from .metrics import CONTENT_TYPE_LATEST, EventTally, LogTally, MetricsPage, Scrape, WebFigures, recording_sizes
+from .responses import HEADERS, PAGE_CSP, json_response, source_id
+from .review import ListSegments
+from .route import Route
+
+log = logging.getLogger("streamdet")
+
+_BOUNDARY = "streamdet-frame"
+# How often a stream waiting for a frame (a camera that is away) checks that its client is still there.
+_IDLE_CHECK_S = 1.0
+
+
+class LiveRoutes:
+    """What the run shows now, for the server's loop."""
+
+    def __init__(self, web_config: WebConfig, hub: FrameHub, names: list[str], status: Callable[[], RunStatus],
+                 extra: Callable[[], dict], load: Callable[[], Load], recordings: dict[str, ListSegments],
+                 tally: EventTally, logged: LogTally | None):
+        """`extra`: more figures for /api/stats' "web"; `load`: the server's admission figures now."""
+        self._web = web_config
+        self._hub = hub
+        self._names = names
+        self._index = {name: i for i, name in enumerate(names)}
+        self._status = status
+        self._extra = extra
+        self._load = load
+        self._recordings = recordings
+        self._tally = tally
+        self._logged = logged
+        self._metrics = MetricsPage(self._scrape)
+        self._page = importlib.resources.files(__package__).joinpath("page.html").read_bytes()
+        self.dropped_stalled = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: list[asyncio.Event] = []
+        self._stop: asyncio.Event | None = None
+
+    def routes(self) -> list[Route]:
+        routes = [Route("/", self._page_handler),
+                  Route("/stream/{name}.mjpg", self._stream, long=True),
+                  Route("/snapshot/{name}.jpg", self._snapshot),
+                  Route("/api/sources", self._sources),
+                  Route("/api/stats", self._stats),
+                  Route("/healthz", self._healthz)]
+        if self._web.metrics:
+            routes.append(Route("/metrics", self._metrics_handler))
+        return routes
+
+    # ------------------------------------------------------ frames to the loop
+
+    def start(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        """On the server's loop, before it serves: the encoder's new frames wake the streams waiting there,
+        which end once `stop` is set."""
+        self._loop = loop
+        self._stop = stop
+        self._changed = [asyncio.Event() for _ in self._names]
+        self._hub.on_jpeg(self._notify)
+
+    def end(self) -> None:
+        """On the loop, once the server has stopped: streams waiting for a frame see the stop and end."""
+        for event in self._changed:
+            event.set()
+
+    def _notify(self, source_id: int) -> None:
+        """On the encoder thread: a new JPEG; the streams waiting for it are woken on the loop."""
+        try:
+            self._loop.call_soon_threadsafe(self._wake, source_id)
+        except RuntimeError:
+            pass  # the loop has ended: the run is stopping and nobody waits any more
+
+    def _wake(self, source_id: int) -> None:
+        event = self._changed[source_id]
+        self._changed[source_id] = asyncio.Event()
+        event.set()
+
+    # ----------------------------------------------------------------- routes
+
+    async def _page_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8",
+                            headers={"Content-Security-Policy": PAGE_CSP})
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        source = source_id(request, self._index)
+        response = web.StreamResponse(headers={**HEADERS, "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}"})
+        await response.prepare(request)
+        self._hub.watch(source, +1)
+        sent = 0
+        try:
+            while not self._stop.is_set():
+                jpeg = self._hub.latest(source)
+                if jpeg is None or jpeg.seq <= sent:
+                    if not await self._changed_or_still_there(source, request):
+                        break  # the client left while its camera sent nothing
+                    continue
+                if not await self._send(response, request, source, jpeg.data):
+                    break
+                sent = jpeg.seq
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away (aiohttp says so with ClientConnectionResetError or RuntimeError)
+        finally:
+            self._hub.watch(source, -1)
+        return response
+
+    async def _changed_or_still_there(self, source: int, request: web.Request) -> bool:
+        """Wait for the source's next frame; False when none came in a while and the client has gone."""
+        try:
+            await asyncio.wait_for(self._changed[source].wait(), _IDLE_CHECK_S)
+        except asyncio.TimeoutError:
+            return not (request.transport is None or request.transport.is_closing())
+        return True
+
+    async def _send(self, response: web.StreamResponse, request: web.Request, source: int, jpeg: bytes) -> bool:
+        """One JPEG of the stream; False (and the connection dropped) when the client took none in time."""
+        part = (f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                .encode() + jpeg + b"\r\n")
+        try:
+            await asyncio.wait_for(response.write(part), self._web.client_timeout)
+        except asyncio.TimeoutError:
+            self.dropped_stalled += 1
+            log.info("web: dropped a viewer of %s that took no frame for %g s (web.client_timeout)",
+                     self._names[source], self._web.client_timeout)
+            if request.transport is not None:
+                request.transport.abort()
+            return False
+        return True
+
+    async def _snapshot(self, request: web.Request) -> web.Response:
+        source = source_id(request, self._index)
+        changed = self._changed[source]
+        seq = self._hub.want(source)
+        if seq == 0:
+            raise web.HTTPServiceUnavailable(text=f"{self._names[source]}: no frame yet\n", headers=HEADERS)
+        jpeg = self._hub.latest(source)
+        while jpeg is None or jpeg.seq < seq:
+            try:
+                await asyncio.wait_for(changed.wait(), self._web.client_timeout)
+            except asyncio.TimeoutError:
+                raise web.HTTPServiceUnavailable(text="the frame could not be encoded in time\n",
+                                                 headers=HEADERS) from None
+            if self._stop.is_set():
+                raise web.HTTPServiceUnavailable(text="the run is ending\n", headers=HEADERS)
+            changed = self._changed[source]
+            jpeg = self._hub.latest(source)
+        return web.Response(body=jpeg.data, content_type="image/jpeg")
+
+    async def _sources(self, request: web.Request) -> web.Response:
+        status = self._status()
+        # Names made from file names may hold '#', '?', '%' or spaces: the links carry them encoded.
+        return json_response([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
+                               "height": s.height, "stream": f"/stream/{quote(s.name, safe='')}.mjpg",
+                               "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg"}
+                              for s in status.sources])
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        status = self._status()
+        watchers = self._hub.watchers()
+        sources = [{**dataclasses.asdict(s), "viewers": watchers[i]} for i, s in enumerate(status.sources)]
+        inference = dataclasses.asdict(status.inference) if status.inference is not None else None
+        load = self._load()
+        return json_response({"uptime_s": round(status.uptime_s, 3), "frames": status.frames, "sources": sources,
+                              "inference": inference,
+                              "web": {"clients": load.clients, "most_clients": load.most_clients,
+                                      "max_clients": self._web.max_clients, "refused": load.refused,
+                                      "connections": load.connections, "max_connections": load.max_connections,
+                                      "dropped_stalled": self.dropped_stalled, **self._extra()}})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        offline = self._status().offline
+        if offline:
+            return web.Response(status=503, text=f"offline: {', '.join(offline)}\n", headers=HEADERS)
+        return web.Response(text="ok\n", headers=HEADERS)
+
+    async def _metrics_handler(self, request: web.Request) -> web.Response:
+        # Off the loop: the status is read under the run's locks, and percentiles are computed.
+        text = await asyncio.get_running_loop().run_in_executor(None, self._metrics.text)
+        return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _scrape(self) -> Scrape:
+        events, clips = self._tally.counts()
+        load = self._load()
+        return Scrape(status=self._status(), events=events, clips=clips,
+                      logged=self._logged.counts() if self._logged is not None else {},
+                      recordings={name: recording_sizes(listing) for name, listing in self._recordings.items()},
+                      web=WebFigures(viewers=self._hub.watchers(), connections=load.connections,
+                                     refused=load.refused, dropped_stalled=self.dropped_stalled))
