@@ -338,3 +338,25 @@ def test_links_in_api_sources_are_url_encoded_and_lead_to_the_source(serve):
     wait_for(lambda: stream.status, 10, "the stream's answer")
     assert stream.status == 200
     stream.close()
+
+
+def test_a_long_route_takes_a_viewers_place_by_its_route_for_get_and_head_alike(serve):
+    """Long routes are marked where they are registered: a HEAD of a stream is refused like its GET when the
+    viewers' places are taken, while a path no route has is answered 404 from the short requests' places."""
+    view = serve(max_clients=1)
+    url = view.server.url
+    watching = socket.create_connection(("127.0.0.1", int(url.rstrip("/").rsplit(":", 1)[1])), timeout=10)
+    watching.sendall(b"GET /stream/door.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"200 OK" in watching.recv(200)
+    wait_for(lambda: view.server.clients == 1, 10, "the stream to be counted")
+    refused = view.server.refused
+    for method in ("GET", "HEAD"):
+        request = urllib.request.Request(url + "stream/yard.mjpg", method=method)
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=10)
+        assert answer.value.code == 503 and answer.value.headers["Retry-After"] == "5", method
+    assert view.server.refused == refused + 2
+    assert _get(url + "stream/yard")[0] == 404  # no route: not a viewer
+    assert view.server.refused == refused + 2
+    watching.close()
+    wait_for(lambda: view.server.clients == 0, 10, "the stream to end")
