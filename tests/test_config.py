@@ -296,5 +296,8 @@ def test_tokens_come_from_the_environment_where_the_settings_are_loaded_and_the_
     assert (loaded.web.token, loaded.inference.server_token) == ("web-token-from-env", "server-token-from-env")
     from_file = _load(tmp_path, "web:\n  listen: 0.0.0.0:8080\n  token: file-token-1\n")
     assert from_file.web.token == "file-token-1" and from_file.inference.server_token == "server-token-from-env"
-    # The environment's token lets a file listen beyond this machine, as before.
+    # The environment's token lets a file listen beyond this machine, as before; null (as the shipped
+    # config.yaml writes every token) is no token given.
     assert _load(tmp_path, "web:\n  listen: 0.0.0.0:8080\n").web.token == "web-token-from-env"
+    shipped = load_config(ROOT / "config.yaml")
+    assert (shipped.web.token, shipped.inference.server_token) == ("web-token-from-env", "server-token-from-env")

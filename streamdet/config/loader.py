@@ -21,7 +21,7 @@ from .sections import PER_SOURCE, Config, SourceEntry
 from ..errors import ConfigError
 
 # Tokens come from the environment, so they are in neither the process list nor a shared settings file;
-# one the file gives wins. Read here, where the settings are loaded, and passed in like any other value.
+# one the file gives (not null) wins. Read here, where the settings are loaded, and passed in like any other value.
 FROM_ENVIRONMENT = {"web": {"token": "STREAMDET_WEB_TOKEN"}, "inference": {"server_token": "STREAMDET_SERVER_TOKEN"}}
 
 
@@ -162,8 +162,8 @@ def _pairs(node: yaml.MappingNode, origin: str) -> dict[str, tuple[yaml.Node, ya
 
 def _build(cls: type, node: yaml.MappingNode | None, prefix: str, origin: str,
            beneath: dict[str, Any] | None = None) -> Any:
-    """`cls` from a mapping node (None: no keys given), over `beneath` (values the file's own keys win over,
-    by key; for a section, its own such values by key)."""
+    """`cls` from a mapping node (None: no keys given), over `beneath` (values the file's own keys win over
+    unless null, by key; for a section, its own such values by key)."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     beneath = beneath or {}
@@ -179,7 +179,7 @@ def _build(cls: type, node: yaml.MappingNode | None, prefix: str, origin: str,
             values[key] = _convert(value_node, hints[key], prefix + key, origin)
     try:
         for key, value in beneath.items():
-            if key not in values:
+            if values.get(key) is None:  # absent, or null as the shipped config.yaml writes a token
                 values[key] = hints[key](**value) if isinstance(value, dict) else value
         return cls(**values)
     except ValueError as exc:
