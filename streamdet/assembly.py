@@ -115,7 +115,7 @@ class Assembly:
             if self.mqtt is not None:
                 self.mqtt.start()  # an unreachable broker is found before the model loads
             # The local model (loaded and compiled here) or a server (checked here; nothing local is loaded).
-            self.backend = open_backend(config.model, config.inference, config.detect, self.labels, detector)
+            self.backend = open_backend(config.model, config.inference, self.labels, detector)
             self.detector = self.backend.detector
             log.info("inference: %s", self.backend.info.line())
             for plan, source, info in zip(self.plans, self.sources, infos):

@@ -20,10 +20,6 @@ def is_camera_spec(spec: str) -> bool:
     return spec.isdigit() or spec.startswith("/dev/video")
 
 
-def is_live_spec(spec: str) -> bool:
-    return is_camera_spec(spec) or scheme_of(spec) in NETWORK_SCHEMES
-
-
 # Query and path parameters whose values are shown; every other value is masked,
 # since cameras name their secrets freely (loginpas=, pw=, passwd=, code=).
 _HARMLESS_PARAMS = frozenset({

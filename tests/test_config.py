@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from streamdet.config.sections import Config, SourceEntry, override
+from streamdet.cli import build_parser
+from streamdet.cli.run import build_config
+from streamdet.config.mqtt import MqttConfig
+from streamdet.config.sections import (Config, DetectConfig, Hint, Hwaccel, InferenceConfig, LoggingConfig, LogLevel,
+                                       OverlayConfig, Policy, Precision, RecordingConfig, RecordingMode, SourceConfig,
+                                       SourceEntry, Transport, WebConfig, override)
 from streamdet.config.loader import load_config
 from streamdet.errors import ConfigError
 
@@ -185,3 +192,112 @@ def test_names_from_files_and_urls_never_equal_each_other_or_a_given_name():
     assert unique_names(given, generated) == names  # the same sources get the same names every run
     # Names that clash with nothing stay as they are.
     assert unique_names([None, None, "c"], ["a", "b", "d"]) == ["a", "b", "c"]
+
+
+def test_a_choice_no_literal_lists_is_refused_when_built_through_the_python_api(tmp_path):
+    """The Python API once took any string: policy 'latest' passed, and an unknown codec failed later, on a
+    writer thread. Now a section refuses it as it is built, in the loader's words."""
+    with pytest.raises(ValueError) as api:
+        Config(source=SourceConfig(policy="latest"))
+    assert str(api.value) == "policy: 'latest' is not one of 'auto', 'all', 'newest'"
+    with pytest.raises(ValueError) as codec:
+        RecordingConfig(codec="vp9")
+    assert str(codec.value) == "codec: 'vp9' is not one of 'h264', 'mp4v'"
+    assert "\n" not in str(api.value) + str(codec.value)
+    yaml_message = _error(tmp_path, "source: {policy: latest}\n")
+    assert yaml_message.endswith("source.policy: 'latest' is not one of 'auto', 'all', 'newest'"), yaml_message
+    # CLI flags go through the same check (here: a value argparse would not have let through).
+    with pytest.raises(ConfigError, match=r"^recording: codec: 'vp9' is not one of 'h264', 'mp4v'$"):
+        override(Config(), "recording", codec="vp9")
+
+
+@pytest.mark.parametrize("section, values, message", [
+    (InferenceConfig, {"precision": "f64"}, "precision: 'f64' is not one of 'f32', 'bf16', 'f16', 'auto'"),
+    (SourceConfig, {"hwaccel": "metal"}, "hwaccel: 'metal' is not one of 'none', 'auto', 'vaapi', 'qsv', 'cuda'"),
+    (DetectConfig, {"threshold": "high"}, "threshold: 'high' is not a number"),
+    (SourceConfig, {"loop": "yes"}, "loop: 'yes' is not true or false"),
+    (OverlayConfig, {"font_scale": float("nan")}, "font_scale must be a finite number, not nan"),
+    (SourceConfig, {"open_timeout": float("inf")}, "open_timeout must be a finite number, not inf"),
+])
+def test_every_section_checks_its_values_against_its_types(section, values, message):
+    with pytest.raises(ValueError) as info:
+        section(**values)
+    assert str(info.value) == message
+
+
+def _flag(parser, path: list[str], option: str):
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return next(a for a in parser._actions if option in a.option_strings)
+
+
+@pytest.mark.parametrize("path, option, values", [
+    (["run"], "--hint", typing.get_args(Hint)),
+    (["run"], "--precision", typing.get_args(Precision)),
+    (["run"], "--record", typing.get_args(RecordingMode)),
+    (["run"], "--policy", typing.get_args(Policy)),
+    (["run"], "--rtsp-transport", typing.get_args(Transport)),
+    (["run"], "--hwaccel", typing.get_args(Hwaccel)),
+    (["run"], "--log-level", typing.get_args(LogLevel)),
+    (["bench"], "--precision", typing.get_args(Precision)),
+    (["bench"], "--record", ("none", *typing.get_args(RecordingMode))),
+    (["model", "check"], "--precision", typing.get_args(Precision)),
+])
+def test_the_clis_choices_are_the_types_values(path, option, values):
+    assert tuple(_flag(build_parser(), path, option).choices) == values
+
+
+def test_the_field_each_run_flag_sets_has_the_type_its_choices_come_from():
+    hints = {cls: typing.get_type_hints(cls) for cls in (InferenceConfig, SourceConfig, RecordingConfig, LoggingConfig)}
+    assert hints[InferenceConfig]["hint"] is Hint and hints[InferenceConfig]["precision"] is Precision
+    assert hints[SourceConfig]["policy"] is Policy and hints[SourceConfig]["rtsp_transport"] is Transport
+    assert hints[SourceConfig]["hwaccel"] is Hwaccel and hints[RecordingConfig]["mode"] is RecordingMode
+    assert hints[LoggingConfig]["level"] is LogLevel
+
+
+@pytest.mark.parametrize("text, api, message", [
+    ("mqtt: {discovery: true}\nsources: [a.mp4]\n",
+     lambda: Config(sources=["a.mp4"], mqtt=MqttConfig(discovery=True)),
+     "mqtt.discovery needs a broker: give --mqtt URL or mqtt.url"),
+    ("sources:\n  - {name: cam, url: 'rtsp://h/main', detect_url: 'rtsp://h/sub'}\n",
+     lambda: Config(sources=[SourceEntry(url="rtsp://h/main", name="cam", detect_url="rtsp://h/sub")]),
+     "source 'cam': detect_url needs a copy recording of url (output.video with recording.mode: copy); "
+     "without one, give the sub-stream as url"),
+])
+def test_a_rule_between_sections_refuses_the_same_from_yaml_the_api_and_the_cli(tmp_path, monkeypatch, text, api,
+                                                                                message):
+    config = api()  # built: the rule waits until the tree is whole ...
+    for check in (config.check, config.plans):  # ... and refuses when it is checked or run
+        with pytest.raises(ConfigError) as info:
+            check()
+        assert str(info.value) == message
+    assert _error(tmp_path, text).endswith(message)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        build_config(build_parser().parse_args(["run", "--config", "site.yaml"]))
+    assert str(info.value).endswith(message)
+
+
+def test_flags_may_complete_what_the_file_began(tmp_path, monkeypatch):
+    """The rules wait for every flag: a file asking for discovery, with the broker given as a flag, runs."""
+    (tmp_path / "site.yaml").write_text("mqtt: {discovery: true}\nsources: [a.mp4]\n")
+    monkeypatch.chdir(tmp_path)
+    config = build_config(build_parser().parse_args(["run", "--config", "site.yaml", "--mqtt", "mqtt://127.0.0.1"]))
+    assert config.mqtt.discovery and config.mqtt.url == "mqtt://127.0.0.1"
+
+
+def test_tokens_come_from_the_environment_where_the_settings_are_loaded_and_the_files_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMDET_WEB_TOKEN", "web-token-from-env")
+    monkeypatch.setenv("STREAMDET_SERVER_TOKEN", "server-token-from-env")
+    # Sections read nothing from the environment: what the Python API builds is what it was given.
+    assert WebConfig().token is None and InferenceConfig().server_token is None
+    loaded = load_config(None)
+    assert (loaded.web.token, loaded.inference.server_token) == ("web-token-from-env", "server-token-from-env")
+    from_file = _load(tmp_path, "web:\n  listen: 0.0.0.0:8080\n  token: file-token-1\n")
+    assert from_file.web.token == "file-token-1" and from_file.inference.server_token == "server-token-from-env"
+    # The environment's token lets a file listen beyond this machine, as before; null (as the shipped
+    # config.yaml writes every token) is no token given.
+    assert _load(tmp_path, "web:\n  listen: 0.0.0.0:8080\n").web.token == "web-token-from-env"
+    shipped = load_config(ROOT / "config.yaml")
+    assert (shipped.web.token, shipped.inference.server_token) == ("web-token-from-env", "server-token-from-env")

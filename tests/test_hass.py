@@ -17,7 +17,8 @@ from media import clip
 from mqtt_broker import Broker
 from rtsp import RtspServer
 
-from streamdet.config.events import EventsConfig, LineConfig, MqttConfig, ZoneConfig
+from streamdet.config.events import EventsConfig, LineConfig, ZoneConfig
+from streamdet.config.mqtt import MqttConfig
 from streamdet.config.sections import Config, SourceEntry
 from streamdet.model.detector import load
 from streamdet.outputs.hass import Camera, _stale, discovery_configs, state_topics

@@ -21,7 +21,7 @@ from helpers import free_port
 from helpers import wait_for as _wait_for
 from mqtt_broker import AUTH_PW, AUTH_USER, Broker, Subscriber
 
-from streamdet.config.events import MqttConfig
+from streamdet.config.mqtt import MqttConfig
 from streamdet.outputs.mqtt import MqttError, MqttPublisher
 from streamdet.urls import mask_url
 
@@ -120,7 +120,7 @@ def test_events_arrive_in_order_and_online_is_retained(broker, subscriber, publi
 # --- offline on close, the last will on kill -9 -----------------------------------------------
 CHILD = """
 import sys
-from streamdet.config.events import MqttConfig
+from streamdet.config.mqtt import MqttConfig
 from streamdet.outputs.mqtt import MqttPublisher
 p = MqttPublisher(MqttConfig(url=sys.argv[1]))
 p.start()

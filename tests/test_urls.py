@@ -6,7 +6,7 @@ import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
 from streamdet.config.sections import Config, SourceConfig, SourceEntry
-from streamdet.config.events import MqttConfig
+from streamdet.config.mqtt import MqttConfig
 from streamdet.errors import ConfigError, SourceError
 from streamdet.outputs.mqtt import MqttError, MqttPublisher
 from streamdet.sources import ImageFilesSource, NetworkSource, VideoFileSource, open_source

@@ -19,7 +19,8 @@ import pytest
 
 from helpers import Viewer, wait_for
 
-from streamdet.config.sections import WebConfig
+from streamdet.config.loader import load_config
+from streamdet.config.sections import WebConfig, override
 from streamdet.detections import Detections, FrameResult
 from streamdet.errors import ConfigError
 from streamdet.render import OverlayStatus
@@ -98,15 +99,19 @@ def test_listen_address_and_token_rules():
 
 
 def test_token_from_the_environment(monkeypatch):
+    # Read where the settings are loaded (config.loader), then checked with the rest by WebConfig.
     monkeypatch.setenv("STREAMDET_WEB_TOKEN", TOKEN)
-    assert WebConfig(listen="0.0.0.0:8080").token == TOKEN
+    config = load_config(None)
+    override(config, "web", listen="0.0.0.0:8080")
+    assert config.web.token == TOKEN
 
 
 def test_short_token_matters_only_with_the_web_view_on(monkeypatch):
     monkeypatch.setenv("STREAMDET_WEB_TOKEN", "short")
-    assert WebConfig().token == "short"  # no web view: nothing to guard, nothing to refuse
-    with pytest.raises(ValueError, match=r"token \(web.token or STREAMDET_WEB_TOKEN\) must be at least 8 characters"):
-        WebConfig(listen="8080")
+    config = load_config(None)
+    assert config.web.token == "short"  # no web view: nothing to guard, nothing to refuse
+    with pytest.raises(ConfigError, match=r"token \(web.token or STREAMDET_WEB_TOKEN\) must be at least 8 characters"):
+        override(config, "web", listen="8080")
 
 
 def test_busy_port_is_one_clear_error():

@@ -94,7 +94,7 @@ def _remote_raw(backend, image: np.ndarray, frames: int) -> float:
 
 def _remote_single_ms(inference: InferenceConfig, image: np.ndarray, runs: int = 50) -> float:
     """One request at a time: the round trip a frame waits for when nothing overlaps it."""
-    backend = open_backend(Config().model, dataclasses.replace(inference, nireq=1), Config().detect, load_labels(None))
+    backend = open_backend(Config().model, dataclasses.replace(inference, nireq=1), load_labels(None))
     answered = threading.Event()
     engine = backend.engine(lambda completed: answered.set())
     frame = Frame(image=image, index=0, pts_ms=None, captured=time.monotonic())
@@ -118,7 +118,7 @@ def run_remote_bench(model: str, clip: Path, inference: InferenceConfig, *, fram
     clip = Path(clip)
     image = decode_clip(clip, 1)[0]
     # The server is checked before the local model is loaded: a wrong address is found at once.
-    backend = open_backend(Config().model, inference, Config().detect, load_labels(None))
+    backend = open_backend(Config().model, inference, load_labels(None))
     local = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
     latency = load(model, device, hint="LATENCY", cache_dir=cache_dir, threshold=0.5, precision=precision)
     per_round: list[dict[str, float]] = []

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config.sections import DEFAULT_PRECISION, PRECISION_NAMES, Config, override
+from ..config.fields import choices
+from ..config.loader import load_config
+from ..config.sections import DEFAULT_PRECISION, Precision, RecordingMode, override
 from ..errors import StreamdetError
 from .logs import setup_logging
 
@@ -25,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--frames", type=int, default=1000, help="frames per measurement")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
     p.add_argument("--device", default="CPU")
-    p.add_argument("--precision", choices=PRECISION_NAMES, type=str.lower, default=DEFAULT_PRECISION,
+    p.add_argument("--precision", choices=choices(Precision), type=str.lower, default=DEFAULT_PRECISION,
                    help=f"inference precision (default {DEFAULT_PRECISION}, as `streamdet run`)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--server", metavar="URL", help="compare with this KServe v2 server: grpc://HOST:PORT or grpcs://")
@@ -40,7 +42,7 @@ def register(sub) -> None:
     capacity.add_argument("--motion", action="store_true", help="with the motion gate on (detect.motion)")
     capacity.add_argument("--url", metavar="URL", help="real cameras instead of played clips: each camera opens its "
                                                         "own connection to this rtsp:// or http(s):// stream")
-    capacity.add_argument("--record", choices=["none", "copy", "annotated"], default="none",
+    capacity.add_argument("--record", choices=("none", *choices(RecordingMode)), default="none",
                           help="record every camera as well: annotated (encoded here) or copy (the camera's own "
                                "stream, needs --url); default none")
     capacity.add_argument("--still-share", type=float, metavar="SHARE",
@@ -82,7 +84,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.server:
         from ..bench.remote import run_remote_bench
 
-        config = Config()
+        config = load_config(None)  # the built-in settings, with the server's token from the environment
         override(config, "inference", server=args.server, server_model=args.server_model, nireq=args.nireq)
         result = run_remote_bench(args.model, clip, config.inference, frames=args.frames,
                                   rounds=args.rounds, device=args.device, precision=args.precision)

@@ -138,7 +138,8 @@ CHECK_EXAMPLES = """examples:
 
 
 def _add_check(msub) -> None:
-    from ..config.sections import DEFAULT_PRECISION, PRECISION_NAMES
+    from ..config.fields import choices
+    from ..config.sections import DEFAULT_PRECISION, Precision
 
     p = msub.add_parser("check", help="compare a model in bf16/f16, or an INT8 model, with the f32 reference on "
                         "your footage", description=CHECK_DESCRIPTION, epilog=CHECK_EXAMPLES,
@@ -146,7 +147,7 @@ def _add_check(msub) -> None:
     p.add_argument("model", metavar="MODEL", help="model name, .xml IR or TF frozen .pb: the variant")
     p.add_argument("--footage", action="append", required=True, metavar="CLIP_OR_FOLDER",
                    help="video, image, or folder of them (in name order); repeat for several")
-    p.add_argument("--precision", choices=PRECISION_NAMES, type=str.lower, default=DEFAULT_PRECISION,
+    p.add_argument("--precision", choices=choices(Precision), type=str.lower, default=DEFAULT_PRECISION,
                    help=f"the variant's inference precision (default {DEFAULT_PRECISION}, as `streamdet run`)")
     p.add_argument("--against", metavar="OTHER", help="the reference model (default: MODEL itself), inferred in f32")
     p.add_argument("--frames", type=_count, default=200, metavar="N",

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from ..config.events import LineConfig, ZoneConfig
+from ..config.fields import choices
 from ..config.loader import load_config
-from ..config.sections import DEFAULT_PRECISION, HINTS, PRECISION_NAMES, Config, override
+from ..config.sections import (DEFAULT_PRECISION, Hint, Hwaccel, LogLevel, Policy, Precision, RecordingMode, Transport,
+                               Config, override)
 from ..errors import ConfigError
 from .logs import setup_logging
 
@@ -43,8 +45,8 @@ def register(sub) -> None:
                    help="video file, image, folder of images, camera index (0), /dev/videoN, rtsp:// or http(s):// URL; repeat for several")
     p.add_argument("-m", "--model", metavar="MODEL", help="model name (ssdlite_mobilenet_v2), .xml IR or TF frozen .pb")
     p.add_argument("-d", "--device", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
-    p.add_argument("--hint", choices=HINTS, type=str.upper, help="OpenVINO performance hint")
-    p.add_argument("--precision", choices=PRECISION_NAMES, type=str.lower,
+    p.add_argument("--hint", choices=choices(Hint), type=str.upper, help="OpenVINO performance hint")
+    p.add_argument("--precision", choices=choices(Precision), type=str.lower,
                    help=f"inference precision (default {DEFAULT_PRECISION}; bf16/f16 are faster where the device has "
                         "them but change the detections, see docs/precision.md; auto = the device's own choice)")
     p.add_argument("--nireq", type=int, metavar="N", help="async infer requests (0 = the device's optimal number, +1 under THROUGHPUT; 4 with --server)")
@@ -64,7 +66,7 @@ def register(sub) -> None:
     p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, each once, line 0 = background)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="annotated recording (.mp4 .mkv .avi .mov); for images a folder, or an image name for one image; {name} = source name")
-    p.add_argument("--record", dest="record_mode", choices=["annotated", "copy"],
+    p.add_argument("--record", dest="record_mode", choices=choices(RecordingMode),
                    help="recording.mode: annotated (the frames as drawn, encoded here) or copy (a network camera's own "
                         "H.264/H.265 as sent, no encoding; detections in a .jsonl beside each file)")
     p.add_argument("--json", metavar="PATH", help="JSON Lines of detections, one line per frame ('-' = stdout)")
@@ -75,12 +77,12 @@ def register(sub) -> None:
     show.add_argument("--show", dest="show", action="store_const", const="yes", help="open a window per source")
     show.add_argument("--no-show", dest="show", action="store_const", const="no", help="never open a window")
     p.add_argument("--loop", action="store_const", const=True, help="restart file sources at their end")
-    p.add_argument("--policy", choices=["auto", "all", "newest"],
+    p.add_argument("--policy", choices=choices(Policy),
                    help="frame policy: all = never drop (files), newest = keep only the newest (cameras); auto picks per source")
     p.add_argument("--ignore-errors", action="store_const", const=True,
                    help="a video file that is damaged part-way: keep the frames before the damage and exit 0")
-    p.add_argument("--rtsp-transport", choices=["tcp", "udp"], help="RTSP transport")
-    p.add_argument("--hwaccel", choices=["none", "auto", "vaapi", "qsv", "cuda"],
+    p.add_argument("--rtsp-transport", choices=choices(Transport), help="RTSP transport")
+    p.add_argument("--hwaccel", choices=choices(Hwaccel),
                    help="decode network cameras on a GPU's media engine (auto: what this machine has, else software)")
     p.add_argument("--open-timeout", type=float, metavar="S", help="seconds a camera, stream, pipe or device may take to open")
     p.add_argument("--read-timeout", type=float, metavar="S", help="seconds without a frame before a camera or stream counts as lost and is reopened")
@@ -109,7 +111,7 @@ def register(sub) -> None:
     p.add_argument("--no-metrics", dest="metrics", action="store_const", const=False,
                    help="serve no Prometheus /metrics on the web view (web.metrics)")
     p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="logging level")
+    p.add_argument("--log-level", choices=choices(LogLevel), help="logging level")
     p.set_defaults(func=cmd_run)
 
 
@@ -142,6 +144,7 @@ def build_config(args: argparse.Namespace) -> Config:
              line_width=args.line_width, font_scale=args.font_scale)
     override(config, "logging", quiet=args.quiet, level=args.log_level)
     override(config, "web", listen=args.serve, metrics=args.metrics)
+    config.check()  # the rules between sections, now that every flag is in
     return config
 
 

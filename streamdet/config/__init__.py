@@ -1,2 +1,3 @@
-"""The settings tree: its sections (`sections`), the tracking, events and MQTT sections (`events`), and
-the YAML loader (`loader`)."""
+"""The settings tree: its sections (`sections`; tracking, zones, lines and events in `events`, the MQTT broker in
+`mqtt`), the name rule (`names`), the one check of a section's values against its types (`fields`), the
+rules between sections (`rules`), and the YAML loader with the tokens from the environment (`loader`)."""

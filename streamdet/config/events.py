@@ -1,14 +1,16 @@
-"""The settings of tracking and events: tracks, zones and lines, and the MQTT broker events go to.
+"""The settings of tracking and events: the `track:` and `events:` sections, and the zones and lines in them.
 
-Sections of the settings tree (streamdet.config), kept apart because they
-belong together and the tree would otherwise be one long file.
+Sections of the settings tree (streamdet.config), kept apart because they belong together and the tree
+would otherwise be one long file. The MQTT broker events go to is `config.mqtt`; the name rule, `config.names`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
+
+from .fields import check_fields
+from .names import NAME_CHARS, is_plain_name
 
 
 @dataclass
@@ -21,6 +23,7 @@ class TrackConfig:
     match_iou: float = 0.2
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not 0.0 < self.low <= self.high <= 1.0:
             raise ValueError("low and high must satisfy 0 < low <= high <= 1")
         if not self.high <= self.new_track <= 1.0:
@@ -29,16 +32,6 @@ class TrackConfig:
             raise ValueError("birth_frames must be between 1 and 30")
         if not 0.0 < self.match_iou < 1.0:
             raise ValueError("match_iou must be between 0 and 1")
-
-
-# Names that become file names, topics and server model folders: no spaces, no '/', no leading '.'.
-# One rule for sources, zones, lines and server models, so a name `export-server` writes `run` takes.
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-NAME_CHARS = "letters, digits, '_', '-', '.'"
-
-
-def is_plain_name(text: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, text) is not None
 
 
 def check_shape(kind: str, name: str, points: list[list[float]]) -> None:
@@ -59,6 +52,7 @@ class ZoneConfig:
     points: list[list[float]]
 
     def __post_init__(self) -> None:
+        check_fields(self)
         check_shape("zone", self.name, self.points)
         if len(self.points) < 3:
             raise ValueError(f"zone '{self.name}' has {len(self.points)} point(s); a zone needs at least 3 [x, y] points")
@@ -72,6 +66,7 @@ class LineConfig:
     points: list[list[float]]
 
     def __post_init__(self) -> None:
+        check_fields(self)
         check_shape("line", self.name, self.points)
         if len(self.points) != 2 or self.points[0] == self.points[1]:
             raise ValueError(f"line '{self.name}' needs exactly 2 different [x, y] points")
@@ -102,6 +97,7 @@ class EventsConfig:
     keep_gb: float = 0.0              # the oldest are deleted while they take more; 0 = no limit
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not 0 < self.end_after <= 3600:
             raise ValueError("end_after must be a positive number of seconds (at most 3600)")
         if not 0 <= self.pre_capture <= MAX_PRE_CAPTURE_S:
@@ -122,31 +118,3 @@ class EventsConfig:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"zone/line name '{twice[0]}' is given twice; give each its own name")
-
-
-def is_topic_prefix(text: str) -> bool:
-    """A topic to put levels under: no wildcards, no spaces, no empty level (a, a/b; not a//b, /a, a/)."""
-    return all(re.fullmatch(r"[^#+\s/]+", level) for level in text.split("/"))
-
-
-@dataclass
-class MqttConfig:
-    url: str = field(default="", repr=False)  # may hold a password
-    prefix: str = "streamdet"
-    qos: int = 1
-    required: bool = True
-    outbox: int = 1000
-    ca_file: str | None = None
-    client_id: str = ""  # "" = streamdet-<host name>-<random>: unique, as a broker keeps one connection per id
-    discovery: bool = False  # Home Assistant MQTT discovery (streamdet.outputs.hass)
-    discovery_prefix: str = "homeassistant"
-
-    def __post_init__(self) -> None:
-        for key in ("prefix", "discovery_prefix"):
-            if not is_topic_prefix(getattr(self, key)):
-                raise ValueError(f"{key} must be a topic without '#', '+', spaces, empty levels or a "
-                                 "leading/trailing '/'")
-        if self.qos not in (0, 1, 2):
-            raise ValueError("qos must be 0, 1 or 2")
-        if not 1 <= self.outbox <= 100_000:
-            raise ValueError("outbox must be between 1 and 100000 events")

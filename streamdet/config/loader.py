@@ -16,8 +16,19 @@ from typing import Any, Literal
 
 import yaml
 
+from .fields import describe
 from .sections import PER_SOURCE, Config, SourceEntry
 from ..errors import ConfigError
+
+# Tokens come from the environment, so they are in neither the process list nor a shared settings file;
+# one the file gives (not null) wins. Read here, where the settings are loaded, and passed in like any other value.
+FROM_ENVIRONMENT = {"web": {"token": "STREAMDET_WEB_TOKEN"}, "inference": {"server_token": "STREAMDET_SERVER_TOKEN"}}
+
+
+def _environment() -> dict[str, dict[str, str]]:
+    """The sections' values the environment gives (an empty variable gives none)."""
+    return {section: {key: os.environ[name] for key, name in keys.items() if os.environ.get(name)}
+            for section, keys in FROM_ENVIRONMENT.items()}
 
 
 def _where(node: yaml.Node | None, origin: str) -> str:
@@ -26,27 +37,12 @@ def _where(node: yaml.Node | None, origin: str) -> str:
     return f"{origin} line {node.start_mark.line + 1}"
 
 
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}.get(tp, str(tp))
-
-
 def _convert(node: yaml.Node, tp: Any, key: str, origin: str) -> Any:
     """Turn one YAML node into a value of type `tp`, or raise ConfigError naming `key`."""
 
     def bad(extra: str = "") -> ConfigError:
         shown = node.value if isinstance(node, yaml.ScalarNode) else type(node).__name__.replace("Node", "").lower()
-        return ConfigError(f"{_where(node, origin)}: {key}: {shown!r} is not {_describe(tp)}{extra}")
+        return ConfigError(f"{_where(node, origin)}: {key}: {shown!r} is not {describe(tp)}{extra}")
 
     if tp is SourceEntry:
         return _source_entry(node, key, origin)
@@ -164,26 +160,39 @@ def _pairs(node: yaml.MappingNode, origin: str) -> dict[str, tuple[yaml.Node, ya
     return pairs
 
 
-def _build(cls: type, node: yaml.MappingNode, prefix: str, origin: str) -> Any:
+def _build(cls: type, node: yaml.MappingNode | None, prefix: str, origin: str,
+           beneath: dict[str, Any] | None = None) -> Any:
+    """`cls` from a mapping node (None: no keys given), over `beneath` (values the file's own keys win over
+    unless null, by key; for a section, its own such values by key)."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    beneath = beneath or {}
     values: dict[str, Any] = {}
-    for key, (key_node, value_node) in _pairs(node, origin).items():
+    for key, (key_node, value_node) in (_pairs(node, origin) if node is not None else {}).items():
         if key not in hints:
             raise ConfigError(
                 f"{_where(key_node, origin)}: unknown key '{prefix}{key}'; allowed keys: {', '.join(names)}"
             )
-        values[key] = _convert(value_node, hints[key], prefix + key, origin)
+        if isinstance(beneath.get(key), dict) and isinstance(value_node, yaml.MappingNode):
+            values[key] = _build(hints[key], value_node, f"{prefix}{key}.", origin, beneath[key])
+        else:
+            values[key] = _convert(value_node, hints[key], prefix + key, origin)
     try:
+        for key, value in beneath.items():
+            if values.get(key) is None:  # absent, or null as the shipped config.yaml writes a token
+                values[key] = hints[key](**value) if isinstance(value, dict) else value
         return cls(**values)
     except ValueError as exc:
-        raise ConfigError(f"{_where(node, origin)}: {prefix.rstrip('.') or 'config'}: {exc}") from None
+        where = _where(node, origin) if node is not None else origin
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'config'}: {exc}") from None
 
 
 def load_config(path: str | os.PathLike | None) -> Config:
-    """Read and check a YAML settings file; None gives the built-in defaults."""
+    """Read and check a YAML settings file, with the tokens the environment gives (FROM_ENVIRONMENT); None gives
+    the built-in defaults with them. The rules between sections wait for `Config.check` (CLI flags may
+    complete what the file began)."""
     if path is None:
-        return Config()
+        return _build(Config, None, "", "config", _environment())
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -199,7 +208,7 @@ def load_config(path: str | os.PathLike | None) -> Config:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"config '{path}'{where}: not valid YAML: {problem}") from None
     if root is None:
-        return Config()
+        return _build(Config, None, "", f"config '{path}'", _environment())
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"config '{path}': the top level must be a mapping of sections (model:, inference:, ...)")
-    return _build(Config, root, "", f"config '{path}'")
+    return _build(Config, root, "", f"config '{path}'", _environment())

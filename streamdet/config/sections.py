@@ -1,19 +1,24 @@
-"""The settings tree: one dataclass per section, each checking its own values.
+"""The settings tree: one dataclass per section, each checking its own values when it is built.
 
-streamdet.config.loader loads it from YAML; CLI flags override it with `override`.
+Each section first checks its values against its own type hints (`config.fields`: the `Literal`
+choices, kinds, finite numbers), then its ranges and the rules between its own keys. Rules that span
+sections are `config.rules`, run by `Config.check` and `Config.plans`. streamdet.config.loader loads
+the tree from YAML (and the tokens from the environment); CLI flags override it with `override`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from .events import NAME_CHARS, EventsConfig, MqttConfig, TrackConfig, check_shape, is_plain_name
+from . import rules
+from .events import EventsConfig, TrackConfig, check_shape
+from .fields import check_fields
+from .mqtt import MqttConfig
+from .names import NAME_CHARS, is_plain_name
 from ..urls import NETWORK_SCHEMES, check_url, is_loopback, mask_url, parse_listen, parse_server, scheme_of
 
 
@@ -24,6 +29,9 @@ class ModelConfig:
     cache_dir: str | None = None
     base_url: str | None = None
     fp32: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 # Past these, more requests, streams or threads only add memory and latency on
@@ -39,8 +47,6 @@ HINTS: tuple[str, ...] = typing.get_args(Hint)
 
 # Precisions a device infers in; "auto" leaves it to OpenVINO (bf16 on CPUs with AVX-512 BF16 or AMX, f16 on GPUs).
 Precision = Literal["f32", "bf16", "f16", "auto"]
-# How a network camera is decoded: software, or on a GPU's media engine through FFmpeg (streamdet.sources.demux).
-HWACCELS = ("none", "auto", "vaapi", "qsv", "cuda")
 PRECISION_NAMES: tuple[str, ...] = typing.get_args(Precision)
 # f32 by measurement (docs/precision.md): bf16 and f16 change the detections, so they are the user's choice.
 DEFAULT_PRECISION = "f32"
@@ -62,17 +68,13 @@ class InferenceConfig:
     server_version: int = 0
     server_timeout: float = 10.0
     server_ca: str | None = None
-    server_token: str | None = field(default=None, repr=False)
+    server_token: str | None = field(default=None, repr=False)  # or STREAMDET_SERVER_TOKEN, read by the loader
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISION_NAMES:
-            raise ValueError(f"precision {self.precision!r} is not known; use one of {', '.join(PRECISION_NAMES)}")
+        check_fields(self)
         for key, limit in LIMITS.items():
             if not 0 <= getattr(self, key) <= limit:
                 raise ValueError(f"{key} must be 0 (automatic) or a number up to {limit}")
-        if self.server_token is None:
-            # From the environment, so the token is in neither the process list nor a shared settings file.
-            self.server_token = os.environ.get("STREAMDET_SERVER_TOKEN") or None
         if not 0 < self.server_timeout <= MAX_SERVER_TIMEOUT:
             raise ValueError(f"server_timeout must be a positive number of seconds (at most {MAX_SERVER_TIMEOUT:g})")
         if self.server_version < 0:
@@ -102,6 +104,7 @@ class DetectConfig:
     stationary_interval: float = 10.0     # seconds: still scenes are looked at again this often
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must be between 0 and 1")
         if not 1 <= self.motion_threshold <= 254:
@@ -114,13 +117,21 @@ class DetectConfig:
             check_shape("motion_mask", f"polygon{k + 1}", polygon)
 
 
+# all = never drop (files), newest = keep only the newest (cameras); auto picks per source.
+Policy = Literal["auto", "all", "newest"]
+Transport = Literal["tcp", "udp"]
+# How a network camera is decoded: software, or on a GPU's media engine through FFmpeg (streamdet.sources.demux).
+Hwaccel = Literal["none", "auto", "vaapi", "qsv", "cuda"]
+HWACCELS: tuple[str, ...] = typing.get_args(Hwaccel)
+
+
 @dataclass
 class SourceConfig:
     loop: bool = False
-    policy: Literal["auto", "all", "newest"] = "auto"
+    policy: Policy = "auto"
     decode_threads: int = 0
     ignore_errors: bool = False
-    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    rtsp_transport: Transport = "tcp"
     open_timeout: float = 10.0
     read_timeout: float = 5.0
     reconnect_initial: float = 1.0
@@ -129,11 +140,10 @@ class SourceConfig:
     width: int = 0
     height: int = 0
     fps: float = 0.0
-    hwaccel: Literal["none", "auto", "vaapi", "qsv", "cuda"] = "none"
+    hwaccel: Hwaccel = "none"
 
     def __post_init__(self) -> None:
-        if self.hwaccel not in HWACCELS:
-            raise ValueError(f"hwaccel {self.hwaccel!r} is not known; use one of {', '.join(HWACCELS)}")
+        check_fields(self)
         for key in ("open_timeout", "read_timeout", "reconnect_initial", "reconnect_max"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be a positive number of seconds")
@@ -154,10 +164,17 @@ class OutputConfig:
     summary_json: str | None = None
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+# annotated: the frames as drawn, encoded here; copy: a network camera's own stream as sent.
+RecordingMode = Literal["annotated", "copy"]
+
 
 @dataclass
 class RecordingConfig:
-    mode: Literal["annotated", "copy"] = "annotated"
+    mode: RecordingMode = "annotated"
     codec: Literal["h264", "mp4v"] = "h264"
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "superfast"
     crf: int = 23
@@ -167,6 +184,7 @@ class RecordingConfig:
     on_error: Literal["stop", "continue"] = "stop"
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not 0 <= self.crf <= 51:
             raise ValueError("crf must be between 0 (lossless) and 51 (smallest)")
         for key in ("segment_seconds", "keep_hours", "keep_gb"):
@@ -177,6 +195,9 @@ class RecordingConfig:
 @dataclass
 class DisplayConfig:
     show: Literal["auto", "yes", "no"] = "auto"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -189,6 +210,7 @@ class OverlayConfig:
     font_scale: float = 0.0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         # Past these a label or a line covers the whole picture; OpenCV fails on far larger values.
         if not 0 <= self.line_width <= 100:
             raise ValueError("line_width must be 0 (automatic) or a number of pixels up to 100")
@@ -199,7 +221,7 @@ class OverlayConfig:
 @dataclass
 class WebConfig:
     listen: str = ""
-    token: str | None = None
+    token: str | None = None  # or STREAMDET_WEB_TOKEN, read by the loader
     fps: float = 10.0
     max_width: int = 1280
     quality: int = 80
@@ -208,9 +230,7 @@ class WebConfig:
     metrics: bool = True  # Prometheus /metrics on the web view's listener (same token)
 
     def __post_init__(self) -> None:
-        if self.token is None:
-            # From the environment, so the token is in neither the process list nor a shared settings file.
-            self.token = os.environ.get("STREAMDET_WEB_TOKEN") or None
+        check_fields(self)
         if self.listen:
             host, port = parse_listen(self.listen)
             if not is_loopback(host) and not self.token:
@@ -232,13 +252,17 @@ class WebConfig:
             raise ValueError("client_timeout must be a positive number of seconds (at most 3600)")
 
 
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
 @dataclass
 class LoggingConfig:
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: LogLevel = "info"
     quiet: bool = False
     status_interval: float = 10.0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.status_interval < 0:
             raise ValueError("status_interval must be 0 (off) or a positive number of seconds")
 
@@ -333,15 +357,21 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     web: WebConfig = field(default_factory=WebConfig)
 
+    def check(self) -> None:
+        """The rules that span sections (config.rules); raises ConfigError. Each section checked itself when
+        it was built; these wait until the tree is whole (CLI flags complete what a file began)."""
+        self.plans()
+
     def plans(self) -> list[SourcePlan]:
-        """Every source with its own settings over the sections'; raises ConfigError naming the source."""
+        """Every source with its own settings over the sections', checked by config.rules; raises ConfigError
+        naming the source."""
         plans = []
         # The Python API and the CLI give plain strings: entries with no settings of their own.
         try:
             entries = [s if isinstance(s, SourceEntry) else SourceEntry(url=str(s)) for s in self.sources]
         except ValueError as exc:
             raise ConfigError(f"source: {exc}; give a file, folder, camera index or URL") from None
-        _check_names(entries)
+        rules.check_names(entries)
         for i, entry in enumerate(entries):
             sections = {}
             for section in PER_SOURCE:
@@ -352,39 +382,19 @@ class Config:
                     raise ConfigError(f"{where}source '{entry.label}': {section}: {exc}") from None
             plan = SourcePlan(index=i, url=entry.url, name=entry.name, where=entry.where,
                               detect_url=entry.detect_url, **sections)
-            if plan.detect_url and (plan.recording.mode != "copy" or not plan.output.video):
-                # Detected on the sub-stream, recorded from the main one: without a copy recording the main
-                # stream would be read for nothing (give the sub-stream as url), and an annotated one would
-                # show the sub-stream's pictures.
-                raise ConfigError(f"{plan.context}: detect_url needs a copy recording of url (output.video with "
-                                  "recording.mode: copy); without one, give the sub-stream as url")
+            rules.check_source(plan)
             plans.append(plan)
+        rules.check_run(self)
         return plans
 
 
-def _check_names(entries: list[SourceEntry]) -> None:
-    """Two sources under one name would write into one file, and nothing could tell their frames apart."""
-    first: dict[str, str] = {}
-    for i, entry in enumerate(entries):
-        if entry.name is None:
-            continue
-        where = entry.where or f"sources[{i}]"
-        if entry.name in first:
-            raise ConfigError(f"{where}: source name '{entry.name}' is given twice (first at {first[entry.name]}); "
-                              "give each source its own name")
-        first[entry.name] = where
-
-
 def override(config: Config, section: str, **values: Any) -> None:
-    """Apply CLI flags (None means 'not given') to one section, re-running its checks."""
-    current = getattr(config, section)
+    """Apply CLI flags (None means 'not given') to one section, re-running its checks (the rules between
+    sections wait for `Config.check`, once every flag is in)."""
     given = {k: v for k, v in values.items() if v is not None}
-    for key, value in given.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{section}: {key} must be a finite number, not {value}")
     if not given:
         return
     try:
-        setattr(config, section, dataclasses.replace(current, **given))
+        setattr(config, section, dataclasses.replace(getattr(config, section), **given))
     except ValueError as exc:
         raise ConfigError(f"{section}: {exc}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..config.sections import DetectConfig, InferenceConfig, ModelConfig
+from ..config.sections import InferenceConfig, ModelConfig
 from .base import Completed
 from .local import InferenceEngine
 from ..model.detector import Detector, load_from
@@ -28,7 +28,6 @@ class Backend:
     """What the run infers on: `engine(on_done)` makes the scheduler's engine; `close()` lets it go."""
 
     nireq: int
-    labels: tuple[str, ...]
     engine: Callable[[Callable[[Completed], None]], Engine]
     info: InferenceInfo
     detector: Detector | None = None        # the local model; None on a server
@@ -54,14 +53,18 @@ def requests_in_flight(inference: InferenceConfig, detector: Detector | None) ->
     return detector.optimal_nireq + (1 if detector.hint == "THROUGHPUT" else 0)
 
 
-def open_backend(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig, labels: tuple[str, ...],
+def open_backend(model: ModelConfig, inference: InferenceConfig, labels: tuple[str, ...],
                  detector: Detector | None = None) -> Backend:
-    """A ready local detector (`detector`, or the model loaded and compiled), or a checked server."""
+    """A ready local detector (`detector`, or the model loaded and compiled), or a checked server.
+
+    The threshold and classes are the scheduler's, per source (each job carries its filter): the backend
+    takes none.
+    """
     if inference.server and detector is None:
         return _remote(inference, labels)
-    detector = detector or load_from(model, inference, detect, labels)
+    detector = detector or load_from(model, inference, labels)
     nireq = requests_in_flight(inference, detector)
-    return Backend(nireq=nireq, labels=detector.labels,
+    return Backend(nireq=nireq,
                    engine=lambda on_done: InferenceEngine(detector, nireq, on_done), info=detector.info(nireq),
                    detector=detector)
 
@@ -73,7 +76,7 @@ def _remote(inference: InferenceConfig, labels: tuple[str, ...]) -> Backend:
     nireq = requests_in_flight(inference, None)
     info = InferenceInfo(model=inference.server_model, devices=[f"server {mask_url(inference.server)}"],
                          precision="set by the server", weights="unknown", requests=nireq)
-    backend = Backend(nireq=nireq, labels=labels, engine=lambda on_done: None, info=info)
+    backend = Backend(nireq=nireq, engine=lambda on_done: None, info=info)
     backend._closers.append(server.close)
 
     def engine(on_done: Callable[[Completed], None]) -> Engine:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import openvino as ov
 
-from ..config.sections import DEFAULT_PRECISION, HINTS, DetectConfig, InferenceConfig, ModelConfig
+from ..config.sections import DEFAULT_PRECISION, HINTS, InferenceConfig, ModelConfig
 from ..detections import Detections
 from ..errors import ConfigError, ModelError
 from ..stats import InferenceInfo
@@ -173,11 +173,14 @@ def load(spec: str | os.PathLike = "ssdlite_mobilenet_v2", device: str = "CPU", 
     return detector
 
 
-def load_from(model: ModelConfig, inference: InferenceConfig, detect: DetectConfig,
-              labels: tuple[str, ...] | None = None) -> Detector:
-    """`load` with the settings tree's sections, as the pipeline has them (and its labels, loaded once)."""
+def load_from(model: ModelConfig, inference: InferenceConfig, labels: tuple[str, ...] | None = None) -> Detector:
+    """`load` with the settings tree's sections, as the pipeline has them (and its labels, loaded once).
+
+    No threshold or classes: the pipeline filters per source (each job carries its filter); `detect`, which
+    uses the detector's own filter, is for tests and scripts.
+    """
     return load(model.name, inference.device, hint=inference.hint, streams=inference.streams or None,
-                threads=inference.threads or None, threshold=detect.threshold, classes=detect.classes,
+                threads=inference.threads or None,
                 labels=labels if labels is not None else model.labels, cache_dir=model.cache_dir, fp32=model.fp32,
                 base_url=model.base_url, precision=inference.precision)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import openvino as ov
 
-from ..config.events import NAME_CHARS, is_plain_name
+from ..config.names import NAME_CHARS, is_plain_name
 from ..errors import ModelError, OutputError
 from .fetch import KNOWN
 from .ir import (

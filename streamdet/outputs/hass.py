@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from ..config.events import MqttConfig
+from ..config.mqtt import MqttConfig
 from ..detections import FrameResult
 from ..errors import ConfigError
 from ..sources.base import SourceHealth

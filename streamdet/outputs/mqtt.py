@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from ..config.events import MqttConfig
+from ..config.mqtt import MqttConfig
 from ..detections import FrameResult
 from ..errors import StreamdetError
 from ..urls import check_url, mask_url, scheme_of
