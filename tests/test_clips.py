@@ -23,7 +23,8 @@ from media import clip, pedestrian_pb
 from mqtt_broker import Broker, Subscriber
 from test_recording import _plays_in_chromium
 
-from streamdet.clips import Packet, PacketRing
+from streamdet.clips import PacketRing
+from streamdet.outputs.h264 import Packet
 
 BIKES_S = 10.0  # 250 frames at 25 fps
 LAST_FRAME = 249
