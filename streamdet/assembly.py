@@ -26,7 +26,10 @@ from .model.labels import load_labels
 from .model.readout import DetectFilter
 from .motion import MotionGate, ReuseDetections
 from .outputs import Output, WindowOutput, open_output, plan_targets, want_window
+from .outputs.clips import ClipsOutput
 from .outputs.copy import CopyRecording
+from .outputs.segments import Retention
+from .outputs.snapshots import SnapshotOutput
 from .render import Annotator, OverlayStatus
 from .reports import RunMeter
 from .scheduler import Inbox, Lane, frames_ahead
@@ -198,6 +201,14 @@ class Assembly:
         inference, which draw only when an output shows pictures."""
         self.outputs_of = [[] for _ in self.sources]
         self.own_outputs = [[] for _ in self.sources]
+        for plan, source in zip(self.plans, self.sources):
+            # First: the snapshot an event names is written (its clip begun) before any output publishes it.
+            ev, keep = plan.events, Retention(plan.events.keep_days * 24, plan.events.keep_gb)
+            if ev.snapshots:
+                self._join(SnapshotOutput(ev.snapshots, source.name, keep), [plan.index], own=True)
+            if ev.clips:
+                self._join(ClipsOutput(ev.clips.replace("{name}", source.name), source.name, keep), [plan.index],
+                           own=True)
         for target in self._targets:
             if not target.sources or target.kind == "sidecar":
                 continue  # the run summary (written by the caller at the end); a copy recording's detections
@@ -269,7 +280,7 @@ class Assembly:
             # After the drawing: a clip is the annotated video.
             self.clips = ClipStage([p.events for p in self.plans], [p.recording for p in self.plans],
                                    [s.name for s in self.sources], [lane.info.fps for lane in self.lanes],
-                                   self.events.counts, lambda: self.web_url, self._recordings_taking_packets())
+                                   lambda: self.web_url, self._recordings_taking_packets())
             stages.append(self.clips)
         return stages
 
@@ -332,11 +343,6 @@ class Assembly:
     def close_outputs(self) -> list[BaseException]:
         """Finalise every output, each even if another fails; the errors, in order."""
         errors = []
-        if self.clips is not None:
-            try:
-                self.clips.close()
-            except Exception as exc:
-                errors.append(exc)
         for output in self.outputs:
             try:
                 output.close()

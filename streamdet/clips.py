@@ -1,23 +1,22 @@
 """Event clips: a video of each tracked object, from `pre_capture` before it appears to `post_capture` after
 it is last seen, drawn as the recording is (boxes, zones, lines).
 
-The clip stage runs after the render stage. It encodes each frame of a camera with clips once (H.264, a
-keyframe every second) into a ring of packets that reaches back to the keyframe at or before now -
-pre_capture (bounded in bytes too). When a track starts, a clip file is opened and the ring's packets from
-that keyframe are written into it; packets go on into it while any track of the camera is active, and it is
-closed post_capture after the last one was seen (or at max_clip_seconds, when a new clip goes on from the
-next keyframe). Overlapping tracks of one camera share one clip: a crowd gives one video of the scene, not
-one copy of the same pictures per person. The end event of each track names its clip.
+The clip stage runs after the drawing stage. It encodes each frame of a camera with clips once (H.264, a
+keyframe every second, streamdet.outputs.h264) into a ring of packets that reaches back to the keyframe at
+or before now - pre_capture (bounded in bytes too), and decides what the clips are: when a track starts, a
+clip begins with the ring's packets from that keyframe; packets go on into it while any track of the camera
+is active, and it ends post_capture after the last one was seen (or at max_clip_seconds, when a new clip
+goes on from the next keyframe). Overlapping tracks of one camera share one clip: a crowd gives one video of
+the scene, not one copy of the same pictures per person. The end event of each track names its clip.
 
-When the camera is also recorded as H.264 in MP4, the packets go on with the frame (`FrameResult.encoded`)
-and the recording muxes them: each frame is encoded once.
+What it decided travels with the frame (`FrameResult.clip_steps`: a clip's start with its name, its
+packets, its end); the clips output (streamdet.outputs.clips) writes the files on its own thread. When the
+camera is also recorded as H.264 in MP4, the frame's packets go on with it too (`FrameResult.encoded`) and
+the recording muxes them: each frame is encoded once.
 
 A track is known to have ended only `end_after` after it was last seen; when post_capture is shorter, packets
-wait that difference before they are written, so the clip still ends post_capture after the last sighting.
-
-The files are fragmented MP4 flushed per fragment (a kill -9 keeps all but the last second), at the frames'
-own times, named `{name}_{start}_track{id}.mp4`; each camera's clips are entered in its record
-(streamdet.outputs.segments), and only those are ever expired by keep_days / keep_gb.
+wait that difference before they go into a clip, so the clip still ends post_capture after the last sighting.
+Clips are named `{name}_{start}_track{id}.mp4`, `{start}` the local time of their first frame.
 """
 
 from __future__ import annotations
@@ -27,34 +26,20 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from .config.events import CLIP_RING_BYTES, EventsConfig
 from .config.sections import RecordingConfig
 from .detections import FrameResult
-from .errors import OutputError
-from .events import Counts, Event
-from .outputs.base import write_error
-from .outputs.segments import Segments
-from .outputs.video import Remuxer, fit_frame
+from .outputs.clips import CLIP_END, ClipStart
+from .outputs.h264 import Packet, PacketEncoder
+from .outputs.segments import segment_path
+from .scene import Event
 from .tracking import TrackUpdate
 
 log = logging.getLogger("streamdet.clips")
-
-_TIME_BASE = Fraction(1, 1000)  # packet times in milliseconds, as the recording's
-
-
-@dataclass(frozen=True, slots=True)
-class Packet:
-    pts: int          # ms on the camera's clip timeline
-    key: bool
-    data: bytes
-
 
 class PacketRing:
     """A camera's recent encoded packets: back to the keyframe at or before newest - keep_ms, at most max_bytes."""
@@ -98,44 +83,28 @@ class PacketRing:
         return packets[next(i for i, p in enumerate(packets) if p is start):]
 
 
-class ClipFile:
-    """One clip being written: packets copied in, no encoding; times start at 0 at its first packet."""
-
-    def __init__(self, path: Path, codec: av.CodecContext, fps: float, first_pts: int):
-        self.path = path
-        self.first_pts = first_pts
-        self._file = Remuxer(path, (codec.width, codec.height), fps)
-
-    def write(self, packet: Packet) -> None:
-        self._file.add(packet.data, packet.key, packet.pts - self.first_pts)
-
-    def close(self) -> None:
-        self._file.close()
-
-
 class _Camera:
-    """One camera's encoder, ring and open clip."""
+    """One camera's encoder, ring and the clip open (as decided: its start and what is due for it)."""
 
-    def __init__(self, name: str, folder: Path, events: EventsConfig, recording: RecordingConfig, fps: float,
-                 end_after: float):
+    _NAMES_KEPT = 64  # names given lately, whose files the clips output may not have made yet
+
+    def __init__(self, name: str, folder: Path, events: EventsConfig, recording: RecordingConfig, fps: float):
         self.name = name
         self.settings = events
         self.recording = recording
         self.fps = fps
         self.ring = PacketRing(round(events.pre_capture * 1000))
-        self.files = Segments(str(folder / f"{name}_{{start}}.mp4"),
-                              RecordingConfig(keep_hours=events.keep_days * 24, keep_gb=events.keep_gb))
+        self.template = str(folder / f"{name}_{{start}}.mp4")
         # Packets wait this long before they go into a clip, so one can end post_capture after the last sighting.
-        self.hold_ms = max(0, round((end_after - events.post_capture) * 1000))
-        self.codec: av.CodecContext | None = None
-        self.size = (0, 0)
-        self.clip: ClipFile | None = None
-        self.last_path: str | None = None   # the clip open (or just closed): what an end event names
-        self.pending: deque[Packet] = deque()  # ring packets due for the open clip, not written yet
+        self.hold_ms = max(0, round((events.end_after - events.post_capture) * 1000))
+        self.encoder: PacketEncoder | None = None
+        self.clip: ClipStart | None = None
+        self.last_path: str | None = None   # the clip open (or just ended): what an end event names
+        self.pending: deque[Packet] = deque()  # ring packets due for the open clip, not handed on yet
         self.active: set[int] = set()
         self.close_at: int | None = None    # pts after which the clip ends (no track active any more)
         self.wall_offset = 0.0              # wall time = pts / 1000 + this
-        self.counts = Counts()              # the events stage's counts of this source (clips made)
+        self._given: deque[Path] = deque(maxlen=self._NAMES_KEPT)
         self._last_pts = -1
         self._shift = 0                     # added to stream times: a looping file starts again at 0
 
@@ -151,68 +120,49 @@ class _Camera:
         return min(now, round(stream_time * 1000) + self._shift)
 
     def encode(self, image: np.ndarray, pts: int) -> list[Packet]:
-        if self.codec is None:
-            height, width = image.shape[:2]
-            self.size = (max(2, width - width % 2), max(2, height - height % 2))
-            self.codec = self._open_codec()
-        if image.shape[1::-1] != self.size:
-            image = np.ascontiguousarray(fit_frame(image, self.size))
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts, frame.time_base = pts, _TIME_BASE
-        return [Packet(p.pts, p.is_keyframe, bytes(p)) for p in self.codec.encode(frame)]
+        if self.encoder is None:
+            self.encoder = PacketEncoder(image.shape[1::-1], self.fps, self.recording)
+        return self.encoder.encode(image, pts)
 
-    def _open_codec(self) -> av.CodecContext:
-        codec = av.CodecContext.create("libx264", "w")
-        codec.width, codec.height = self.size
-        codec.pix_fmt = "yuv420p"
-        codec.time_base = _TIME_BASE
-        codec.framerate = Fraction(self.fps).limit_denominator(1000)
-        codec.gop_size = max(1, round(self.fps))  # a keyframe a second: a clip starts at most 1 s before its point
-        # zerolatency: each frame's packet comes out at once, so the ring is never behind the frames.
-        codec.options = {"preset": self.recording.preset, "crf": str(self.recording.crf), "tune": "zerolatency"}
-        codec.open()
-        return codec
+    def _clip_path(self, wall_time: float, track_id: int) -> Path:
+        """A name no file has and none given lately: the clips output takes it, never over a file."""
+        n = 0
+        while (path := segment_path(self.template, wall_time, f"_track{track_id}", n)) in self._given \
+                or path.exists():
+            n += 1
+        self._given.append(path)
+        return path
 
-    def open_clip(self, start_pts: int, track_id: int, packets: list[Packet] | None = None) -> None:
+    def open_clip(self, start_pts: int, track_id: int, steps: list, packets: list[Packet] | None = None) -> None:
         """A new clip from the ring's keyframe at or before `start_pts`, or from `packets` (due for it already)."""
         packets = self.ring.since(start_pts) if packets is None else packets
         first = packets[0].pts if packets else start_pts
-        path = self.files.path_for(first / 1000 + self.wall_offset, f"_track{track_id}")
-        self.clip = ClipFile(path, self.codec, self.fps, first)
-        self.last_path = str(path)
+        wall = first / 1000 + self.wall_offset
+        self.clip = ClipStart(self._clip_path(wall, track_id), wall, first, self.encoder.size, self.fps)
+        self.last_path = str(self.clip.path)
         self.pending = deque(packets)
-        self.files.expire(path, time.time())
+        steps.append(self.clip)
 
-    def close_clip(self) -> None:
-        clip, self.clip = self.clip, None
+    def close_clip(self, steps: list) -> None:
+        if self.clip is not None:
+            steps.append(CLIP_END)
+        self.clip = None
         self.pending.clear()
         self.close_at = None
-        if clip is not None:
-            clip.close()
 
 
 class ClipStage:
-    """The event clips stage (after the render stage): per camera with `events.clips`, see the module."""
+    """The event clips stage (after the drawing stage): per camera with `events.clips`, see the module."""
 
     name = "clips"
 
     def __init__(self, configs: list[EventsConfig], recordings: list[RecordingConfig], names: list[str],
-                 fps: list[float | None], counts: list[Counts], web_url: Callable[[], str | None],
-                 share: list[bool]):
+                 fps: list[float | None], web_url: Callable[[], str | None], share: list[bool]):
         """`share`: per source, whether its recording takes the packets (`FrameResult.encoded`) rather than
         encoding the frame again."""
-        self._cameras: list[_Camera | None] = []
-        for events, recording, name, rate in zip(configs, recordings, names, fps):
-            if not events.clips:
-                self._cameras.append(None)
-                continue
-            folder = Path(events.clips.replace("{name}", name))
-            self._cameras.append(_Camera(name, folder, events, recording, rate if rate and rate > 0 else 25.0,
-                                         events.end_after))
-        for camera, count in zip(self._cameras, counts):
-            if camera is not None:
-                camera.counts = count
-                count.clips = 0  # the summary says how many clips each camera with clips made
+        self._cameras = [_Camera(name, Path(events.clips.replace("{name}", name)), events, recording,
+                                 rate if rate and rate > 0 else 25.0) if events.clips else None
+                         for events, recording, name, rate in zip(configs, recordings, names, fps)]
         self._web_url = web_url
         self._share = share
 
@@ -220,117 +170,73 @@ class ClipStage:
         camera = self._cameras[result.source_id]
         if camera is None:
             return result
-        try:
-            packets = self._frame(camera, result)
-        except OSError as exc:
-            raise _failure(camera, exc) from None
-        if self._share[result.source_id]:
-            result = dataclasses.replace(result, encoded=tuple(packets))
-        return self._name_clips(camera, result)
-
-    def _frame(self, camera: _Camera, result: FrameResult) -> list[Packet]:
         frame = result.frame
         pts = camera.pts(frame.stream_time)
-        if camera.codec is None:
+        if camera.encoder is None:
             camera.wall_offset = time.time() - (time.monotonic() - frame.captured) - pts / 1000
         packets = camera.encode(frame.image, pts)
         for packet in packets:
             camera.ring.add(packet)
             if camera.clip is not None:
                 camera.pending.append(packet)
-        update = result.tracks if isinstance(result.tracks, TrackUpdate) else TrackUpdate()
-        self._tracks(camera, update, pts)
-        self._flush(camera, pts - camera.hold_ms)
-        return packets
+        steps: list = []
+        self._tracks(camera, result.tracks if isinstance(result.tracks, TrackUpdate) else TrackUpdate(), pts, steps)
+        self._flush(camera, pts - camera.hold_ms, steps)
+        events = self._named(camera, result.events)
+        return dataclasses.replace(result, clip_steps=tuple(steps), events=events,
+                                   encoded=tuple(packets) if self._share[result.source_id] else ())
 
-    def _tracks(self, camera: _Camera, update: TrackUpdate, pts: int) -> None:
+    def _tracks(self, camera: _Camera, update: TrackUpdate, pts: int, steps: list) -> None:
         for track in update.started:
             camera.active.add(track.id)
             camera.close_at = None
             if camera.clip is None:
                 # The track was first seen a few frames before it was confirmed: pre-capture counts from then.
                 first = camera.timeline(track.first_seen, pts)
-                camera.open_clip(first - round(camera.settings.pre_capture * 1000), track.id)
-                camera.counts.clips += 1
+                camera.open_clip(first - round(camera.settings.pre_capture * 1000), track.id, steps)
         for track in update.ended:
             camera.active.discard(track.id)
             if not camera.active and camera.clip is not None:
                 camera.close_at = camera.timeline(track.last_seen, pts) + round(camera.settings.post_capture * 1000)
 
-    def _flush(self, camera: _Camera, until: int) -> None:
-        """Write the clip's pending packets up to `until`; close it once its end has passed."""
+    def _flush(self, camera: _Camera, until: int, steps: list) -> None:
+        """Hand on the clip's pending packets up to `until`; end it once its end has passed."""
         max_ms = round(camera.settings.max_clip_seconds * 1000)
         while camera.clip is not None and camera.pending and camera.pending[0].pts <= until:
             packet = camera.pending[0]
             if camera.close_at is not None and packet.pts > camera.close_at:
-                camera.close_clip()
+                camera.close_clip(steps)
                 return
             if packet.key and packet.pts - camera.clip.first_pts >= max_ms:
                 # A track that never ends: the next clip goes on from this keyframe.
                 rest, close_at = list(camera.pending), camera.close_at
-                camera.close_clip()
-                camera.open_clip(packet.pts, min(camera.active) if camera.active else 0, rest)
+                camera.close_clip(steps)
+                camera.open_clip(packet.pts, min(camera.active) if camera.active else 0, steps, rest)
                 camera.close_at = close_at  # the last track's post-capture may end in the next clip
-                camera.counts.clips += 1
                 continue
-            camera.clip.write(camera.pending.popleft())
+            steps.append(camera.pending.popleft())
         if camera.clip is not None and camera.close_at is not None and until >= camera.close_at:
-            camera.close_clip()
+            camera.close_clip(steps)
 
-    def _name_clips(self, camera: _Camera, result: FrameResult) -> FrameResult:
+    def _named(self, camera: _Camera, events: tuple[Event, ...]) -> tuple[Event, ...]:
         """Each end event names the clip its track is in (still being written during post-capture)."""
-        if not any(e.kind == "end" for e in result.events) or camera.last_path is None:
-            return result
-        return dataclasses.replace(result, events=self.name_clips(result.source_id, result.events))
-
-    def name_clips(self, source_id: int, events: tuple[Event, ...] | list[Event]) -> tuple[Event, ...]:
-        camera = self._cameras[source_id]
-        if camera is None or camera.last_path is None:
-            return tuple(events)
+        if camera.last_path is None or not any(e.kind == "end" for e in events):
+            return events
         base = self._web_url()
         url = f"{base}clips/{Path(camera.last_path).name}" if base else None
         return tuple(dataclasses.replace(e, clip=camera.last_path, clip_url=url) if e.kind == "end" else e
                      for e in events)
 
-    def finish(self, source_id: int, events: tuple[Event, ...] | list[Event]) -> tuple[Event, ...]:
-        """The source ended: its last tracks' end events name their clip, which ends with the source."""
-        named = self.name_clips(source_id, events)
-        camera = self._cameras[source_id]
-        if camera is not None:
-            self._end(camera)
-        return named
-
-    @staticmethod
-    def _end(camera: _Camera) -> None:
-        """What the clip is still waiting for is written (up to its end), and it is closed."""
-        try:
-            while camera.clip is not None and camera.pending:
-                if camera.close_at is not None and camera.pending[0].pts > camera.close_at:
-                    break
-                camera.clip.write(camera.pending.popleft())
-            camera.close_clip()
-        except OSError as exc:
-            raise _failure(camera, exc) from None
-
-    def ring_bytes(self) -> dict[str, int]:
-        """Per camera with clips: the most its ring held (for the measured cost in docs/events.md)."""
-        return {c.name: c.ring.peak_bytes for c in self._cameras if c is not None}
-
-    def close(self) -> None:
-        """Every open clip is finished (a stop, or an error elsewhere); the first write error is raised."""
-        error: OutputError | None = None
-        for camera in self._cameras:
-            if camera is None:
-                continue
-            try:
-                self._end(camera)
-            except OutputError as exc:
-                error = error or exc
-        if error is not None:
-            raise error
-
-
-def _failure(camera: _Camera, exc: OSError) -> OutputError:
-    """The one line for a clip that could not be written: the clip's file, or its folder before one was named."""
-    where = camera.clip.path if camera.clip is not None else camera.files.folder
-    return write_error(f"{where} (event clips of {camera.name})", exc)
+    def finish(self, ended: FrameResult) -> FrameResult:
+        """The source ended (`ended`: its last frame with its last tracks' end events): they name their clip,
+        which ends with the source, its due packets handed on with them."""
+        camera = self._cameras[ended.source_id]
+        if camera is None:
+            return ended
+        steps: list = []
+        while camera.clip is not None and camera.pending:
+            if camera.close_at is not None and camera.pending[0].pts > camera.close_at:
+                break
+            steps.append(camera.pending.popleft())
+        camera.close_clip(steps)
+        return dataclasses.replace(ended, events=self._named(camera, ended.events), clip_steps=tuple(steps))

@@ -106,13 +106,18 @@ class FrameResult:
     detections: Detections
     latency_ms: float
     source_id: int = 0
-    events: tuple = ()  # streamdet.events.Event: what this frame started, ended or crossed (tracking on)
+    events: tuple = ()  # streamdet.scene.Event: what this frame started, ended or crossed (tracking on)
     # What one stage tells the next travels here: the tracker's changes at this frame (streamdet.tracking.
     # TrackUpdate, for the events stage) and the zones and lines with their counts as they stand after it
-    # (streamdet.events.SceneState, for drawing).
+    # (streamdet.scene.SceneState, for drawing).
     tracks: object = None
     scene: object = None
     inferred: bool = True  # False: nothing moved, the network was skipped and the detections are the last ones
-    # The drawn frame as H.264 packets (streamdet.clips.Packet), when the clip stage encoded it for a source whose
-    # recording can take them: the recording muxes these rather than encoding the same frame again.
+    # The drawn frame as H.264 packets (streamdet.outputs.h264.Packet), when the clip stage encoded it for a source
+    # whose recording can take them: the recording muxes these rather than encoding the same frame again.
     encoded: tuple = ()
+    # Work for the outputs that write what events name, decided with the events: the best frames of the tracks
+    # ended here (streamdet.outputs.snapshots.Snapshot) and what the clip stage decided for the camera's clips
+    # at this frame (streamdet.outputs.clips: a ClipStart, packets, a ClipEnd; in order).
+    snapshots: tuple = ()
+    clip_steps: tuple = ()

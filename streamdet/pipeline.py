@@ -25,6 +25,7 @@ from .detections import FrameResult
 from .engines.base import Completed
 from .model.detector import Detector
 from .outputs import WindowOutput
+from .outputs.clips import ClipsOutput
 from .scheduler import Scheduler
 from .sources import Source
 from .stats import RunStatus, RunSummary
@@ -158,12 +159,10 @@ class Pipeline:
         """A source ended (or the run stops): its tracks end, and its own outputs are complete now."""
         self._ended.add(source_id)
         if self._run.events is not None and source_id in self._last:
-            last = self._last.pop(source_id)
-            events = self._run.events.finish(source_id, last)
+            ended = self._run.events.finish(source_id, self._last.pop(source_id))
             if self._run.clips is not None:
-                events = self._run.clips.finish(source_id, events)  # the clips end with the source
-            if events:
-                ended = dataclasses.replace(last, events=tuple(events))
+                ended = self._run.clips.finish(ended)  # the clips end with the source
+            if ended.events or ended.clip_steps:
                 for output in self._run.outputs_of[source_id]:
                     if output.takes_events:
                         output.write(ended)
@@ -214,14 +213,15 @@ class Pipeline:
     def summary(self) -> RunSummary:
         run = self._run
         events = run.events
+        # The clips each camera with clips made, as its clips output counted them.
+        clips = {o.source_name: {"clips": o.made} for o in run.outputs if isinstance(o, ClipsOutput)}
         summary = reports.summary(
             self.lanes, self.meter, gated=[p.detect.motion for p in run.plans],
             output_cpu_s=sum(o.cpu_s for o in run.outputs),
             motion_cpu_s=run.gate.check_cpu_s if run.gate is not None else None,
             stopped_by=self._stopped_by,
             mqtt={"sent": run.mqtt.sent, "dropped": run.mqtt.dropped} if run.mqtt is not None else {},
-            counts={lane.source.name: {k: v for k, v in dataclasses.asdict(events.counts[lane.id]).items()
-                                       if v is not None}  # clips: only where a source makes them
+            counts={lane.source.name: {**dataclasses.asdict(events.counts[lane.id]), **clips.get(lane.source.name, {})}
                     for lane in self.lanes if run.tracking[lane.id]} if events is not None else {},
         )
         return dataclasses.replace(summary, inference=run.backend.info)

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from .detections import FrameResult
-from .events import Scene, SceneState
+from .scene import Scene, SceneState
 from .render import Annotator, OverlayStatus
 
 

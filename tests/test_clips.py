@@ -12,9 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
@@ -23,7 +25,14 @@ from media import clip, pedestrian_pb
 from mqtt_broker import Broker, Subscriber
 from test_recording import _plays_in_chromium
 
-from streamdet.clips import Packet, PacketRing
+from streamdet.clips import PacketRing
+from streamdet.config.sections import RecordingConfig
+from streamdet.detections import Detections, FrameResult
+from streamdet.errors import OutputError
+from streamdet.outputs.clips import CLIP_END, ClipsOutput, ClipStart
+from streamdet.outputs.h264 import Packet, PacketEncoder
+from streamdet.outputs.segments import Retention
+from streamdet.sources import Frame
 
 BIKES_S = 10.0  # 250 frames at 25 fps
 LAST_FRAME = 249
@@ -212,6 +221,49 @@ def test_the_ring_keeps_whole_keyframe_intervals_back_to_the_pre_capture_point_a
         small.add(Packet(i * 40, i % 25 == 0, bytes(1000 if i % 25 else 5000)))
     # 30 s are not held in 40 KB: whole seconds (29 KB each) are dropped until it fits, never part of one.
     assert small.bytes <= 40_000 and small.since(0)[0].key and small.since(0)[0].pts == 9000
+
+
+@pytest.mark.unit
+def test_a_clip_the_writer_thread_cannot_write_is_reported_at_the_next_write(tmp_path):
+    """A clips output writes a clip that plays; another, whose folder is removed after it is made (a disk
+    unplugged), fails to take its clip's name on the writer thread: the next write raises the one line naming
+    the folder and the reason, and close raises it again."""
+    encoder = PacketEncoder((65, 48), 25.0, RecordingConfig())  # an odd side: the even-size rule makes it 64
+    images = [np.full((48, 65, 3), 10 * i, np.uint8) for i in range(10)]
+    packets = [p for i, image in enumerate(images) for p in encoder.encode(image, i * 40)]
+    assert len(packets) == 10 and packets[0].key and encoder.size == (64, 48)
+
+    def result(*steps) -> FrameResult:
+        frame = Frame(image=images[0], index=0, pts_ms=0.0, captured=time.monotonic())
+        return FrameResult("door", frame, Detections.empty(), 1.0, clip_steps=steps)
+
+    def clip_in(folder: Path) -> ClipStart:
+        return ClipStart(folder / "door_20240101-000000_track1.mp4", time.time(), packets[0].pts, encoder.size, 25.0)
+
+    good, gone = tmp_path / "good", tmp_path / "gone"
+    for folder in (good, gone):
+        folder.mkdir()
+    written = ClipsOutput(str(good), "door", Retention())
+    written.write(result(clip_in(good), *packets, CLIP_END))
+    written.close()
+    assert written.made == 1 and video_props(clip_in(good).path)[:3] == (10, 64, 48)
+
+    failing = ClipsOutput(str(gone), "door", Retention())
+    gone.rmdir()
+    failing.write(result(clip_in(gone), *packets))
+
+    def raised() -> str | None:
+        try:
+            failing.write(result())
+        except OutputError as exc:
+            return str(exc)
+        return None
+
+    message = wait_for(raised, 10, "the writer thread's error at a write")
+    assert message == f"output '{gone} (event clips of door)': writing failed (No such file or directory)"
+    with pytest.raises(OutputError) as closed:
+        failing.close()
+    assert str(closed.value) == message and failing.made == 0
 
 
 @pytest.mark.services

@@ -20,7 +20,7 @@ from clirun import assert_one_line_error, cli_env, streamdet
 from helpers import decode, write_clip
 from media import clip
 
-from streamdet.outputs.burn import _line_at
+from streamdet.cli.burn import _line_at
 from streamdet.outputs.sidecar import read_sidecar, sidecar_line
 from streamdet.render import class_color
 

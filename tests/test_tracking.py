@@ -122,7 +122,7 @@ def _events_for(boxes_per_frame, events: EventsConfig, end: bool = True):
         last = stage(track(_result(_dets(boxes, [0.9] * len(boxes)), i)))
         out += list(last.events)
     if end:
-        out += stage.finish(0, last)
+        out += stage.finish(0, last).events
     return out, stage
 
 

@@ -25,7 +25,7 @@ from media import clip
 
 from streamdet.config.sections import RecordingConfig, WebConfig
 from streamdet.detections import Detections, FrameResult
-from streamdet.events import Event
+from streamdet.scene import Event
 from streamdet.outputs.segments import Segments
 from streamdet.outputs.video import Encoder
 from streamdet.sources import Frame

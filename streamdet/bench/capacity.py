@@ -253,8 +253,7 @@ def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: floa
     frames = decode_clip(clip, cycles * round(moving_s * fps))  # only what the cycles play
     moving = max(1, min(len(frames) // cycles, round(moving_s * fps)))
     held = round(moving * still_share / (1 - still_share))
-    height, width = frames[0].shape[:2]
-    encoder = Encoder(out, (width - width % 2, height - height % 2), fps, RecordingConfig())
+    encoder = Encoder(out, frames[0].shape[1::-1], fps, RecordingConfig())
     rng = np.random.default_rng(0)
     n = 0
     for c in range(cycles):
@@ -263,7 +262,7 @@ def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: floa
         still = frames[start].astype(np.int16)
         for k in range(held + moving):
             image = np.clip(still + noise[k % 8], 0, 255).astype(np.uint8) if k < held else frames[start + k - held]
-            encoder.add(image[: height - height % 2, : width - width % 2], round(n * 1000 / fps))
+            encoder.add(image, round(n * 1000 / fps))
             n += 1
     encoder.close()
     return out

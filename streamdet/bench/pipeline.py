@@ -96,12 +96,10 @@ def _decode_cost_ms(clip: Path, frames: int) -> float:
 
 def _encode_cost_ms(images: list[np.ndarray], path: str, settings: RecordingConfig) -> float:
     """CPU per frame of the recording's encoder alone, all its threads, as the pipeline runs it."""
-    height, width = images[0].shape[:2]
-
     def work() -> None:
-        encoder = Encoder(Path(path), (width - width % 2, height - height % 2), 25.0, settings)
+        encoder = Encoder(Path(path), images[0].shape[1::-1], 25.0, settings)
         for i, image in enumerate(images):
-            encoder.add(image[: height - height % 2, : width - width % 2], i * 40)
+            encoder.add(image, i * 40)
         encoder.close()
 
     return cpu_ms_per_frame(work, len(images))[1]

@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from ..outputs.burn import check_job, render_segment
+    from .burn import check_job, render_segment
 
     style = load_config(args.config).overlay if args.config else OverlayConfig()
     job = check_job(Path(args.segment), Path(args.detections) if args.detections else None, Path(args.output),

@@ -24,7 +24,7 @@ class Target:
 
     kind: str                   # "video", "image" (one picture), "images" (a folder), "jsonl", "events", "summary",
                                 # "sidecar" (a copy recording's detections, written by streamdet.outputs.copy),
-                                # "clips" (a folder of event clips: checked here, written by streamdet.clips)
+                                # "clips" (a folder of event clips: checked here, written by outputs.clips)
     path: str
     sources: tuple[int, ...]    # indexes into the run's sources; empty for the summary
     what: str                   # for messages: "recording of bikes"
@@ -99,7 +99,7 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
             targets.append(Target(kind, path, tuple(users), f"{what} of {names}"))
     if summary_json:
         targets.append(Target("summary", summary_json, (), "run summary"))
-    # Event clips are written by the clip stage, not an output; their folders are checked with the rest.
+    # Event clips' folders are checked with the rest; their output is made with the events' (Assembly).
     clips = [Target("clips", plan.events.clips.replace("{name}", source.name), (plan.index,),
                     f"event clips of {source.name}") for plan, source in zip(plans, sources) if plan.events.clips]
     _check(targets + clips, sources, overwrite)

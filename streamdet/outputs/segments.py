@@ -28,6 +28,22 @@ START_FORMAT = "%Y%m%d-%H%M%S"
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long a series of files is kept: its oldest go past `keep_hours` or beyond `keep_gb` (0: no limit).
+    A recording's settings (RecordingConfig) hold the same two."""
+
+    keep_hours: float = 0
+    keep_gb: float = 0
+
+
+def segment_path(template: str, wall_time: float, tag: str = "", n: int = 0) -> Path:
+    """The name of a segment starting at `wall_time`: `{start}` is its local time, `-n` after it when `n`
+    (the n-th name taken for that second), then `tag` (an event clip's `_track7`)."""
+    stamp = time.strftime(START_FORMAT, time.localtime(wall_time))
+    return Path(template.replace("{start}", f"{stamp}-{n}{tag}" if n else stamp + tag))
+
+
+@dataclass(frozen=True)
 class Segment:
     """One file of the record: its name in the folder, when it started (wall time), its inode."""
 
@@ -42,7 +58,7 @@ class Segment:
 class Segments:
     """File names for `template` (with `{name}` already filled in, `{start}` in the file name) and their expiry."""
 
-    def __init__(self, template: str, settings: RecordingConfig):
+    def __init__(self, template: str, settings: Retention | RecordingConfig):
         self.template = template
         self.settings = settings
         self.folder = Path(template).parent
@@ -60,16 +76,17 @@ class Segments:
         `tag` follows the start in the name (an event clip's `_track7`). The name is taken with O_EXCL, so
         neither a file that exists nor one another writer takes at the same moment is ever written over.
         """
-        stamp = time.strftime(START_FORMAT, time.localtime(wall_time))
-        path = Path(self.template.replace("{start}", stamp + tag))
-        n = 1
+        n = 0
         while True:
             try:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-                break
+                return self.take(segment_path(self.template, wall_time, tag, n), wall_time)
             except FileExistsError:
-                path = Path(self.template.replace("{start}", f"{stamp}-{n}{tag}"))
                 n += 1
+
+    def take(self, path: Path, wall_time: float) -> Path:
+        """Create `path`, named already (an event clip's, named when its track started), and enter it in the
+        record; FileExistsError when a file is there (it is never written over)."""
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         try:
             self._append(Segment(path.name, wall_time, os.stat(path).st_ino))
         except BaseException:

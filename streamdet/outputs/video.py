@@ -7,11 +7,9 @@ import os
 import queue
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from ..config.sections import RecordingConfig
@@ -19,14 +17,12 @@ from ..detections import FrameResult
 from ..errors import OutputError
 from ..sources import SourceInfo
 from .base import Output, as_output_error, write_error
+from .h264 import ENCODERS, TIME_BASE, even_size, fit_frame, frame_rate, set_up
 from .segments import Segments
 
 log = logging.getLogger("streamdet.recording")
 
 RECORDING_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
-_CODECS = {"h264": "libx264", "mp4v": "mpeg4"}
-# Timestamps in milliseconds: a camera's frames come when they come, not on a fixed grid.
-_TIME_BASE = Fraction(1, 1000)
 # Fragmented MP4: the index goes first and every keyframe starts a fragment written out at once,
 # so a kill -9 or a power cut loses at most the fragment being written (about one second).
 MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
@@ -38,32 +34,25 @@ _MUXER_OPTIONS = {".mp4": MP4_OPTIONS, ".mov": MP4_OPTIONS,
 
 
 class Encoder:
-    """One video file being encoded; `add(image, pts_ms)` in time order, then `close()`.
+    """One video file being encoded (streamdet.outputs.h264's set-up); `add(image, pts_ms)` in time order, then
+    `close()`. Frames of another size than the encoder's (`even_size` of `frame_size`) are fitted to it.
 
     Write errors (disk full, folder gone) are raised as OSError by FFmpeg's muxer.
     """
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: float, settings: RecordingConfig):
+    def __init__(self, path: Path, frame_size: tuple[int, int], fps: float, settings: RecordingConfig):
+        self.size = even_size(*frame_size)
         self._container = av.open(str(path), "w", options=_MUXER_OPTIONS[path.suffix.lower()])
-        stream = self._container.add_stream(_CODECS[settings.codec], rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"  # what browsers and phones decode
-        stream.time_base = _TIME_BASE
-        stream.codec_context.time_base = _TIME_BASE
-        stream.codec_context.gop_size = max(1, round(fps))  # a keyframe (and a fragment) about every second
-        if settings.codec == "h264":
-            # zerolatency: no lookahead, so every frame leaves the encoder at once and a crash loses at
-            # most the fragment being written; measured at the same CPU, files 5% larger.
-            stream.codec_context.options = {"preset": settings.preset, "crf": str(settings.crf), "tune": "zerolatency"}
-        else:
-            stream.codec_context.options = {"qscale": "5"}
+        stream = self._container.add_stream(ENCODERS[settings.codec], rate=frame_rate(fps))
+        set_up(stream.codec_context, self.size, fps, settings.codec, settings)
+        stream.time_base = TIME_BASE
         self._stream = stream
         self._last_pts = -1
 
     def add(self, image: np.ndarray, pts_ms: int) -> None:
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame = av.VideoFrame.from_ndarray(fit_frame(image, self.size), format="bgr24")
         frame.pts = max(pts_ms, self._last_pts + 1)  # strictly increasing, whatever the source said
-        frame.time_base = _TIME_BASE
+        frame.time_base = TIME_BASE
         self._last_pts = frame.pts
         self._container.mux(self._stream.encode(frame))
 
@@ -83,16 +72,15 @@ class Remuxer:
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float):
         self._container = av.open(str(path), "w", options=_MUXER_OPTIONS[path.suffix.lower()])
-        self._stream = self._container.add_mux_stream("h264", rate=Fraction(fps).limit_denominator(1000),
-                                                      width=size[0], height=size[1])
-        self._stream.time_base = _TIME_BASE
+        self._stream = self._container.add_mux_stream("h264", rate=frame_rate(fps), width=size[0], height=size[1])
+        self._stream.time_base = TIME_BASE
         self._last_pts = -1
 
     def add(self, data: bytes, key: bool, pts_ms: int) -> None:
         packet = av.Packet(data)
         packet.pts = packet.dts = max(pts_ms, self._last_pts + 1)  # zerolatency x264: no B-frames, dts = pts
         self._last_pts = packet.pts
-        packet.time_base = _TIME_BASE
+        packet.time_base = TIME_BASE
         packet.is_keyframe = key
         packet.stream = self._stream
         self._container.mux(packet)
@@ -171,9 +159,7 @@ class VideoOutput(Output):
         pts_ms = self._pts_ms(result)
         wall = time.time() - (time.monotonic() - result.frame.captured)
         if self._thread is None:
-            height, width = image.shape[:2]
-            # 4:2:0 needs even sides of at least 2: an odd side loses a pixel row, a 1-pixel side is scaled to 2.
-            self._size = (max(2, width - width % 2), max(2, height - height % 2))
+            self._size = even_size(*image.shape[1::-1])
             self._reuse = bool(result.encoded)
             # The first file is opened here, not on the writer thread, so a bad path fails this call.
             try:
@@ -244,9 +230,7 @@ class VideoOutput(Output):
             for packet in packets:
                 self._encoder.add(packet.data, packet.key, pts_ms - self._segment_pts)
             return
-        if image.shape[1::-1] != self._size:
-            # Odd sides, or a camera that came back at another resolution: still the one file.
-            image = np.ascontiguousarray(fit_frame(image, self._size))
+        # Odd sides, or a camera that came back at another resolution: still the one file (Encoder fits it).
         self._encoder.add(image, pts_ms - self._segment_pts)
 
     def _failure_of(self, exc: BaseException) -> str:
@@ -277,15 +261,6 @@ class VideoOutput(Output):
         if self._error is not None:
             cut_to_whole_fragments(self.path)
             raise self._failure()
-
-
-def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The frame at the encoder's size: the odd last row or column cut off (4:2:0 wants even sides), or
-    scaled when it is another size (a camera back at another resolution, a 1-pixel side)."""
-    width, height = size
-    if image.shape[1] >= width and image.shape[0] >= height and image.shape[1] - width < 2 and image.shape[0] - height < 2:
-        return image[:height, :width]
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def cut_to_whole_fragments(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`streamdet render`: a copied segment with its detections file burnt in, drawn as a live run draws.
+"""The work of `streamdet render` (streamdet.cli.render): a copied segment with its detections file burnt in, drawn as a live run draws.
 
 A copy recording keeps the camera's own pictures and writes what the run found beside each segment
 (streamdet.outputs.sidecar). This decodes the segment, draws each frame's line with the live drawing
@@ -20,11 +20,11 @@ import numpy as np
 from ..config.sections import OverlayConfig, RecordingConfig
 from ..detections import Detections
 from ..errors import OutputError, SourceError
-from ..events import Counts
+from ..outputs.base import write_error
+from ..outputs.sidecar import SidecarFrame, read_sidecar, sidecar_path
+from ..outputs.video import RECORDING_SUFFIXES, Encoder
 from ..render import Annotator, OverlayStatus
-from .base import write_error
-from .sidecar import SidecarFrame, read_sidecar, sidecar_path
-from .video import RECORDING_SUFFIXES, Encoder, fit_frame
+from ..scene import Counts
 
 log = logging.getLogger("streamdet")
 
@@ -134,11 +134,7 @@ def render_segment(job: RenderJob, style: OverlayConfig = OverlayConfig(),
                     used.add(index)
                     _draw(annotator, image, job.lines[index])
                 if encoder is None:
-                    height, width = image.shape[:2]
-                    size = (max(2, width - width % 2), max(2, height - height % 2))  # 4:2:0 wants even sides
-                    encoder = Encoder(job.output, size, fps, settings)
-                if image.shape[1::-1] != size:
-                    image = np.ascontiguousarray(fit_frame(image, size))
+                    encoder = Encoder(job.output, image.shape[1::-1], fps, settings)
                 encoder.add(image, round(t * 1000))
                 frames += 1
             if encoder is not None:
