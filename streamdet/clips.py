@@ -26,7 +26,6 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -197,9 +196,10 @@ class ClipStage:
     name = "clips"
 
     def __init__(self, configs: list[EventsConfig], recordings: list[RecordingConfig], names: list[str],
-                 fps: list[float | None], counts: list[Counts], web_url: Callable[[], str | None],
+                 fps: list[float | None], counts: list[Counts], web_url: str | None,
                  share: list[bool]):
-        """`share`: per source, whether its recording takes the packets (`FrameResult.encoded`) rather than
+        """`web_url`: where the web view serves (its events name their clip's address there), if it does;
+        `share`: per source, whether its recording takes the packets (`FrameResult.encoded`) rather than
         encoding the frame again."""
         self._cameras: list[_Camera | None] = []
         for events, recording, name, rate in zip(configs, recordings, names, fps):
@@ -287,8 +287,7 @@ class ClipStage:
         camera = self._cameras[source_id]
         if camera is None or camera.last_path is None:
             return tuple(events)
-        base = self._web_url()
-        url = f"{base}clips/{Path(camera.last_path).name}" if base else None
+        url = f"{self._web_url}clips/{Path(camera.last_path).name}" if self._web_url else None
         return tuple(dataclasses.replace(e, clip=camera.last_path, clip_url=url) if e.kind == "end" else e
                      for e in events)
 

@@ -108,15 +108,13 @@ class CopyRecording(Output):
     _MIN_FREE = 1 << 20
     _RETRY_S = 5.0
 
-    def __init__(self, path: str | os.PathLike, tap: PacketTap, source_name: str, settings: RecordingConfig,
-                 plate: Callable[[FrameResult], object]):
+    def __init__(self, path: str | os.PathLike, tap: PacketTap, source_name: str, settings: RecordingConfig):
         self.template = str(path)
         self.path = Path(path)
         self.label = self.template
         self.source_name = source_name
         self.settings = settings
         self._tap = tap
-        self._plate = plate
         self._segments = Segments(self.template, settings) if "{start}" in self.template else None
         self._lines: collections.deque[tuple[int, float | None, float, dict]] = collections.deque()
         self._lines_lock = threading.Lock()
@@ -145,7 +143,7 @@ class CopyRecording(Output):
         if self._error is not None and not self._continue:
             raise self._failure()
         frame = result.frame
-        line = sidecar_record(result, frame.size, self._plate(result))
+        line = sidecar_record(result, frame.size, result.plate)
         with self._lines_lock:
             self._lines.append((frame.connection, frame.camera_pts_ms, frame.captured, line))
 
