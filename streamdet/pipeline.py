@@ -5,10 +5,11 @@ A frame's way through a run:
     source -> motion gate -> inference -> stages (reuse, track, events, render, clips) -> outputs
 
 `streamdet.assembly` puts the run together from the settings (plan, open, wire; `streamdet.wiring`
-lists the stages in the order they run); the scheduler (streamdet.scheduler) moves frames from the sources through inference with its own
-threads and hands them back in order; everything after inference runs here, on the caller's thread,
-because windows must live on one thread and signal handlers run on the main thread. A new capability
-is a stage, an engine wrapper or an output in the assembly; neither this loop nor the scheduler changes.
+lists the stages in the order they run); the scheduler (streamdet.scheduler) moves frames from the
+sources through inference with its own threads and hands them back in order; everything after
+inference runs here, on the caller's thread, because windows must live on one thread and signal
+handlers run on the main thread. A new capability is a stage or an output in the wiring, or an engine
+wrapper in the assembly; neither this loop nor the scheduler changes.
 """
 
 from __future__ import annotations
