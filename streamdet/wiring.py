@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .clips import ClipStage
 from .engines.backend import Backend
@@ -32,6 +33,9 @@ from .stages import Annotate, Stage
 from .stats import InferenceInfo, RunStatus
 from .tracking import Tracker
 from . import reports
+
+if TYPE_CHECKING:
+    from .outputs.mqtt import MqttPublisher
 
 log = logging.getLogger("streamdet")
 
@@ -212,7 +216,8 @@ def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs:
     return WebView(listener, plan.config.web, plan.names, status, draw, recordings)
 
 
-def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt, inference: InferenceInfo) -> RunStatus:
+def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt: MqttPublisher | None,
+               inference: InferenceInfo) -> RunStatus:
     """Every source's state and rates now, with MQTT's figures; safe to call from any thread while the run goes on."""
     status = reports.status(lanes, meter)
     if mqtt is not None:
