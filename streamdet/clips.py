@@ -25,7 +25,6 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -157,8 +156,9 @@ class ClipStage:
     name = "clips"
 
     def __init__(self, configs: list[EventsConfig], recordings: list[RecordingConfig], names: list[str],
-                 fps: list[float | None], web_url: Callable[[], str | None], share: list[bool]):
-        """`share`: per source, whether its recording takes the packets (`FrameResult.encoded`) rather than
+                 fps: list[float | None], web_url: str | None, share: list[bool]):
+        """`web_url`: where the web view serves (its events name their clip's address there), if it does;
+        `share`: per source, whether its recording takes the packets (`FrameResult.encoded`) rather than
         encoding the frame again."""
         self._cameras = [_Camera(name, Path(events.clips.replace("{name}", name)), events, recording,
                                  rate if rate and rate > 0 else 25.0) if events.clips else None
@@ -222,8 +222,7 @@ class ClipStage:
         """Each end event names the clip its track is in (still being written during post-capture)."""
         if camera.last_path is None or not any(e.kind == "end" for e in events):
             return events
-        base = self._web_url()
-        url = f"{base}clips/{Path(camera.last_path).name}" if base else None
+        url = f"{self._web_url}clips/{Path(camera.last_path).name}" if self._web_url else None
         return tuple(dataclasses.replace(e, clip=camera.last_path, clip_url=url) if e.kind == "end" else e
                      for e in events)
 

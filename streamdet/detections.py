@@ -1,4 +1,4 @@
-"""Detections: what the model found in one frame, in pixel coordinates."""
+"""Detections: what the model found in one frame, in pixel coordinates; a processed frame with its figures."""
 
 from __future__ import annotations
 
@@ -91,14 +91,25 @@ class Detections:
         return Detections(self.xyxy, self.scores, self.class_ids, self.labels, np.asarray(track_ids, np.int32))
 
 
+@dataclass(frozen=True)
+class OverlayStatus:
+    """The FPS/latency plate drawn on a frame (streamdet.render) and filed beside a copy recording."""
+
+    fps: float | None  # None until two frames give a rate
+    latency_ms: float
+
+
 @dataclass(frozen=True, slots=True)
 class FrameResult:
     """One processed frame on its way to the sinks and to API callers.
 
     ``frame.image`` is the annotated picture once the render stage has drawn
     on it (drawing happens in place: the raw pixels are not kept).
-    ``latency_ms`` runs from decode to the end of inference. ``source_id``
-    is the source's position in the run (per-source state is kept by it).
+    ``latency_ms`` runs from decode to the end of inference; ``fps`` is the
+    source's processed rate as it stood when this frame was done, so whoever
+    draws the plate later (the web view, on its own thread) shows this frame's
+    figures. ``source_id`` is the source's position in the run (per-source
+    state is kept by it).
     """
 
     source: str
@@ -121,3 +132,10 @@ class FrameResult:
     # at this frame (streamdet.outputs.clips: a ClipStart, packets, a ClipEnd; in order).
     snapshots: tuple = ()
     clip_steps: tuple = ()
+    fps: float | None = None  # frames per second of its source at this frame; None until two frames give a rate
+    still: bool = False       # from a single picture, where a rate means nothing: no plate
+
+    @property
+    def plate(self) -> OverlayStatus | None:
+        """The FPS/latency plate's figures; none on single images."""
+        return None if self.still else OverlayStatus(fps=self.fps, latency_ms=self.latency_ms)

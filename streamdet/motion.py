@@ -107,6 +107,14 @@ class MotionDetector:
         return Motion(moving=False, area=area, relearned=relearned)
 
 
+@dataclass
+class GateCpu:
+    """CPU seconds the gate's checks took: made with the run, added to on the feeder thread, read by the
+    summary once the feeder has ended."""
+
+    seconds: float = 0.0
+
+
 class _SourceMotion:
     """What the gate knows of one source."""
 
@@ -126,11 +134,13 @@ class MotionGate:
     runs on the scheduler's feeder thread, which alone calls `submit`.
     """
 
-    def __init__(self, engine: Engine, on_done: Callable[[Completed], None], configs: list[DetectConfig]):
+    def __init__(self, engine: Engine, on_done: Callable[[Completed], None], configs: list[DetectConfig],
+                 cpu: GateCpu):
+        """`cpu`: where the checks' CPU time goes, for the summary's cost per frame."""
         self._engine = engine
         self._on_done = on_done
         self._sources = [_SourceMotion(c) if c.motion else None for c in configs]
-        self.check_cpu_s = 0.0  # CPU time of the motion checks, for the summary's cost per frame
+        self._cpu = cpu
 
     def wait_idle(self) -> None:
         self._engine.wait_idle()
@@ -157,7 +167,7 @@ class MotionGate:
             state.shape = image.shape
         now = job.frame.stream_time
         motion = state.detector(image, now)
-        self.check_cpu_s += time.thread_time() - c0  # read by the summary once the feeder has ended
+        self._cpu.seconds += time.thread_time() - c0
         run = (motion.moving or motion.relearned or state.moved
                or now - state.last_inferred >= state.config.stationary_interval)
         state.moved = motion.moving

@@ -4,11 +4,12 @@ A frame's way through a run:
 
     source -> motion gate -> inference -> stages (reuse, track, events, render, clips) -> outputs
 
-`streamdet.assembly` puts the run together from the settings (and lists the stages in the order they
-run); the scheduler (streamdet.scheduler) moves frames from the sources through inference with its own
-threads and hands them back in order; everything after inference runs here, on the caller's thread,
-because windows must live on one thread and signal handlers run on the main thread. A new capability
-is a stage, an engine wrapper or an output in the assembly; neither this loop nor the scheduler changes.
+`streamdet.assembly` puts the run together from the settings (plan, open, wire; `streamdet.wiring`
+lists the stages in the order they run); the scheduler (streamdet.scheduler) moves frames from the
+sources through inference with its own threads and hands them back in order; everything after
+inference runs here, on the caller's thread, because windows must live on one thread and signal
+handlers run on the main thread. A new capability is a stage or an output in the wiring, or an engine
+wrapper in the assembly; neither this loop nor the scheduler changes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from . import reports
-from .assembly import Assembly
+from .assembly import assemble
 from .config.sections import Config
 from .detections import FrameResult
 from .engines.base import Completed
@@ -53,14 +54,15 @@ class Pipeline:
                  sources: list[Source] | None = None, progress: bool = False):
         """`sources` replaces `config.sources` with ready-made Source objects (custom inputs)."""
         self.config = config
-        self._run = run = Assembly(config, detector, sources)
-        self.lanes = run.lanes
+        self._run = run = assemble(config, detector, sources)
+        self.lanes = run.wired.lanes
         self.meter = run.meter
-        self.detector = run.detector
-        self.web_url = run.web_url
+        self.detector = run.opened.backend.detector
+        self.web_url = run.opened.web_url
         self._progress = progress
         self._scheduler: Scheduler | None = None
         self._last: dict[int, FrameResult] = {}   # per source: its newest frame, for the events of its end
+        self._own = [list(own) for own in run.wired.own_outputs]  # per source: closed when it ends
         self._ended: set[int] = set()             # sources whose tracks were ended
         self._closed = False
         self._stopped_by = "end of stream"
@@ -77,7 +79,7 @@ class Pipeline:
         if self._scheduler is not None:
             self._scheduler.stop()
         else:
-            for source in self._run.sources:
+            for source in self._run.plan.sources:
                 source.stop()
 
     @property
@@ -92,10 +94,10 @@ class Pipeline:
 
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
-        self._scheduler = scheduler = Scheduler(self.lanes, self._run.make_engine, self._run.backend.nireq)
+        self._scheduler = scheduler = Scheduler(self.lanes, self._run.make_engine, self._run.opened.backend.nireq)
         self.meter.start()
         scheduler.start()
-        bar = reports.progress_bar(self.lanes) if self._progress and not self._run.window else None
+        bar = reports.progress_bar(self.lanes) if self._progress and not self._run.plan.window else None
         live = any(lane.info.live for lane in self.lanes)  # status lines are for cameras; files have the bar
         every = self.config.logging.status_interval if live and not self.config.logging.quiet else 0
         next_status = time.monotonic() + every if every else float("inf")
@@ -111,7 +113,7 @@ class Pipeline:
                             if lane.id not in self._ended:
                                 self._end_source(lane.id)
                         break
-                    for output in self._run.outputs:  # idle: a camera is away or slow; let buffered lines out
+                    for output in self._run.wired.outputs:  # idle: a camera is away or slow; let buffered lines out
                         output.flush()
                     continue
                 result = self._finish(completed)
@@ -121,7 +123,8 @@ class Pipeline:
                 if on_result is not None:
                     on_result(result)
                 yield result
-                if self._run.window and any(isinstance(o, WindowOutput) and o.closed for o in self._run.outputs):
+                if self._run.plan.window and any(isinstance(o, WindowOutput) and o.closed
+                                                 for o in self._run.wired.outputs):
                     self.stop("window closed")
         except BaseException:
             # An error, or the caller leaving the loop early (GeneratorExit):
@@ -142,13 +145,15 @@ class Pipeline:
             self.meter.timers["inference"].add(completed.infer_ms)
             counters.frames_inferred += 1
         counters.done(now, latency_ms)
+        # The plate's figures as they stand at this frame: whoever draws or files it later shows these.
         result = FrameResult(source=lane.source.name, frame=job.frame, detections=completed.detections,
-                             latency_ms=latency_ms, source_id=lane.id, inferred=completed.inferred)
-        for stage in self._run.stages:
+                             latency_ms=latency_ms, source_id=lane.id, inferred=completed.inferred,
+                             fps=counters.rate.rate(), still=lane.info.still)
+        for stage in self._run.wired.stages:
             result = self.meter.timed(stage.name, stage, result)
         self.meter.timed("write", self._write, result)
         counters.age.add((time.monotonic() - job.frame.captured) * 1000)
-        if self._run.events is not None:
+        if self._run.wired.events is not None:
             self._last[lane.id] = result
         # The unlocked look at `finished` keeps the lock off the per-frame path until a source has ended.
         if lane.inbox.finished and lane.id not in self._ended and self._scheduler.source_done(lane):
@@ -158,20 +163,21 @@ class Pipeline:
     def _end_source(self, source_id: int) -> None:
         """A source ended (or the run stops): its tracks end, and its own outputs are complete now."""
         self._ended.add(source_id)
-        if self._run.events is not None and source_id in self._last:
-            ended = self._run.events.finish(source_id, self._last.pop(source_id))
-            if self._run.clips is not None:
-                ended = self._run.clips.finish(ended)  # the clips end with the source
+        wired = self._run.wired
+        if wired.events is not None and source_id in self._last:
+            ended = wired.events.finish(source_id, self._last.pop(source_id))
+            if wired.clips is not None:
+                ended = wired.clips.finish(ended)  # the clips end with the source
             if ended.events or ended.clip_steps:
-                for output in self._run.outputs_of[source_id]:
+                for output in wired.outputs_of[source_id]:
                     if output.takes_events:
                         output.write(ended)
-        own = self._run.own_outputs[source_id]
+        own = self._own[source_id]
         while own:
             own.pop().close()
 
     def _write(self, result: FrameResult) -> FrameResult:
-        for output in self._run.outputs_of[result.source_id]:
+        for output in self._run.wired.outputs_of[result.source_id]:
             output.write(result)
         return result
 
@@ -188,7 +194,7 @@ class Pipeline:
         if self._scheduler is not None:
             self._scheduler.stop()
         errors = self._run.close_outputs()
-        self._run.backend.close()  # an engine waiting for a server that is away lets the feeder go
+        self._run.opened.backend.close()  # an engine waiting for a server that is away lets the feeder go
         if self._scheduler is not None:
             stuck = self._scheduler.close()
             if stuck:
@@ -211,17 +217,17 @@ class Pipeline:
         return self._run.status()
 
     def summary(self) -> RunSummary:
-        run = self._run
-        events = run.events
+        plan, wired, mqtt = self._run.plan, self._run.wired, self._run.plan.mqtt
+        events, gate_cpu = wired.events, self._run.gate_cpu
         # The clips each camera with clips made, as its clips output counted them.
-        clips = {o.source_name: {"clips": o.made} for o in run.outputs if isinstance(o, ClipsOutput)}
+        clips = {o.source_name: {"clips": o.made} for o in wired.outputs if isinstance(o, ClipsOutput)}
         summary = reports.summary(
-            self.lanes, self.meter, gated=[p.detect.motion for p in run.plans],
-            output_cpu_s=sum(o.cpu_s for o in run.outputs),
-            motion_cpu_s=run.gate.check_cpu_s if run.gate is not None else None,
+            self.lanes, self.meter, gated=[p.detect.motion for p in plan.plans],
+            output_cpu_s=sum(o.cpu_s for o in wired.outputs),
+            motion_cpu_s=gate_cpu.seconds if gate_cpu is not None else None,
             stopped_by=self._stopped_by,
-            mqtt={"sent": run.mqtt.sent, "dropped": run.mqtt.dropped} if run.mqtt is not None else {},
+            mqtt={"sent": mqtt.sent, "dropped": mqtt.dropped} if mqtt is not None else {},
             counts={lane.source.name: {**dataclasses.asdict(events.counts[lane.id]), **clips.get(lane.source.name, {})}
-                    for lane in self.lanes if run.tracking[lane.id]} if events is not None else {},
+                    for lane in self.lanes if plan.tracking[lane.id]} if events is not None else {},
         )
-        return dataclasses.replace(summary, inference=run.backend.info)
+        return dataclasses.replace(summary, inference=self._run.opened.backend.info)

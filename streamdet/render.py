@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from .config.sections import OverlayConfig
-from .detections import Detections
+from .detections import Detections, OverlayStatus
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _SCENE = (0, 215, 255)  # zones and lines: amber, apart from the class colours' saturated hues
-
-
-@dataclass(frozen=True)
-class OverlayStatus:
-    fps: float | None  # None until two frames give a rate
-    latency_ms: float
 
 
 Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels

@@ -9,6 +9,10 @@ Threads (all owned by `Scheduler`, all joined by `close()`):
   reorder buffer;
 - the caller takes finished frames, in submission order, with `take()`.
 
+The lanes, one per source with its inbox, are made here too (`lanes_for`): the
+inboxes are sized from the requests in flight, which the engine's backend
+decides (streamdet.engines.backend).
+
 Backpressure: the feeder holds a slot for every frame from submit until the
 caller `release()`s it, so a slow consumer slows inference down, which fills
 the file inboxes and pauses decoding; a live inbox holds one frame and
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .engines.base import Completed, Engine, Job
@@ -129,8 +133,21 @@ class Lane:
     decode: StageTimer = field(default_factory=StageTimer)
 
 
+def lanes_for(sources: Sequence[Source], infos: Sequence[SourceInfo], policies: Sequence[str],
+              filters: Sequence[DetectFilter], nireq: int, decode: StageTimer) -> tuple[Lane, ...]:
+    """One lane per source, its inbox sized here. `policies`: each source's `source.policy`: "newest" (or
+    "auto" on a live source) keeps only the newest frame; otherwise every frame is kept, up to
+    `frames_ahead(nireq)` read ahead. `decode`: the run's decode timer, shared by every lane."""
+    lanes = []
+    for k, (source, info, policy, keep) in enumerate(zip(sources, infos, policies, filters)):
+        newest = policy == "newest" or (policy == "auto" and info.live)
+        lanes.append(Lane(id=k, source=source, info=info, inbox=Inbox(frames_ahead(nireq), newest_wins=newest),
+                          filter=keep, decode=decode))
+    return tuple(lanes)
+
+
 class Scheduler:
-    def __init__(self, lanes: list[Lane], make_engine: Callable[[Callable[[Completed], None]], Engine], nireq: int):
+    def __init__(self, lanes: Sequence[Lane], make_engine: Callable[[Callable[[Completed], None]], Engine], nireq: int):
         self.lanes = lanes
         self._cond = threading.Condition()
         self._stopping = threading.Event()

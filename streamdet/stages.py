@@ -2,22 +2,21 @@
 
 A stage takes a FrameResult and returns it (changed, or a new one). Stages
 run on the output thread, in frame order per source, so they may keep
-per-source state (a tracker's tracks) without locks. The pipeline lists them
-in order in `Pipeline._after_inference`, and times each under its `name`.
+per-source state (a tracker's tracks) without locks. Their order is written
+once, in `streamdet.wiring.stages_after_inference`; the pipeline times each
+under its `name`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from .detections import FrameResult
 from .scene import Scene, SceneState
-from .render import Annotator, OverlayStatus
+from .render import Annotator
 
 
 class Stage(Protocol):
@@ -26,33 +25,21 @@ class Stage(Protocol):
     def __call__(self, result: FrameResult) -> FrameResult: ...
 
 
-@dataclass(frozen=True)
-class Overlay:
-    """What is drawn over a frame besides its boxes, as it stood when the frame was processed."""
-
-    status: OverlayStatus | None      # the FPS/latency plate; None on single images
-    scene: SceneState | None = None   # zones and lines with their counts, where the source has any
-
-
 class Annotate:
     """Draws zones, lines and their counts, boxes, labels and the status plate onto the frame, in place.
 
-    The one drawing of a run: as a stage for the outputs that take every frame, and through `overlay`
-    and `paint` for the web view, which draws only the frames somebody looks at, on its own thread.
+    The one drawing of a run: as a stage for the outputs that take every frame, and through `paint` for
+    the web view, which draws only the frames somebody looks at, on its own thread. Everything it draws
+    besides the frame is on the result (scene, plate), as it stood when the frame was processed.
     """
 
     name = "render"
 
-    def __init__(self, annotator: Annotator, status_for: Callable[[FrameResult], OverlayStatus | None]):
+    def __init__(self, annotator: Annotator):
         self._annotator = annotator
-        self._status_for = status_for
 
-    def overlay(self, result: FrameResult) -> Overlay:
-        """Everything `paint` needs besides the frame, taken now (on the output thread, in frame order)."""
-        return Overlay(self._status_for(result), result.scene)
-
-    def paint(self, image: np.ndarray, result: FrameResult, overlay: Overlay) -> None:
-        detections, scene = result.detections, overlay.scene
+    def paint(self, image: np.ndarray, result: FrameResult) -> None:
+        detections, scene = result.detections, result.scene
         width, height = result.frame.size
         if (width, height) != (image.shape[1], image.shape[0]):
             # Boxes and shapes in another stream's pixels (detected on a sub-stream, given in the main one's).
@@ -64,8 +51,8 @@ class Annotate:
                 scene = SceneState(shapes, scene.counts)
         if scene is not None:
             self._annotator.draw_scene(image, scene.scene.zones, scene.scene.lines, scene.counts)
-        self._annotator.draw(image, detections, overlay.status)
+        self._annotator.draw(image, detections, result.plate)
 
     def __call__(self, result: FrameResult) -> FrameResult:
-        self.paint(result.frame.image, result, self.overlay(result))
+        self.paint(result.frame.image, result)
         return result

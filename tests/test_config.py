@@ -182,7 +182,7 @@ sources:
 
 
 def test_names_from_files_and_urls_never_equal_each_other_or_a_given_name():
-    from streamdet.assembly import unique_names
+    from streamdet.plan import unique_names
 
     # Two clip.mp4 from different folders, a third source named "clip", and a file called clip~1.mp4.
     given = [None, "clip", None, None, "door", None]

@@ -115,7 +115,7 @@ def test_lines_wait_for_their_packets_and_go_into_the_file_their_picture_is_in(t
     fmt, packets = _clip_packets(1, ARRIVED)
     timeline = Timeline()
     timeline.connected(Connected(1, fmt, ARRIVED))
-    writer = SidecarWriter(lambda result: None)
+    writer = SidecarWriter()
     for picture in range(0, 250, 10):
         writer.add(_result(picture))
     first, second = tmp_path / "cam_1.mp4", tmp_path / "cam_2.mp4"
@@ -152,7 +152,7 @@ def test_a_detections_file_that_is_not_ours_is_left_alone_and_its_lines_dropped(
         timeline.video(packet)
     theirs = tmp_path / "cam.mp4"
     sidecar_path(theirs).write_text("someone else's\n")
-    writer = SidecarWriter(lambda result: None)
+    writer = SidecarWriter()
     writer.add(_result(5))
     assert writer.begin(theirs, 0.08, replace=False) is None
     assert writer.due(timeline, final=True) == []
@@ -169,7 +169,7 @@ def test_the_copy_recording_of_a_tap_holds_every_picture_and_each_frames_detecti
     fmt, packets = _clip_packets(1, ARRIVED)
     tap = PacketTap()
     video = tmp_path / "cam.mp4"
-    recording = CopyRecording(video, tap, "cam", RecordingConfig(mode="copy"), lambda result: None)
+    recording = CopyRecording(video, tap, "cam", RecordingConfig(mode="copy"))
     tap.connected(1, fmt)
     for picture in range(0, 250, 25):
         recording.write(_result(picture))

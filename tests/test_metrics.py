@@ -147,7 +147,7 @@ def _fake_status() -> RunStatus:
 @pytest.mark.unit
 def test_web_metrics_false_serves_no_metrics():
     web = WebConfig(listen="127.0.0.1:0", metrics=False)
-    view = WebView(bind_listener(web), web, ["yard"], _fake_status, None, None)
+    view = WebView(bind_listener(web), web, ["yard"], _fake_status, None)
     try:
         assert _get(view.server.url + "metrics")[0] == 404
         assert _get(view.server.url + "healthz")[0] == 503  # the rest serves as before (yard is offline)
@@ -162,7 +162,7 @@ def test_served_metrics_count_logged_trouble_and_the_recording_files_on_disk(tmp
     segments[1].write_bytes(b"y" * 234)
     listing = lambda: [(p, 0.0) for p in segments] + [(tmp_path / "expired.mp4", 0.0)]  # noqa: E731
     web = WebConfig(listen="127.0.0.1:0")
-    view = WebView(bind_listener(web), web, ["yard"], _fake_status, None, None, recordings={"yard": listing})
+    view = WebView(bind_listener(web), web, ["yard"], _fake_status, None, recordings={"yard": listing})
     try:
         logging.getLogger("streamdet").warning("a camera went away (logged by the test)")
         logging.getLogger("streamdet.web.http").error("a request went wrong (logged by the test)")

@@ -17,7 +17,7 @@ from streamdet.config.sections import DetectConfig
 from streamdet.detections import Detections
 from streamdet.engines.base import Job
 from streamdet.model.readout import DetectFilter
-from streamdet.motion import MotionDetector, MotionGate
+from streamdet.motion import GateCpu, MotionDetector, MotionGate
 from streamdet.sources import Frame
 
 from clirun import cli_env, streamdet
@@ -111,9 +111,9 @@ def _job(index: int, image: np.ndarray, source_id: int = 0) -> Job:
 def test_gate_infers_on_motion_one_frame_after_it_and_every_stationary_interval():
     rng = np.random.default_rng(4)
     scene = _scene(rng)
-    engine, skipped = _Recorder(), []
+    engine, skipped, cpu = _Recorder(), [], GateCpu()
     gate = MotionGate(engine, lambda c: skipped.append((c.job.frame.index, c.inferred)),
-                      [DetectConfig(motion=True, stationary_interval=2.0), DetectConfig()])
+                      [DetectConfig(motion=True, stationary_interval=2.0), DetectConfig()], cpu)
     frames = [_noisy(scene, rng) for _ in range(100)]                        # 4 s still
     frames += [_noisy(_with_block(scene, 60 + 15 * k, 200), rng) for k in range(10)]  # 10 frames of motion
     frames += [_noisy(_with_block(scene, 60 + 15 * 9, 200), rng) for _ in range(100)]  # it stands there 4 s
@@ -132,6 +132,7 @@ def test_gate_infers_on_motion_one_frame_after_it_and_every_stationary_interval(
     assert looks and all(b - a == 2 * FPS for a, b in zip([run[-1]] + looks, looks)), after
     assert all(not inferred for _, inferred in skipped)  # skipped frames are handed on, marked
     assert len(sent) + len(skipped) == len(frames)
+    assert cpu.seconds > 0  # the checks' CPU time went to the figure the run's summary reads
     # A source without motion gating sends every frame.
     for i in range(5):
         gate.submit(_job(1000 + i, frames[0], source_id=1))

@@ -19,8 +19,9 @@ from streamdet.detections import Detections
 from streamdet.errors import ModelError, SourceError
 from streamdet.engines.base import Completed, Job
 from streamdet.model.readout import DetectFilter
-from streamdet.scheduler import Failure, Inbox, Lane, ReorderBuffer, Scheduler
+from streamdet.scheduler import Failure, Inbox, Lane, ReorderBuffer, Scheduler, lanes_for
 from streamdet.sources import Frame, Source, SourceInfo
+from streamdet.stats import StageTimer
 
 ALL = DetectFilter(0.0, np.array([], np.int32))  # every class, every score
 
@@ -217,3 +218,16 @@ def test_frames_held_stay_bounded_however_many_requests():
     assert lanes[0].frames_read <= held + 16 + 1
     scheduler.abort()
     assert scheduler.close() == []
+
+
+def test_lanes_size_their_inboxes_from_the_requests_in_flight_and_each_sources_policy():
+    sources = [CountingSource(name, 1) for name in ("file", "camera", "file-newest", "camera-all")]
+    infos = [SourceInfo(4, 4, 25.0, 1, live=False), SourceInfo(4, 4, 25.0, None, live=True)] * 2
+    decode = StageTimer()
+    lanes = lanes_for(sources, infos, ["auto", "auto", "newest", "all"], [ALL] * 4, nireq=3, decode=decode)
+    assert [lane.id for lane in lanes] == [0, 1, 2, 3]
+    assert [(lane.inbox.capacity, lane.inbox.newest_wins) for lane in lanes] == [(6, False), (1, True), (1, True),
+                                                                                (6, False)]
+    assert all(lane.decode is decode and lane.source is s for lane, s in zip(lanes, sources))
+    many = lanes_for(sources[:1], infos[:1], ["auto"], [ALL], nireq=20, decode=decode)
+    assert many[0].inbox.capacity == 16  # read-ahead is capped, whatever the requests in flight

@@ -23,12 +23,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("detections", "scene", "drawing", "render", "tracking", "sources", "model")),
     ("inputs and outputs", ("outputs", "engines")),
     ("stages and threads", ("motion", "events", "clips", "stages", "scheduler", "reports", "web")),
-    ("a run", ("assembly", "wiring", "pipeline")),
+    ("a run", ("plan", "assembly", "wiring", "pipeline")),
     ("commands", ("bench", "cli", "__main__", "__init__")),
 ]
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-SHORT_FUNCTIONS_IN = ("assembly", "wiring", "clips", "outputs/clips", "outputs/copy", "outputs/muxer", "web/")
+SHORT_FUNCTIONS_IN = ("plan.py", "assembly", "wiring", "clips", "outputs/clips", "outputs/copy", "outputs/muxer", "web/")
 
 
 def modules() -> dict[str, Path]:

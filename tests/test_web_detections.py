@@ -60,7 +60,7 @@ def serve():
 
     def start(recordings, **settings) -> WebView:
         web = WebConfig(listen="127.0.0.1:0", **settings)
-        view = WebView(bind_listener(web), web, list(NAMES), _status, None, None, recordings=recordings)
+        view = WebView(bind_listener(web), web, list(NAMES), _status, None, recordings=recordings)
         views.append(view)
         return view
 

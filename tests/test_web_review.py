@@ -93,7 +93,7 @@ def serve():
     def start(recordings=None, **settings) -> WebView:
         web = WebConfig(listen="127.0.0.1:0", **settings)
         more = {"recordings": recordings} if recordings is not None else {}
-        view = WebView(bind_listener(web), web, list(NAMES), _status, None, None, **more)
+        view = WebView(bind_listener(web), web, list(NAMES), _status, None, **more)
         views.append(view)
         return view
 

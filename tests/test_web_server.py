@@ -21,9 +21,8 @@ from helpers import Viewer, wait_for
 
 from streamdet.config.loader import load_config
 from streamdet.config.sections import WebConfig, override
-from streamdet.detections import Detections, FrameResult
+from streamdet.detections import Detections, FrameResult, OverlayStatus
 from streamdet.errors import ConfigError
-from streamdet.render import OverlayStatus
 from streamdet.sources import Frame
 from streamdet.stats import RunStatus, SourceStatus
 from streamdet.web import WebView, bind_listener
@@ -48,7 +47,7 @@ def _result(source_id: int, index: int, image: np.ndarray | None = None) -> Fram
     detections = Detections(xyxy=np.array([[8, 8, 40, 40]], np.float32), scores=np.array([0.9], np.float32),
                             class_ids=np.array([1], np.int32), labels=("person",))
     return FrameResult(source="cam", frame=Frame(image=image, index=index, pts_ms=None, captured=time.monotonic()),
-                       detections=detections, latency_ms=5.0, source_id=source_id)
+                       detections=detections, latency_ms=5.0 + index, source_id=source_id, fps=25.0)
 
 
 @pytest.fixture
@@ -59,14 +58,13 @@ def serve():
         web = WebConfig(listen="127.0.0.1:0", **settings)
         drawn = []
 
-        def draw(image, result, overlay):
+        def draw(image, result):
             drawn.append(result.frame.index)
-            view.overlays.append(overlay)
+            view.plates.append(result.plate)
             image[:4, :4] = (0, 0, 255)
 
-        view = WebView(bind_listener(web), web, list(names), _status(states or {n: "online" for n in names}), draw,
-                       lambda result: OverlayStatus(fps=25.0, latency_ms=result.latency_ms + result.frame.index))
-        view.drawn, view.overlays = drawn, []
+        view = WebView(bind_listener(web), web, list(names), _status(states or {n: "online" for n in names}), draw)
+        view.drawn, view.plates = drawn, []
         views.append(view)
         return view
 
@@ -165,7 +163,7 @@ def test_snapshot_is_the_newest_frame_drawn_by_the_web_view_only(serve):
     assert image[1, 1, 2] > 180                      # drawn on
     assert view.drawn == [5]                          # only the frame asked for was drawn and encoded
     # with its own plate, though nobody watched when it came (the plate was missing from such snapshots)
-    assert view.overlays == [OverlayStatus(fps=25.0, latency_ms=5.0 + 5)]
+    assert view.plates == [OverlayStatus(fps=25.0, latency_ms=5.0 + 5)]
     assert view.hub.encode_ms.summary().count == 1
 
 

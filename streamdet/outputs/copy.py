@@ -82,8 +82,7 @@ class CopyRecording(Output):
     _MIN_FREE = 1 << 20
     _RETRY_S = 5.0
 
-    def __init__(self, path: str | os.PathLike, tap: PacketTap, source_name: str, settings: RecordingConfig,
-                 plate: Callable[[FrameResult], object]):
+    def __init__(self, path: str | os.PathLike, tap: PacketTap, source_name: str, settings: RecordingConfig):
         self.template = str(path)
         self.path = Path(path)
         self.label = self.template
@@ -92,7 +91,7 @@ class CopyRecording(Output):
         self._tap = tap
         self._segments = Segments(self.template, settings) if "{start}" in self.template else None
         self._timeline = Timeline()
-        self._sidecar = SidecarWriter(plate)
+        self._sidecar = SidecarWriter()
         self._file: _File | None = None
         self._format_told: set[str] = set()
         self._error: BaseException | None = None

@@ -12,7 +12,6 @@ import collections
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +38,7 @@ class _Waiting:
 class SidecarWriter:
     """The detections lines of one copy recording, from frames to the sidecar beside each of its files."""
 
-    def __init__(self, plate: Callable[[FrameResult], object]):
-        """`plate`: the FPS/latency plate drawn live for a frame (streamdet.render.OverlayStatus), or None."""
-        self._plate = plate
+    def __init__(self) -> None:
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._lock = threading.Lock()
         self._fd: int | None = None
@@ -51,7 +48,7 @@ class SidecarWriter:
     def add(self, result: FrameResult) -> None:
         """On the output thread: a processed frame's line, to be placed once its packets have come."""
         frame = result.frame
-        line = sidecar_record(result, frame.size, self._plate(result))
+        line = sidecar_record(result, frame.size, result.plate)
         with self._lock:
             self._waiting.append(_Waiting(frame.connection, frame.camera_pts_ms, frame.captured, line))
 

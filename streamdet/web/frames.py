@@ -1,10 +1,9 @@
 """The newest frame of every source, turned into JPEG only while somebody looks.
 
-The output thread hands in every frame (`publish`): it keeps a reference, and
-when the web view draws for itself the frame's overlay (plate, counts), so an
-unwatched web view costs a lock, an assignment and at most that small record
-per frame. One encoder thread draws (when no
-other output had the boxes drawn already), scales and encodes the newest
+The output thread hands in every frame (`publish`): it keeps a reference (the
+result carries its plate and counts as they stood at that frame), so an
+unwatched web view costs a lock and an assignment per frame. One encoder
+thread draws (when no other output had the boxes drawn already), scales and encodes the newest
 frame of each watched source at most `web.fps` times a second; every client
 of that source gets the same bytes. A client never queues frames: it takes
 the newest JPEG when it is ready for one, so a slow client only sees fewer.
@@ -27,10 +26,9 @@ from ..stats import StageTimer
 
 log = logging.getLogger("streamdet")
 
-# The render stage's drawing (streamdet.stages.Annotate): `overlay_for(result)` takes, on the output thread,
-# what the picture needs besides the frame; `draw(image, result, overlay)` paints it later, on the encoder's.
-Draw = Callable[[np.ndarray, FrameResult, object], None]
-OverlayFor = Callable[[FrameResult], object]
+# The render stage's drawing (streamdet.stages.Annotate.paint): `draw(image, result)` paints, on the encoder's
+# thread, what the result holds (boxes, zones and counts, plate) onto the image.
+Draw = Callable[[np.ndarray, FrameResult], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +42,10 @@ class Jpeg:
 class _Slot:
     """One source's newest frame and who wants it; guarded by the hub's lock."""
 
-    __slots__ = ("result", "overlay", "seq", "encoded_seq", "jpeg", "watchers", "wanted", "next_due")
+    __slots__ = ("result", "seq", "encoded_seq", "jpeg", "watchers", "wanted", "next_due")
 
     def __init__(self) -> None:
         self.result: FrameResult | None = None
-        self.overlay: object = None
         self.seq = 0
         self.encoded_seq = 0
         self.jpeg: Jpeg | None = None
@@ -71,10 +68,9 @@ class _Slot:
 class FrameHub:
     """Frames in from the output thread, JPEGs out to the web server, one encoder thread between."""
 
-    def __init__(self, sources: int, web: WebConfig, draw: Draw | None, overlay_for: OverlayFor | None):
+    def __init__(self, sources: int, web: WebConfig, draw: Draw | None):
         self._web = web
         self._draw = draw
-        self._overlay_for = overlay_for
         self._slots = [_Slot() for _ in range(sources)]
         self._cond = threading.Condition()
         self._stopping = False
@@ -89,12 +85,8 @@ class FrameHub:
 
     def publish(self, source_id: int, result: FrameResult) -> None:
         slot = self._slots[source_id]
-        # Taken for every frame, watched or not: a snapshot asked for later must show this frame's plate and
-        # counts, and the rates and counts describe this frame only now.
-        overlay = self._overlay_for(result) if self._draw is not None else None
         with self._cond:
             slot.result = result
-            slot.overlay = overlay
             slot.seq += 1
             if slot.watchers > 0 or slot.wanted:
                 self._cond.notify()
@@ -137,8 +129,8 @@ class FrameHub:
                 work = self._next_work()
                 if work is None:
                     return
-                for source_id, seq, result, overlay in work:
-                    jpeg = self._encode(seq, result, overlay)
+                for source_id, seq, result in work:
+                    jpeg = self._encode(seq, result)
                     self._slots[source_id].jpeg = jpeg
                     for listener in self._listeners:
                         listener(source_id)
@@ -147,7 +139,7 @@ class FrameHub:
             self.error = exc
             log.debug("web encoder failed", exc_info=True)
 
-    def _next_work(self) -> list[tuple[int, int, FrameResult, object]] | None:
+    def _next_work(self) -> list[tuple[int, int, FrameResult]] | None:
         with self._cond:
             while not self._stopping:
                 now = time.monotonic()
@@ -156,7 +148,7 @@ class FrameHub:
                     work = []
                     for i in ready:
                         slot = self._slots[i]
-                        work.append((i, slot.seq, slot.result, slot.overlay))
+                        work.append((i, slot.seq, slot.result))
                         slot.encoded_seq = slot.seq
                         slot.wanted = False
                         slot.next_due = now + 1.0 / self._web.fps
@@ -166,12 +158,12 @@ class FrameHub:
                 self._cond.wait(timeout=max(0.0, min(dues) - now) if dues else None)
             return None
 
-    def _encode(self, seq: int, result: FrameResult, overlay: object) -> Jpeg:
+    def _encode(self, seq: int, result: FrameResult) -> Jpeg:
         t0 = time.perf_counter()
         image = result.frame.image
         if self._draw is not None:
             image = image.copy()  # the frame may still be read by other outputs: draw on our own copy
-            self._draw(image, result, overlay)
+            self._draw(image, result)
         height, width = image.shape[:2]
         if width > self._web.max_width:
             height = max(1, round(height * self._web.max_width / width))

@@ -14,7 +14,7 @@ from ..detections import FrameResult
 from ..errors import ConfigError, OutputError
 from ..outputs import Output
 from ..stats import RunStatus
-from .frames import Draw, FrameHub, OverlayFor
+from .frames import Draw, FrameHub
 from .metrics import EventTally, LogTally
 from .review import EventStore, ListSegments
 from .server import WebServer
@@ -49,6 +49,13 @@ def bind_listener(web: WebConfig) -> socket.socket:
     return sock
 
 
+def listener_url(sock: socket.socket) -> str:
+    """Where a bound listener serves: known before the web view starts, so what is built before it (the
+    clips stage, for its events' links) is given the address rather than asking for it later."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
 class WebView(Output):
     """Serves the run in a browser while it goes on (see streamdet.web.server for the routes)."""
 
@@ -56,11 +63,11 @@ class WebView(Output):
     takes_events = True  # the review page lists the tracks that end, also with their source
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
-                 draw: Draw | None, overlay_for: OverlayFor | None,
-                 recordings: dict[str, ListSegments] | None = None):
-        """`recordings`: per source name, its recording's segments now (see streamdet.web.review)."""
+                 draw: Draw | None, recordings: dict[str, ListSegments] | None = None):
+        """`draw`: the render stage's drawing, when the web view draws for itself (no stage drew the frames);
+        `recordings`: per source name, its recording's segments now (see streamdet.web.review)."""
         self._sock = sock
-        self.hub = FrameHub(len(names), web, draw, overlay_for)
+        self.hub = FrameHub(len(names), web, draw)
         self._closed = False
         self.events = EventStore()
         self.tally = EventTally()  # events by source, kind and class for /metrics

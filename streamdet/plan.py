@@ -1,0 +1,162 @@
+"""A run's plan: everything about it that can be checked before anything opens.
+
+In this order: each source's settings, the sources made (not opened) and named, the cameras recorded by
+copy, every output path (streamdet.outputs.plan), the window, MQTT's URL and Home Assistant's device
+names, the labels with each source's class filter. Each check is cheap: a mistake is one line in a
+moment, before a port is bound, a camera dialled or the model loaded (streamdet.assembly does those next).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config.sections import Config, SourcePlan
+from .errors import ConfigError, StreamdetError
+from .model.detector import Detector
+from .model.labels import load_labels
+from .model.readout import DetectFilter
+from .outputs import plan_targets, want_window
+from .outputs.plan import Target
+from .sources import NetworkSource, Source, open_source
+from .sources.pair import CameraPair
+
+if TYPE_CHECKING:
+    from .outputs.mqtt import MqttPublisher
+
+# Given names never hold it (config.events.NAME_PATTERN), so a generated name made unique with it equals none of them.
+GENERATED_MARK = "~"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run checked and not yet opened: nothing here holds a socket, a thread or a file."""
+
+    config: Config
+    plans: tuple[SourcePlan, ...]
+    sources: tuple[Source, ...]        # made and named, not opened
+    targets: tuple[Target, ...]        # every output file or folder, checked against the inputs and each other
+    window: bool                       # whether a window shows the frames
+    mqtt: MqttPublisher | None         # made (its URL checked), not connected
+    labels: tuple[str, ...]
+    tracking: tuple[bool, ...]         # per source: whether it tracks
+    filters: tuple[DetectFilter, ...]  # per source: its threshold and classes
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    @property
+    def gated(self) -> bool:
+        """Whether any source has the motion gate in front of the network."""
+        return any(p.detect.motion for p in self.plans)
+
+    @property
+    def clips(self) -> bool:
+        return any(p.events.clips for p in self.plans)
+
+
+def plan_run(config: Config, detector: Detector | None = None, sources: list[Source] | None = None) -> RunPlan:
+    """The run's plan from the settings (`sources`: ready-made sources in place of `config.sources`)."""
+    plans = _source_plans(config, sources)
+    sources = list(sources or [_source(p) for p in plans])
+    for source, name in zip(sources, unique_names([p.name for p in plans], [s.name for s in sources])):
+        source.name = name
+    _tap_copied(plans, sources)
+    targets = plan_targets(plans, sources, config.output.summary_json, config.output.overwrite)
+    window = want_window(config.display.show)
+    mqtt = _mqtt(config, sources)
+    # The labels, loaded once: the class filters are checked against them before anything opens.
+    labels = detector.labels if detector is not None else load_labels(config.model.labels)
+    tracking = [wants_tracking(p, config) for p in plans]
+    return RunPlan(config=config, plans=tuple(plans), sources=tuple(sources), targets=tuple(targets), window=window,
+                   mqtt=mqtt, labels=labels, tracking=tuple(tracking),
+                   filters=_filters(config, plans, tracking, labels))
+
+
+def unique_names(given: list[str | None], generated: list[str]) -> list[str]:
+    """Each source's name: the one it was given (unique, see Config.plans), else the one from its file or URL.
+
+    A generated name that another source's name equals becomes NAME~1, NAME~2, ... in source order, so two
+    sources never share a name (and with it an output file); no given name can become one of these later.
+    """
+    names = [g or s for g, s in zip(given, generated)]
+    own = [s for g, s in zip(given, generated) if not g]
+    clashing = {s for s in own if own.count(s) > 1 or s in given}
+    taken = set(names) - clashing
+    for i, (g, s) in enumerate(zip(given, generated)):
+        if g or s not in clashing:
+            continue
+        k = 1
+        while f"{s}{GENERATED_MARK}{k}" in taken:
+            k += 1
+        names[i] = f"{s}{GENERATED_MARK}{k}"
+        taken.add(names[i])
+    return names
+
+
+def wants_tracking(plan: SourcePlan, config: Config) -> bool:
+    """Tracking is on when asked for, and for whatever needs tracks: events, zones, lines, snapshots, MQTT."""
+    ev = plan.events
+    return bool(plan.track.enabled or plan.output.events or ev.zones or ev.lines or ev.snapshots or ev.clips
+                or config.mqtt.url)
+
+
+def _source_plans(config: Config, sources: list[Source] | None) -> list[SourcePlan]:
+    if sources:
+        config.check()  # the rules between sections, which config.plans() runs for sources from the settings
+        return [SourcePlan(index=i, url=s.display_name or s.name, name=None, source=config.source,
+                           detect=config.detect, track=config.track, events=config.events,
+                           output=config.output, recording=config.recording)
+                for i, s in enumerate(sources)]
+    plans = config.plans()
+    if not plans:
+        raise StreamdetError("no source given; pass --source FILE|URL|CAMERA or list sources: in the config")
+    return plans
+
+
+def _source(plan: SourcePlan) -> Source:
+    """The plan's source, not opened: with detect_url, the camera's two streams as one."""
+    if plan.detect_url:
+        return CameraPair(open_source(plan.url, plan.source), open_source(plan.detect_url, plan.source))
+    return open_source(plan.url, plan.source)
+
+
+def _tap_copied(plans: list[SourcePlan], sources: list[Source]) -> None:
+    """A camera recorded by copy hands its packets to the recording from its first connection on."""
+    for plan, source in zip(plans, sources):
+        if plan.recording.mode == "copy" and plan.output.video:
+            if not isinstance(source, (NetworkSource, CameraPair)):
+                raise ConfigError(f"{plan.context}: recording.mode copy records a network camera's own stream "
+                                  "(rtsp:// or http(s)://); this source is decoded here: use recording.mode "
+                                  "annotated")
+            source.keep_packets()
+
+
+def _mqtt(config: Config, sources: list[Source]) -> MqttPublisher | None:
+    """The MQTT publisher, its URL checked (and the sources' device names, for Home Assistant); not connected."""
+    if not config.mqtt.url:
+        return None
+    from .outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
+
+    mqtt = MqttPublisher(config.mqtt)
+    if config.mqtt.discovery:
+        from .outputs.hass import check_devices
+
+        check_devices([s.name for s in sources])
+    return mqtt
+
+
+def _filters(config: Config, plans: list[SourcePlan], tracking: list[bool],
+             labels: tuple[str, ...]) -> tuple[DetectFilter, ...]:
+    """Each source's class filter; a class one source's entry names wrongly is reported with that entry."""
+    DetectFilter.of(0.0, labels, config.detect.classes)  # the run-wide list (or --classes) on its own first
+    keep = []
+    for plan, on in zip(plans, tracking):
+        # A tracker keeps an object's id through frames where its score dips: it needs boxes down to track.low.
+        threshold = min(plan.detect.threshold, plan.track.low) if on else plan.detect.threshold
+        try:
+            keep.append(DetectFilter.of(threshold, labels, plan.detect.classes))
+        except StreamdetError as exc:
+            raise ConfigError(f"{plan.context}: detect.classes: {exc}") from None
+    return tuple(keep)

@@ -1,0 +1,248 @@
+"""A run's lanes, outputs and stages, wired from its plan and what was opened for it.
+
+In this order: the lanes (streamdet.scheduler sizes their inboxes), the outputs from the plan's targets,
+MQTT and the window; who draws (`who_draws`, decided once from the settings and the outputs); the stages
+after inference, whose order is written once (`stages_after_inference`); the web view last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import logging
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .clips import ClipStage
+from .engines.backend import Backend
+from .events import EventStage, TrackStage
+from .scene import Scene
+from .motion import ReuseDetections
+from .outputs import Output, Target, WindowOutput, open_output
+from .outputs.clips import ClipsOutput
+from .outputs.copy import CopyRecording
+from .outputs.segments import Retention
+from .outputs.snapshots import SnapshotOutput
+from .plan import RunPlan
+from .render import Annotator
+from .reports import RunMeter
+from .scheduler import Lane, lanes_for
+from .sources import SourceInfo
+from .sources.demux import COPY_VIDEO
+from .stages import Annotate, Stage
+from .stats import InferenceInfo, RunStatus
+from .tracking import Tracker
+from . import reports
+
+if TYPE_CHECKING:
+    from .outputs.mqtt import MqttPublisher
+
+log = logging.getLogger("streamdet")
+
+
+class Drawing(enum.Enum):
+    """Who draws the boxes, zones and plate onto a run's frames."""
+
+    STAGE = "stage"        # the render stage, on every frame: outputs that show pictures (and clips) get them drawn
+    WEB_VIEW = "web view"  # the web view alone, on its own thread, only the frames somebody looks at
+    NOBODY = "nobody"
+
+
+def who_draws(draw: str, clips: bool, shows_pictures: bool, web_view: bool) -> Drawing:
+    """`draw`: `overlay.draw` (yes, no, auto); `clips`: a source makes event clips (a clip shows what the
+    recording would); `shows_pictures`: an output other than the web view shows the frames; `web_view`: it is on."""
+    if draw == "yes" or (draw == "auto" and (clips or shows_pictures)):
+        return Drawing.STAGE
+    if draw != "no" and web_view:
+        return Drawing.WEB_VIEW
+    return Drawing.NOBODY
+
+
+@dataclass(frozen=True)
+class Wired:
+    """A run's parts after inference, as `wire` made them."""
+
+    lanes: tuple[Lane, ...]
+    outputs: tuple[Output, ...]                  # every output, for flushing and closing, in the order they close
+    outputs_of: tuple[tuple[Output, ...], ...]   # per source: where its frames go
+    own_outputs: tuple[tuple[Output, ...], ...]  # per source: written by it alone, closed when it ends
+    stages: tuple[Stage, ...]
+    events: EventStage | None
+    clips: ClipStage | None
+
+
+class _Joined:
+    """Outputs as they are made, each joined to the sources that write to it."""
+
+    def __init__(self, count: int):
+        self.all: list[Output] = []
+        self.of: list[list[Output]] = [[] for _ in range(count)]
+        self.own: list[list[Output]] = [[] for _ in range(count)]
+
+    def join(self, output: Output, sources: Iterable[int], own: bool = False) -> None:
+        self.all.append(output)
+        for i in sources:
+            self.of[i].append(output)
+            if own:
+                self.own[i].append(output)
+
+
+def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene], backend: Backend,
+         listener: socket.socket | None, web_url: str | None, meter: RunMeter) -> Wired:
+    """The lanes, outputs and stages; every output made is closed again if a later step fails.
+    `listener`: the web view's bound socket (it owns it once made); `web_url`: where it will serve."""
+    lanes = lanes_for(plan.sources, infos, [p.source.policy for p in plan.plans], plan.filters, backend.nireq,
+                      meter.timers["decode"])
+    for _ in lanes:
+        meter.add_source()
+    joined = _Joined(len(plan.sources))
+    clips = None
+    try:
+        _open_outputs(plan, infos, joined)
+        drawing = who_draws(plan.config.overlay.draw, plan.clips, any(o.shows_pictures for o in joined.all),
+                            listener is not None)
+        track = _track(plan, scenes)
+        events = track[1] if track else None
+        clips = _clip_stage(plan, infos, web_url)
+        stages = stages_after_inference(plan, track, drawing, clips)
+        if listener is not None:
+            status = functools.partial(run_status, lanes, meter, plan.mqtt, backend.info)
+            joined.join(_web_view(plan, listener, drawing, joined.all, status), range(len(plan.sources)))
+    except BaseException:
+        close_outputs(joined.all)
+        raise
+    return Wired(lanes=lanes, outputs=tuple(joined.all), outputs_of=tuple(map(tuple, joined.of)),
+                 own_outputs=tuple(map(tuple, joined.own)), stages=stages, events=events, clips=clips)
+
+
+def stages_after_inference(plan: RunPlan, track: tuple[TrackStage, EventStage] | None, drawing: Drawing,
+                           clips: ClipStage | None) -> tuple[Stage, ...]:
+    """The stages between inference and the outputs, in the order they run."""
+    stages: list[Stage] = []
+    if plan.gated:
+        stages.append(ReuseDetections())  # first: a skipped frame gets its detections before anything reads them
+    if track is not None:
+        stages += track
+    if drawing is Drawing.STAGE:
+        stages.append(Annotate(Annotator(plan.config.overlay)))
+    if clips is not None:
+        stages.append(clips)  # after the drawing: a clip is the annotated video
+    return tuple(stages)
+
+
+def _track(plan: RunPlan, scenes: Sequence[Scene]) -> tuple[TrackStage, EventStage] | None:
+    """The tracking and events stages, where a source tracks."""
+    if not any(plan.tracking):
+        return None
+    track = TrackStage([Tracker(p.track, p.detect.threshold, p.events.end_after) if on else None
+                        for p, on in zip(plan.plans, plan.tracking)],
+                       [bool(p.events.snapshots) for p in plan.plans])
+    return track, EventStage(track, [p.events for p in plan.plans], list(scenes), plan.names)
+
+
+def _clip_stage(plan: RunPlan, infos: Sequence[SourceInfo], web_url: str | None) -> ClipStage | None:
+    """Event clips, where a source makes them. A source whose recording is H.264 in MP4 (what the clips
+    encode) muxes the clip stage's packets instead of encoding each frame again."""
+    if not plan.clips:
+        return None
+    taking = [False] * len(plan.sources)
+    for target in plan.targets:
+        if target.kind == "video" and len(target.sources) == 1:
+            i = target.sources[0]
+            recording = plan.plans[i].recording
+            taking[i] = (recording.mode == "annotated" and recording.codec == "h264"
+                         and bool(plan.plans[i].events.clips) and Path(target.path).suffix.lower() in (".mp4", ".mov"))
+    return ClipStage([p.events for p in plan.plans], [p.recording for p in plan.plans], plan.names,
+                     [info.fps for info in infos], web_url, taking)
+
+
+def _open_outputs(plan: RunPlan, infos: Sequence[SourceInfo], joined: _Joined) -> None:
+    """The files, MQTT and the window: every output but the web view."""
+    for plan_of, source in zip(plan.plans, plan.sources):
+        # First: the snapshot an event names is written (its clip begun) before any output publishes it.
+        ev, keep = plan_of.events, Retention(plan_of.events.keep_days * 24, plan_of.events.keep_gb)
+        if ev.snapshots:
+            joined.join(SnapshotOutput(ev.snapshots, source.name, keep), [plan_of.index], own=True)
+        if ev.clips:
+            joined.join(ClipsOutput(ev.clips.replace("{name}", source.name), source.name, keep), [plan_of.index],
+                        own=True)
+    for target in plan.targets:
+        if not target.sources or target.kind == "sidecar":
+            continue  # the run summary (written by the caller at the end); a copy recording's detections
+        first = target.sources[0]
+        if target.kind == "video" and plan.plans[first].recording.mode == "copy":
+            output = _copy_recording(plan, target, first, infos[first])
+        else:
+            output = open_output(target, infos[first], plan.sources[first].name, plan.plans[first].recording)
+        joined.join(output, target.sources, own=len(target.sources) == 1)
+    if plan.mqtt is not None:
+        from .outputs.mqtt import MqttOutput
+
+        served = [i for i, on in enumerate(plan.tracking) if on]
+        if plan.config.mqtt.discovery:  # joined first: closed first, its "offline" before the publisher's
+            joined.join(_hass(plan, served), served)
+        joined.join(MqttOutput(plan.mqtt), served)
+    if plan.window:
+        joined.join(WindowOutput(), range(len(plan.sources)))
+
+
+def _copy_recording(plan: RunPlan, target: Target, index: int, info: SourceInfo) -> Output:
+    """The camera's own stream recorded as it comes; a codec MP4 cannot hold is recorded annotated."""
+    source, settings = plan.sources[index], plan.plans[index].recording
+    if info.codec is not None and info.codec not in COPY_VIDEO:
+        log.warning("%s: the camera sends %s, which MP4 cannot hold as it is; recording it annotated instead "
+                    "of by copy", source.name, info.codec)
+        return open_output(target, info, source.name, settings)
+    return CopyRecording(target.path, source.keep_packets(), source.name, settings)
+
+
+def _hass(plan: RunPlan, served: list[int]) -> Output:
+    """Home Assistant discovery for the sources that publish events: each a device with its counts."""
+    from .outputs.hass import Camera, HassOutput, default_classes
+
+    cameras = {}
+    for i in served:
+        events, ids = plan.plans[i].events, plan.filters[i].class_ids.tolist()
+        classes = tuple(plan.labels[k] for k in ids) if ids else default_classes(plan.labels)
+        cameras[i] = Camera(plan.sources[i].name, classes, tuple(z.name for z in events.zones),
+                            tuple(line.name for line in events.lines))
+    return HassOutput.announce(plan.mqtt, plan.config.mqtt, cameras, {i: plan.sources[i].health for i in served})
+
+
+def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs: list[Output],
+              status: Callable[[], RunStatus]) -> Output:
+    """The web view; it draws the frames somebody looks at with the render stage's own drawing when no
+    stage draws them."""
+    from .outputs.video import VideoOutput
+    from .web import WebView
+
+    draw = Annotate(Annotator(plan.config.overlay)).paint if drawing is Drawing.WEB_VIEW else None
+    # The review page lists each camera's segments from its recording's own record of what it wrote.
+    recordings = {o.source_name: o.segments.ours for o in outputs
+                  if isinstance(o, (VideoOutput, CopyRecording)) and o.segments is not None}
+    return WebView(listener, plan.config.web, plan.names, status, draw, recordings)
+
+
+def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt: MqttPublisher | None,
+               inference: InferenceInfo) -> RunStatus:
+    """Every source's state and rates now, with MQTT's figures; safe to call from any thread while the run goes on."""
+    status = reports.status(lanes, meter)
+    if mqtt is not None:
+        status = dataclasses.replace(status, mqtt={"sent": mqtt.sent, "dropped": mqtt.dropped,
+                                                   "connected": int(mqtt.connected), "queued": mqtt.queued})
+    return dataclasses.replace(status, inference=inference)
+
+
+def close_outputs(outputs: Iterable[Output]) -> list[BaseException]:
+    """Finalise every output, each even if another fails; the errors, in order."""
+    errors = []
+    for output in outputs:
+        try:
+            output.close()
+        except Exception as exc:
+            errors.append(exc)
+    return errors
