@@ -23,10 +23,10 @@ from .errors import ConfigError
 from .model.detector import Detector
 from .motion import GateCpu, MotionGate
 from .plan import RunPlan, plan_run
-from .reports import RunMeter
+from .meters import RunMeter
 from .scene import Scene
 from .sources import Source, SourceInfo, open_all
-from .stats import RunStatus
+from .figures import RunStatus
 from .wiring import Wired, close_outputs, run_status, wire
 
 log = logging.getLogger("streamdet")

@@ -93,7 +93,7 @@ class Detections:
 
 @dataclass(frozen=True)
 class OverlayStatus:
-    """The FPS/latency plate drawn on a frame (streamdet.render) and filed beside a copy recording."""
+    """The FPS/latency plate drawn on a frame (streamdet.drawing) and filed beside a copy recording."""
 
     fps: float | None  # None until two frames give a rate
     latency_ms: float
@@ -103,7 +103,7 @@ class OverlayStatus:
 class FrameResult:
     """One processed frame on its way to the sinks and to API callers.
 
-    ``frame.image`` is the annotated picture once the render stage has drawn
+    ``frame.image`` is the annotated picture once the draw stage has drawn
     on it (drawing happens in place: the raw pixels are not kept).
     ``latency_ms`` runs from decode to the end of inference; ``fps`` is the
     source's processed rate as it stood when this frame was done, so whoever

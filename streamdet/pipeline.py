@@ -2,7 +2,7 @@
 
 A frame's way through a run:
 
-    source -> motion gate -> inference -> stages (reuse, track, events, render, clips) -> outputs
+    source -> motion gate -> inference -> stages (reuse, track, events, draw, clips) -> outputs
 
 `streamdet.assembly` puts the run together from the settings (plan, open, wire; `streamdet.wiring`
 lists the stages in the order they run); the scheduler (streamdet.scheduler) moves frames from the
@@ -29,7 +29,7 @@ from .outputs import WindowOutput
 from .outputs.clips import ClipsOutput
 from .scheduler import Scheduler
 from .sources import Source
-from .stats import RunStatus, RunSummary
+from .figures import RunStatus, RunSummary
 
 log = logging.getLogger("streamdet")
 

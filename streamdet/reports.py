@@ -1,8 +1,8 @@
-"""What a run measures as it goes, and how it reports it: status, summary, status lines, progress bar.
+"""How a run reports what it measured: the status now, the summary at the end, the periodic status
+lines and the progress bar.
 
-`RunMeter` is written by the pipeline's output loop (per-source counters,
-stage times, CPU per stage); the functions below read it together with the
-scheduler's lanes, from any thread for `status`, at the end for `summary`.
+Each reads the run's `RunMeter` (streamdet.meters) together with the scheduler's lanes, from any thread
+for `status`, at the end for `summary`, and gives the records of streamdet.figures or a line of text.
 """
 
 from __future__ import annotations
@@ -10,50 +10,34 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 
 from .scheduler import Lane
-from .stats import (RunStatus, RunSummary, SourceCounters, SourceStatus, SourceSummary, StageTimer, process_cpu_s,
-                    status_line)
+from .figures import RunStatus, RunSummary, SourceStatus, SourceSummary
+from .meters import RunMeter, SourceCounters
 
 log = logging.getLogger("streamdet")
 
 
-class RunMeter:
-    """The figures of one run: per-source counters, stage timings, the CPU each stage took, wall and CPU time."""
-
-    def __init__(self) -> None:
-        self.sources: list[SourceCounters] = []
-        self.timers = {name: StageTimer() for name in ("decode", "inference", "render", "write")}
-        self.cpu_s: dict[str, float] = {}
-        self.started_at = 0.0
-        self.wall = 0.0
-        self.process_cpu = 0.0
-        self._cpu0 = 0.0
-
-    def add_source(self) -> SourceCounters:
-        counters = SourceCounters()
-        self.sources.append(counters)
-        return counters
-
-    def start(self) -> None:
-        self.started_at = time.monotonic()
-        self._cpu0 = process_cpu_s()
-
-    def stop(self) -> None:
-        """The run is over: wall and CPU time are fixed here, so the summary does not count the teardown after it."""
-        self.wall = time.monotonic() - self.started_at if self.started_at else 0.0
-        self.process_cpu = process_cpu_s() - self._cpu0
-
-    def timed(self, name: str, work: Callable, result):
-        t0, c0 = time.perf_counter(), time.thread_time()
-        result = work(result)
-        self.timers.setdefault(name, StageTimer()).add((time.perf_counter() - t0) * 1000)
-        self.cpu_s[name] = self.cpu_s.get(name, 0.0) + time.thread_time() - c0
-        return result
-
-    def uptime(self) -> float:
-        return time.monotonic() - self.started_at if self.started_at else 0.0
+def status_line(name: str, counters: SourceCounters, dropped: int, health) -> str:
+    """The periodic line for one live source: its rates while connected; offline, how long, and what next while not."""
+    processed = counters.rate.rate()
+    if health is not None and not health.connected:
+        line = f"{name}: OFFLINE"
+        if health.offline_s is not None:
+            line += f" for {health.offline_s:.0f} s"
+        if health.attempt:
+            line += f", {health.attempt} failed attempt(s)"
+        if health.next_try_s is not None:
+            line += f", next try in {health.next_try_s:.1f} s"
+        if health.last_error:
+            line += f" ({health.last_error})"
+        return line + f"; reconnects {health.reconnects}, dropped {dropped}"
+    input_fps = getattr(health, "input_fps", None)
+    return (f"{name}: input {f'{input_fps:.1f}' if input_fps is not None else '-'} fps, "
+            f"processed {f'{processed:.1f}' if processed is not None else '-'} fps, dropped {dropped}, "
+            f"reconnects {getattr(health, 'reconnects', 0)}, latency {counters.latency.summary().mean_ms:.0f} ms"
+            + (f", inferred {counters.frames_inferred / counters.frames_processed:.0%}"
+               if counters.frames_inferred < counters.frames_processed else ""))
 
 
 def progress_bar(lanes: list[Lane]):
@@ -118,7 +102,7 @@ def summary(lanes: list[Lane], meter: RunMeter, *, gated: list[bool], output_cpu
             frames_inferred=c.frames_inferred if gated[lane.id] else None,
         ))
     per_frame = 1000 / frames if frames else 0.0
-    process_cpu = meter.process_cpu or (process_cpu_s() - meter._cpu0)
+    process_cpu = meter.cpu_so_far()
     cpu_ms = {"decode": sum(lane.decode_cpu_s for lane in lanes) * per_frame}
     cpu_ms.update({name: s * per_frame for name, s in meter.cpu_s.items()})
     if motion_cpu_s is not None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .detections import FrameResult
 from .scene import Scene, SceneState
-from .render import Annotator
+from .drawing import Annotator
 
 
 class Stage(Protocol):
@@ -33,7 +33,7 @@ class Annotate:
     besides the frame is on the result (scene, plate), as it stood when the frame was processed.
     """
 
-    name = "render"
+    name = "draw"
 
     def __init__(self, annotator: Annotator):
         self._annotator = annotator

@@ -28,13 +28,13 @@ from .outputs.copy import CopyRecording
 from .outputs.segments import Retention
 from .outputs.snapshots import SnapshotOutput
 from .plan import RunPlan
-from .render import Annotator
-from .reports import RunMeter
+from .drawing import Annotator
+from .meters import RunMeter
 from .scheduler import Lane, lanes_for
 from .sources import SourceInfo
 from .sources.demux import COPY_VIDEO
 from .stages import Annotate, Stage
-from .stats import InferenceInfo, RunStatus
+from .figures import InferenceInfo, RunStatus
 from .tracking import Tracker
 from . import reports
 
@@ -47,7 +47,7 @@ log = logging.getLogger("streamdet")
 class Drawing(enum.Enum):
     """Who draws the boxes, zones and plate onto a run's frames."""
 
-    STAGE = "stage"        # the render stage, on every frame: outputs that show pictures (and clips) get them drawn
+    STAGE = "stage"        # the draw stage, on every frame: outputs that show pictures (and clips) get them drawn
     WEB_VIEW = "web view"  # the web view alone, on its own thread, only the frames somebody looks at
     NOBODY = "nobody"
 
@@ -215,7 +215,7 @@ def _hass(plan: RunPlan, served: list[int]) -> Output:
 
 def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs: list[Output],
               status: Callable[[], RunStatus]) -> Output:
-    """The web view; it draws the frames somebody looks at with the render stage's own drawing when no
+    """The web view; it draws the frames somebody looks at with the draw stage's own drawing when no
     stage draws them."""
     from .outputs.video import VideoOutput
     from .web import WebView

@@ -28,7 +28,7 @@ def test_bench_prints_table_and_json(tmp_path, model_cache):
         assert math.isfinite(value) and value > 0
     assert report["live_age_p95_ms"] >= report["live_age_p50_ms"]
     for name, stages in report["cpu_ms_per_frame"].items():
-        assert set(stages) == {"decode", "write", "inference+other"} | ({"render"} if "mp4" in name else set())
+        assert set(stages) == {"decode", "write", "inference+other"} | ({"draw"} if "mp4" in name else set())
         assert stages["decode"] > 0
     assert report["cpu_ms_per_frame"]["pipeline + mp4"]["write"] > report["cpu_ms_per_frame"]["pipeline headless"]["write"]
     assert all(0 < u <= 1.05 for u in report["cpu_utilisation"].values())

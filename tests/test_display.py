@@ -16,7 +16,7 @@ from clirun import cli_env
 from helpers import wait_for
 from media import clip, pedestrian_pb
 
-from streamdet.render import class_color
+from streamdet.drawing import class_color
 
 pytestmark = pytest.mark.services  # an Xvfb display of its own (and xwd, xdotool)
 

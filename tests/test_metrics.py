@@ -25,7 +25,7 @@ from test_web import _config, running
 from streamdet.config.sections import WebConfig
 from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
-from streamdet.stats import InferenceInfo, RunStatus, SourceStatus, StageSummary
+from streamdet.figures import InferenceInfo, RunStatus, SourceStatus, StageSummary
 from streamdet.web import WebView, bind_listener
 from streamdet.web.metrics import EventTally, MetricsPage, Scrape, WebFigures
 

@@ -22,7 +22,7 @@ from media import clip
 
 from streamdet.cli.burn import _line_at
 from streamdet.outputs.sidecar import read_sidecar, sidecar_line
-from streamdet.render import class_color
+from streamdet.drawing import class_color
 
 FRAMES = 40
 

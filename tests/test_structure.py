@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "streamdet"
 # Bottom first. A module may import from its own layer and those below it, never from one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("errors", "privacy", "urls", "meters", "figures", "config", "stats")),
-    ("data", ("detections", "scene", "drawing", "render", "tracking", "sources", "model")),
+    ("data", ("detections", "scene", "drawing", "tracking", "sources", "model")),
     ("inputs and outputs", ("outputs", "engines")),
     ("stages and threads", ("motion", "events", "clips", "stages", "scheduler", "reports", "web")),
     ("a run", ("plan", "assembly", "wiring", "pipeline")),

@@ -13,7 +13,7 @@ from streamdet.config.loader import load_config
 from streamdet.detections import Detections, FrameResult
 from streamdet.errors import ConfigError
 from streamdet.events import EventStage, Scene, TrackStage
-from streamdet.render import label_text
+from streamdet.drawing import label_text
 from streamdet.sources import Frame
 from streamdet.detections import greedy_match, iou
 from streamdet.tracking import Tracker

@@ -31,7 +31,7 @@ from rtsp import RtspServer
 from streamdet.config.sections import Config
 from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
-from streamdet.render import class_color
+from streamdet.drawing import class_color
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "token-for-the-web-tests"
@@ -208,7 +208,7 @@ def test_the_web_picture_is_the_recording_picture_with_lines_and_plate(pedestria
     """The web view as the only picture output draws through the render stage's drawing: a counting line with
     its counts, and the status plate, on a snapshot nobody was watching (both were missing)."""
     from streamdet.config.events import LineConfig
-    from streamdet.render import _SCENE
+    from streamdet.drawing import _SCENE
 
     config = _config([str(clip("bikes"))])
     config.source.loop = True

@@ -20,7 +20,7 @@ from streamdet.config.sections import RecordingConfig, WebConfig
 from streamdet.outputs.segments import Segments
 from streamdet.outputs.sidecar import sidecar_path
 from streamdet.outputs.video import Encoder
-from streamdet.render import class_color
+from streamdet.drawing import class_color
 from streamdet.web import WebView, bind_listener
 
 pytestmark = pytest.mark.unit

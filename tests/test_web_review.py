@@ -29,7 +29,7 @@ from streamdet.scene import Event
 from streamdet.outputs.segments import Segments
 from streamdet.outputs.video import Encoder
 from streamdet.sources import Frame
-from streamdet.stats import RunStatus, SourceStatus
+from streamdet.figures import RunStatus, SourceStatus
 from streamdet.web import WebView, bind_listener
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

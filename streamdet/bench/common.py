@@ -18,7 +18,7 @@ from ..errors import SourceError
 from ..model.detector import Detector, raw_run
 from ..pipeline import Pipeline
 from ..sources import Source
-from ..stats import process_cpu_s
+from ..meters import process_cpu_s
 from .inputs import Viewers
 
 

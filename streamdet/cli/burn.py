@@ -2,7 +2,7 @@
 
 A copy recording keeps the camera's own pictures and writes what the run found beside each segment
 (streamdet.outputs.sidecar). This decodes the segment, draws each frame's line with the live drawing
-(streamdet.render.Annotator: zones and lines with their counts, then boxes, labels, the plate) and encodes
+(streamdet.drawing.Annotator: zones and lines with their counts, then boxes, labels, the plate) and encodes
 the result with the recording's encoder, each frame at its own time.
 """
 
@@ -23,7 +23,7 @@ from ..errors import OutputError, SourceError
 from ..outputs.base import write_error
 from ..outputs.sidecar import SidecarFrame, read_sidecar, sidecar_path
 from ..outputs.video import RECORDING_SUFFIXES, Encoder
-from ..render import Annotator, OverlayStatus
+from ..drawing import Annotator, OverlayStatus
 from ..scene import Counts
 
 log = logging.getLogger("streamdet")

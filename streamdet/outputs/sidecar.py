@@ -35,7 +35,7 @@ def sidecar_path(segment: Path) -> Path:
 
 
 def sidecar_record(result: FrameResult, size: tuple[int, int], plate) -> dict:
-    """One frame's line without its `pts` (`plate` a streamdet.render.OverlayStatus or None)."""
+    """One frame's line without its `pts` (`plate` a streamdet.drawing.OverlayStatus or None)."""
     line = record(result)
     line["size"] = list(size)
     if plate is not None:

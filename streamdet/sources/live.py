@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..config.sections import SourceConfig
 from ..errors import SourceError
-from ..stats import RateMeter
+from ..meters import RateMeter
 from .base import Frame, Source, SourceHealth, SourceInfo
 from .mailbox import Lost, Mailbox, Opened, Picture
 

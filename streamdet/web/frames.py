@@ -22,11 +22,11 @@ import numpy as np
 
 from ..config.sections import WebConfig
 from ..detections import FrameResult
-from ..stats import StageTimer
+from ..meters import StageTimer
 
 log = logging.getLogger("streamdet")
 
-# The render stage's drawing (streamdet.stages.Annotate.paint): `draw(image, result)` paints, on the encoder's
+# The draw stage's drawing (streamdet.stages.Annotate.paint): `draw(image, result)` paints, on the encoder's
 # thread, what the result holds (boxes, zones and counts, plate) onto the image.
 Draw = Callable[[np.ndarray, FrameResult], None]
 

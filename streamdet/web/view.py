@@ -13,7 +13,7 @@ from ..urls import parse_listen
 from ..detections import FrameResult
 from ..errors import ConfigError, OutputError
 from ..outputs import Output
-from ..stats import RunStatus
+from ..figures import RunStatus
 from .frames import Draw, FrameHub
 from .metrics import EventTally, LogTally
 from .review import EventStore, ListSegments
@@ -64,7 +64,7 @@ class WebView(Output):
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
                  draw: Draw | None, recordings: dict[str, ListSegments] | None = None):
-        """`draw`: the render stage's drawing, when the web view draws for itself (no stage drew the frames);
+        """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review)."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)

@@ -9,9 +9,9 @@ import pytest
 from helpers import decode
 from media import clip
 
-from streamdet import render
+from streamdet import drawing
 from streamdet.detections import Detections
-from streamdet.render import Annotator, OverlayStatus
+from streamdet.drawing import Annotator, OverlayStatus
 
 pytestmark = pytest.mark.unit
 
@@ -69,7 +69,7 @@ def test_with_a_label_in_every_corner_every_label_stays_whole_and_the_plate_is_b
 def test_no_rate_yet_shows_no_fake_zero_fps(frame, monkeypatch):
     drawn: list[str] = []
     real = cv2.putText
-    monkeypatch.setattr(render.cv2, "putText", lambda img, text, *a, **k: (drawn.append(text), real(img, text, *a, **k))[1])
+    monkeypatch.setattr(drawing.cv2, "putText", lambda img, text, *a, **k: (drawn.append(text), real(img, text, *a, **k))[1])
     Annotator().draw(frame.copy(), _detections(), OverlayStatus(fps=None, latency_ms=18.4))
     Annotator().draw(frame.copy(), _detections(), OverlayStatus(fps=12.34, latency_ms=18.4))
     assert drawn == ["18 ms", "12.3 FPS  18 ms"]

@@ -1,85 +1,11 @@
-"""Timing figures: per-stage durations and the run summary."""
+"""A run's figures as records: stage time summaries, each source's and the run's summary, where inference
+runs, and the status the web view, /metrics and the status lines show. Plain frozen data, made by
+`streamdet.reports` from what `streamdet.meters` measured."""
 
 from __future__ import annotations
 
 import json
-import os
-import threading
-from collections import deque
 from dataclasses import asdict, dataclass, field
-
-import numpy as np
-
-# Percentiles come from the most recent samples so a camera left running for
-# days keeps a fixed memory footprint.
-_WINDOW = 20_000
-
-
-def process_cpu_s() -> float:
-    """CPU seconds this process has used so far, on all its threads."""
-    times = os.times()
-    return times.user + times.system
-
-
-class StageTimer:
-    """Durations of one stage in ms; safe to add to from several threads."""
-
-    def __init__(self) -> None:
-        self._samples: deque[float] = deque(maxlen=_WINDOW)
-        self._total = 0.0
-        self._count = 0
-        self._lock = threading.Lock()
-
-    def add(self, ms: float) -> None:
-        with self._lock:
-            self._samples.append(ms)
-            self._total += ms
-            self._count += 1
-
-    def summary(self) -> StageSummary:
-        with self._lock:
-            samples = np.fromiter(self._samples, dtype=np.float64, count=len(self._samples))
-            total, count = self._total, self._count
-        if count == 0:
-            return StageSummary(mean_ms=0.0, p50_ms=0.0, p95_ms=0.0, count=0)
-        p50, p95 = np.percentile(samples, [50, 95])
-        return StageSummary(mean_ms=total / count, p50_ms=float(p50), p95_ms=float(p95), count=count)
-
-
-class RateMeter:
-    """Events per second over a sliding window, for the on-screen FPS, a camera's input rate and the web view
-    (read from other threads)."""
-
-    def __init__(self, window_s: float = 1.0) -> None:
-        self._times: deque[float] = deque()
-        self._window = window_s
-        self._lock = threading.Lock()
-
-    def tick(self, now: float) -> None:
-        with self._lock:
-            self._times.append(now)
-            while self._times and now - self._times[0] > self._window:
-                self._times.popleft()
-
-    def clear(self) -> None:
-        """Start afresh (a camera back after an outage must not be measured across the gap)."""
-        with self._lock:
-            self._times.clear()
-
-    def rate(self, now: float | None = None) -> float | None:
-        """Events per second, or None until two events give a rate.
-
-        With `now`, a source that stopped delivering falls to 0 once its last
-        event is older than the window, instead of keeping its last rate.
-        """
-        with self._lock:
-            if now is not None and self._times and now - self._times[-1] > self._window:
-                return 0.0
-            if len(self._times) < 2:
-                return None
-            span = self._times[-1] - self._times[0]
-            return (len(self._times) - 1) / span if span > 0 else None
-
 
 @dataclass(frozen=True)
 class StageSummary:
@@ -88,23 +14,6 @@ class StageSummary:
     p95_ms: float
     count: int
 
-
-@dataclass
-class SourceCounters:
-    """What the output loop counts for one source (on its own thread, so no lock)."""
-
-    frames_processed: int = 0
-    frames_inferred: int = 0  # of those, how many went through the network (all, unless the motion gate is on)
-    last_done: float | None = None
-    latency: StageTimer = field(default_factory=StageTimer)
-    age: StageTimer = field(default_factory=StageTimer)
-    rate: RateMeter = field(default_factory=RateMeter)
-
-    def done(self, now: float, latency_ms: float) -> None:
-        self.frames_processed += 1
-        self.last_done = now
-        self.latency.add(latency_ms)
-        self.rate.tick(now)
 
 
 @dataclass(frozen=True)
@@ -185,28 +94,6 @@ class RunSummary:
             lines.append(f"  mqtt: {self.mqtt['sent']} events acknowledged by the broker, {self.mqtt['dropped']} dropped "
                          "while it was away (outbox full)")
         return "\n".join(lines)
-
-
-def status_line(name: str, counters: SourceCounters, dropped: int, health) -> str:
-    """The periodic line for one live source: its rates while connected; offline, how long, and what next while not."""
-    processed = counters.rate.rate()
-    if health is not None and not health.connected:
-        line = f"{name}: OFFLINE"
-        if health.offline_s is not None:
-            line += f" for {health.offline_s:.0f} s"
-        if health.attempt:
-            line += f", {health.attempt} failed attempt(s)"
-        if health.next_try_s is not None:
-            line += f", next try in {health.next_try_s:.1f} s"
-        if health.last_error:
-            line += f" ({health.last_error})"
-        return line + f"; reconnects {health.reconnects}, dropped {dropped}"
-    input_fps = getattr(health, "input_fps", None)
-    return (f"{name}: input {f'{input_fps:.1f}' if input_fps is not None else '-'} fps, "
-            f"processed {f'{processed:.1f}' if processed is not None else '-'} fps, dropped {dropped}, "
-            f"reconnects {getattr(health, 'reconnects', 0)}, latency {counters.latency.summary().mean_ms:.0f} ms"
-            + (f", inferred {counters.frames_inferred / counters.frames_processed:.0%}"
-               if counters.frames_inferred < counters.frames_processed else ""))
 
 
 @dataclass(frozen=True)
