@@ -48,7 +48,7 @@ def open_run(plan: RunPlan, detector: Detector | None = None) -> Opened:
     config, listener = plan.config, None
     try:
         if config.web.listen:
-            from .web.view import bind_listener  # aiohttp loads only when the web view is on
+            from .web.listener import bind_listener  # streamdet.web (and aiohttp) loads only when it is on
 
             listener = bind_listener(config.web)  # a busy port is found before any source opens
         infos = open_all(list(plan.sources))
@@ -64,7 +64,7 @@ def open_run(plan: RunPlan, detector: Detector | None = None) -> Opened:
     log.info("inference: %s", backend.info.line())
     web_url = None
     if listener is not None:
-        from .web.view import listener_url
+        from .web.listener import listener_url
 
         web_url = listener_url(listener)
     return Opened(listener=listener, web_url=web_url, infos=tuple(infos), scenes=scenes, backend=backend)

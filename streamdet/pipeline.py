@@ -193,7 +193,8 @@ class Pipeline:
         self._closed = True
         if self._scheduler is not None:
             self._scheduler.stop()
-        errors = self._run.close_outputs()
+        errors = self._clips_cut_short()
+        errors += self._run.close_outputs()
         self._run.opened.backend.close()  # an engine waiting for a server that is away lets the feeder go
         if self._scheduler is not None:
             stuck = self._scheduler.close()
@@ -203,6 +204,23 @@ class Pipeline:
         self.meter.stop()
         if errors and not self._failed_already():
             raise errors[0]
+
+    def _clips_cut_short(self) -> list[BaseException]:
+        """The run failed or was left early: no end events go out, but a clip still open gets the packets the clip
+        stage holds for it (up to its post-capture), so it ends where the video ends; the errors, in order."""
+        clips, errors = self._run.wired.clips, []
+        for source_id in [i for i in self._last if i not in self._ended]:
+            last = self._last.pop(source_id)
+            if clips is None:
+                continue
+            steps = dataclasses.replace(last, events=(), clip_steps=clips.finish(last).clip_steps)
+            for output in self._run.wired.outputs_of[source_id]:
+                if isinstance(output, ClipsOutput):
+                    try:
+                        output.write(steps)
+                    except Exception as exc:
+                        errors.append(exc)
+        return errors
 
     def _failed_already(self) -> bool:
         """A thread's error is being raised: it is the cause, the outputs' trouble is its consequence."""

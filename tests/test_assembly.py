@@ -17,7 +17,7 @@ from streamdet.detections import Detections, FrameResult, OverlayStatus
 from streamdet.errors import ConfigError, ModelError, OutputError
 from streamdet.plan import plan_run
 from streamdet.sources import Frame, Source, SourceInfo
-from streamdet.web.view import bind_listener
+from streamdet.web.listener import bind_listener
 from streamdet.wiring import Drawing, who_draws
 
 pytestmark = pytest.mark.unit

@@ -402,3 +402,31 @@ def test_a_recorded_camera_with_clips_is_encoded_once(tmp_path, model_cache):
     segments = sorted(p for p in rec.iterdir() if not p.name.startswith("."))
     assert len(segments) >= 4 and sum(video_props(p)[0] for p in segments) == 250
     assert all(_packets(p)[0] == (0.0, True) for p in segments)
+
+
+def test_a_run_left_early_still_gives_the_open_clip_the_packets_held_for_it(tmp_path, pedestrian_xml):
+    """With end_after 3 s and post_capture 0.5 s the clip stage holds 2.5 s of packets back (a clip may end
+    0.5 s after a sighting that is known to be the last only 3 s later). The caller leaves the run at frame
+    60 of carphone (2 s at 30 fps), where the man's clip is open: the clip still ends with that frame instead
+    of holding no frame at all."""
+    from streamdet.config.sections import Config
+    from streamdet.model.detector import load
+    from streamdet.pipeline import Pipeline
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    config = Config(sources=[str(clip("carphone_pristine"))])
+    config.display.show = "no"
+    config.logging.quiet = True
+    config.events.clips = str(clips)
+    config.events.end_after, config.events.post_capture = 3.0, 0.5
+    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        for result in pipeline.results():
+            if result.frame.index == 60:
+                left_at = result.frame.stream_time
+                break
+    files = [p for p in clips.iterdir() if p.suffix == ".mp4"]
+    assert len(files) == 1, files
+    packets = _packets(files[0])
+    # He is there from the file's first frame, so the clip starts with it; its last frame is frame 60's.
+    assert packets[0] == (0.0, True) and len(packets) == 61 and abs(packets[-1][0] - left_at) < 0.005, packets[-1]

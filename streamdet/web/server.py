@@ -29,6 +29,7 @@ from ..figures import RunStatus
 from .connections import (LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Load, Once, Refused, connection_cap,
                           http_log)
 from .frames import FrameHub
+from .listener import listener_url
 from .live_routes import LiveRoutes
 from .metrics import EventTally, LogTally
 from .responses import HEADERS
@@ -69,8 +70,7 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        host, port = self._sock.getsockname()[:2]
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+        return listener_url(self._sock)
 
     @property
     def dropped_stalled(self) -> int:
