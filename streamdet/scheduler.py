@@ -323,4 +323,8 @@ class Scheduler:
         threads = [t for t in [lane.thread for lane in self.lanes] + [self._feeder] if t is not None]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if not (self._feeder is not None and self._feeder.is_alive()):
+            # Nothing submits any more: the engine lets its requests in flight finish, so no completion
+            # arrives from OpenVINO's threads while the process is ending.
+            self._engine.close()
         return [t.name for t in threads if t.is_alive()]

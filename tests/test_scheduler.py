@@ -103,6 +103,11 @@ class StandInEngine:
             if job is None:
                 return
 
+    def close(self) -> None:
+        """As OpenVINO's queue does when the scheduler closes it: what is in flight finishes."""
+        self.jobs.put(None)
+        self.worker.join(timeout=5)
+
 
 def _run(sources, nireq=3, got: list[tuple[int, int]] | None = None, **engine):
     lanes = [Lane(id=i, source=s, info=s.open(), inbox=Inbox(capacity=2 * nireq, newest_wins=False), filter=ALL)

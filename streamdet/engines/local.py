@@ -44,4 +44,6 @@ class InferenceEngine:
         self._queue.wait_all()
 
     def close(self) -> None:
-        pass  # nothing waits on anything but OpenVINO's requests, which drain ends
+        """The requests still in flight (a run aborted skips `drain`) finish now: a completion callback that
+        came while Python shuts down would abort the process ("exception not rethrown")."""
+        self._queue.wait_all()
