@@ -38,6 +38,7 @@ class Opened:
 
     listener: socket.socket | None  # the web view's; it owns it once made (closing it again does nothing)
     web_url: str | None             # where the web view serves: known once the listener is bound
+    link_url: str | None            # the base of links in events and MQTT (web.listener.link_url)
     infos: tuple[SourceInfo, ...]
     scenes: tuple[Scene, ...]       # per source: its zones and lines in the frame's pixels
     backend: Backend                # the local model, loaded, or the server, checked
@@ -62,12 +63,17 @@ def open_run(plan: RunPlan, detector: Detector | None = None) -> Opened:
         close_inputs(plan, listener)
         raise
     log.info("inference: %s", backend.info.line())
-    web_url = None
+    web_url = links = None
     if listener is not None:
-        from .web.listener import listener_url
+        from .web.listener import link_url, listener_url
 
-        web_url = listener_url(listener)
-    return Opened(listener=listener, web_url=web_url, infos=tuple(infos), scenes=scenes, backend=backend)
+        web_url, links = listener_url(listener), link_url(config.web, listener)
+        if links is None and plan.clips:
+            log.warning("web.listen %s takes every address of this machine, and none is known to be the one others "
+                        "reach it at: events carry no clip_url; set web.public_url (e.g. http://camera-box.lan:8080/) "
+                        "for links", config.web.listen)
+    return Opened(listener=listener, web_url=web_url, link_url=links, infos=tuple(infos), scenes=scenes,
+                  backend=backend)
 
 
 def _scene(plan: SourcePlan, info: SourceInfo, source: Source) -> Scene:
@@ -123,7 +129,7 @@ def assemble(config: Config, detector: Detector | None = None, sources: list[Sou
     meter = RunMeter()
     try:
         wired = wire(plan, infos=opened.infos, scenes=opened.scenes, backend=opened.backend,
-                     listener=opened.listener, web_url=opened.web_url, meter=meter)
+                     listener=opened.listener, link_url=opened.link_url, meter=meter)
     except BaseException:
         opened.backend.close()
         close_inputs(plan, opened.listener)

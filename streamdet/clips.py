@@ -35,6 +35,7 @@ from .detections import FrameResult
 from .outputs.clips import CLIP_END, ClipStart
 from .outputs.h264 import Packet, PacketEncoder
 from .outputs.segments import segment_path
+from .urls import link
 from .scene import Event
 from .tracking import TrackUpdate
 
@@ -157,7 +158,7 @@ class ClipStage:
 
     def __init__(self, configs: list[EventsConfig], recordings: list[RecordingConfig], names: list[str],
                  fps: list[float | None], web_url: str | None, share: list[bool]):
-        """`web_url`: where the web view serves (its events name their clip's address there), if it does;
+        """`web_url`: the base of links to the web view (its events name their clip's address there), if any;
         `share`: per source, whether its recording takes the packets (`FrameResult.encoded`) rather than
         encoding the frame again."""
         self._cameras = [_Camera(name, Path(events.clips.replace("{name}", name)), events, recording,
@@ -222,7 +223,7 @@ class ClipStage:
         """Each end event names the clip its track is in (still being written during post-capture)."""
         if camera.last_path is None or not any(e.kind == "end" for e in events):
             return events
-        url = f"{self._web_url}clips/{Path(camera.last_path).name}" if self._web_url else None
+        url = link(self._web_url, "clips", Path(camera.last_path).name) if self._web_url else None
         return tuple(dataclasses.replace(e, clip=camera.last_path, clip_url=url) if e.kind == "end" else e
                      for e in events)
 

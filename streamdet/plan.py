@@ -8,6 +8,7 @@ moment, before a port is bound, a camera dialled or the model loaded (streamdet.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,9 +21,12 @@ from .outputs import plan_targets, want_window
 from .outputs.plan import Target
 from .sources import NetworkSource, Source, open_source
 from .sources.pair import CameraPair
+from .urls import NOT_NAMES, usable_name
 
 if TYPE_CHECKING:
     from .outputs.mqtt import MqttPublisher
+
+log = logging.getLogger("streamdet")
 
 # Given names never hold it (config.events.NAME_PATTERN), so a generated name made unique with it equals none of them.
 GENERATED_MARK = "~"
@@ -65,7 +69,7 @@ def plan_run(config: Config, detector: Detector | None = None, sources: list[Sou
     _tap_copied(plans, sources)
     targets = plan_targets(plans, sources, config.output.summary_json, config.output.overwrite)
     window = want_window(config.display.show)
-    mqtt = _mqtt(config, sources)
+    mqtt = _mqtt(config, sources, plans)
     # The labels, loaded once: the class filters are checked against them before anything opens.
     labels = detector.labels if detector is not None else load_labels(config.model.labels)
     tracking = [wants_tracking(p, config) for p in plans]
@@ -79,7 +83,12 @@ def unique_names(given: list[str | None], generated: list[str]) -> list[str]:
 
     A generated name that another source's name equals becomes NAME~1, NAME~2, ... in source order, so two
     sources never share a name (and with it an output file); no given name can become one of these later.
+    A generated name a path would take for a folder ('..' from a file called '...mp4') becomes 'source' first.
     """
+    for s in {s for g, s in zip(given, generated) if not g and s in NOT_NAMES}:
+        log.warning("a source's file or URL would name it %r, which a path takes for a folder: it is named "
+                    "'source' instead (give it a name with sources[].name)", s)
+    generated = [usable_name(s, "source") for s in generated]
     names = [g or s for g, s in zip(given, generated)]
     own = [s for g, s in zip(given, generated) if not g]
     clashing = {s for s in own if own.count(s) > 1 or s in given}
@@ -133,17 +142,21 @@ def _tap_copied(plans: list[SourcePlan], sources: list[Source]) -> None:
             source.keep_packets()
 
 
-def _mqtt(config: Config, sources: list[Source]) -> MqttPublisher | None:
-    """The MQTT publisher, its URL checked (and the sources' device names, for Home Assistant); not connected."""
+def _mqtt(config: Config, sources: list[Source], plans: list[SourcePlan]) -> MqttPublisher | None:
+    """The MQTT publisher, its URL checked (and the sources' device and entity names, for Home Assistant); not
+    connected."""
     if not config.mqtt.url:
         return None
     from .outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
 
     mqtt = MqttPublisher(config.mqtt)
     if config.mqtt.discovery:
-        from .outputs.hass import check_devices
+        from .outputs.hass import Camera, check_devices, check_entities
 
         check_devices([s.name for s in sources])
+        for source, plan in zip(sources, plans):
+            check_entities(Camera(source.name, (), tuple(z.name for z in plan.events.zones),
+                                  tuple(line.name for line in plan.events.lines)))
     return mqtt
 
 

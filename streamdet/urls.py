@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -110,13 +110,47 @@ def check_url(url: str) -> None:
         raise ValueError(f"'{shown}': the port must be a number from 1 to 65535 (and {_PASSWORD_HINT})")
 
 
+# Names a path takes for the folder it is in or the one above (`clips/{name}` with `..` is `clips/..`).
+NOT_NAMES = ("", ".", "..")
+
+
+def usable_name(name: str, instead: str) -> str:
+    """`name`, or `instead` when a path would take it for a folder (see NOT_NAMES)."""
+    return instead if name in NOT_NAMES else name
+
+
 def safe_name(url: str) -> str:
     """A file-safe name from host, port and path, with no credentials: 192.168.1.20_554_stream1."""
     parts = urlsplit(mask_url(url))  # masked: some cameras take their credentials in the path
     host = parts.hostname or "camera"
     port = f"_{parts.port}" if parts.port else ""
     path = re.sub(r"[^A-Za-z0-9]+", "_", parts.path).strip("_")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{host}{port}" + (f"_{path}" if path else ""))
+    return usable_name(re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{host}{port}" + (f"_{path}" if path else "")), "camera")
+
+
+def link(base: str, *segments: str) -> str:
+    """`base` (ending in '/') and the path segments, each percent-encoded whole: a name holding '/', '?',
+    '#' or '%' stays one segment of the path, not a query, a fragment or an escape."""
+    return base + "/".join(quote(s, safe="") for s in segments)
+
+
+def check_public_url(url: str) -> str:
+    """web.public_url checked (http(s)://HOST[:PORT][/PATH], no credentials, query or fragment), ending in '/'."""
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  a port that is no number raises here
+    except ValueError:
+        parts = None
+    if parts is None or scheme_of(url) not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"public_url {shown!r}: write the address others open this web view at, as "
+                         "http(s)://HOST[:PORT][/PATH], e.g. http://camera-box.lan:8080/")
+    if "@" in parts.netloc:
+        raise ValueError(f"public_url {shown!r}: no user or password in it (links with it go into events files "
+                         "and MQTT messages; the web view's token is web.token)")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError(f"public_url {shown!r}: no query or fragment; links are made by adding paths to it")
+    return url if url.endswith("/") else url + "/"
 
 
 def parse_listen(text: str) -> tuple[str, int]:

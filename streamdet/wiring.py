@@ -92,9 +92,9 @@ class _Joined:
 
 
 def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene], backend: Backend,
-         listener: socket.socket | None, web_url: str | None, meter: RunMeter) -> Wired:
+         listener: socket.socket | None, link_url: str | None, meter: RunMeter) -> Wired:
     """The lanes, outputs and stages; every output made is closed again if a later step fails.
-    `listener`: the web view's bound socket (it owns it once made); `web_url`: where it will serve."""
+    `listener`: the web view's bound socket (it owns it once made); `link_url`: the base of events' links to it."""
     lanes = lanes_for(plan.sources, infos, [p.source.policy for p in plan.plans], plan.filters, backend.nireq,
                       meter.timers["decode"])
     for _ in lanes:
@@ -107,7 +107,7 @@ def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene],
                             listener is not None)
         track = _track(plan, scenes)
         events = track[1] if track else None
-        clips = _clip_stage(plan, infos, web_url)
+        clips = _clip_stage(plan, infos, link_url)
         stages = stages_after_inference(plan, track, drawing, clips)
         if listener is not None:
             status = functools.partial(run_status, lanes, meter, plan.mqtt, backend.info)
@@ -144,7 +144,7 @@ def _track(plan: RunPlan, scenes: Sequence[Scene]) -> tuple[TrackStage, EventSta
     return track, EventStage(track, [p.events for p in plan.plans], list(scenes), plan.names)
 
 
-def _clip_stage(plan: RunPlan, infos: Sequence[SourceInfo], web_url: str | None) -> ClipStage | None:
+def _clip_stage(plan: RunPlan, infos: Sequence[SourceInfo], link_url: str | None) -> ClipStage | None:
     """Event clips, where a source makes them. A source whose recording is H.264 in MP4 (what the clips
     encode) muxes the clip stage's packets instead of encoding each frame again."""
     if not plan.clips:
@@ -157,7 +157,7 @@ def _clip_stage(plan: RunPlan, infos: Sequence[SourceInfo], web_url: str | None)
             taking[i] = (recording.mode == "annotated" and recording.codec == "h264"
                          and bool(plan.plans[i].events.clips) and Path(target.path).suffix.lower() in (".mp4", ".mov"))
     return ClipStage([p.events for p in plan.plans], [p.recording for p in plan.plans], plan.names,
-                     [info.fps for info in infos], web_url, taking)
+                     [info.fps for info in infos], link_url, taking)
 
 
 def _open_outputs(plan: RunPlan, infos: Sequence[SourceInfo], joined: _Joined) -> None:
@@ -224,7 +224,9 @@ def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs:
     # The review page lists each camera's segments from its recording's own record of what it wrote.
     recordings = {o.source_name: o.segments.ours for o in outputs
                   if isinstance(o, (VideoOutput, CopyRecording)) and o.segments is not None}
-    return WebView(listener, plan.config.web, plan.names, status, draw, recordings)
+    # /metrics counts clips as the summary does, from the clips outputs' own figures.
+    clips = {o.source_name: functools.partial(getattr, o, "made") for o in outputs if isinstance(o, ClipsOutput)}
+    return WebView(listener, plan.config.web, plan.names, status, draw, recordings, clips)
 
 
 def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt: MqttPublisher | None,

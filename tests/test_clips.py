@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import MjpegCamera, read_jsonl, run_alongside, video_props, wait_for
+from helpers import MjpegCamera, read_jsonl, run_alongside, video_props, wait_for, write_clip
 from media import clip, pedestrian_pb
 from mqtt_broker import Broker, Subscriber
 from test_recording import _plays_in_chromium
@@ -430,3 +430,41 @@ def test_a_run_left_early_still_gives_the_open_clip_the_packets_held_for_it(tmp_
     packets = _packets(files[0])
     # He is there from the file's first frame, so the clip starts with it; its last frame is frame 60's.
     assert packets[0] == (0.0, True) and len(packets) == 61 and abs(packets[-1][0] - left_at) < 0.005, packets[-1]
+
+
+@pytest.mark.services
+def test_clip_url_in_events_and_on_mqtt_is_encoded_and_made_from_web_public_url(tmp_path, carphone_frames,
+                                                                                  pedestrian_xml):
+    """A file named with '#', '?', '%' and a space, served on every address (0.0.0.0, where no link of
+    http://0.0.0.0:PORT/ opens from another machine) with web.public_url set: the end event's clip_url, in the
+    events file and on a real broker, is the public address with the clip's name percent-encoded whole."""
+    from streamdet.config.sections import Config, WebConfig
+    from streamdet.model.detector import load
+    from streamdet.pipeline import Pipeline
+
+    strange = "a#b?c%41 d"
+    source = write_clip(carphone_frames, tmp_path / f"{strange}.mp4")
+    config = Config(sources=[str(source)])
+    config.display.show, config.logging.quiet = "no", True
+    config.events.clips, config.output.events = str(tmp_path / "clips"), str(tmp_path / "events.jsonl")
+    (tmp_path / "clips").mkdir()
+    config.web = WebConfig(listen="0.0.0.0:0", token="clip-url-token", public_url="https://cams.example:8443/sd")
+    broker = Broker(tmp_path).start()
+    subscriber = Subscriber(broker.port)
+    try:
+        config.mqtt.url = f"mqtt://127.0.0.1:{broker.port}"
+        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+            pipeline.run()
+        ends = [e for e in read_jsonl(tmp_path / "events.jsonl") if e["kind"] == "end"]
+        published = wait_for(lambda: [e for e in subscriber.events("a_b?c%41 d") if e["kind"] == "end"] or None,
+                             10, "the end event on the broker")
+    finally:
+        subscriber.close()
+        broker.stop()
+    assert ends and all(e.get("clip") for e in ends), ends
+    for e in ends:
+        name = Path(e["clip"]).name
+        assert name.startswith(strange), name
+        assert e["clip_url"] == "https://cams.example:8443/sd/clips/" + name.replace("%", "%25").replace(
+            "#", "%23").replace("?", "%3F").replace(" ", "%20"), e["clip_url"]
+    assert [e["clip_url"] for e in published] == [e["clip_url"] for e in ends]

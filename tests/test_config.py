@@ -301,3 +301,50 @@ def test_tokens_come_from_the_environment_where_the_settings_are_loaded_and_the_
     assert _load(tmp_path, "web:\n  listen: 0.0.0.0:8080\n").web.token == "web-token-from-env"
     shipped = load_config(ROOT / "config.yaml")
     assert (shipped.web.token, shipped.inference.server_token) == ("web-token-from-env", "server-token-from-env")
+
+
+@pytest.mark.parametrize("url, words", [
+    ("cams.lan:8080", "write the address others open this web view at"),
+    ("ftp://cams.lan/", "write the address others open this web view at"),
+    ("http://", "write the address others open this web view at"),
+    ("http://cams.lan:port/", "write the address others open this web view at"),
+    ("http://user:hunter2@cams.lan/", "no user or password in it"),
+    ("http://cams.lan/?x=1", "no query or fragment"),
+    ("http://cams.lan/#top", "no query or fragment"),
+])
+def test_web_public_url_is_an_http_address_without_credentials(tmp_path, url, words):
+    message = _error(tmp_path, f"web:\n  public_url: '{url}'\n")
+    assert words in message and "hunter2" not in message and message.count("\n") == 0, message
+
+
+def test_web_public_url_is_kept_with_a_slash_at_its_end(tmp_path):
+    assert _load(tmp_path, "web:\n  public_url: https://cams.example/sd\n").web.public_url == "https://cams.example/sd/"
+    assert WebConfig(public_url="http://[::1]:8080/").public_url == "http://[::1]:8080/"
+    assert WebConfig().public_url is None
+
+
+def test_a_file_or_url_that_would_name_a_source_dot_or_dot_dot_is_named_source_and_stays_in_its_folder(tmp_path):
+    """A file called '...mp4' once became the source '..': `--clips 'clips/sub/{name}'` wrote into clips/."""
+    import shutil
+
+    from media import clip
+
+    from streamdet.plan import plan_run, unique_names
+    from streamdet.urls import safe_name
+
+    dots = tmp_path / "...mp4"
+    shutil.copy(clip("carphone_pristine"), dots)
+    (tmp_path / "clips" / "sub" / "source").mkdir(parents=True)
+    config = Config(sources=[str(dots)])
+    config.events.clips = str(tmp_path / "clips" / "sub" / "{name}")
+    plan = plan_run(config)
+    assert plan.names == ["source"]
+    folder = Path(config.events.clips.replace("{name}", plan.names[0]))  # as the clip stage and its output take it
+    assert folder.resolve().parent == (tmp_path / "clips" / "sub").resolve(), folder
+    assert unique_names([None, None, None, "source"], ["..", ".", "", "x"]) == ["source~1", "source~2", "source~3",
+                                                                                  "source"]
+    assert safe_name("rtsp://..") == "camera" and safe_name("http://./") == "camera"
+    # A name given as '.', '..' or '' is refused as any name that does not start with a letter or digit.
+    for name in (".", "..", ""):
+        with pytest.raises(ValueError, match="may hold only letters, digits"):
+            SourceEntry(url="a.mp4", name=name)

@@ -5,6 +5,7 @@ stops and when an RTSP camera is lost, and the entities of a camera removed from
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 
@@ -268,3 +269,42 @@ def test_two_sources_that_would_be_one_device_are_one_line_before_the_broker_is_
 def test_discovery_without_a_broker_is_one_line(tmp_path):
     proc = streamdet("run", "-s", str(clip("carphone_pristine")), "--mqtt-discovery", env=cli_env(tmp_path))
     assert_one_line_error(proc, "mqtt.discovery needs a broker: give --mqtt URL or mqtt.url")
+
+
+@pytest.mark.unit
+def test_zones_and_lines_named_with_a_dot_get_entities_home_assistant_takes_and_a_clash_is_one_line(tmp_path):
+    """Home Assistant ignores a discovery topic whose object part holds anything but [A-Za-z0-9_-]: a zone
+    'front.door' is the entity zone_front_door_count, as a class 'traffic light' is traffic_light_count."""
+    configs = discovery_configs(Camera("door", ("person",), ("front.door",), ("gate.1",)), "sd", "ha")
+    assert all(re.fullmatch(r"ha/(sensor|binary_sensor)/streamdet_door/[A-Za-z0-9_-]+/config", t) for t in configs), \
+        sorted(configs)
+    zone = configs["ha/sensor/streamdet_door/zone_front_door_count/config"]
+    assert zone["state_topic"] == "sd/door/zone/front.door/count" and zone["name"] == "Zone front.door count"
+    assert zone["unique_id"] == "streamdet_door_zone_front_door_count"
+    assert configs["ha/sensor/streamdet_door/line_gate_1_out/config"]["state_topic"] == "sd/door/line/gate.1/out"
+    path = clip("carphone_pristine")
+    settings = tmp_path / "c.yaml"
+    settings.write_text(f"mqtt:\n  url: mqtt://127.0.0.1:1\n  discovery: true\nsources:\n  - url: '{path}'\n"
+                        "    name: car\n    events:\n      lines:\n        - {name: a.b, points: [[0, 0.1], [1, 0.1]]}\n"
+                        "        - {name: a_b, points: [[0, 0.2], [1, 0.2]]}\n")
+    proc = streamdet("run", "--config", str(settings), env=cli_env(tmp_path))
+    assert_one_line_error(proc, "mqtt.discovery: two lines of car become the entity line_a_b; rename one")
+
+
+@pytest.mark.services
+def test_a_zone_and_a_line_named_with_a_dot_are_announced_and_counted_on_a_real_broker(broker, watchers, detector):
+    """carphone's man sits in the zone 'all.of.it' for the whole clip: its entity is announced under an object
+    part Home Assistant takes, and its state topic counts him 0 -> 1 -> 0."""
+    config = _config(broker, [SourceEntry(url=str(clip("carphone_pristine")), name="car")])
+    config.events = EventsConfig(zones=[ZoneConfig("all.of.it", [[0, 0], [1, 0], [1, 1], [0, 1]])],
+                                 lines=[LineConfig("top.edge", [[0, 0.05], [1, 0.05]])])
+    watch = watchers()
+    _run(config, detector)
+    wait_for(lambda: watch.last("streamdet/car/available") == "offline", 10, "the camera offline at the end")
+    announced = [t for t, p, _ in list(watch.msgs) if t.startswith("homeassistant/") and p]
+    assert all(re.fullmatch(r"homeassistant/(sensor|binary_sensor)/streamdet_car/[A-Za-z0-9_-]+/config", t)
+               for t in announced), announced
+    zone = json.loads(watch.last("homeassistant/sensor/streamdet_car/zone_all_of_it_count/config"))
+    assert watch.values(zone["state_topic"]) == ["0", "1", "0"]
+    line = json.loads(watch.last("homeassistant/sensor/streamdet_car/line_top_edge_in/config"))
+    assert watch.values(line["state_topic"]) == ["0"]

@@ -183,7 +183,7 @@ def test_the_collector_turns_a_status_into_camera_mqtt_and_event_metrics_with_cr
     class Ended:
         source, kind, label, clip = "yard", "end", "person", "yard-1.mp4"
 
-    tally = EventTally()
+    tally = EventTally({"yard": lambda: 1})  # two tracks that shared one clip: one clip, as the summary says
     tally.add([Ended(), Ended()])
     events, clips = tally.counts()
     text = MetricsPage(lambda: Scrape(_fake_status(), WebFigures([3], 4, 1, 0), events, clips)).text()
@@ -195,7 +195,7 @@ def test_the_collector_turns_a_status_into_camera_mqtt_and_event_metrics_with_cr
     assert _value(f, "streamdet_frames_inferred", "streamdet_frames_inferred_total", source="yard") == 4
     assert _value(f, "streamdet_frame_age_seconds", "streamdet_frame_age_seconds_sum", source="yard") == 0.4
     assert _value(f, "streamdet_events", "streamdet_events_total", source="yard", kind="end", label="person") == 2
-    assert _value(f, "streamdet_clips", "streamdet_clips_total", source="yard") == 2
+    assert _value(f, "streamdet_clips", "streamdet_clips_total", source="yard") == 1
     assert _value(f, "streamdet_mqtt_events_dropped", "streamdet_mqtt_events_dropped_total") == 1
     assert _value(f, "streamdet_mqtt_queued_messages", "streamdet_mqtt_queued_messages") == 2
     assert _value(f, "streamdet_web_viewers", "streamdet_web_viewers", source="yard") == 3
@@ -231,3 +231,32 @@ def test_camera_and_broker_passwords_never_reach_the_metrics_and_mqtt_is_measure
     finally:
         server.close()
         broker.stop()
+
+
+@pytest.mark.services
+def test_clips_total_counts_the_clips_written_not_the_end_events_that_share_them(tmp_path, pedestrian_xml):
+    """bikes with 1 s before and after and end_after 1: four tracks end by frame 220, two of them overlapping in
+    one clip, so three clips. At the last frame /metrics says what the summary says: the clips written."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    config = _config([str(clip("bikes"))], token=TOKEN)
+    config.logging.quiet = True
+    config.events.clips = str(clips)
+    config.events.pre_capture = config.events.post_capture = config.events.end_after = 1.0
+    ends: list = []
+    scraped: list[float] = []
+
+    def at_each(result) -> None:
+        ends.extend(e for e in result.events if e.kind == "end")
+        if result.frame.index == 249:  # the last frame: every clip has begun, every track above has ended
+            made = len({e.clip for e in ends})
+            scraped.append(wait_for(lambda: (n := _value(_scrape(pipeline), "streamdet_clips",
+                                                         "streamdet_clips_total", source="bikes")) == made and n,
+                                    10, f"streamdet_clips_total to be {made}", poll=0.2))
+
+    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        for result in pipeline.results():
+            at_each(result)
+    files = [p for p in clips.iterdir() if p.suffix == ".mp4"]
+    assert len(ends) > len(files), f"{len(ends)} end events for {len(files)} clips: no two tracks shared one"
+    assert scraped == [len(files)]

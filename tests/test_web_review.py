@@ -400,3 +400,69 @@ def test_clips_and_segments_take_a_viewers_place_so_health_checks_keep_theirs(se
         watching.close()
     wait_for(lambda: view.server.clients == 0, 10, "the stream to end")
     assert _get(view, "/clips/door_track1.mp4", {"Range": "bytes=0-99"})[0] == 206
+
+
+@pytest.mark.unit
+def test_a_filter_given_twice_is_refused_in_one_line(serve, media):
+    """`?source=door&source=yard` once gave page 1 filtered by door and `next` by yard: any key given twice is
+    refused, whatever it is."""
+    view = serve()
+    for result in _history(media):
+        view.write(result)
+    for query, key in (("?source=door&source=yard", "source"), ("?label=person&label=car", "label"),
+                       ("?zone=porch&zone=gate", "zone"), ("?limit=1&limit=2", "limit"),
+                       ("?cursor=9&cursor=3", "cursor"), ("?after=2026-12-04T10:00:00Z&after=2026-12-04T10:01:00Z",
+                                                          "after"), ("?source=door&source=door", "source")):
+        status, body, _ = _get(view, f"/api/events{query}")
+        assert status == 400 and body.count(b"\n") == 1, (query, status, body)
+        assert f"bad query: {key} is given 2 times; give each parameter once".encode() in body, body
+    assert [e["track"] for e in _api(view, "?source=door&label=person")["events"]] == [3, 2, 1]
+
+
+STRANGE = "a#b?c%41 d"  # a fragment, a query and an escape, were the name put into a path as it is
+
+
+@pytest.mark.unit
+@pytest.mark.services
+def test_names_with_hash_question_mark_and_percent_load_their_snapshot_and_clip_in_chromium_with_a_token(media,
+                                                                                                          tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: install the packages in tests/apt-packages.txt (the CI script does)")
+    snapshot, video = tmp_path / f"{STRANGE}_track1.jpg", tmp_path / f"{STRANGE}_track1.mp4"
+    shutil.copy(media["snapshot"], snapshot)
+    shutil.copy(media["clip"], video)
+    web = WebConfig(listen="127.0.0.1:0", token=TOKEN)
+    view = WebView(bind_listener(web), web, [STRANGE], _status, None)
+    try:
+        view.write(FrameResult(source=STRANGE, frame=Frame(image=media["frames"][0], index=1, pts_ms=None,
+                                                           captured=time.monotonic()),
+                               detections=_result(0, (), media["frames"][0]).detections, latency_ms=5.0, source_id=0,
+                               events=(_event("end", STRANGE, 1, snapshot=str(snapshot), clip=str(video)),)))
+        entry = _api(view, f"?token={TOKEN}")["events"][0]
+        assert entry["snapshot"] == "/snapshots/" + quote(snapshot.name, safe="")
+        assert entry["clip"] == "/clips/" + quote(video.name, safe="")
+        status, body, _ = _get(view, f"{entry['snapshot']}?token={TOKEN}")
+        assert status == 200 and body == snapshot.read_bytes()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(f"{view.server.url}events?token={TOKEN}")
+                page.wait_for_function("() => document.querySelectorAll('#events .event').length === 1",
+                                       timeout=20_000)
+                page.wait_for_function("() => { const i = document.querySelector('#events .event img'); "
+                                       "return i.complete; }", timeout=20_000)
+                width = page.evaluate("() => document.querySelector('#events .event img').naturalWidth")
+                page.locator("#events .event button").click()
+                page.wait_for_function("() => { const v = document.getElementById('video'); "
+                                       "return v.readyState >= 2 || v.error; }", timeout=20_000)
+                played = page.evaluate("() => { const v = document.getElementById('video'); "
+                                       "return [v.videoWidth, v.error && v.error.code]; }")
+            finally:
+                browser.close()
+    finally:
+        view.close()
+    assert width == 176, "the snapshot did not load: its address was cut at '#' or '?'"
+    assert played == [176, None], played

@@ -363,3 +363,28 @@ def test_a_long_route_takes_a_viewers_place_by_its_route_for_get_and_head_alike(
     assert view.server.refused == refused + 2
     watching.close()
     wait_for(lambda: view.server.clients == 0, 10, "the stream to end")
+
+
+@pytest.mark.unit
+def test_links_take_web_public_url_else_the_host_the_listener_was_given_and_none_for_every_address():
+    from streamdet.web.listener import link_url
+
+    cases = [({"listen": "127.0.0.1:0"}, "http://127.0.0.1:{port}/"),
+             ({"listen": "localhost:0"}, "http://localhost:{port}/"),
+             ({"listen": "[::1]:0"}, "http://[::1]:{port}/"),
+             ({"listen": "0.0.0.0:0", "token": "links-token-123"}, None),
+             ({"listen": "[::]:0", "token": "links-token-123"}, None),
+             ({"listen": "0.0.0.0:0", "token": "links-token-123", "public_url": "http://cams.lan:8080"},
+              "http://cams.lan:8080/")]
+    for settings, expected in cases:
+        web = WebConfig(**settings)
+        try:
+            sock = bind_listener(web)
+        except ConfigError as exc:  # a machine without IPv6
+            assert "::" in settings["listen"], exc
+            continue
+        try:
+            port = sock.getsockname()[1]
+            assert link_url(web, sock) == (expected.format(port=port) if expected else None), settings
+        finally:
+            sock.close()

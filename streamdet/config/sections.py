@@ -19,7 +19,7 @@ from .events import EventsConfig, TrackConfig, check_shape
 from .fields import check_fields
 from .mqtt import MqttConfig
 from .names import NAME_CHARS, is_plain_name
-from ..urls import NETWORK_SCHEMES, check_url, is_loopback, mask_url, parse_listen, parse_server, scheme_of
+from ..urls import NETWORK_SCHEMES, check_public_url, check_url, is_loopback, mask_url, parse_listen, parse_server, scheme_of
 
 
 @dataclass
@@ -228,9 +228,11 @@ class WebConfig:
     max_clients: int = 32
     client_timeout: float = 10.0
     metrics: bool = True  # Prometheus /metrics on the web view's listener (same token)
+    public_url: str | None = None  # where others open the web view: the base of links in events and MQTT
 
     def __post_init__(self) -> None:
         check_fields(self)
+        self.public_url = check_public_url(self.public_url) if self.public_url else None
         if self.listen:
             host, port = parse_listen(self.listen)
             if not is_loopback(host) and not self.token:
@@ -275,11 +277,9 @@ RUN_WIDE = {"output": ("summary_json", "overwrite")}
 
 @dataclass
 class SourceEntry:
-    """One entry of `sources:`: where frames come from, and this source's own settings.
-
-    `source`, `detect` and `output` hold only the keys the entry sets; every
-    other key comes from the section of the same name (see `Config.plans`).
-    """
+    """One entry of `sources:`: where frames come from, and this source's own settings. `source`, `detect` and
+    `output` hold only the keys the entry sets; every other key comes from the section of the same name (see
+    `Config.plans`)."""
 
     url: str
     name: str | None = None

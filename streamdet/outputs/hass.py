@@ -67,18 +67,30 @@ def check_devices(names: list[str]) -> None:
                           "(Home Assistant ids take only letters, digits, '_' and '-')")
 
 
+def check_entities(camera: Camera) -> None:
+    """Two zones (or lines) of a camera whose names differ only where ids take '_' would be one entity."""
+    for kind, names in (("zones", camera.zones), ("lines", camera.lines)):
+        ids = [object_id(n) for n in names]
+        twice = sorted({n for n in ids if ids.count(n) > 1})
+        if twice:
+            raise ConfigError(f"mqtt.discovery: two {kind} of {camera.name} become the entity "
+                              f"{kind[:-1]}_{twice[0]}; rename one (Home Assistant ids take only letters, digits, "
+                              "'_' and '-')")
+
+
 def state_topics(camera: Camera, prefix: str) -> dict[str, str]:
-    """Every state topic of a camera, by what it holds (also its entity's object id)."""
+    """Every state topic of a camera, by what it holds (also its entity's object id: names cleaned by
+    `object_id`, as Home Assistant ignores a discovery topic whose object part holds anything else)."""
     base = f"{prefix}/{camera.name.replace('+', '_').replace('#', '_')}"  # as its events' topic
     topics = {"available": f"{base}/available", "state": f"{base}/state"}
     for c in camera.classes:
         topics[f"{object_id(c)}_count"] = f"{base}/{object_id(c)}/count"
         topics[f"{object_id(c)}_occupied"] = f"{base}/{object_id(c)}/occupied"
     for z in camera.zones:
-        topics[f"zone_{z}_count"] = f"{base}/zone/{z}/count"
+        topics[f"zone_{object_id(z)}_count"] = f"{base}/zone/{z}/count"
     for line in camera.lines:
-        topics[f"line_{line}_in"] = f"{base}/line/{line}/in"
-        topics[f"line_{line}_out"] = f"{base}/line/{line}/out"
+        topics[f"line_{object_id(line)}_in"] = f"{base}/line/{line}/in"
+        topics[f"line_{object_id(line)}_out"] = f"{base}/line/{line}/out"
     return topics
 
 
@@ -108,11 +120,11 @@ def discovery_configs(camera: Camera, prefix: str, discovery_prefix: str) -> dic
         made.append(entity("binary_sensor", f"{key}_occupied", f"{c} occupied", payload_on="ON", payload_off="OFF",
                            device_class="occupancy"))
     for z in camera.zones:
-        made.append(entity("sensor", f"zone_{z}_count", f"Zone {z} count", state_class="measurement",
+        made.append(entity("sensor", f"zone_{object_id(z)}_count", f"Zone {z} count", state_class="measurement",
                            unit_of_measurement="objects", icon="mdi:counter"))
     for line in camera.lines:  # counts of this run: they start at 0 again with each run
         for way in ("in", "out"):
-            made.append(entity("sensor", f"line_{line}_{way}", f"Line {line} {way}", state_class="total_increasing",
+            made.append(entity("sensor", f"line_{object_id(line)}_{way}", f"Line {line} {way}", state_class="total_increasing",
                                unit_of_measurement="crossings", icon="mdi:transit-transfer"))
     return dict(made)
 
@@ -143,6 +155,8 @@ class HassOutput(Output):
                  health: dict[int, Callable[[], SourceHealth | None]]) -> HassOutput:
         """Clears what an earlier run announced and this one does not, publishes the configs and first states."""
         check_devices([c.name for c in cameras.values()])
+        for camera in cameras.values():
+            check_entities(camera)
         output = cls(publisher, settings, cameras, health)
         configs: dict[str, dict] = {}
         for camera in cameras.values():
@@ -207,10 +221,10 @@ class HassOutput(Output):
             self._set(i, f"{object_id(c)}_count", str(n))
             self._set(i, f"{object_id(c)}_occupied", "ON" if n else "OFF")
         for z, tracks in self._inside[i].items():
-            self._set(i, f"zone_{z}_count", str(len(tracks)))
+            self._set(i, f"zone_{object_id(z)}_count", str(len(tracks)))
         for line, ways in self._crossed[i].items():
             for way, n in ways.items():
-                self._set(i, f"line_{line}_{way}", str(n))
+                self._set(i, f"line_{object_id(line)}_{way}", str(n))
 
     def _check_health(self) -> None:
         now = time.monotonic()

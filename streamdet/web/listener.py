@@ -1,9 +1,10 @@
 """The web view's listening socket: bound before anything slow starts (a busy port fails in a moment), and
-the address it serves at, known before the server starts."""
+the address it serves at, known before the server starts; the address links to it name."""
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 
 from ..config.sections import WebConfig
@@ -42,4 +43,21 @@ def listener_url(sock: socket.socket) -> str:
     """Where a bound listener serves: known before the web view starts, so what is built before it (the
     clips stage, for its events' links) is given the address rather than asking for it later."""
     host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def link_url(web: WebConfig, sock: socket.socket) -> str | None:
+    """Where links in events and MQTT messages point: `web.public_url`, else the host `web.listen` names with
+    the port bound. None for a wildcard listener (0.0.0.0, ::): no address of this machine is known to be
+    one others reach it at (its host name often resolves only here, or names a container), and a link
+    that does not open is worse than none."""
+    if web.public_url:
+        return web.public_url
+    host, _ = parse_listen(web.listen)
+    try:
+        if ipaddress.ip_address(host).is_unspecified:
+            return None
+    except ValueError:
+        pass  # a host name, as given: the one the user reaches this machine by
+    port = sock.getsockname()[1]
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"

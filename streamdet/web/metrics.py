@@ -32,25 +32,25 @@ STATES = ("starting", "online", "offline", "ended")
 
 
 class EventTally:
-    """Events per (source, kind, label) and clips per source, as the web view receives them; thread-safe
-    (added to on the output thread, read by a scrape)."""
+    """Events per (source, kind, label), as the web view receives them; thread-safe (added to on the output
+    thread, read by a scrape). Clips per source are the clips outputs' own figures (`clips`: source name ->
+    clips written so far), as the summary's: tracks that overlap share one clip, so end events are no count."""
 
-    def __init__(self) -> None:
+    def __init__(self, clips: dict[str, Callable[[], int]] | None = None) -> None:
         self._lock = threading.Lock()
         self._events: dict[tuple[str, str, str], int] = {}
-        self._clips: dict[str, int] = {}
+        self._clips = clips or {}
 
     def add(self, events: Iterable) -> None:
         with self._lock:
             for event in events:
                 key = (event.source, event.kind, event.label)
                 self._events[key] = self._events.get(key, 0) + 1
-                if event.kind == "end" and event.clip:
-                    self._clips[event.source] = self._clips.get(event.source, 0) + 1
 
     def counts(self) -> tuple[dict[tuple[str, str, str], int], dict[str, int]]:
         with self._lock:
-            return dict(self._events), dict(self._clips)
+            events = dict(self._events)
+        return events, {source: made() for source, made in self._clips.items()}
 
 
 class LogTally(logging.Handler):

@@ -34,9 +34,13 @@ def source_id(request: web.Request, index: dict[str, int]) -> int:
 
 
 def query_of(request: web.Request) -> Query:
-    """/api/events' parameters; a bad one is a 400 naming it."""
+    """/api/events' parameters; a bad one is a 400 naming it. A key given twice is refused, whatever it is:
+    taking one of its values would answer another question than was asked (and `next` would ask yet another)."""
     q = request.query
     try:
+        twice = next((key for key in q if len(q.getall(key)) > 1), None)
+        if twice is not None:
+            raise ValueError(f"{twice} is given {len(q.getall(twice))} times; give each parameter once")
         limit = int(q.get("limit", DEFAULT_LIMIT))
         cursor = int(q["cursor"]) if q.get("cursor") else None
         if not 1 <= limit <= MAX_LIMIT:

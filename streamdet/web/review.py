@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..outputs.sidecar import sidecar_path
+from ..urls import link
 
 # Ended tracks kept for the page; the oldest go (with their files' entries) beyond it.
 MAX_EVENTS = 10_000
@@ -52,8 +53,8 @@ class Reviewed:
         return {"id": self.id, "source": self.source, "track": self.track, "label": self.label,
                 "score": self.score, "time": self.time, "duration_s": self.duration_s,
                 "zones": list(self.zones), "lines": list(self.lines),
-                "snapshot": f"/snapshots/{self.snapshot}" if self.snapshot else None,
-                "clip": f"/clips/{self.clip}" if self.clip else None}
+                "snapshot": link("/snapshots/", self.snapshot) if self.snapshot else None,
+                "clip": link("/clips/", self.clip) if self.clip else None}
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,16 @@ class WebView(Output):
     takes_events = True  # the review page lists the tracks that end, also with their source
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
-                 draw: Draw | None, recordings: dict[str, ListSegments] | None = None):
+                 draw: Draw | None, recordings: dict[str, ListSegments] | None = None,
+                 clips: dict[str, Callable[[], int]] | None = None):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
-        `recordings`: per source name, its recording's segments now (see streamdet.web.review)."""
+        `recordings`: per source name, its recording's segments now (see streamdet.web.review); `clips`: per
+        source name, the clips its clips output has written so far."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
         self._closed = False
         self.events = EventStore()
-        self.tally = EventTally()  # events by source, kind and class for /metrics
+        self.tally = EventTally(clips)  # events by source, kind and class, and clips, for /metrics
         self.logged = LogTally()   # warnings and errors logged while it serves, for /metrics
         log.addHandler(self.logged)
         try:
