@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from .detections import FrameResult
 from .outputs.snapshots import Snapshot
 from .scene import Counts, Event, Scene, SceneState
 from .tracking import Track, Tracker, TrackUpdate
+
+log = logging.getLogger("streamdet.events")
 
 
 def _anchor(box) -> tuple[float, float]:
@@ -83,12 +86,25 @@ class EventStage:
 
     def __call__(self, result: FrameResult) -> FrameResult:
         i = result.source_id
+        if result.frame.size != self.scenes[i].size and self.scenes[i]:
+            self._resize(i, result.frame.size)
         snapshots: list[Snapshot] = []
         events = self._events(i, result, result.tracks or TrackUpdate(), snapshots)
         scene = SceneState(self.scenes[i], self.counts[i].copy()) if self.scenes[i] else None
         if not events and scene is None:
             return result
         return dataclasses.replace(result, events=tuple(events), scene=scene, snapshots=tuple(snapshots))
+
+    def _resize(self, i: int, size: tuple[int, int]) -> None:
+        """Pictures of another size (a camera back at another resolution, or a sub-stream's camera whose main
+        stream came after the start): the shapes given in fractions go onto it; the counts go on."""
+        before = self.scenes[i].size
+        self.scenes[i] = Scene.resized(self._configs[i], *size)
+        for _, sides in self._where[i].values():
+            sides.clear()  # where tracks stood is in the old pixels: no crossing is measured across the change
+        if before != (0, 0):
+            log.info("%s: the picture is %dx%d now (was %dx%d); zones and lines given in fractions follow it, "
+                     "those given in pixels stay", self._names[i], *size, *before)
 
     def _events(self, i: int, result: FrameResult, update: TrackUpdate, snapshots: list[Snapshot]) -> list[Event]:
         """This frame's events; the snapshots of the tracks that ended are added to `snapshots`."""
