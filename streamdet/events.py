@@ -11,7 +11,6 @@ JSONL, MQTT) publish the events; the overlay draws the zones, lines and counts.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .clock import iso, wall_time
 from .config.events import EventsConfig
 from .detections import FrameResult
 from .outputs.snapshots import Snapshot
@@ -81,7 +81,6 @@ class EventStage:
                               lines={n: {"in": 0, "out": 0} for n in s.lines}) for s in scenes]
         # Per source, per track: the zones it is in, and per line the side it was last seen on (and where).
         self._where: list[dict[int, tuple[set[str], dict]]] = [{} for _ in scenes]
-        self._wall_offset = time.time() - time.monotonic()
         self._run_stamp = time.strftime("%Y%m%d-%H%M%S")
 
     def __call__(self, result: FrameResult) -> FrameResult:
@@ -109,8 +108,7 @@ class EventStage:
     def _events(self, i: int, result: FrameResult, update: TrackUpdate, snapshots: list[Snapshot]) -> list[Event]:
         """This frame's events; the snapshots of the tracks that ended are added to `snapshots`."""
         frame = result.frame
-        stamp = dt.datetime.fromtimestamp(frame.captured + self._wall_offset, dt.timezone.utc).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
+        stamp = iso(wall_time(frame.captured))
         pts = None if frame.pts_ms is None else round(frame.pts_ms / 1000, 3)
 
         def event(kind: str, track, box, **extra) -> Event:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import av
 
+from ..clock import wall_time
 from ..config.sections import RecordingConfig
 from ..detections import FrameResult
 from ..errors import OutputError
@@ -211,7 +212,7 @@ class CopyRecording(Output):
         return self._segments is not None and length > 0 and at_s - self._file.start_s >= length
 
     def _open(self, fmt: StreamFormat, start_s: float, arrived: float) -> None:
-        wall = time.time() - (time.monotonic() - arrived)
+        wall = wall_time(arrived)
         if self._segments is not None:
             path = self._segments.path_for(wall)
         elif self._files == 0:
