@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
+from .clock import wall_time
 from .config.events import CLIP_RING_BYTES, EventsConfig
 from .config.sections import RecordingConfig
 from .detections import FrameResult
@@ -174,7 +174,7 @@ class ClipStage:
         frame = result.frame
         pts = camera.pts(frame.stream_time)
         if camera.encoder is None:
-            camera.wall_offset = time.time() - (time.monotonic() - frame.captured) - pts / 1000
+            camera.wall_offset = wall_time(frame.captured) - pts / 1000
         packets = camera.encode(frame.image, pts)
         for packet in packets:
             camera.ring.add(packet)

@@ -11,18 +11,21 @@ JSONL, MQTT) publish the events; the overlay draws the zones, lines and counts.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+import logging
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .clock import iso, wall_time
 from .config.events import EventsConfig
 from .detections import FrameResult
 from .outputs.snapshots import Snapshot
 from .scene import Counts, Event, Scene, SceneState
 from .tracking import Track, Tracker, TrackUpdate
+
+log = logging.getLogger("streamdet.events")
 
 
 def _anchor(box) -> tuple[float, float]:
@@ -78,11 +81,12 @@ class EventStage:
                               lines={n: {"in": 0, "out": 0} for n in s.lines}) for s in scenes]
         # Per source, per track: the zones it is in, and per line the side it was last seen on (and where).
         self._where: list[dict[int, tuple[set[str], dict]]] = [{} for _ in scenes]
-        self._wall_offset = time.time() - time.monotonic()
         self._run_stamp = time.strftime("%Y%m%d-%H%M%S")
 
     def __call__(self, result: FrameResult) -> FrameResult:
         i = result.source_id
+        if result.frame.size != self.scenes[i].size and self.scenes[i]:
+            self._resize(i, result.frame.size)
         snapshots: list[Snapshot] = []
         events = self._events(i, result, result.tracks or TrackUpdate(), snapshots)
         scene = SceneState(self.scenes[i], self.counts[i].copy()) if self.scenes[i] else None
@@ -90,11 +94,21 @@ class EventStage:
             return result
         return dataclasses.replace(result, events=tuple(events), scene=scene, snapshots=tuple(snapshots))
 
+    def _resize(self, i: int, size: tuple[int, int]) -> None:
+        """Pictures of another size (a camera back at another resolution, or a sub-stream's camera whose main
+        stream came after the start): the shapes given in fractions go onto it; the counts go on."""
+        before = self.scenes[i].size
+        self.scenes[i] = Scene.resized(self._configs[i], *size)
+        for _, sides in self._where[i].values():
+            sides.clear()  # where tracks stood is in the old pixels: no crossing is measured across the change
+        if before != (0, 0):
+            log.info("%s: the picture is %dx%d now (was %dx%d); zones and lines given in fractions follow it, "
+                     "those given in pixels stay", self._names[i], *size, *before)
+
     def _events(self, i: int, result: FrameResult, update: TrackUpdate, snapshots: list[Snapshot]) -> list[Event]:
         """This frame's events; the snapshots of the tracks that ended are added to `snapshots`."""
         frame = result.frame
-        stamp = dt.datetime.fromtimestamp(frame.captured + self._wall_offset, dt.timezone.utc).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
+        stamp = iso(wall_time(frame.captured))
         pts = None if frame.pts_ms is None else round(frame.pts_ms / 1000, 3)
 
         def event(kind: str, track, box, **extra) -> Event:

@@ -95,6 +95,7 @@ class SourceCounters:
     frames_processed: int = 0
     frames_inferred: int = 0  # of those, how many went through the network (all, unless the motion gate is on)
     last_done: float | None = None
+    size: tuple[int, int] | None = None  # the newest frame's (width, height): a camera may come back at another size
     latency: StageTimer = field(default_factory=StageTimer)
     age: StageTimer = field(default_factory=StageTimer)
     rate: RateMeter = field(default_factory=RateMeter)

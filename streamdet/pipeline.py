@@ -145,6 +145,7 @@ class Pipeline:
             self.meter.timers["inference"].add(completed.infer_ms)
             counters.frames_inferred += 1
         counters.done(now, latency_ms)
+        counters.size = job.frame.size
         # The plate's figures as they stand at this frame: whoever draws or files it later shows these.
         result = FrameResult(source=lane.source.name, frame=job.frame, detections=completed.detections,
                              latency_ms=latency_ms, source_id=lane.id, inferred=completed.inferred,

@@ -69,9 +69,10 @@ def status(lanes: list[Lane], meter: RunMeter) -> RunStatus:
         else:
             state = "online" if c.frames_processed else "starting"
         latency = c.latency.summary()
+        width, height = c.size or (lane.info.width, lane.info.height)
         sources.append(SourceStatus(
             name=lane.source.name, url=lane.source.display_name or lane.source.name, live=lane.info.live,
-            state=state, width=lane.info.width, height=lane.info.height,
+            state=state, width=width, height=height,
             input_fps=health.input_fps if health is not None else None, processed_fps=c.rate.rate(time.monotonic()),
             frames_processed=c.frames_processed, dropped=lane.inbox.dropped,
             latency_ms=latency.mean_ms if latency.count else None,

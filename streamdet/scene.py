@@ -40,27 +40,39 @@ class Event:
 
 @dataclass(frozen=True)
 class Scene:
-    """A source's zones and lines in pixels."""
+    """A source's zones and lines in pixels, for pictures of `size` (width, height; (0, 0) before any came)."""
 
     zones: dict[str, np.ndarray]   # name -> (n, 2) float32 polygon
     lines: dict[str, np.ndarray]   # name -> (2, 2) float32 segment
+    size: tuple[int, int] = (0, 0)
 
     @classmethod
     def of(cls, events: EventsConfig, width: int, height: int, source: str) -> Scene:
-        """The config's shapes for a frame of this size; raises ConfigError for a point outside the frame."""
-        def pixels(shape: ZoneConfig | LineConfig, kind: str) -> np.ndarray:
+        """The config's shapes for a frame of this size; raises ConfigError for a point outside the frame
+        (unchecked while the size is not known: a camera away at the start)."""
+        scene = cls.resized(events, width, height)
+        if width and height:
+            for kind, shapes in (("zone", scene.zones), ("line", scene.lines)):
+                for name, points in shapes.items():
+                    outside = [p for p in points.tolist() if p[0] > width or p[1] > height]
+                    if outside:
+                        x, y = outside[0]
+                        raise ConfigError(f"source '{source}': {kind} '{name}': point [{x:g}, {y:g}] is outside "
+                                          f"the {width}x{height} frame; give pixels inside it, or fractions from 0 to 1")
+        return scene
+
+    @classmethod
+    def resized(cls, events: EventsConfig, width: int, height: int) -> Scene:
+        """The config's shapes for pictures of this size, unchecked: shapes given in fractions are put on this
+        size again (a camera back at another resolution), shapes given in pixels stay where they were given."""
+        def pixels(shape: ZoneConfig | LineConfig) -> np.ndarray:
             points = np.array(shape.points, np.float32)
             if in_fractions(shape.points):
                 points *= np.array([width, height], np.float32)
-            outside = [p for p in points.tolist() if p[0] > width or p[1] > height]
-            if outside:
-                x, y = outside[0]
-                raise ConfigError(f"source '{source}': {kind} '{shape.name}': point [{x:g}, {y:g}] is outside the "
-                                  f"{width}x{height} frame; give pixels inside it, or fractions from 0 to 1")
             return points
 
-        return cls({z.name: pixels(z, "zone") for z in events.zones},
-                   {line.name: pixels(line, "line") for line in events.lines})
+        return cls({z.name: pixels(z) for z in events.zones}, {line.name: pixels(line) for line in events.lines},
+                   (width, height))
 
     def __bool__(self) -> bool:
         return bool(self.zones or self.lines)

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "streamdet"
 
 # Bottom first. A module may import from its own layer and those below it, never from one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("errors", "privacy", "urls", "meters", "figures", "config", "stats")),
+    ("foundations", ("errors", "privacy", "urls", "clock", "meters", "figures", "config", "stats")),
     ("data", ("detections", "scene", "drawing", "tracking", "sources", "model")),
     ("inputs and outputs", ("outputs", "engines")),
     ("stages and threads", ("motion", "events", "clips", "stages", "scheduler", "reports", "web")),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import av
 
+from ..clock import wall_time
 from ..config.sections import RecordingConfig
 from ..detections import FrameResult
 from ..errors import OutputError
@@ -101,8 +102,7 @@ class CopyRecording(Output):
         self._files = 0
         self._closed = False
         self.packets = 0
-        self._thread = threading.Thread(target=self._run, name=f"copy-{source_name}", daemon=True)
-        self._thread.start()
+        self._start_writer()
 
     @property
     def segments(self) -> Segments | None:
@@ -116,14 +116,39 @@ class CopyRecording(Output):
     # ------------------------------------------------------------ output thread
 
     def write(self, result: FrameResult) -> None:
-        if self._error is not None and not self._continue:
-            raise self._failure()
+        if not self._thread.is_alive():
+            self._writer_ended()
         self._sidecar.add(result)
+
+    def _writer_ended(self) -> None:
+        """The writer thread has died (its failure outside one guarded step, or anything it did not expect): the
+        run stops (on_error: stop), or a new writer starts on a new file (continue), the old file cut to whole
+        fragments. Nothing else drains the tap and the waiting lines, so it is seen at the next frame."""
+        if self._error is None:
+            self._error = RuntimeError("the copy recording's writer thread ended")
+        if not self._continue:
+            raise self._failure()
+        log.error("%s", self._failure())
+        log.error("%s: recording again in a new file (on_error: continue)", self.source_name)
+        file, self._file, self._error = self._file, None, None
+        if file is not None:
+            try:
+                self._end(file)
+            except Exception:
+                pass  # the file is failing already; what was written stays playable
+            cut_to_whole_fragments(file.path)
+        self._sidecar.restart()  # the lines waiting were for the ended file: the next one starts later
+        self._retry_at = time.monotonic() + self._RETRY_S
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"copy-{self.source_name}", daemon=True)
+        self._thread.start()
 
     # ------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
-        c0 = time.thread_time()
+        c0, before = time.thread_time(), self.cpu_s  # a writer started again adds to the one before
         try:
             while True:
                 item = self._tap.take(0.5)
@@ -135,12 +160,12 @@ class CopyRecording(Output):
                 else:
                     self._packet(item)
                 self._write_lines(final=False)
-                self.cpu_s = time.thread_time() - c0
+                self.cpu_s = before + time.thread_time() - c0
             self._write_lines(final=True)
         except Exception as exc:
             self._error = exc
         finally:
-            self.cpu_s = time.thread_time() - c0
+            self.cpu_s = before + time.thread_time() - c0
 
     def _connected(self, item: Connected) -> None:
         self._timeline.connected(item)
@@ -187,7 +212,7 @@ class CopyRecording(Output):
         return self._segments is not None and length > 0 and at_s - self._file.start_s >= length
 
     def _open(self, fmt: StreamFormat, start_s: float, arrived: float) -> None:
-        wall = time.time() - (time.monotonic() - arrived)
+        wall = wall_time(arrived)
         if self._segments is not None:
             path = self._segments.path_for(wall)
         elif self._files == 0:
@@ -282,6 +307,9 @@ class CopyRecording(Output):
         if self._tap.dropped:
             log.warning("%s: %d packets were dropped while the disk was behind (gaps in the recording)",
                         self.source_name, self._tap.dropped)
+        if self._sidecar.dropped:
+            log.warning("%s: %d detections lines were dropped while the writer was behind", self.source_name,
+                        self._sidecar.dropped)
 
 
 def _raise(exc: BaseException) -> None:

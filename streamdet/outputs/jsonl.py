@@ -9,6 +9,7 @@ import stat
 import sys
 import time
 
+from ..clock import iso, wall_time
 from ..detections import FrameResult
 from ..errors import PipeClosed
 from .base import Output, write_error
@@ -17,10 +18,13 @@ from .base import Output, write_error
 def record(result: FrameResult) -> dict:
     """The JSON form of one processed frame (boxes in pixels)."""
     d = result.detections
+    wall = wall_time(result.frame.captured)  # when it was captured (a camera) or read (a file)
     line = {
         "source": result.source,
         "frame": result.frame.index,
         "pts_ms": None if result.frame.pts_ms is None else round(result.frame.pts_ms, 3),
+        "time": iso(wall),
+        "epoch_ms": round(wall * 1000),
         "detections": [
             {"label": label, "class_id": int(class_id), "score": round(float(score), 4),
              "box": [round(float(v), 1) for v in box]}

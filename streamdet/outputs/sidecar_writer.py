@@ -22,6 +22,9 @@ from .timeline import Timeline
 log = logging.getLogger("streamdet.recording")
 
 _LINES = 512  # lines waiting for their packets; past this the oldest go (written where they can be placed)
+# Lines held at most, whatever the writer does (behind on a slow disk, or ended): past this the oldest are dropped
+# as new ones come, and counted.
+_HELD = 4 * _LINES
 _EARLY_S = 0.001  # a frame this close before a file's start is still that file's first
 
 
@@ -39,7 +42,8 @@ class SidecarWriter:
     """The detections lines of one copy recording, from frames to the sidecar beside each of its files."""
 
     def __init__(self) -> None:
-        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._waiting: collections.deque[_Waiting] = collections.deque(maxlen=_HELD)
+        self.dropped = 0  # lines dropped because the writer was that far behind
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._start_s: float | None = None  # the current file's start on the timeline; None between files
@@ -50,7 +54,16 @@ class SidecarWriter:
         frame = result.frame
         line = sidecar_record(result, frame.size, result.plate)
         with self._lock:
+            if len(self._waiting) == _HELD:
+                self.dropped += 1  # the deque's bound drops its oldest
             self._waiting.append(_Waiting(frame.connection, frame.camera_pts_ms, frame.captured, line))
+
+    def restart(self) -> None:
+        """The writer ended with its file (on the output thread, with no writer running): the lines waiting
+        were that file's, and go; a new writer starts with no file open."""
+        with self._lock:
+            self._waiting.clear()
+        self.end()
 
     def begin(self, segment: Path, start_s: float, replace: bool) -> Path | None:
         """A file starting at `start_s` on the timeline: its sidecar is created. The sidecar's path, or None when

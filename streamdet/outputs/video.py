@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..clock import wall_time
 from ..config.sections import RecordingConfig
 from ..detections import FrameResult
 from ..errors import OutputError
@@ -157,7 +158,7 @@ class VideoOutput(Output):
             raise self._failure()
         image = result.frame.image
         pts_ms = self._pts_ms(result)
-        wall = time.time() - (time.monotonic() - result.frame.captured)
+        wall = wall_time(result.frame.captured)
         if self._thread is None:
             self._size = even_size(*image.shape[1::-1])
             self._reuse = bool(result.encoded)

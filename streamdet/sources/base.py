@@ -19,7 +19,8 @@ class Frame:
 
     A network camera's frames also carry their time in the camera's stream (``camera_pts_ms``) and the
     connection they came through (a reconnect starts the stream's times afresh): the copy recording places
-    their detections on its own timeline by these. ``space`` is the (width, height) detections are given in
+    their detections on its own timeline by these (a sub-stream's frames carry neither: placed by ``captured``).
+    ``space`` is the (width, height) detections are given in
     when it is not the picture's: a camera detected on its sub-stream reports boxes in its main stream's
     pixels, which is what is recorded.
     """

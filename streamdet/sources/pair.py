@@ -82,6 +82,9 @@ class CameraPair(Source):
                 waited = True
         if frame is not None:
             frame.space = (main.width, main.height)
+            # Its time and connection are the sub-stream's, which say nothing of where the main stream's
+            # packets are (its connection numbers count from 1 too): it is placed by when it was captured.
+            frame.camera_pts_ms, frame.connection = None, 0
         return frame
 
     def health(self) -> SourceHealth:
