@@ -174,7 +174,8 @@ class EventStage:
         folder = self._configs[i].snapshots
         if not folder or track.best_frame is None:
             return None
-        base = Path(folder) / f"{self._names[i]}_{self._run_stamp}_track{track.id}"
+        name = self._names[i]
+        base = Path(folder.replace("{name}", name)) / f"{name}_{self._run_stamp}_track{track.id}"
         path, n = base.with_suffix(".jpg"), 1
         while path.exists():  # never over a file that is there already (a run started in the same second)
             path, n = Path(f"{base}-{n}.jpg"), n + 1

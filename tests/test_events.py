@@ -185,15 +185,16 @@ def test_a_snapshot_shows_its_own_box_only_when_an_output_draws(tmp_path, model_
 
     source = write_clip(decode(clip("carphone_pristine"), 40), tmp_path / "car.mp4")
     snaps = tmp_path / "snaps"
-    snaps.mkdir()
+    (snaps / "car").mkdir(parents=True)  # {name} in the folder: the source's name, as in events.clips
     proc = streamdet("run", "-m", str(pedestrian_xml), "-s", str(source), "-o", str(tmp_path / "drawn.mp4"),
-                     "--snapshots", str(snaps), "--events", str(tmp_path / "events.jsonl"),
+                     "--snapshots", str(snaps / "{name}"), "--events", str(tmp_path / "events.jsonl"),
                      env=cli_env(model_cache), timeout=300)
     assert proc.returncode == 0, proc.stderr
     ends = [e for e in read_jsonl(tmp_path / "events.jsonl") if e["kind"] == "end"]
     assert ends, proc.stderr
     frames = [f.astype(int) for f in decode(source, 40)]
     for end in ends:
+        assert end["snapshot"].startswith(str(snaps / "car" / "car_")), end
         snapshot = cv2.imread(end["snapshot"]).astype(int)
         # Everything but the snapshot's own box outline (its yellow, a few pixels wide): each box it may be.
         yellow = (snapshot[..., 0] < 90) & (snapshot[..., 1] > 170) & (snapshot[..., 2] > 170)

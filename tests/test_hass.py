@@ -268,3 +268,17 @@ def test_two_sources_that_would_be_one_device_are_one_line_before_the_broker_is_
 def test_discovery_without_a_broker_is_one_line(tmp_path):
     proc = streamdet("run", "-s", str(clip("carphone_pristine")), "--mqtt-discovery", env=cli_env(tmp_path))
     assert_one_line_error(proc, "mqtt.discovery needs a broker: give --mqtt URL or mqtt.url")
+
+
+@pytest.mark.services
+def test_a_missing_snapshots_folder_is_one_line_before_anything_is_published(broker, watchers, tmp_path,
+                                                                               model_cache, pedestrian_xml):
+    """Found by the plan: nothing reaches the broker, not even the retained discovery configs or `online`."""
+    proc = streamdet("run", "-s", str(clip("carphone_pristine")), "-m", str(pedestrian_xml),
+                     "--snapshots", str(tmp_path / "nowhere" / "{name}"), "--mqtt", f"mqtt://127.0.0.1:{broker.port}",
+                     "--mqtt-discovery", env=cli_env(model_cache))
+    assert_one_line_error(proc, "events.snapshots", "nowhere/carphone_pristine'", "create it first")
+    late = watchers()  # on every topic: what is retained comes first, before the mark published after it
+    late.client.publish("test/mark", "after", qos=1)
+    wait_for(lambda: late.last("test/mark") == "after", 10, "the mark")
+    assert [m for m in late.msgs if m[0] != "test/mark"] == [], late.msgs

@@ -86,7 +86,7 @@ CLIP_RING_BYTES = 64 << 20
 @dataclass
 class EventsConfig:
     end_after: float = 2.0
-    snapshots: str | None = None
+    snapshots: str | None = None      # a folder: a JPEG of each ended track's best frame ({name} = source name)
     zones: list[ZoneConfig] = field(default_factory=list)
     lines: list[LineConfig] = field(default_factory=list)
     # A crossing counts once the point an object stands on is this far past the line, in heights of its box:
@@ -114,6 +114,10 @@ class EventsConfig:
         if not 0 <= self.cross_margin <= 1:
             raise ValueError("cross_margin must be between 0 (count on the first change of side) and 1 "
                              "(a box's height past the line)")
+        for key in ("snapshots", "clips"):
+            if getattr(self, key) is not None and not getattr(self, key).strip():
+                raise ValueError(f"{key} is empty; give a folder (it may hold {{name}}, the source's name), "
+                                 "or leave it out (null) for none")
         for key in ("keep_days", "keep_gb"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be 0 (off) or positive")
