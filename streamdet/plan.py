@@ -2,8 +2,9 @@
 
 In this order: each source's settings, the sources made (not opened) and named, the cameras recorded by
 copy, every output path and folder (streamdet.outputs.plan; the snapshots' and clips' too), the window, the
-model's file, MQTT's URL and Home Assistant's device names, the labels with each source's class filter. Each check is cheap: a mistake is one line in a
-moment, before a port is bound, a camera dialled or the model loaded (streamdet.assembly does those next).
+model's file, MQTT's URL and Home Assistant's device names, the labels with each source's class filter.
+Each check is cheap: a mistake is one line in a moment, before a port is bound, a camera dialled, a broker
+reached or the model loaded (streamdet.assembly does those next).
 """
 
 from __future__ import annotations
