@@ -45,6 +45,30 @@ def _through(segment: np.ndarray, p: tuple[float, float], q: tuple[float, float]
     return _side(move, tuple(segment[0])) * _side(move, tuple(segment[1])) <= 0
 
 
+def _crossed(segment: np.ndarray, point: tuple[float, float], sides: dict, name: str, margin: float) -> str | None:
+    """`in` or `out` when the track at `point` has crossed the line since it was last on a side, else None.
+
+    `sides[name]` is the side the track was last known on and its point there. Being known on the other side
+    takes being `margin` pixels past the line: a point that jitters on it changes nothing, so a track
+    standing on a line is never counted in and out. Until a track is past the margin once, the side it was
+    first seen on stands (a track that appears just beside the line and walks over it still counts).
+    """
+    side = _side(segment, point)
+    if side == 0:
+        return None  # standing on the line: it counts once the object is off it, on one side or the other
+    last = sides.get(name)
+    if last is None or (last[0] < 0) == (side < 0):
+        sides[name] = (side, point)
+        return None
+    length = float(np.hypot(*(segment[1] - segment[0])))
+    if abs(side) / length < margin:
+        return None  # on the other side, not yet far enough past the line to count
+    sides[name] = (side, point)
+    if not _through(segment, last[1], point):
+        return None  # round the line's end, not over it
+    return "in" if last[0] < 0 else "out"
+
+
 class TrackStage:
     """The tracking stage: one tracker per source (None where tracking is off)."""
 
@@ -60,6 +84,8 @@ class TrackStage:
             return result
         frame = result.frame if self._snapshots[result.source_id] else None
         detections, update = tracker.update(result.detections, result.frame.stream_time, frame)
+        if frame is not None:
+            tracker.keep_best(frame)  # before the draw stage draws on the frame
         return dataclasses.replace(result, detections=detections, tracks=update)
 
     def finish(self, source_id: int) -> list[Track]:
@@ -131,16 +157,12 @@ class EventStage:
             for name in sorted(zones_before - inside):
                 counts.zones[name]["exit"] += 1
                 out.append(event("zone_exit", track, track.box, zone=name))
+            margin = self._configs[i].cross_margin * float(track.box[3] - track.box[1])
             for name, segment in scene.lines.items():
-                side = _side(segment, point)
-                if side == 0:
-                    continue  # standing on the line: it counts once the object is off it, on one side or the other
-                last = sides.get(name)
-                if last is not None and (last[0] < 0) != (side < 0) and _through(segment, last[1], point):
-                    direction = "in" if last[0] < 0 else "out"
-                    counts.lines[name][direction] += 1
-                    out.append(event("line_cross", track, track.box, line=name, direction=direction))
-                sides[name] = (side, point)
+                crossed = _crossed(segment, point, sides, name, margin)
+                if crossed is not None:
+                    counts.lines[name][crossed] += 1
+                    out.append(event("line_cross", track, track.box, line=name, direction=crossed))
             where[track.id] = (inside, sides)
         for track in update.ended:
             out += self._ended(i, track, event, snapshots)
@@ -166,7 +188,8 @@ class EventStage:
         folder = self._configs[i].snapshots
         if not folder or track.best_frame is None:
             return None
-        base = Path(folder) / f"{self._names[i]}_{self._run_stamp}_track{track.id}"
+        name = self._names[i]
+        base = Path(folder.replace("{name}", name)) / f"{name}_{self._run_stamp}_track{track.id}"
         path, n = base.with_suffix(".jpg"), 1
         while path.exists():  # never over a file that is there already (a run started in the same second)
             path, n = Path(f"{base}-{n}.jpg"), n + 1

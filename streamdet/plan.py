@@ -1,9 +1,10 @@
 """A run's plan: everything about it that can be checked before anything opens.
 
 In this order: each source's settings, the sources made (not opened) and named, the cameras recorded by
-copy, every output path (streamdet.outputs.plan), the window, MQTT's URL and Home Assistant's device
-names, the labels with each source's class filter. Each check is cheap: a mistake is one line in a
-moment, before a port is bound, a camera dialled or the model loaded (streamdet.assembly does those next).
+copy, every output path and folder (streamdet.outputs.plan; the snapshots' and clips' too), the window, the
+model's file, MQTT's URL and Home Assistant's device names, the labels with each source's class filter.
+Each check is cheap: a mistake is one line in a moment, before a port is bound, a camera dialled, a broker
+reached or the model loaded (streamdet.assembly does those next).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from .config.sections import Config, SourcePlan
 from .errors import ConfigError, StreamdetError
 from .model.detector import Detector
+from .model.ir import check_model_spec
 from .model.labels import load_labels
 from .model.readout import DetectFilter
 from .outputs import plan_targets, want_window
@@ -69,6 +71,8 @@ def plan_run(config: Config, detector: Detector | None = None, sources: list[Sou
     _tap_copied(plans, sources)
     targets = plan_targets(plans, sources, config.output.summary_json, config.output.overwrite)
     window = want_window(config.display.show)
+    if detector is None and not config.inference.server:
+        check_model_spec(config.model.name)  # a missing model file is found before any camera is dialled
     mqtt = _mqtt(config, sources, plans)
     # The labels, loaded once: the class filters are checked against them before anything opens.
     labels = detector.labels if detector is not None else load_labels(config.model.labels)

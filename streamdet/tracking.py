@@ -12,6 +12,7 @@ the figures in docs/events.md) for a fraction of the cost and no dependency.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,6 +155,23 @@ class Tracker:
         track.id = self._next_id
         self._next_id += 1
         started.append(track)
+
+    def keep_best(self, frame) -> int:
+        """The tracks whose best frame became `frame` in this update get one undrawn copy of it, shared.
+
+        The frame goes on to be drawn in place (the draw stage): a snapshot must show its own box only.
+        Copied only when a best frame changes (a track's score rising), not every frame. Returns how many
+        tracks took the copy.
+        """
+        kept = None
+        taken = 0
+        for track in self._tracks:
+            if track.best_frame is frame:
+                if kept is None:
+                    kept = dataclasses.replace(frame, image=frame.image.copy())
+                track.best_frame = kept
+                taken += 1
+        return taken
 
     def close(self) -> list[Track]:
         """Every confirmed track still open, ended because the source ended."""

@@ -166,7 +166,8 @@ def _open_outputs(plan: RunPlan, infos: Sequence[SourceInfo], joined: _Joined) -
         # First: the snapshot an event names is written (its clip begun) before any output publishes it.
         ev, keep = plan_of.events, Retention(plan_of.events.keep_days * 24, plan_of.events.keep_gb)
         if ev.snapshots:
-            joined.join(SnapshotOutput(ev.snapshots, source.name, keep), [plan_of.index], own=True)
+            joined.join(SnapshotOutput(ev.snapshots.replace("{name}", source.name), source.name, keep),
+                        [plan_of.index], own=True)
         if ev.clips:
             joined.join(ClipsOutput(ev.clips.replace("{name}", source.name), source.name, keep), [plan_of.index],
                         own=True)

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 import cv2
+import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
@@ -175,3 +176,56 @@ def test_unreachable_broker_is_one_line_or_with_required_false_a_warning(tmp_pat
     assert f"mqtt: cannot connect to mqtt://127.0.0.1:{port} (Connection refused); keeping up to 1000 events" in proc.stderr
     assert "mqtt: 0 events acknowledged by the broker" in proc.stderr
     assert [e["kind"] for e in read_jsonl(tmp_path / "events.jsonl")] == ["start", "end"]
+
+
+def test_a_snapshot_shows_its_own_box_only_when_an_output_draws(tmp_path, model_cache, pedestrian_xml):
+    """With an annotated recording the draw stage draws every box, label and the plate on each frame in
+    place; the snapshot of the man in carphone (40 frames) is his undrawn frame with his box alone."""
+    from helpers import decode, write_clip
+
+    source = write_clip(decode(clip("carphone_pristine"), 40), tmp_path / "car.mp4")
+    snaps = tmp_path / "snaps"
+    (snaps / "car").mkdir(parents=True)  # {name} in the folder: the source's name, as in events.clips
+    proc = streamdet("run", "-m", str(pedestrian_xml), "-s", str(source), "-o", str(tmp_path / "drawn.mp4"),
+                     "--snapshots", str(snaps / "{name}"), "--events", str(tmp_path / "events.jsonl"),
+                     env=cli_env(model_cache), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ends = [e for e in read_jsonl(tmp_path / "events.jsonl") if e["kind"] == "end"]
+    assert ends, proc.stderr
+    frames = [f.astype(int) for f in decode(source, 40)]
+    for end in ends:
+        assert end["snapshot"].startswith(str(snaps / "car" / "car_")), end
+        snapshot = cv2.imread(end["snapshot"]).astype(int)
+        # Everything but the snapshot's own box outline (its yellow, a few pixels wide): each box it may be.
+        yellow = (snapshot[..., 0] < 90) & (snapshot[..., 1] > 170) & (snapshot[..., 2] > 170)
+        band = cv2.dilate(yellow.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        off = [(np.abs(snapshot - f).max(axis=2) > 60)[~band].mean() for f in frames]
+        print(f"\ntrack {end['track']}: best frame matches with {min(off):.3%} of its pixels off")
+        assert min(off) < 0.002, min(off)  # JPEG's noise; a label plate or the FPS plate is several per cent
+
+
+def test_a_man_sitting_on_a_line_crosses_nothing(tmp_path, model_cache, pedestrian_xml):
+    """carphone's first 30 frames: the man at the wheel barely moves; the middle of his box's bottom edge
+    jitters between x 97.8 and 101.5 (the box's height about 130). A line at x 100 runs through it: each
+    jitter is a change of side, and counted as one a crossing is made of nothing. By default a crossing counts
+    once the point is events.cross_margin (of the box's height) past the line: none; with 0, the jitter counts."""
+    from helpers import decode, write_clip
+
+    source = write_clip(decode(clip("carphone_pristine"), 30), tmp_path / "car.mp4")
+
+    def crossings(*extra: str) -> list[dict]:
+        events = tmp_path / "events.jsonl"
+        proc = streamdet("run", "-m", str(pedestrian_xml), "-s", str(source), "--line", "seat:100,0;100,144",
+                         "--events", str(events), "--overwrite", *extra, env=cli_env(model_cache), timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        found = read_jsonl(events)
+        assert [e["kind"] for e in found].count("start") == 1, found  # the man, tracked
+        return [e for e in found if e["kind"] == "line_cross"]
+
+    jitter = tmp_path / "jitter.yaml"
+    jitter.write_text("events:\n  cross_margin: 0\n")
+    counted = crossings("--config", str(jitter))
+    print(f"\ncarphone on the line: {len(counted)} crossing(s) on the first change of side, "
+          f"{[e['direction'] for e in counted]}")
+    assert len(counted) >= 2  # the line does go through where he sits
+    assert crossings() == []

@@ -308,3 +308,17 @@ def test_a_zone_and_a_line_named_with_a_dot_are_announced_and_counted_on_a_real_
     assert watch.values(zone["state_topic"]) == ["0", "1", "0"]
     line = json.loads(watch.last("homeassistant/sensor/streamdet_car/line_top_edge_in/config"))
     assert watch.values(line["state_topic"]) == ["0"]
+
+
+@pytest.mark.services
+def test_a_missing_snapshots_folder_is_one_line_before_anything_is_published(broker, watchers, tmp_path,
+                                                                               model_cache, pedestrian_xml):
+    """Found by the plan: nothing reaches the broker, not even the retained discovery configs or `online`."""
+    proc = streamdet("run", "-s", str(clip("carphone_pristine")), "-m", str(pedestrian_xml),
+                     "--snapshots", str(tmp_path / "nowhere" / "{name}"), "--mqtt", f"mqtt://127.0.0.1:{broker.port}",
+                     "--mqtt-discovery", env=cli_env(model_cache))
+    assert_one_line_error(proc, "events.snapshots", "nowhere/carphone_pristine'", "create it first")
+    late = watchers()  # on every topic: what is retained comes first, before the mark published after it
+    late.client.publish("test/mark", "after", qos=1)
+    wait_for(lambda: late.last("test/mark") == "after", 10, "the mark")
+    assert [m for m in late.msgs if m[0] != "test/mark"] == [], late.msgs

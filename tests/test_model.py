@@ -228,6 +228,18 @@ def test_model_cli_convert_then_info(tmp_path, model_cache):
     assert "requests:  " in info.stdout
 
 
+def test_model_cli_convert_keeps_an_existing_ir_unless_overwrite(tmp_path, model_cache):
+    env = cli_env(model_cache)
+    out = tmp_path / "ped.xml"
+    out.write_text("an IR of mine")
+    assert_one_line_error(streamdet("model", "convert", str(pedestrian_pb()), "-o", str(out), env=env),
+                          "ped.xml' exists already", "--overwrite")
+    assert out.read_text() == "an IR of mine"
+    proc = streamdet("model", "convert", str(pedestrian_pb()), "-o", str(out), "--overwrite", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() != "an IR of mine" and out.with_suffix(".bin").is_file()
+
+
 def _classifier(path: Path) -> Path:
     image = ops.parameter([1, 3, 224, 224], ov.Type.f32, name="data")
     pooled = ops.reduce_mean(ops.relu(image), ops.constant(np.array([2, 3], np.int64)), False)

@@ -262,3 +262,25 @@ def test_frames_the_run_skipped_keep_the_last_boxes_for_one_second(tmp_path):
     edge = (slice(12, 19), slice(14, 40))  # inside the label plate above the box
     boxed = [np.abs(a[edge].astype(int) - b[edge].astype(int)).mean() > 20 for a, b in zip(held, bare)]
     assert boxed == [i * 0.04 <= 1.08 + 1e-6 for i in range(50)], boxed
+
+
+@pytest.mark.unit
+def test_values_past_drawing_are_skipped_with_one_warning(segment, tmp_path):
+    """A NaN or 1e39 box, a class id past int32, a latency that is no number, a scene point of 1e30: each
+    line is skipped (the others drawn), one warning counts them; exit 0, no traceback."""
+    good = [json.loads(_line(i * 0.04)) for i in range(10)]
+    bad = [dict(good[1], detections=[dict(good[1]["detections"][0], box=[float("nan"), 20, 60, 100])]),
+           dict(good[2], detections=[dict(good[2]["detections"][0], box=[10, 20, 1e39, 100])]),
+           dict(good[3], detections=[dict(good[3]["detections"][0], class_id=99999999999)]),
+           dict(good[4], plate={"fps": 25.0, "latency_ms": "abc"}),
+           dict(good[5], scene={"zones": {}, "lines": {"gate": {"points": [[0, 0], [1e30, 50]], "in": 0, "out": 0}}}),
+           dict(good[6], scene={"zones": {"z": {"points": [[0, 0], [10, 0], [10, "x"]], "inside": 0}}, "lines": {}})]
+    lines = [good[0], *bad, *good[7:]]
+    detections = tmp_path / "hostile.jsonl"
+    detections.write_text("".join(json.dumps(line) + "\n" for line in lines))  # json writes NaN as NaN
+    proc = streamdet("render", str(segment), "--detections", str(detections), "-o", str(tmp_path / "out.mp4"),
+                     env=cli_env(tmp_path))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.strip().endswith(f"of {len(lines) - len(bad)} detection lines used"), proc.stdout
+    warnings = [line for line in proc.stderr.splitlines() if "skipped" in line]
+    assert len(warnings) == 1 and f"{len(bad)} line(s)" in warnings[0] and "hostile.jsonl" in warnings[0], proc.stderr

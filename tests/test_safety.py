@@ -106,6 +106,15 @@ CASES = [
     (["-s", "{in}/clip.mp4", "--zone", "porch:0,0;9999,0;0,10"], ["zone 'porch': point [9999, 0] is outside"]),
     (["-s", "{in}/clip.mp4", "--mqtt", "mqtt://u:pw@127.0.0.1:99999"], ["mqtt: ", "the port must be a number from 1 to 65535"]),
     (["-s", "{in}/clip.mp4", "--serve", "0.0.0.0:8080"], ["reachable from other machines"]),
+    # Cheap before slow: a missing model file or snapshots folder is found before a source opens, a broker is
+    # dialled or the model loads; `{name}` in the snapshots folder is the source's name.
+    (["-s", "{in}/notes.mp4", "--model", "{in}/missing.xml"], ["missing.xml", "no such file"]),
+    (["-s", "{in}/notes.mp4", "--snapshots", "nowhere"], ["events.snapshots 'nowhere'", "create it first"]),
+    (["-s", "{in}/clip.mp4", "--snapshots", "snaps/{name}", "--mqtt", "mqtt://127.0.0.1:1"],
+     ["events.snapshots 'snaps/clip'", "create it first"]),
+    (["-s", "{in}/clip.mp4", "--clips", ""], ["clips is empty", "give a folder"]),
+    (["-s", "{in}/clip.mp4", "--snapshots", " "], ["snapshots is empty", "give a folder"]),
+    (["-s", "{in}/clip.mp4", "--record", "copy"], ["recording.mode copy", "none is given", "--output"]),
 ]
 
 

@@ -21,7 +21,7 @@ from ..config.sections import OverlayConfig, RecordingConfig
 from ..detections import Detections
 from ..errors import OutputError, SourceError
 from ..outputs.base import write_error
-from ..outputs.sidecar import SidecarFrame, read_sidecar, sidecar_path
+from ..outputs.sidecar import SidecarFrame, read_sidecar_counted, sidecar_path
 from ..outputs.video import RECORDING_SUFFIXES, Encoder
 from ..drawing import Annotator, OverlayStatus
 from ..scene import Counts
@@ -63,9 +63,12 @@ def check_job(segment: Path, detections: Path | None, output: Path, overwrite: b
     _check_output(output, [segment, detections], overwrite)
     _check_video(segment)
     try:
-        lines = read_sidecar(detections)
+        lines, skipped = read_sidecar_counted(detections)
     except OSError as exc:
         raise SourceError(f"detections '{detections}': cannot be read ({exc.strerror or exc})") from None
+    if skipped and lines:
+        log.warning("detections '%s': %d line(s) skipped (damaged, or values no picture has: not numbers, "
+                    "out of range); the other %d are drawn", detections, skipped, len(lines))
     if not lines and detections.stat().st_size > 0:
         raise SourceError(f"detections '{detections}': no line with pts and size in it; give the detections file "
                           "a copy recording writes beside its segment (SEGMENT.jsonl)")

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ModelError, OutputError
 
 
 def register(sub) -> None:
@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("input", metavar="IN.pb")
     p.add_argument("-o", "--output", metavar="OUT.xml", help="default: IN.xml next to the input")
     p.add_argument("--fp32", action="store_true", help="keep FP32 weights (default FP16)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.xml if it exists")
     p.set_defaults(func=cmd_convert)
 
     p = msub.add_parser("info", help="show a model's form, inputs, outputs and precision")
@@ -206,6 +207,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise ModelError(f"model '{src}': convert takes a TensorFlow frozen graph (.pb)")
     out = Path(args.output) if args.output else src.with_suffix(".xml")
     check_ir_output(out)
+    if not args.overwrite and (out.exists() or out.with_suffix(".bin").exists()):
+        raise OutputError(f"output '{out}' exists already; give another name, or --overwrite to replace it")
     convert_graph(src, out, args.fp32)
     print(out)
     return 0

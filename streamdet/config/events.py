@@ -86,9 +86,13 @@ CLIP_RING_BYTES = 64 << 20
 @dataclass
 class EventsConfig:
     end_after: float = 2.0
-    snapshots: str | None = None
+    snapshots: str | None = None      # a folder: a JPEG of each ended track's best frame ({name} = source name)
     zones: list[ZoneConfig] = field(default_factory=list)
     lines: list[LineConfig] = field(default_factory=list)
+    # A crossing counts once the point an object stands on is this far past the line, in heights of its box:
+    # a detector's box jitters by a few per cent of its size, and an object standing on a line would
+    # otherwise be counted in and out with every frame. 0.05 lets a walker count within a stride.
+    cross_margin: float = 0.05
     clips: str | None = None          # a folder: a video of each tracked object ({name} = source name)
     pre_capture: float = 5.0          # seconds of video before a track starts
     post_capture: float = 5.0         # seconds after it ends
@@ -107,6 +111,13 @@ class EventsConfig:
             raise ValueError("post_capture must be between 0 and 3600 seconds")
         if not self.pre_capture + self.post_capture < self.max_clip_seconds <= 86400:
             raise ValueError("max_clip_seconds must be longer than pre_capture + post_capture (at most 86400)")
+        if not 0 <= self.cross_margin <= 1:
+            raise ValueError("cross_margin must be between 0 (count on the first change of side) and 1 "
+                             "(a box's height past the line)")
+        for key in ("snapshots", "clips"):
+            if getattr(self, key) is not None and not getattr(self, key).strip():
+                raise ValueError(f"{key} is empty; give a folder (it may hold {{name}}, the source's name), "
+                                 "or leave it out (null) for none")
         for key in ("keep_days", "keep_gb"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be 0 (off) or positive")

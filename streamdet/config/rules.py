@@ -39,7 +39,12 @@ def check_source(plan: SourcePlan) -> None:
                           "recording.mode: copy); without one, give the sub-stream as url")
 
 
-def check_run(config: Config) -> None:
-    """The run-wide sections against each other."""
+def check_run(config: Config, plans: list[SourcePlan]) -> None:
+    """The run-wide sections against each other, and the run's sources as a whole."""
     if config.mqtt.discovery and not config.mqtt.url:
         raise ConfigError("mqtt.discovery needs a broker: give --mqtt URL or mqtt.url")
+    # A copy recording asked for with nowhere to record it would silently record nothing.
+    if plans and all(p.recording.mode == "copy" and not p.output.video for p in plans):
+        raise ConfigError("recording.mode copy (--record copy) records a camera's own stream into output.video, "
+                          "and none is given; pass --output, e.g. -o rec_{name}_{start}.mp4, or leave the mode out")
+

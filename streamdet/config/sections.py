@@ -384,7 +384,7 @@ class Config:
                               detect_url=entry.detect_url, **sections)
             rules.check_source(plan)
             plans.append(plan)
-        rules.check_run(self)
+        rules.check_run(self, plans)
         return plans
 
 

@@ -144,6 +144,22 @@ def write_ir(model: ov.Model, out_xml: Path, job: str, compress_to_fp16: bool = 
     return out_xml
 
 
+def check_model_spec(spec: str | os.PathLike) -> None:
+    """A model name, or an .xml or .pb that is there: what `resolve_ir` would refuse, found without reading it."""
+    text = str(spec)
+    if text in KNOWN:
+        return
+    path = Path(text)
+    if path.suffix.lower() not in (".xml", ".pb"):
+        raise ModelError(f"model '{text}': give a model name ({', '.join(KNOWN)}), an OpenVINO .xml IR or a "
+                         "TensorFlow frozen .pb")
+    if not path.is_file():
+        raise ModelError(f"model '{path}': no such file; check the path")
+    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        raise ModelError(f"model '{path}': its weights '{path.with_suffix('.bin').name}' are missing; keep the "
+                         ".bin next to the .xml")
+
+
 def resolve_ir(spec: str | os.PathLike, cache_dir=None, fp32: bool = False, base_url: str | None = None) -> Path:
     """The .xml for a model name, .xml path or .pb path, converting and caching as needed."""
     text = str(spec)

@@ -24,7 +24,8 @@ class Target:
 
     kind: str                   # "video", "image" (one picture), "images" (a folder), "jsonl", "events", "summary",
                                 # "sidecar" (a copy recording's detections, written by streamdet.outputs.copy),
-                                # "clips" (a folder of event clips: checked here, written by outputs.clips)
+                                # "clips" (a folder of event clips: checked here, written by outputs.clips),
+                                # "snapshots" (a folder of snapshots: checked here, written by outputs.snapshots)
     path: str
     sources: tuple[int, ...]    # indexes into the run's sources; empty for the summary
     what: str                   # for messages: "recording of bikes"
@@ -99,10 +100,12 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
             targets.append(Target(kind, path, tuple(users), f"{what} of {names}"))
     if summary_json:
         targets.append(Target("summary", summary_json, (), "run summary"))
-    # Event clips' folders are checked with the rest; their output is made with the events' (Assembly).
-    clips = [Target("clips", plan.events.clips.replace("{name}", source.name), (plan.index,),
-                    f"event clips of {source.name}") for plan, source in zip(plans, sources) if plan.events.clips]
-    _check(targets + clips, sources, overwrite)
+    # Event clips' and snapshots' folders are checked with the rest; their outputs are made with the events'.
+    folders = [Target(kind, folder.replace("{name}", source.name), (plan.index,), f"{what} of {source.name}")
+               for plan, source in zip(plans, sources)
+               for kind, folder, what in (("clips", plan.events.clips, "event clips"),
+                                          ("snapshots", plan.events.snapshots, "snapshots")) if folder]
+    _check(targets + folders, sources, overwrite)
     return targets
 
 
@@ -118,8 +121,8 @@ def _identity(path: str) -> tuple[str, tuple[int, int] | None]:
 
 def _written_files(target: Target, sources: list[Source]) -> list[str]:
     """The files a target writes; for a folder of images, the input file names it will use."""
-    if target.kind == "clips":
-        return []  # new names only, never over a file (streamdet.outputs.segments)
+    if target.kind in ("clips", "snapshots"):
+        return []  # new names only, never over a file (streamdet.outputs.segments, streamdet.events)
     if target.kind != "images":
         return [target.path]
     names: list[str] = []
@@ -164,9 +167,10 @@ def _check(targets: list[Target], sources: list[Source], overwrite: bool) -> Non
 def _check_folder(target: Target) -> None:
     """The output's folder exists and is writable (for a folder of images: its parent, and it is a folder)."""
     path = Path(target.path)
-    if target.kind == "clips":
+    if target.kind in ("clips", "snapshots"):
         if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
-            raise OutputError(f"events.clips '{path}' ({target.what}): not a writable folder; create it first")
+            raise OutputError(f"events.{target.kind} '{path}' ({target.what}): not a writable folder; "
+                              "create it first")
         return
     if target.kind == "images":
         if path.exists() and not path.is_dir():

@@ -74,26 +74,80 @@ class SidecarFrame:
     scene: dict | None
 
 
+# Coordinates past this are no picture's (and past what OpenCV draws in int32): such a line is damaged.
+MAX_COORD = 1e6
+MAX_CLASS_ID = 2**31 - 1
+
+
 def read_sidecar(path: Path) -> list[SidecarFrame]:
-    """Every whole line of a sidecar, in pts order; a line cut off by a crash is skipped."""
-    frames = []
+    """Every whole line of a sidecar, in pts order; a line cut off by a crash, or damaged, is skipped."""
+    return read_sidecar_counted(path)[0]
+
+
+def read_sidecar_counted(path: Path) -> tuple[list[SidecarFrame], int]:
+    """`read_sidecar`, and how many whole lines it skipped: damaged, or with values nothing can draw (a NaN
+    or huge box or point, a class id past int32, a plate that is no number)."""
+    frames, skipped = [], 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for text in f:
             try:
-                line = json.loads(text)
-                found = line["detections"]
-                tracks = [d.get("track") for d in found]
-                detections = Detections(
-                    xyxy=np.array([d["box"] for d in found], np.float32).reshape(-1, 4),
-                    scores=np.array([d["score"] for d in found], np.float32),
-                    class_ids=np.array([d["class_id"] for d in found], np.int32),
-                    labels=tuple(str(d["label"]) for d in found),
-                    track_ids=(np.array([t or -1 for t in tracks], np.int32)
-                               if any("track" in d for d in found) else None),
-                )
-                frames.append(SidecarFrame(float(line["pts"]), (int(line["size"][0]), int(line["size"][1])),
-                                           detections, line.get("plate"), line.get("scene")))
-            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-                continue
+                frames.append(_frame(json.loads(text)))
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError):
+                skipped += text.endswith("\n")  # a last line cut off mid-write is expected, not counted
     frames.sort(key=lambda f: f.pts)
-    return frames
+    return frames, skipped
+
+
+def _frame(line: dict) -> SidecarFrame:
+    """One line read back; raises ValueError (or a lookup error) for a value that is missing or out of range."""
+    found = line["detections"]
+    tracks = [d.get("track") for d in found]
+    class_ids = [int(d["class_id"]) for d in found]
+    if any(not 0 <= c <= MAX_CLASS_ID for c in class_ids):
+        raise ValueError("class_id out of range")
+    detections = Detections(
+        xyxy=_coords(np.array([d["box"] for d in found], np.float64).reshape(-1, 4)).astype(np.float32),
+        scores=_finite(np.array([d["score"] for d in found], np.float64)).astype(np.float32),
+        class_ids=np.array(class_ids, np.int32),
+        labels=tuple(str(d["label"]) for d in found),
+        track_ids=(np.array([int(t or -1) for t in tracks], np.int32) if any("track" in d for d in found) else None),
+    )
+    size = (int(line["size"][0]), int(line["size"][1]))
+    if not all(0 <= v <= MAX_COORD for v in size):
+        raise ValueError("size out of range")
+    return SidecarFrame(float(_finite(np.array(line["pts"], np.float64))), size, detections,
+                        _plate(line.get("plate")), _scene(line.get("scene")))
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    if not np.isfinite(values).all():
+        raise ValueError("not a finite number")
+    return values
+
+
+def _coords(values: np.ndarray) -> np.ndarray:
+    if not (np.abs(_finite(values)) <= MAX_COORD).all():
+        raise ValueError("coordinate out of range")
+    return values
+
+
+def _plate(plate) -> dict | None:
+    """The plate as drawn, its numbers checked; None where there is none."""
+    if plate is None or plate.get("latency_ms") is None:
+        return None
+    fps = plate.get("fps")
+    _finite(np.array([plate["latency_ms"], 0.0 if fps is None else fps], np.float64))
+    return {"fps": None if fps is None else float(fps), "latency_ms": float(plate["latency_ms"])}
+
+
+def _scene(scene) -> dict | None:
+    """The zones and lines with their counts, each point and count checked; None where there are none."""
+    if scene is None:
+        return None
+    zones = {str(name): {"points": _coords(np.array(z["points"], np.float64).reshape(-1, 2)).tolist(),
+                         "inside": int(z.get("inside", 0))}
+             for name, z in (scene.get("zones") or {}).items()}
+    lines = {str(name): {"points": _coords(np.array(seg["points"], np.float64).reshape(2, 2)).tolist(),
+                         "in": int(seg.get("in", 0)), "out": int(seg.get("out", 0))}
+             for name, seg in (scene.get("lines") or {}).items()}
+    return {"zones": zones, "lines": lines}
