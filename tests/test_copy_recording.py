@@ -32,8 +32,6 @@ from streamdet.outputs.sidecar import read_sidecar, sidecar_path
 from streamdet.sources import demux
 from streamdet.sources.demux import adts_config, copyable_sound, to_lengths
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 @pytest.fixture(scope="module")
 def bikes_frames() -> list[np.ndarray]:
@@ -63,10 +61,8 @@ def _lines(folder: Path) -> int:
 
 
 @pytest.mark.services
-def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_renders(tmp_path, model_cache,
+def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_renders(tmp_path, model_cache, chromium,
                                                                                    pedestrian_xml, bikes_frames):
-    from playwright.sync_api import sync_playwright
-
     server = RtspServer(clip("bikes"), repeat=3).start()
     rec, port = tmp_path / "rec", free_port()
     rec.mkdir()
@@ -75,25 +71,23 @@ def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_rende
     try:
         wait_for(lambda: len(list(rec.glob("cam_*.mp4"))) >= 3, 60, "three 3-second segments")
         name = f"127.0.0.1_{server.port}_live"
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/recordings/{name}")
-                page.wait_for_function("() => document.querySelectorAll('#segments li').length >= 2", timeout=20_000)
-                page.locator("#segments li button").last.click()  # newest first: the oldest, a whole one
-                page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
-                size = page.evaluate("() => { const v = document.getElementById('video'); "
-                                     "return [v.videoWidth, v.videoHeight, v.duration]; }")
-                # Where the copied segment's detections file has a person, the player draws it over the video.
-                first = sorted(rec.glob("cam_*.mp4"))[0]
-                boxed = next(f for f in read_sidecar(sidecar_path(first)) if len(f.detections))
-                page.evaluate(f"() => {{ const v = document.getElementById('video'); v.pause(); "
-                              f"v.currentTime = {boxed.pts + 0.01}; }}")
-                page.wait_for_function("() => document.getElementById('overlay').dataset.boxes !== '0'",
-                                       timeout=20_000)
-            finally:
-                browser.close()
+        page = chromium.new_page()
+        try:
+            page.goto(f"http://127.0.0.1:{port}/recordings/{name}")
+            page.wait_for_function("() => document.querySelectorAll('#segments li').length >= 2", timeout=20_000)
+            page.locator("#segments li button").last.click()  # newest first: the oldest, a whole one
+            page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
+            size = page.evaluate("() => { const v = document.getElementById('video'); "
+                                 "return [v.videoWidth, v.videoHeight, v.duration]; }")
+            # Where the copied segment's detections file has a person, the player draws it over the video.
+            first = sorted(rec.glob("cam_*.mp4"))[0]
+            boxed = next(f for f in read_sidecar(sidecar_path(first)) if len(f.detections))
+            page.evaluate(f"() => {{ const v = document.getElementById('video'); v.pause(); "
+                          f"v.currentTime = {boxed.pts + 0.01}; }}")
+            page.wait_for_function("() => document.getElementById('overlay').dataset.boxes !== '0'",
+                                   timeout=20_000)
+        finally:
+            page.close()
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import resource
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,7 +32,6 @@ from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 from streamdet.render import class_color
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "token-for-the-web-tests"
 
 
@@ -88,11 +86,7 @@ def _color_mask(image: np.ndarray, bgr: tuple[int, int, int], tolerance: int = 6
 
 
 @pytest.mark.services
-def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures(tmp_path, pedestrian_xml):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: install the packages in tests/apt-packages.txt (the CI script does)")
+def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures(tmp_path, pedestrian_xml, chromium):
     # One real frame with a cyclist, held still and looped: the box stays where the test can look for it.
     frame = decode(clip("bikes"), 121)[120]
     still = write_clip([frame] * 25, tmp_path / "cyclist.mp4")
@@ -101,25 +95,23 @@ def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures
     config.overlay.line_width = 4  # a line JPEG keeps the colour of
     config.output.json = str(tmp_path / "cyclist.jsonl")
     with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1000, "height": 800})
-                page.goto(pipeline.web_url)
-                page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
-                                       "return i && i.naturalWidth > 0; }", timeout=30_000)
-                size = page.evaluate("() => { const i = document.querySelector('.tile img'); "
-                                     "return [i.naturalWidth, i.naturalHeight]; }")
-                stats = page.locator(".tile .stats")
-                page.wait_for_function("() => document.querySelector('.tile .stats').textContent.includes('frames')")
-                first = stats.text_content()
-                page.wait_for_function("(before) => document.querySelector('.tile .stats').textContent !== before",
-                                       arg=first, timeout=10_000)
-                second = stats.text_content()
-                state = page.locator(".tile .state").text_content()
-                shot = cv2.imdecode(np.frombuffer(page.locator(".tile img").screenshot(), np.uint8), cv2.IMREAD_COLOR)
-            finally:
-                browser.close()
+        page = chromium.new_page(viewport={"width": 1000, "height": 800})
+        try:
+            page.goto(pipeline.web_url)
+            page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
+                                   "return i && i.naturalWidth > 0; }", timeout=30_000)
+            size = page.evaluate("() => { const i = document.querySelector('.tile img'); "
+                                 "return [i.naturalWidth, i.naturalHeight]; }")
+            stats = page.locator(".tile .stats")
+            page.wait_for_function("() => document.querySelector('.tile .stats').textContent.includes('frames')")
+            first = stats.text_content()
+            page.wait_for_function("(before) => document.querySelector('.tile .stats').textContent !== before",
+                                   arg=first, timeout=10_000)
+            second = stats.text_content()
+            state = page.locator(".tile .state").text_content()
+            shot = cv2.imdecode(np.frombuffer(page.locator(".tile img").screenshot(), np.uint8), cv2.IMREAD_COLOR)
+        finally:
+            page.close()
     assert size == [640, 272]
     assert state == "online" and "processed" in first and first != second, (first, second)
     box = read_jsonl(tmp_path / "cyclist.jsonl")[0]["detections"][0]["box"]
@@ -140,9 +132,7 @@ def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures
 
 
 @pytest.mark.services
-def test_page_fits_a_phone_and_follows_a_source_named_from_an_odd_file_name(tmp_path, pedestrian_xml):
-    from playwright.sync_api import sync_playwright
-
+def test_page_fits_a_phone_and_follows_a_source_named_from_an_odd_file_name(tmp_path, pedestrian_xml, chromium):
     odd = "cam #2 50%?"  # the name comes from the file's name: none of it is a character a user may type
     source = write_clip(decode(clip("carphone_pristine"), 25), tmp_path / f"{odd}.mp4")
     config = _config([str(source)])
@@ -152,18 +142,16 @@ def test_page_fits_a_phone_and_follows_a_source_named_from_an_odd_file_name(tmp_
         sources = json.loads(_get(url + "api/sources")[1])
         assert sources[0]["name"] == odd
         wait_for(lambda: _get(url + sources[0]["snapshot"].lstrip("/"))[0] == 200, 30, "the snapshot by its link")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 360, "height": 740})
-                page.goto(url)
-                page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
-                                       "return i && i.naturalWidth > 0; }", timeout=30_000)
-                page.wait_for_function("() => document.querySelector('.tile .stats').textContent.includes('frames')")
-                widths = page.evaluate("() => [document.documentElement.scrollWidth, "
-                                       "document.querySelector('.tile').getBoundingClientRect().right]")
-            finally:
-                browser.close()
+        page = chromium.new_page(viewport={"width": 360, "height": 740})
+        try:
+            page.goto(url)
+            page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
+                                   "return i && i.naturalWidth > 0; }", timeout=30_000)
+            page.wait_for_function("() => document.querySelector('.tile .stats').textContent.includes('frames')")
+            widths = page.evaluate("() => [document.documentElement.scrollWidth, "
+                                   "document.querySelector('.tile').getBoundingClientRect().right]")
+        finally:
+            page.close()
     assert widths[0] <= 360 and widths[1] <= 360, f"the page is {widths[0]} px wide in a 360 px window: {widths}"
 
 
