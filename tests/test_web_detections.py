@@ -22,7 +22,6 @@ from streamdet.outputs.video import Encoder
 from streamdet.render import class_color
 from streamdet.web import WebView, bind_listener
 
-pytestmark = pytest.mark.unit
 
 BOX = (20.0, 30.0, 120.0, 130.0)  # in the 176x144 picture
 
@@ -68,6 +67,7 @@ def serve():
         view.close()
 
 
+@pytest.mark.unit
 def test_the_listing_names_a_segments_detections_and_only_those_are_served(serve, segments):
     view = serve({"door": segments.ours})
     older, newer = (path for path, _ in segments.ours())
@@ -97,6 +97,7 @@ def test_the_listing_names_a_segments_detections_and_only_those_are_served(serve
         link.unlink()
 
 
+@pytest.mark.unit
 def test_with_a_token_the_detections_need_it(serve, segments):
     view = serve({"door": segments.ours}, token=TOKEN)
     path = f"/api/recordings/door/{sidecar_path(segments.ours()[0][0]).name}"
