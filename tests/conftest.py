@@ -36,6 +36,15 @@ def pedestrian_xml(model_cache) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pedestrian_detector(pedestrian_xml):
+    """The pedestrian IR compiled once with load's defaults, for tests that only run it (through a Pipeline
+    or `detect`); tests about what loading does compile their own."""
+    from streamdet.model.detector import load
+
+    return load(pedestrian_xml)
+
+
+@pytest.fixture(scope="session")
 def carphone_frames() -> list[np.ndarray]:
     """The first 40 frames of carphone (176x144): one man in a car, filling the middle and right."""
     frames = decode(clip("carphone_pristine"), 40)

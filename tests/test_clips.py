@@ -235,12 +235,11 @@ def test_a_track_longer_than_max_clip_seconds_is_cut_into_clips_at_keyframes(tmp
 
 
 @pytest.mark.services
-def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tmp_path, pedestrian_xml):
+def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tmp_path, pedestrian_detector):
     """A loopback camera showing carphone's man at 25 fps, without end: his clip is cut at the first keyframe
     3 s in, and the frames of each piece sit at the times they were captured (the clip's length is the time
     its frames took to come), and the run's stop ends the open one, which plays."""
     from streamdet.config.sections import Config
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     clips = tmp_path / "clips"
@@ -258,7 +257,7 @@ def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tm
         wait_for(lambda: len(captured) >= 25, 10, "frames")
 
     try:
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
             run_alongside(pipeline, two_clips, lambda result: captured.append(result.frame.captured))
             summary = pipeline.summary()
     finally:
@@ -276,12 +275,11 @@ def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tm
     assert seen[files[-1].name]["error"] is None and seen[files[-1].name]["width"] == 176, seen
 
 
-def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(tmp_path, pedestrian_xml):
+def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(tmp_path, pedestrian_detector):
     """The folder is removed at frame 10 of bikes, before the first person is tracked (frame 31): opening his
     clip fails, and the run stops with an OutputError naming the folder and the reason."""
     from streamdet.config.sections import Config
     from streamdet.errors import OutputError
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     clips = tmp_path / "clips"
@@ -291,7 +289,7 @@ def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(t
     config.logging.quiet = True
     config.events.clips = str(clips)
     with pytest.raises(OutputError) as failed:
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
             for result in pipeline.results():
                 if result.frame.index == 10:
                     shutil.rmtree(clips)

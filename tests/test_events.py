@@ -20,13 +20,12 @@ from media import clip
 from mqtt_broker import Broker, Subscriber
 
 from streamdet.config.sections import Config
-from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 
 
 @pytest.fixture(scope="module")
-def detector(pedestrian_xml):
-    return load(pedestrian_xml)
+def detector(pedestrian_detector):
+    return pedestrian_detector
 
 
 def _tracked(detector, name: str) -> list[dict]:

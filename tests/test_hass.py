@@ -19,7 +19,6 @@ from rtsp import RtspServer
 
 from streamdet.config.events import EventsConfig, LineConfig, MqttConfig, ZoneConfig
 from streamdet.config.sections import Config, SourceEntry
-from streamdet.model.detector import load
 from streamdet.outputs.hass import Camera, _stale, discovery_configs, state_topics
 from streamdet.pipeline import Pipeline
 
@@ -132,8 +131,8 @@ def watchers(broker):
 
 
 @pytest.fixture(scope="module")
-def detector(pedestrian_xml):
-    return load(pedestrian_xml)
+def detector(pedestrian_detector):
+    return pedestrian_detector
 
 
 def _config(broker, sources) -> Config:

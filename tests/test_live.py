@@ -182,10 +182,9 @@ def test_live_pipeline_drops_old_frames_and_stops_on_sigint(camera, tmp_path, mo
     assert video_props(tmp_path / "live.mp4")[0] == len(records)
 
 
-def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pedestrian_xml):
+def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pedestrian_detector):
     """Two 'cameras' accept the connection and never answer: they open side by side, not one after the other."""
     from streamdet.config.sections import Config
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
@@ -198,7 +197,7 @@ def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pe
         config.output.json = str(tmp_path / "{name}.jsonl")
         t0 = time.monotonic()
         first_file_frame = None
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
             for result in pipeline.results():
                 if result.source == "bikes" and first_file_frame is None:
                     first_file_frame = time.monotonic() - t0

@@ -142,7 +142,7 @@ def _starts(folder: Path, name: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(f"{name}_2") and p.suffix == ".mp4")
 
 
-def test_camera_segments_rotate_and_expire_per_camera_touching_nothing_else(tmp_path, pedestrian_xml):
+def test_camera_segments_rotate_and_expire_per_camera_touching_nothing_else(tmp_path, pedestrian_detector):
     """Two cameras into one folder: door keeps 4 s of 1 s segments, yard keeps at most 1 byte (so only the file
     being written); files not in a camera's record, and the other camera's, are never touched."""
     rec = tmp_path / "rec"
@@ -180,7 +180,7 @@ sources:
         return len(made) >= 8
 
     try:
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
             run_alongside(pipeline, lambda _: wait_for(enough, 60, "eight door segments", poll=0.1))
     finally:
         door.close()
@@ -199,7 +199,7 @@ sources:
     assert seen[kept[0]]["error"] is None and seen[kept[0]]["width"] == 176, seen
 
 
-def test_a_camera_recording_with_on_error_continue_survives_its_folder_vanishing(tmp_path, pedestrian_xml, caplog):
+def test_a_camera_recording_with_on_error_continue_survives_its_folder_vanishing(tmp_path, caplog, pedestrian_detector):
     caplog.set_level(logging.INFO)
     rec = tmp_path / "rec"
     rec.mkdir()
@@ -221,7 +221,7 @@ def test_a_camera_recording_with_on_error_continue_survives_its_folder_vanishing
         wait_for(lambda: len(frames) >= after + 30, 30, "frames after it")
 
     try:
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
             run_alongside(pipeline, vanish, lambda result: frames.append(result.frame.captured))
     finally:
         cam.close()

@@ -46,8 +46,8 @@ def bikes_frames() -> list[np.ndarray]:
 
 
 @pytest.mark.services
-def test_rtsp_camera_with_credentials_persons_detected_and_password_hidden(server, tmp_path, pedestrian_xml,
-                                                                           bikes_frames, model_cache):
+def test_rtsp_camera_with_credentials_persons_detected_and_password_hidden(server, tmp_path,
+                                                                           bikes_frames, model_cache, pedestrian_detector):
     js, summary, video = tmp_path / "cam.jsonl", tmp_path / "summary.json", tmp_path / "cam_{name}.mp4"
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamdet", "run", "--source", server.url("admin", "S3cr3t!x"),
@@ -70,7 +70,7 @@ def test_rtsp_camera_with_credentials_persons_detected_and_password_hidden(serve
     # The server sends the clip's own H.264, so frame k of the stream decodes to
     # exactly frame k % 250 of the file: the detections must be the ones the
     # model finds in that file frame.
-    detector = load(pedestrian_xml)
+    detector = pedestrian_detector
     persons = 0
     for record in records:
         direct = detector.detect(bikes_frames[record["frame"] % len(bikes_frames)])

@@ -29,7 +29,6 @@ from media import clip
 from rtsp import RtspServer
 
 from streamdet.config.sections import Config
-from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 from streamdet.render import class_color
 
@@ -87,7 +86,7 @@ def _color_mask(image: np.ndarray, bgr: tuple[int, int, int], tolerance: int = 6
 
 
 @pytest.mark.services
-def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures(tmp_path, pedestrian_xml, chromium):
+def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures(tmp_path, chromium, pedestrian_detector):
     # One real frame with a cyclist, held still and looped: the box stays where the test can look for it.
     frame = decode(clip("bikes"), 121)[120]
     still = write_clip([frame] * 25, tmp_path / "cyclist.mp4")
@@ -95,7 +94,7 @@ def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures
     config.source.loop = True
     config.overlay.line_width = 4  # a line JPEG keeps the colour of
     config.output.json = str(tmp_path / "cyclist.jsonl")
-    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+    with Pipeline(config, detector=pedestrian_detector) as pipeline, running(pipeline):
         page = chromium.new_page(viewport={"width": 1000, "height": 800})
         try:
             page.goto(pipeline.web_url)
@@ -133,12 +132,12 @@ def test_page_in_chromium_shows_the_live_picture_with_boxes_and_changing_figures
 
 
 @pytest.mark.services
-def test_page_fits_a_phone_and_follows_a_source_named_from_an_odd_file_name(tmp_path, pedestrian_xml, chromium):
+def test_page_fits_a_phone_and_follows_a_source_named_from_an_odd_file_name(tmp_path, chromium, pedestrian_detector):
     odd = "cam #2 50%?"  # the name comes from the file's name: none of it is a character a user may type
     source = write_clip(decode(clip("carphone_pristine"), 25), tmp_path / f"{odd}.mp4")
     config = _config([str(source)])
     config.source.loop = True
-    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+    with Pipeline(config, detector=pedestrian_detector) as pipeline, running(pipeline):
         url = pipeline.web_url
         sources = json.loads(_get(url + "api/sources")[1])
         assert sources[0]["name"] == odd
@@ -193,7 +192,7 @@ def _run_fps(detector, frames: int, setup) -> tuple[float, dict]:
     return summary.fps, {"viewers": viewers, **seen, "wall_s": summary.wall_s}
 
 
-def test_the_web_picture_is_the_recording_picture_with_lines_and_plate(pedestrian_xml):
+def test_the_web_picture_is_the_recording_picture_with_lines_and_plate(pedestrian_detector):
     """The web view as the only picture output draws through the render stage's drawing: a counting line with
     its counts, and the status plate, on a snapshot nobody was watching (both were missing)."""
     from streamdet.config.events import LineConfig
@@ -202,7 +201,7 @@ def test_the_web_picture_is_the_recording_picture_with_lines_and_plate(pedestria
     config = _config([str(clip("bikes"))])
     config.source.loop = True
     config.events.lines = [LineConfig("gate", [[0.5, 0.0], [0.5, 1.0]])]
-    detector = load(pedestrian_xml)
+    detector = pedestrian_detector
     with Pipeline(config, detector=detector) as pipeline:
         seen = threading.Event()
         with running(pipeline, stop_after=lambda result: seen.set() or False):
@@ -223,8 +222,8 @@ def test_the_web_picture_is_the_recording_picture_with_lines_and_plate(pedestria
     assert max(runs) >= 30, "no status plate on the web picture"
 
 
-def test_twenty_viewers_and_a_stalled_one_are_served_and_wait_for_nobody(pedestrian_xml):
-    detector = load(pedestrian_xml)
+def test_twenty_viewers_and_a_stalled_one_are_served_and_wait_for_nobody(pedestrian_detector):
+    detector = pedestrian_detector
     frames = 300
 
     def connect(url: str) -> list[Viewer]:
@@ -254,12 +253,12 @@ def test_twenty_viewers_and_a_stalled_one_are_served_and_wait_for_nobody(pedestr
 
 
 @pytest.mark.services
-def test_healthz_follows_a_real_rtsp_camera_and_credentials_stay_out_of_every_page(pedestrian_xml):
+def test_healthz_follows_a_real_rtsp_camera_and_credentials_stay_out_of_every_page(pedestrian_detector):
     server = RtspServer(clip("bikes"), repeat=50, user="admin", password="Pa55-w0rd-x").start()
     config = _config([server.url("admin", "Pa55-w0rd-x")])
     config.source.read_timeout = 1.0
     try:
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+        with Pipeline(config, detector=pedestrian_detector) as pipeline, running(pipeline):
             url = pipeline.web_url
             wait_for(lambda: _get(url + "healthz") == (200, b"ok\n"), 30, "healthz 200 while the camera streams")
             pages = b"".join(_get(url + path)[1] for path in ("", "api/sources", "api/stats", "healthz"))

@@ -321,13 +321,12 @@ def test_review_page_in_chromium_lists_the_events_and_plays_a_clip_on_a_phone(se
 
 
 @pytest.mark.services
-def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_path, pedestrian_xml):
+def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_path, pedestrian_detector):
     """End to end: the pipeline's events and its segmented recording reach the review routes."""
     import threading
     import urllib.request
 
     from streamdet.config.sections import Config
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     (tmp_path / "snaps").mkdir()
@@ -347,7 +346,7 @@ def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, response.read()
 
-    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+    with Pipeline(config, detector=pedestrian_detector) as pipeline:
         thread = threading.Thread(target=pipeline.run, name="test-run")
         thread.start()
         try:
