@@ -347,7 +347,7 @@ def _half_open(port: int, count: int) -> list[socket.socket]:
 
 
 def test_two_thousand_half_open_connections_leave_the_run_and_its_recording_going(tmp_path, model_cache, pedestrian_xml):
-    (tmp_path / "segments.yaml").write_text("recording:\n  segment_seconds: 2\n")
+    (tmp_path / "segments.yaml").write_text("recording:\n  segment_seconds: 1\n")  # six new files soon
     (tmp_path / "segs").mkdir()
     env = cli_env(model_cache)
     env.pop("STREAMDET_WEB_TOKEN", None)
