@@ -100,7 +100,7 @@ def test_cost_at_twenty_objects_is_printed():
     rng = np.random.default_rng(0)
     pos, vel = rng.uniform(0, 1000, (20, 2)), rng.uniform(-5, 5, (20, 2))
     tracker = Tracker(TrackConfig(), threshold=0.5, end_after=2.0)
-    times = []
+    times, ids = [], []
     for f in range(200):
         pos += vel
         boxes = np.c_[pos, pos + [60, 150]] + rng.normal(0, 1.5, (20, 4))
@@ -108,9 +108,12 @@ def test_cost_at_twenty_objects_is_printed():
         t0 = time.perf_counter()
         reported, _ = tracker.update(dets, f / 25)
         times.append(time.perf_counter() - t0)
+        ids.append(tuple(reported.track_ids.tolist()))
     print(f"\ntracker, 20 objects: {np.median(times) * 1000:.3f} ms per frame (median), "
           f"p95 {np.percentile(times, 95) * 1000:.3f} ms")
-    assert len({t for t in reported.track_ids.tolist() if t > 0}) >= 15
+    # The cost is printed (a timed bound flakes on a shared machine); what is asserted is the work done: over
+    # the last 4 s every object is reported, in every frame, under one id of its own, and no other track exists.
+    assert len(set(ids[-100:])) == 1 and sorted(ids[-1]) == list(range(1, 21)), ids[-100:]
 
 
 def _result(dets: Detections, i: int) -> FrameResult:
