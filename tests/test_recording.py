@@ -142,7 +142,8 @@ def _starts(folder: Path, name: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(f"{name}_2") and p.suffix == ".mp4")
 
 
-def test_camera_segments_rotate_and_expire_per_camera_touching_nothing_else(tmp_path, pedestrian_detector):
+@pytest.mark.services  # Chromium plays a segment
+def test_camera_segments_rotate_and_expire_per_camera_touching_nothing_else(tmp_path, pedestrian_detector, chromium):
     """Two cameras into one folder: door keeps 4 s of 1 s segments, yard keeps at most 1 byte (so only the file
     being written); files not in a camera's record, and the other camera's, are never touched."""
     rec = tmp_path / "rec"
@@ -195,7 +196,7 @@ sources:
     for name in kept[:-1]:  # every finished segment is about a second long and plays
         stamps = _timestamps_s(rec / name)
         assert 0.8 <= stamps[-1] - stamps[0] + 0.04 <= 1.3 and video_props(rec / name)[0] == len(stamps), name
-    seen = _plays_in_chromium([rec / kept[0]], tmp_path)
+    seen = _plays_in_chromium([rec / kept[0]], tmp_path, chromium)
     assert seen[kept[0]]["error"] is None and seen[kept[0]]["width"] == 176, seen
 
 
