@@ -7,7 +7,9 @@ and OpenVINO's own lines included), the exit code argparse or the command gives,
 stderr. What a process has for itself is checked after each call: the logging set-up, the SIGINT and SIGTERM
 handlers and the working folder are put back, and no thread the call started may be left running. Tests
 about signals, the entry point itself, closed pipes, resource limits or several processes at once use
-`streamdet_process`.
+`streamdet_process`, and so does `model quantize`: importing NNCF changes the process for good (it sets
+logging's logger class and keeps a handler on the stdout it found), which left later tests' log records
+uncaptured.
 """
 
 from __future__ import annotations
