@@ -36,6 +36,15 @@ def pedestrian_xml(model_cache) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pedestrian_detector(pedestrian_xml):
+    """The pedestrian IR compiled once with load's defaults, for tests that only run it (through a Pipeline
+    or `detect`); tests about what loading does compile their own."""
+    from streamdet.model.detector import load
+
+    return load(pedestrian_xml)
+
+
+@pytest.fixture(scope="session")
 def carphone_frames() -> list[np.ndarray]:
     """The first 40 frames of carphone (176x144): one man in a car, filling the middle and right."""
     frames = decode(clip("carphone_pristine"), 40)
@@ -44,3 +53,28 @@ def carphone_frames() -> list[np.ndarray]:
 
 
 # --- end of model layer fixtures ---------------------------------------------------------------
+
+
+# --- Browser (tests/test_web*.py, test_recording.py, test_copy_recording.py) ---------------------
+# Debian's chromium, driven headless by Playwright, launched once per session; each test opens its
+# own page, which has a context of its own (no cookies or cache shared between tests).
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: install the packages in tests/apt-packages.txt (the CI script does)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# --- end of browser fixtures ---------------------------------------------------------------------

@@ -76,17 +76,16 @@ def test_capacity_bench_prints_table_and_json(tmp_path, model_cache):
     assert "motion gate on" in proc.stdout
 
 
-def test_capacity_search_adds_cameras_until_one_drops(pedestrian_xml):
+def test_capacity_search_adds_cameras_until_one_drops(pedestrian_xml, pedestrian_detector):
     """`max`: one camera more per trial; the answer is the most cameras kept up with. A 100 fps clip makes
     the machine fall behind within a few cameras, so the search ends quickly."""
     from streamdet.bench.capacity import run_capacity
-    from streamdet.model.detector import load
 
     from helpers import decode, write_clip
 
     fast = write_clip(decode(clip("bikes"), 100), tmp_clip := pedestrian_xml.parent / "fast-100fps.mp4", fps=100)
     try:
-        detector = load(pedestrian_xml)
+        detector = pedestrian_detector
         result = run_capacity(detector, "pedestrian", fast, None, 1.5, False, "this machine", most=6)
     finally:
         tmp_clip.unlink()

@@ -53,7 +53,8 @@ def _write_config(path: Path, clips: Path, **events) -> Path:
 
 @pytest.mark.services
 @pytest.mark.parametrize("end_after", [1, 2])
-def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chromium(tmp_path, model_cache, end_after):
+def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chromium(tmp_path, model_cache, end_after,
+                                                                                   chromium):
     """bikes shows a person in three shots (see test_events.py). With 1 s before and after, each clip runs from
     1 s before its first track's first sighting to 1 s after its last track's last one, clipped by the file's
     ends; it may start up to a second earlier, on the keyframe at or before that point. With end_after 2 a track
@@ -88,7 +89,7 @@ def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chrom
         gaps = {round(b[0] - a[0], 3) for a, b in zip(packets, packets[1:])}
         assert gaps == {0.04}, gaps  # the frames' own times: bikes is 25 fps without a gap
         assert video_props(Path(name))[:3] == (len(packets), 640, 272)
-    seen = _plays_in_chromium(files, tmp_path)
+    seen = _plays_in_chromium(files, tmp_path, chromium)
     for path in files:
         result = seen[path.name]
         assert result["error"] is None and result["width"] == 640 and result["ready"] >= 2, seen
@@ -96,7 +97,7 @@ def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chrom
 
 
 @pytest.mark.services
-def test_a_clip_being_written_when_killed_9_plays(tmp_path, model_cache):
+def test_a_clip_being_written_when_killed_9_plays(tmp_path, model_cache, chromium):
     """A looping bikes, killed while a clip is open and has more than a second in it: the clip keeps what was
     written up to its last whole fragment (a keyframe a second) and plays."""
     clips, events_path = tmp_path / "clips", tmp_path / "events.jsonl"
@@ -119,7 +120,7 @@ def test_a_clip_being_written_when_killed_9_plays(tmp_path, model_cache):
     frames = video_props(open_clip)[0]
     print(f"\nkilled with {open_clip.name} open: {open_clip.stat().st_size} bytes, {frames} frames play")
     assert frames >= 25
-    seen = _plays_in_chromium([open_clip], tmp_path)
+    seen = _plays_in_chromium([open_clip], tmp_path, chromium)
     assert seen[open_clip.name]["error"] is None and seen[open_clip.name]["width"] == 640, seen
 
 
@@ -287,12 +288,11 @@ def test_a_track_longer_than_max_clip_seconds_is_cut_into_clips_at_keyframes(tmp
 
 
 @pytest.mark.services
-def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tmp_path, pedestrian_xml):
+def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tmp_path, pedestrian_detector, chromium):
     """A loopback camera showing carphone's man at 25 fps, without end: his clip is cut at the first keyframe
     3 s in, and the frames of each piece sit at the times they were captured (the clip's length is the time
     its frames took to come), and the run's stop ends the open one, which plays."""
     from streamdet.config.sections import Config
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     clips = tmp_path / "clips"
@@ -310,7 +310,7 @@ def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tm
         wait_for(lambda: len(captured) >= 25, 10, "frames")
 
     try:
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
             run_alongside(pipeline, two_clips, lambda result: captured.append(result.frame.captured))
             summary = pipeline.summary()
     finally:
@@ -324,16 +324,15 @@ def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tm
     real = [c - captured[0] for c in captured[:len(first)]]
     assert max(abs(t - r) for (t, _), r in zip(first, real)) <= 0.002
     assert summary.counts[summary.sources[0].name]["clips"] == len(files)
-    seen = _plays_in_chromium([files[-1]], tmp_path)
+    seen = _plays_in_chromium([files[-1]], tmp_path, chromium)
     assert seen[files[-1].name]["error"] is None and seen[files[-1].name]["width"] == 176, seen
 
 
-def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(tmp_path, pedestrian_xml):
+def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(tmp_path, pedestrian_detector):
     """The folder is removed at frame 10 of bikes, before the first person is tracked (frame 31): opening his
     clip fails, and the run stops with an OutputError naming the folder and the reason."""
     from streamdet.config.sections import Config
     from streamdet.errors import OutputError
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     clips = tmp_path / "clips"
@@ -343,7 +342,7 @@ def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(t
     config.logging.quiet = True
     config.events.clips = str(clips)
     with pytest.raises(OutputError) as failed:
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
             for result in pipeline.results():
                 if result.frame.index == 10:
                     shutil.rmtree(clips)
@@ -375,7 +374,7 @@ def _packet_bytes(path: Path) -> dict[float, bytes]:
 
 
 @pytest.mark.services
-def test_a_recorded_camera_with_clips_is_encoded_once(tmp_path, model_cache):
+def test_a_recorded_camera_with_clips_is_encoded_once(tmp_path, model_cache, chromium):
     """bikes recorded and clipped: the recording is muxed from the clip stage's packets (the same bytes as the
     clip's at the same times, keyframes with their SPS/PPS), every frame at its time, and it plays in Chromium;
     its 2 s segments still start on keyframes."""
@@ -392,7 +391,7 @@ def test_a_recorded_camera_with_clips_is_encoded_once(tmp_path, model_cache):
     clipped = _packet_bytes(first_clip)
     offset = min(t for t, data in recording.items() if data == clipped[0.0])  # where the clip starts in the recording
     assert all(recording[round(t + offset, 3)] == data for t, data in clipped.items())
-    seen = _plays_in_chromium([tmp_path / "rec.mp4"], tmp_path)
+    seen = _plays_in_chromium([tmp_path / "rec.mp4"], tmp_path, chromium)
     assert seen["rec.mp4"]["error"] is None and abs(seen["rec.mp4"]["duration"] - 10.0) < 0.1, seen
 
     config.write_text(config.read_text() + "recording:\n  segment_seconds: 2\n")

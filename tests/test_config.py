@@ -19,7 +19,6 @@ from streamdet.config.sections import (Config, DetectConfig, Hint, Hwaccel, Infe
 from streamdet.config.loader import load_config
 from streamdet.errors import ConfigError
 
-pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +35,7 @@ def _error(tmp_path: Path, text: str) -> str:
     return str(info.value)
 
 
+@pytest.mark.unit
 def test_shipped_config_yaml_is_the_builtin_defaults_and_shows_every_key():
     assert load_config(ROOT / "config.yaml") == Config()
     shown = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -45,6 +45,7 @@ def test_shipped_config_yaml_is_the_builtin_defaults_and_shows_every_key():
             assert set(shown[section.name]) == {f.name for f in dataclasses.fields(value)}, section.name
 
 
+@pytest.mark.unit
 def test_sources_as_strings_and_as_mappings_with_their_own_settings(tmp_path):
     config = _load(tmp_path, """
 detect:
@@ -74,10 +75,12 @@ sources:
     assert (clip.detect.threshold, door.detect.threshold) == (0.3, 0.8)
 
 
+@pytest.mark.unit
 def test_a_single_source_may_be_a_scalar(tmp_path):
     assert [p.url for p in _load(tmp_path, "sources: clip.mp4\n").plans()] == ["clip.mp4"]
 
 
+@pytest.mark.unit
 def test_python_api_takes_plain_strings():
     assert [p.url for p in Config(sources=["a.mp4", "rtsp://h/x"]).plans()] == ["a.mp4", "rtsp://h/x"]
 
@@ -107,12 +110,14 @@ def test_python_api_takes_plain_strings():
     ("inference:\n  server_model: ../x\n", ["server_model '../x'"]),
     ("inference:\n  server_version: -1\n", ["server_version"]),
 ])
+@pytest.mark.unit
 def test_errors_name_the_key_and_line(tmp_path, text, fragments):
     message = _error(tmp_path, text)
     for fragment in fragments:
         assert fragment in message, message
 
 
+@pytest.mark.unit
 def test_an_override_that_breaks_a_rule_with_the_sections_names_the_source(tmp_path):
     message = _error(tmp_path, """
 source:
@@ -125,6 +130,7 @@ sources:
     assert "source 'door'" in message and "reconnect_max must be at least reconnect_initial" in message
 
 
+@pytest.mark.unit
 def test_rtsp_transport_may_differ_between_cameras(tmp_path):
     # Each camera is opened through PyAV with options of its own (OpenCV took one value per process).
     plans = _load(tmp_path, "sources:\n  - rtsp://cam1/live\n  - name: c\n    url: rtsp://h/x\n"
@@ -132,11 +138,13 @@ def test_rtsp_transport_may_differ_between_cameras(tmp_path):
     assert [p.source.rtsp_transport for p in plans] == ["tcp", "udp"]
 
 
+@pytest.mark.unit
 def test_an_unknown_hwaccel_is_refused(tmp_path):
     message = _error(tmp_path, "source: {hwaccel: metal}\nsources: [rtsp://cam1/live]\n")
     assert "hwaccel" in message and "metal" in message
 
 
+@pytest.mark.unit
 def test_credentials_never_reach_an_error_about_an_unnamed_source(tmp_path):
     message = _error(tmp_path, """
 source:
@@ -148,6 +156,7 @@ sources:
     assert "hunter2" not in message and "rtsp://***:***@cam/live" in message
 
 
+@pytest.mark.unit
 def test_entries_check_their_settings_in_the_python_api_too():
     with pytest.raises(ValueError, match="between 0 and 1"):
         SourceEntry(url="a.mp4", detect={"threshold": 7})
@@ -155,6 +164,7 @@ def test_entries_check_their_settings_in_the_python_api_too():
         SourceEntry(url="a.mp4", detect={"score": 0.5})
 
 
+@pytest.mark.unit
 def test_server_settings_token_from_the_environment_and_never_shown(tmp_path, monkeypatch):
     monkeypatch.setenv("STREAMDET_SERVER_TOKEN", "tok-from-env-1")
     config = _load(tmp_path, "inference:\n  server: grpcs://ovms.lan:9000\n  server_model: ped\n  server_version: 2\n")
@@ -165,6 +175,7 @@ def test_server_settings_token_from_the_environment_and_never_shown(tmp_path, mo
     assert config.inference.server_version == 2
 
 
+@pytest.mark.unit
 def test_a_name_given_to_two_sources_is_refused_naming_both_lines(tmp_path):
     """Renamed silently, `a`, `a` and `a-1` once ran as a-0, a-1 and a-1: two cameras in one file."""
     message = _error(tmp_path, """
@@ -181,6 +192,7 @@ sources:
         Config(sources=[SourceEntry(url="a.mp4", name="door"), SourceEntry(url="b.mp4", name="door")]).plans()
 
 
+@pytest.mark.unit
 def test_names_from_files_and_urls_never_equal_each_other_or_a_given_name():
     from streamdet.plan import unique_names
 

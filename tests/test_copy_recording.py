@@ -27,12 +27,9 @@ from clirun import assert_one_line_error, cli_env, streamdet
 from helpers import LineReader, LoopbackHttpServer, MjpegCamera, decode, free_port, wait_for
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
-from streamdet import load
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
 from streamdet.sources import demux
 from streamdet.sources.demux import adts_config, copyable_sound, to_lengths
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +60,8 @@ def _lines(folder: Path) -> int:
 
 
 @pytest.mark.services
-def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_renders(tmp_path, model_cache,
-                                                                                   pedestrian_xml, bikes_frames):
-    from playwright.sync_api import sync_playwright
-
+def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_renders(tmp_path, model_cache, chromium,
+                                                                                   bikes_frames, pedestrian_detector):
     server = RtspServer(clip("bikes"), repeat=3).start()
     rec, port = tmp_path / "rec", free_port()
     rec.mkdir()
@@ -75,25 +70,23 @@ def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_rende
     try:
         wait_for(lambda: len(list(rec.glob("cam_*.mp4"))) >= 3, 60, "three 3-second segments")
         name = f"127.0.0.1_{server.port}_live"
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/recordings/{name}")
-                page.wait_for_function("() => document.querySelectorAll('#segments li').length >= 2", timeout=20_000)
-                page.locator("#segments li button").last.click()  # newest first: the oldest, a whole one
-                page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
-                size = page.evaluate("() => { const v = document.getElementById('video'); "
-                                     "return [v.videoWidth, v.videoHeight, v.duration]; }")
-                # Where the copied segment's detections file has a person, the player draws it over the video.
-                first = sorted(rec.glob("cam_*.mp4"))[0]
-                boxed = next(f for f in read_sidecar(sidecar_path(first)) if len(f.detections))
-                page.evaluate(f"() => {{ const v = document.getElementById('video'); v.pause(); "
-                              f"v.currentTime = {boxed.pts + 0.01}; }}")
-                page.wait_for_function("() => document.getElementById('overlay').dataset.boxes !== '0'",
-                                       timeout=20_000)
-            finally:
-                browser.close()
+        page = chromium.new_page()
+        try:
+            page.goto(f"http://127.0.0.1:{port}/recordings/{name}")
+            page.wait_for_function("() => document.querySelectorAll('#segments li').length >= 2", timeout=20_000)
+            page.locator("#segments li button").last.click()  # newest first: the oldest, a whole one
+            page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
+            size = page.evaluate("() => { const v = document.getElementById('video'); "
+                                 "return [v.videoWidth, v.videoHeight, v.duration]; }")
+            # Where the copied segment's detections file has a person, the player draws it over the video.
+            first = sorted(rec.glob("cam_*.mp4"))[0]
+            boxed = next(f for f in read_sidecar(sidecar_path(first)) if len(f.detections))
+            page.evaluate(f"() => {{ const v = document.getElementById('video'); v.pause(); "
+                          f"v.currentTime = {boxed.pts + 0.01}; }}")
+            page.wait_for_function("() => document.getElementById('overlay').dataset.boxes !== '0'",
+                                   timeout=20_000)
+        finally:
+            page.close()
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
@@ -113,7 +106,7 @@ def test_a_camera_recorded_by_copy_holds_every_frame_plays_in_chromium_and_rende
     assert not wrong, f"{len(wrong)} of {len(frames)} recorded frames are not the camera's next frame (first {wrong[:5]})"
     assert len(frames) >= 6 * 25
     # The detections beside each segment sit at their frame's time in it: the model's boxes on that frame.
-    detector = load(pedestrian_xml)
+    detector = pedestrian_detector
     at = start
     checked = 0
     for segment in segments[:2]:
@@ -273,7 +266,7 @@ def _half_size_clip(frames: list[np.ndarray], path: Path) -> Path:
 
 @pytest.mark.services
 def test_detect_url_detects_on_the_sub_stream_and_reports_boxes_in_the_main_streams_pixels(
-        tmp_path, model_cache, pedestrian_xml, bikes_frames):
+        tmp_path, model_cache, bikes_frames, pedestrian_detector):
     sub_clip = _half_size_clip(bikes_frames, tmp_path / "sub.mp4")
     # The main stream answers only once the run has started without it: until then there is no size to
     # give the boxes in, so nothing may be detected (every record below is checked in its pixels).
@@ -298,7 +291,7 @@ def test_detect_url_detects_on_the_sub_stream_and_reports_boxes_in_the_main_stre
     stderr = err.text()
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     records = [json.loads(line) for line in js.read_text().splitlines()]
-    detector = load(pedestrian_xml)
+    detector = pedestrian_detector
     sub_frames = decode(sub_clip)  # what the sub-stream's frames decode to (x264 made them)
     wide = compared = 0
     for record in records[:150:2]:

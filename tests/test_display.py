@@ -18,8 +18,6 @@ from media import clip, pedestrian_pb
 
 from streamdet.drawing import class_color
 
-pytestmark = pytest.mark.services  # an Xvfb display of its own (and xwd, xdotool)
-
 
 def _xwd_to_bgr(data: bytes) -> np.ndarray:
     """Decode `xwd -root` output (24/32-bit ZPixmap) to a BGR image."""
@@ -51,6 +49,7 @@ def xvfb():
     server.wait(timeout=10)
 
 
+@pytest.mark.services  # an Xvfb display of its own (and xwd, xdotool)
 def test_window_shows_annotated_frames_and_q_closes_it(xvfb, model_cache):
     env = cli_env(model_cache, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb")
     proc = subprocess.Popen(

@@ -13,8 +13,6 @@ from streamdet import drawing
 from streamdet.detections import Detections
 from streamdet.drawing import Annotator, OverlayStatus
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def frame() -> np.ndarray:
@@ -38,6 +36,7 @@ def _region(image, rect):
     return image[y1:y2 + 1, x1:x2 + 1]
 
 
+@pytest.mark.unit
 def test_a_label_in_the_top_left_corner_is_not_covered(frame):
     # As on the 176x144 carphone clip: the man's box starts at the top-left, his label inside it.
     detections = _detections((0, 0, 300, 400))
@@ -49,6 +48,7 @@ def test_a_label_in_the_top_left_corner_is_not_covered(frame):
     assert with_plate[2:10, -40:-10].mean() < without[2:10, -40:-10].mean() - 20
 
 
+@pytest.mark.unit
 def test_with_a_label_in_every_corner_every_label_stays_whole_and_the_plate_is_blended(frame):
     h, w = frame.shape[:2]
     detections = _detections((0, 0, 200, 150), (w - 200, 0, w - 1, 150), (0, h - 150, 200, h - 1),
@@ -66,6 +66,7 @@ def test_with_a_label_in_every_corner_every_label_stays_whole_and_the_plate_is_b
     assert darkened.mean() > 0.5 and plate[darkened].std() > 3
 
 
+@pytest.mark.unit
 def test_no_rate_yet_shows_no_fake_zero_fps(frame, monkeypatch):
     drawn: list[str] = []
     real = cv2.putText
@@ -75,6 +76,7 @@ def test_no_rate_yet_shows_no_fake_zero_fps(frame, monkeypatch):
     assert drawn == ["18 ms", "12.3 FPS  18 ms"]
 
 
+@pytest.mark.unit
 def test_no_status_draws_nothing_outside_the_boxes_and_labels(frame):
     detections = _detections((100, 120, 300, 400))
     image = Annotator().draw(frame.copy(), detections, None)

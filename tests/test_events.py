@@ -21,13 +21,12 @@ from media import clip
 from mqtt_broker import Broker, Subscriber
 
 from streamdet.config.sections import Config
-from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 
 
 @pytest.fixture(scope="module")
-def detector(pedestrian_xml):
-    return load(pedestrian_xml)
+def detector(pedestrian_detector):
+    return pedestrian_detector
 
 
 def _tracked(detector, name: str) -> list[dict]:
@@ -100,7 +99,8 @@ def test_zone_line_events_and_snapshots_through_the_command(tmp_path, model_cach
 @pytest.mark.services
 def test_mqtt_broker_killed_for_5_s_mid_run(tmp_path, detector):
     """Events of a looping clip go to a real broker; it is killed for 5 s and started again on its port.
-    Frames keep their pace, events after the restart arrive, and what had to be dropped is counted."""
+    Frames keep their pace and events after the restart arrive (the outbox's exact drop count on an outage is
+    checked in test_mqtt.py's test_broker_outage_reconnects_and_the_outbox_keeps_the_newest_events)."""
     broker = Broker(tmp_path).start()
     subscriber = Subscriber(broker.port)
     config = Config()
@@ -147,7 +147,7 @@ def test_mqtt_broker_killed_for_5_s_mid_run(tmp_path, detector):
     assert during >= 0.8 * before
     assert availability[0] == ("online", True) or ("online", False) in availability
     assert availability.count(("online", False)) >= 2  # once at start, once after the restart
-    assert summary.mqtt["dropped"] >= 0 and summary.mqtt["sent"] > 0
+    assert summary.mqtt["sent"] > 0
     kinds = Counter(e["kind"] for e in events)
     assert kinds["start"] and kinds["end"]
     assert all(e["source"] == "bikes" and e["label"] == "person" for e in events)

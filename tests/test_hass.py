@@ -21,7 +21,6 @@ from rtsp import RtspServer
 from streamdet.config.events import EventsConfig, LineConfig, ZoneConfig
 from streamdet.config.mqtt import MqttConfig
 from streamdet.config.sections import Config, SourceEntry
-from streamdet.model.detector import load
 from streamdet.outputs.hass import Camera, _stale, discovery_configs, state_topics
 from streamdet.pipeline import Pipeline
 
@@ -134,8 +133,8 @@ def watchers(broker):
 
 
 @pytest.fixture(scope="module")
-def detector(pedestrian_xml):
-    return load(pedestrian_xml)
+def detector(pedestrian_detector):
+    return pedestrian_detector
 
 
 def _config(broker, sources) -> Config:

@@ -84,14 +84,15 @@ def test_nothing_listening_backs_off_as_configured_and_stops_promptly(caplog):
     assert all("pw123" not in r.getMessage() and f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("outage_s", [3, 20])
-def test_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, caplog):
-    """Default backoff (1 s doubling to 30 s): without the port probe, a 20 s outage left the camera
-    unwatched for up to 11 s more (attempts at 0, 1, 3, 7, 15, 31 s)."""
+@pytest.mark.parametrize("outage_s, initial", [(3, 1.0), (5, 0.25)])
+def test_camera_back_after_an_outage_gives_frames_within_1_5_s(outage_s, initial, caplog):
+    """Backoff doubling from `initial` (1 s by default) to 30 s: without the port probe, the camera back after
+    5 s with a 0.25 s start would wait until the attempt at 7.75 s (attempts at 0, 0.25, 0.75, 1.75, 3.75,
+    7.75 s), as a 20 s outage with the default waited until 31 s."""
     caplog.set_level(logging.INFO, logger="streamdet.live")
     cam = MjpegCamera()
     port = cam.port
-    source = NetworkSource(f"http://127.0.0.1:{port}/v.mjpg", SourceConfig())
+    source = NetworkSource(f"http://127.0.0.1:{port}/v.mjpg", SourceConfig(reconnect_initial=initial))
     source.open()
     consumer = FrameConsumer(source)
     consumer.wait_frames(10, 10)
@@ -182,10 +183,9 @@ def test_live_pipeline_drops_old_frames_and_stops_on_sigint(camera, tmp_path, mo
     assert video_props(tmp_path / "live.mp4")[0] == len(records)
 
 
-def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pedestrian_xml):
+def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pedestrian_detector):
     """Two 'cameras' accept the connection and never answer: they open side by side, not one after the other."""
     from streamdet.config.sections import Config
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
@@ -198,7 +198,7 @@ def test_cameras_that_hang_on_open_do_not_hold_up_the_other_sources(tmp_path, pe
         config.output.json = str(tmp_path / "{name}.jsonl")
         t0 = time.monotonic()
         first_file_frame = None
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
             for result in pipeline.results():
                 if result.source == "bikes" and first_file_frame is None:
                     first_file_frame = time.monotonic() - t0

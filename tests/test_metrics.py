@@ -23,7 +23,6 @@ from rtsp import RtspServer
 from test_web import _config, running
 
 from streamdet.config.sections import WebConfig
-from streamdet.model.detector import load
 from streamdet.pipeline import Pipeline
 from streamdet.figures import InferenceInfo, RunStatus, SourceStatus, StageSummary
 from streamdet.web import WebView, bind_listener
@@ -53,12 +52,12 @@ def _value(families: dict, family: str, sample: str, **labels) -> float:
 # ------------------------------------------------------------------------------ a real run
 
 @pytest.fixture(scope="module")
-def run(pedestrian_xml):
+def run(pedestrian_detector):
     """A looping clip with tracking, so frames and events keep coming while the tests scrape."""
     config = _config([str(clip("bikes"))], token=TOKEN)
     config.source.loop = True
     config.track.enabled = True
-    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+    with Pipeline(config, detector=pedestrian_detector) as pipeline, running(pipeline):
         yield pipeline
 
 
@@ -206,13 +205,13 @@ def test_the_collector_turns_a_status_into_camera_mqtt_and_event_metrics_with_cr
 # ------------------------------------------------------- a camera and a broker with passwords
 
 @pytest.mark.services
-def test_camera_and_broker_passwords_never_reach_the_metrics_and_mqtt_is_measured(tmp_path, pedestrian_xml):
+def test_camera_and_broker_passwords_never_reach_the_metrics_and_mqtt_is_measured(tmp_path, pedestrian_detector):
     server = RtspServer(clip("bikes"), repeat=50, user="admin", password="Metr1cs-pa55").start()
     broker = Broker(tmp_path, auth=True).start()
     config = _config([server.url("admin", "Metr1cs-pa55")])
     config.mqtt.url = f"mqtt://{AUTH_USER}:{AUTH_PW}@127.0.0.1:{broker.port}"
     try:
-        with Pipeline(config, detector=load(pedestrian_xml)) as pipeline, running(pipeline):
+        with Pipeline(config, detector=pedestrian_detector) as pipeline, running(pipeline):
             name = pipeline.status().sources[0].name
 
             def sent() -> dict | None:

@@ -13,7 +13,7 @@ import openvino.opset13 as ops
 import pytest
 from openvino.preprocess import ColorFormat, PrePostProcessor
 
-from clirun import assert_one_line_error, cli_env, streamdet
+from clirun import assert_one_line_error, cli_env, streamdet, streamdet_process
 from media import clip, pedestrian_pb
 
 from streamdet.errors import ModelError
@@ -345,7 +345,7 @@ def test_ir_outputs_that_openvino_cannot_write_are_one_line_errors_before_any_wo
     env = cli_env(empty)
     proc = streamdet("model", "convert", str(pedestrian_pb()), "-o", str(tmp_path / "ped2.XML"), env=env)
     assert_one_line_error(proc, "ped2.XML", "lower case")
-    proc = streamdet("model", "quantize", str(pedestrian_pb()), "--calib", str(clip("carphone_pristine")),
+    proc = streamdet_process("model", "quantize", str(pedestrian_pb()), "--calib", str(clip("carphone_pristine")),
                      "-o", str(tmp_path / "ped.XML"), env=env)
     assert_one_line_error(proc, "ped.XML", "lower case")
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from clirun import assert_one_line_error, cli_env, streamdet
+from clirun import assert_one_line_error, cli_env, streamdet, streamdet_process
 from helpers import decode, write_clip
 from media import clip
 
@@ -31,7 +31,7 @@ def quantized(pedestrian_xml, tmp_path_factory):
     """One INT8 model for the whole module: calibrated on bikes, checked by the command on the other two."""
     folder = tmp_path_factory.mktemp("int8")
     out = folder / "pedestrian_int8.xml"
-    proc = streamdet("model", "quantize", str(pedestrian_xml), "--calib", str(clip(CALIB)), "--frames", "100",
+    proc = streamdet_process("model", "quantize", str(pedestrian_xml), "--calib", str(clip(CALIB)), "--frames", "100",
                      *[a for name in HELD_OUT for a in ("--check", str(clip(name)))], "--check-frames", "60",
                      "--bench-seconds", "1", "-o", str(out), env=cli_env(folder / "cache"), timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -124,7 +124,7 @@ def test_model_info_shows_int8_and_where_it_came_from(quantized, pedestrian_xml,
 def test_refuses_a_model_that_agrees_too_little_and_writes_nothing(pedestrian_xml, tmp_path):
     (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "int8.xml"
-    proc = streamdet("model", "quantize", str(pedestrian_xml), "--calib", str(clip("carphone_pristine")),
+    proc = streamdet_process("model", "quantize", str(pedestrian_xml), "--calib", str(clip("carphone_pristine")),
                      "--frames", "10", "--check-frames", "10", "--bench-seconds", "0", "--min-agreement", "1.01",
                      "-o", str(out), env=cli_env(tmp_path / "cache"), timeout=300)
     line = assert_one_line_error(proc, "F1 ", "below --min-agreement 1.01", "nothing written", "--force")
@@ -182,13 +182,13 @@ def test_calibration_footage_errors_come_before_the_model_is_read(tmp_path):
     missing_model = str(tmp_path / "no-model.xml")  # would fail too: the footage is checked first
     env = cli_env(tmp_path / "cache")
     out = str(tmp_path / "out.xml")
-    proc = streamdet("model", "quantize", missing_model, "--calib", str(empty), "-o", out, env=env)
+    proc = streamdet_process("model", "quantize", missing_model, "--calib", str(empty), "-o", out, env=env)
     assert_one_line_error(proc, "--calib", str(empty), "no videos or images")
-    proc = streamdet("model", "quantize", missing_model, "--calib", str(clip("bikes")), "--calib", str(text), "-o", out, env=env)
+    proc = streamdet_process("model", "quantize", missing_model, "--calib", str(clip("bikes")), "--calib", str(text), "-o", out, env=env)
     assert_one_line_error(proc, "--calib", "x.mp4", "not a readable video")
-    proc = streamdet("model", "quantize", missing_model, "--calib", str(tmp_path / "nowhere"), "-o", out, env=env)
+    proc = streamdet_process("model", "quantize", missing_model, "--calib", str(tmp_path / "nowhere"), "-o", out, env=env)
     assert_one_line_error(proc, "--calib", "nowhere", "no such file or folder")
-    proc = streamdet("model", "quantize", missing_model, "--calib", str(clip("bikes")), "--check", str(empty), "-o", out, env=env)
+    proc = streamdet_process("model", "quantize", missing_model, "--calib", str(clip("bikes")), "--check", str(empty), "-o", out, env=env)
     assert_one_line_error(proc, "--check", "no videos or images")
     assert not list(empty.iterdir()) and not (tmp_path / "out.xml").exists()
 
@@ -198,21 +198,21 @@ def test_output_errors(pedestrian_xml, tmp_path):
     calib = str(clip("carphone_pristine"))
     existing = tmp_path / "taken.xml"
     existing.write_text("<net/>")
-    proc = streamdet("model", "quantize", str(pedestrian_xml), "--calib", calib, "-o", str(existing), env=env)
+    proc = streamdet_process("model", "quantize", str(pedestrian_xml), "--calib", calib, "-o", str(existing), env=env)
     assert_one_line_error(proc, "taken.xml", "exists already", "--overwrite")
     assert existing.read_text() == "<net/>"
-    proc = streamdet("model", "quantize", str(pedestrian_xml), "--calib", calib, "-o", str(pedestrian_xml),
+    proc = streamdet_process("model", "quantize", str(pedestrian_xml), "--calib", calib, "-o", str(pedestrian_xml),
                      "--overwrite", env=env)
     assert_one_line_error(proc, "is the input model")
-    proc = streamdet("model", "quantize", str(pedestrian_xml), "--calib", calib, "-o", str(tmp_path / "int8.bin"), env=env)
+    proc = streamdet_process("model", "quantize", str(pedestrian_xml), "--calib", calib, "-o", str(tmp_path / "int8.bin"), env=env)
     assert_one_line_error(proc, "give an .xml path")
-    proc = streamdet("model", "quantize", str(pedestrian_xml), "--calib", calib, "-o", str(tmp_path / "no" / "a.xml"), env=env)
+    proc = streamdet_process("model", "quantize", str(pedestrian_xml), "--calib", calib, "-o", str(tmp_path / "no" / "a.xml"), env=env)
     assert_one_line_error(proc, "does not exist")
 
 
 def test_an_int8_model_is_not_quantised_again(quantized, tmp_path):
     out, _ = quantized
-    proc = streamdet("model", "quantize", str(out), "--calib", str(clip("carphone_pristine")), "-o",
+    proc = streamdet_process("model", "quantize", str(out), "--calib", str(clip("carphone_pristine")), "-o",
                      str(tmp_path / "again.xml"), env=cli_env(tmp_path / "cache"))
     assert_one_line_error(proc, "INT8 already", "FP16 or FP32")
     assert not (tmp_path / "again.xml").exists()

@@ -25,8 +25,6 @@ from streamdet.meters import StageTimer
 
 ALL = DetectFilter(0.0, np.array([], np.int32))  # every class, every score
 
-pytestmark = pytest.mark.unit
-
 
 def _frame(i: int) -> Frame:
     return Frame(image=np.zeros((4, 4, 3), np.uint8), index=i, pts_ms=None, captured=time.monotonic())
@@ -130,6 +128,7 @@ def _run(sources, nireq=3, got: list[tuple[int, int]] | None = None, **engine):
     return got, lanes
 
 
+@pytest.mark.unit
 def test_inbox_keeps_every_file_frame_and_only_the_newest_camera_frame():
     files = Inbox(capacity=2, newest_wins=False)
     files.put(_frame(0))
@@ -150,6 +149,7 @@ def test_inbox_keeps_every_file_frame_and_only_the_newest_camera_frame():
     assert taken.index == 6 and taken.gap_ms == 1500.0
 
 
+@pytest.mark.unit
 def test_reorder_buffer_hands_out_in_submission_order():
     buffer = ReorderBuffer()
     jobs = {seq: Completed(Job(seq, 0, _frame(seq), ALL), Detections.empty(), 0.0, 0.0) for seq in range(5)}
@@ -161,6 +161,7 @@ def test_reorder_buffer_hands_out_in_submission_order():
     assert out == [0, 1, 2, 3, 4] and len(buffer) == 0
 
 
+@pytest.mark.unit
 def test_failure_keeps_the_first_error_and_stops_once():
     stops = []
     failure = Failure(on_first=lambda: stops.append(1))
@@ -170,6 +171,7 @@ def test_failure_keeps_the_first_error_and_stops_once():
     assert failure.error is first and stops == [1]
 
 
+@pytest.mark.unit
 def test_frames_come_out_in_order_per_source_with_none_lost():
     got, lanes = _run([CountingSource("a", 40), CountingSource("b", 25)], nireq=4)
     for lane in lanes:
@@ -179,18 +181,21 @@ def test_frames_come_out_in_order_per_source_with_none_lost():
     assert len(got) == 65
 
 
+@pytest.mark.unit
 def test_a_capture_error_ends_the_run_with_that_error_after_the_frames_before_it():
     error = SourceError("decoding stopped at frame 12 of 40")
     with pytest.raises(SourceError, match="frame 12 of 40"):
         _run([CountingSource("a", 40, fail_at=12, fail=error)])
 
 
+@pytest.mark.unit
 def test_a_feeder_error_ends_the_run_with_that_error_not_a_normal_end():
     # A custom source giving a frame the model cannot take: submit raises on the feeder thread.
     with pytest.raises(ModelError, match="8-bit BGR"):
         _run([CountingSource("a", 40)], submit_fails_at=5)
 
 
+@pytest.mark.unit
 def test_an_error_in_a_completion_callback_ends_the_run_and_that_frame_is_not_handed_out():
     handed: list[tuple[int, int]] = []
     with pytest.raises(ValueError, match="bad output tensor"):
@@ -198,6 +203,7 @@ def test_an_error_in_a_completion_callback_ends_the_run_and_that_frame_is_not_ha
     assert handed and (0, 7) not in handed
 
 
+@pytest.mark.unit
 def test_abort_ends_every_thread_even_with_frames_waiting():
     lanes = [Lane(id=0, source=CountingSource("a", 10_000), info=SourceInfo(4, 4, 25.0, None, live=False),
                   inbox=Inbox(capacity=6, newest_wins=False), filter=ALL)]
@@ -210,6 +216,7 @@ def test_abort_ends_every_thread_even_with_frames_waiting():
     assert lanes[0].source.read_count < 10_000
 
 
+@pytest.mark.unit
 def test_frames_held_stay_bounded_however_many_requests():
     """A consumer that never lets go: the scheduler stops at its slot limit instead of reading on."""
     lanes = [Lane(id=0, source=CountingSource("a", 10_000), info=SourceInfo(4, 4, 25.0, None, live=False),

@@ -10,9 +10,8 @@ import pytest
 from streamdet.config.sections import RecordingConfig
 from streamdet.outputs.segments import Segments
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_names_never_repeat_and_only_recorded_files_are_ours(tmp_path):
     segments = Segments(str(tmp_path / "door_{start}.mp4"), RecordingConfig())
     t = time.mktime((2026, 11, 25, 10, 0, 0, 0, 0, -1))
@@ -37,6 +36,7 @@ def _record(segments: Segments, names: list[str], starts: list[float]) -> None:
         path.write_bytes(b"x" * 1000)
 
 
+@pytest.mark.unit
 def test_expiry_by_age_and_by_size_keeps_the_current_file_and_survives_a_restart(tmp_path):
     now = time.mktime((2026, 11, 25, 12, 0, 0, 0, 0, -1))
     starts = [now - 3600 * h for h in range(4, -1, -1)]  # 08:00 .. 12:00
@@ -54,6 +54,7 @@ def test_expiry_by_age_and_by_size_keeps_the_current_file_and_survives_a_restart
     assert [p.name for p, _ in by_age.ours()] == names[3:]  # the record holds only what is left
 
 
+@pytest.mark.unit
 def test_expiry_leaves_look_alikes_and_impossible_dates_alone_and_counts_them(tmp_path, caplog):
     caplog.set_level(logging.INFO, "streamdet.recording")
     decoys = ["20190704-120000.mp4", "20200101-000000-3.mp4", "20261399-999999.mp4"]
@@ -69,6 +70,7 @@ def test_expiry_leaves_look_alikes_and_impossible_dates_alone_and_counts_them(tm
     assert any("3 file(s) named like segments" in m and "left alone" in m for m in caplog.messages), caplog.messages
 
 
+@pytest.mark.unit
 def test_a_record_line_cut_off_by_a_crash_loses_no_later_segment(tmp_path):
     segments = Segments(str(tmp_path / "cam_{start}.mp4"), RecordingConfig(keep_gb=1e-9))
     now = time.mktime((2026, 12, 4, 14, 30, 0, 0, 0, -1))

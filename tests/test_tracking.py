@@ -18,8 +18,6 @@ from streamdet.sources import Frame
 from streamdet.detections import greedy_match, iou
 from streamdet.tracking import Tracker
 
-pytestmark = pytest.mark.unit
-
 
 def _dets(boxes, scores, labels=None) -> Detections:
     boxes = np.array(boxes, np.float32).reshape(-1, 4)
@@ -35,6 +33,7 @@ def _walk(start, step, frames):
         yield [x - 20, y - 100, x + 20, y]
 
 
+@pytest.mark.unit
 def test_iou_and_greedy_matching():
     a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110]], float)
@@ -44,6 +43,7 @@ def test_iou_and_greedy_matching():
     assert greedy_match(np.array([[0.9, 0.8], [0.85, 0.3]]), 0.2) == [(0, 0), (1, 1)]
 
 
+@pytest.mark.unit
 def test_ids_are_born_after_birth_frames_and_kept_through_a_low_score_dip():
     tracker = Tracker(TrackConfig(birth_frames=3), threshold=0.5, end_after=1.0)
     ids, started = [], []
@@ -57,6 +57,7 @@ def test_ids_are_born_after_birth_frames_and_kept_through_a_low_score_dip():
     assert started == [1]
 
 
+@pytest.mark.unit
 def test_a_track_ends_after_end_after_and_a_returning_object_gets_a_new_id():
     tracker = Tracker(TrackConfig(birth_frames=1), threshold=0.5, end_after=0.5)
     box = [100, 100, 140, 200]
@@ -73,6 +74,7 @@ def test_a_track_ends_after_end_after_and_a_returning_object_gets_a_new_id():
     assert reported.track_ids.tolist() == [2] and [t.id for t in update.started] == [2]
 
 
+@pytest.mark.unit
 def test_two_objects_passing_each_other_keep_their_ids():
     tracker = Tracker(TrackConfig(birth_frames=2), threshold=0.5, end_after=1.0)
     a, b = list(_walk((50, 300), (8, 0), 50)), list(_walk((450, 310), (-8, 0), 50))
@@ -84,6 +86,7 @@ def test_two_objects_passing_each_other_keep_their_ids():
     assert set(history[5:]) == {(1, 2)}, history
 
 
+@pytest.mark.unit
 def test_classes_never_share_a_track():
     tracker = Tracker(TrackConfig(birth_frames=1), threshold=0.5, end_after=1.0)
     box = [100, 100, 140, 200]
@@ -92,11 +95,12 @@ def test_classes_never_share_a_track():
     assert reported.track_ids.tolist() == [2] and update.started[0].label == "car"
 
 
+@pytest.mark.unit
 def test_cost_at_twenty_objects_is_printed():
     rng = np.random.default_rng(0)
     pos, vel = rng.uniform(0, 1000, (20, 2)), rng.uniform(-5, 5, (20, 2))
     tracker = Tracker(TrackConfig(), threshold=0.5, end_after=2.0)
-    times = []
+    times, ids = [], []
     for f in range(200):
         pos += vel
         boxes = np.c_[pos, pos + [60, 150]] + rng.normal(0, 1.5, (20, 4))
@@ -104,9 +108,12 @@ def test_cost_at_twenty_objects_is_printed():
         t0 = time.perf_counter()
         reported, _ = tracker.update(dets, f / 25)
         times.append(time.perf_counter() - t0)
+        ids.append(tuple(reported.track_ids.tolist()))
     print(f"\ntracker, 20 objects: {np.median(times) * 1000:.3f} ms per frame (median), "
           f"p95 {np.percentile(times, 95) * 1000:.3f} ms")
-    assert len({t for t in reported.track_ids.tolist() if t > 0}) >= 15
+    # The cost is printed (a timed bound flakes on a shared machine); what is asserted is the work done: over
+    # the last 4 s every object is reported, in every frame, under one id of its own, and no other track exists.
+    assert len(set(ids[-100:])) == 1 and sorted(ids[-1]) == list(range(1, 21)), ids[-100:]
 
 
 def _result(dets: Detections, i: int) -> FrameResult:
@@ -126,6 +133,7 @@ def _events_for(boxes_per_frame, events: EventsConfig, end: bool = True):
     return out, stage
 
 
+@pytest.mark.unit
 def test_walking_through_a_zone_and_across_a_line_in_both_directions():
     events = EventsConfig(zones=[ZoneConfig("porch", [[200, 350], [400, 350], [400, 480], [200, 480]])],
                           lines=[LineConfig("gate", [[0.5, 1.0], [0.5, 0.0]])])  # x = 320, drawn bottom to top
@@ -144,6 +152,7 @@ def test_walking_through_a_zone_and_across_a_line_in_both_directions():
     assert enter.source == "door" and enter.label == "person" and enter.pts_s is not None and enter.time.endswith("Z")
 
 
+@pytest.mark.unit
 def test_a_track_that_ends_inside_a_zone_leaves_it():
     events = EventsConfig(zones=[ZoneConfig("porch", [[0, 0], [640, 0], [640, 480], [0, 480]])])
     found, stage = _events_for([[[100, 100, 140, 200]]] * 5, events)
@@ -151,6 +160,7 @@ def test_a_track_that_ends_inside_a_zone_leaves_it():
     assert stage.counts[0].zones["porch"] == {"enter": 1, "exit": 1, "inside": 0}
 
 
+@pytest.mark.unit
 def test_zone_and_line_settings_are_checked():
     with pytest.raises(ValueError, match="at least 3"):
         ZoneConfig("porch", [[0, 0], [1, 1]])
@@ -166,6 +176,7 @@ def test_zone_and_line_settings_are_checked():
     assert scene.lines["gate"].tolist() == [[320, 0], [320, 480]]
 
 
+@pytest.mark.unit
 def test_zones_per_camera_from_yaml_with_errors_naming_camera_and_line(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("sources:\n  - name: door\n    url: door.mp4\n    events:\n      zones:\n"
@@ -179,6 +190,7 @@ def test_zones_per_camera_from_yaml_with_errors_naming_camera_and_line(tmp_path)
         load_config(bad)
 
 
+@pytest.mark.unit
 def test_label_shows_the_track_id():
     assert label_text("person", 17, 0.913) == "person #17 0.91"
     assert label_text("person", -1, 0.913) == "person 0.91"

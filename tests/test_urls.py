@@ -12,9 +12,8 @@ from streamdet.outputs.mqtt import MqttError, MqttPublisher
 from streamdet.sources import ImageFilesSource, NetworkSource, VideoFileSource, open_source
 from streamdet.urls import check_url, mask_url, safe_name
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_mask_url():
     assert mask_url("rtsp://admin:hunter2@10.0.0.5:554/stream1") == "rtsp://***:***@10.0.0.5:554/stream1"
     assert mask_url("http://user@cam.local/video.mjpg") == "http://***@cam.local/video.mjpg"
@@ -51,6 +50,7 @@ URL_TABLE = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("url, shown, error, secrets", URL_TABLE, ids=[row[0] for row in URL_TABLE])
 def test_url_table_masked_and_checked_without_a_secret_fragment_anywhere(url, shown, error, secrets):
     assert mask_url(url) == shown
@@ -74,6 +74,7 @@ def test_url_table_masked_and_checked_without_a_secret_fragment_anywhere(url, sh
             assert secret not in text, (secret, text)
 
 
+@pytest.mark.unit
 def test_a_password_with_a_raw_slash_is_one_line_through_the_cli(tmp_path):
     proc = streamdet("run", "--source", "rtsp://cam:Zq/Kx@127.0.0.1:9/stream", "--model", str(tmp_path / "no.xml"),
                      env=cli_env(tmp_path / "cache"), timeout=60)
@@ -81,10 +82,12 @@ def test_a_password_with_a_raw_slash_is_one_line_through_the_cli(tmp_path):
     assert "Zq" not in proc.stderr and "Kx" not in proc.stderr
 
 
+@pytest.mark.unit
 def test_safe_name_has_no_credentials():
     assert safe_name("rtsp://admin:hunter2@192.168.1.20:554/stream1") == "192.168.1.20_554_stream1"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "file:///tmp/x.mp4", "RTMP://u:pw@host/live", "udp://0.0.0.0:5000"])
 def test_unsupported_schemes_are_refused_naming_the_supported_ones(url):
     with pytest.raises(SourceError) as info:
@@ -94,6 +97,7 @@ def test_unsupported_schemes_are_refused_naming_the_supported_ones(url):
     assert "pw" not in message and "ftp:/127" not in message
 
 
+@pytest.mark.unit
 def test_kinds_by_how_they_are_written(tmp_path):
     video, image, folder = tmp_path / "a.mp4", tmp_path / "b.JPG", tmp_path / "pics"
     video.write_bytes(b"x")

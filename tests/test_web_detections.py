@@ -8,13 +8,12 @@ The segments are real fragmented MP4s (the recording's encoder, carphone's frame
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from helpers import decode
 from media import clip
-from test_web_review import CHROMIUM, NAMES, TOKEN, _get, _status
+from test_web_review import NAMES, TOKEN, _get, _status
 
 from streamdet.config.sections import RecordingConfig, WebConfig
 from streamdet.outputs.segments import Segments
@@ -23,7 +22,6 @@ from streamdet.outputs.video import Encoder
 from streamdet.drawing import class_color
 from streamdet.web import WebView, bind_listener
 
-pytestmark = pytest.mark.unit
 
 BOX = (20.0, 30.0, 120.0, 130.0)  # in the 176x144 picture
 
@@ -69,6 +67,7 @@ def serve():
         view.close()
 
 
+@pytest.mark.unit
 def test_the_listing_names_a_segments_detections_and_only_those_are_served(serve, segments):
     view = serve({"door": segments.ours})
     older, newer = (path for path, _ in segments.ours())
@@ -98,6 +97,7 @@ def test_the_listing_names_a_segments_detections_and_only_those_are_served(serve
         link.unlink()
 
 
+@pytest.mark.unit
 def test_with_a_token_the_detections_need_it(serve, segments):
     view = serve({"door": segments.ours}, token=TOKEN)
     path = f"/api/recordings/door/{sidecar_path(segments.ours()[0][0]).name}"
@@ -119,37 +119,31 @@ _DRAWN = """() => { const d = document.getElementById('overlay').getContext('2d'
 
 
 @pytest.mark.services
-def test_the_player_draws_the_boxes_over_the_video_in_chromium(serve, segments):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: install the packages in tests/apt-packages.txt (the CI script does)")
+def test_the_player_draws_the_boxes_over_the_video_in_chromium(serve, segments, chromium):
     view = serve({"door": segments.ours}, token=TOKEN)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 800, "height": 700})
-            refused: list[str] = []  # the page's own requests that failed (the browser's favicon.ico is none of ours)
-            page.on("response", lambda r: refused.append(f"{r.status} {r.url}")
-                    if r.status >= 400 and not r.url.split("?")[0].endswith("/favicon.ico") else None)
-            page.goto(f"{view.server.url}recordings/door?token={TOKEN}")
-            page.wait_for_function("() => document.querySelectorAll('#segments li').length === 2", timeout=20_000)
-            page.locator("#segments li button").nth(1).click()  # the older segment: it has detections
-            page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
-            page.evaluate("() => { const v = document.getElementById('video'); v.pause(); v.currentTime = 0.5; }")
-            page.wait_for_function("() => document.getElementById('overlay').dataset.boxes === '1'", timeout=20_000)
-            scale, left = page.evaluate("() => { const v = document.getElementById('video'); "
-                                        "return [v.clientWidth / v.videoWidth, 0]; }")
-            edge = page.evaluate(_PIXEL, [round(left + BOX[0] * scale), round((BOX[1] + BOX[3]) / 2 * scale)])
-            gate = page.evaluate(_PIXEL, [round(150 * scale), round(100 * scale)])
-            inside = page.evaluate(_PIXEL, [round((BOX[0] + BOX[2]) / 2 * scale), round((BOX[1] + BOX[3]) / 2 * scale)])
-            page.locator("#segments li button").nth(0).click()  # the newer: no detections beside it
-            page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
-            page.wait_for_function("() => document.getElementById('video').currentTime > 0.2", timeout=20_000)
-            bare = page.evaluate("() => document.getElementById('overlay').dataset.boxes")
-            drawn = page.evaluate(_DRAWN)
-        finally:
-            browser.close()
+    page = chromium.new_page(viewport={"width": 800, "height": 700})
+    try:
+        refused: list[str] = []  # the page's own requests that failed (the browser's favicon.ico is none of ours)
+        page.on("response", lambda r: refused.append(f"{r.status} {r.url}")
+                if r.status >= 400 and not r.url.split("?")[0].endswith("/favicon.ico") else None)
+        page.goto(f"{view.server.url}recordings/door?token={TOKEN}")
+        page.wait_for_function("() => document.querySelectorAll('#segments li').length === 2", timeout=20_000)
+        page.locator("#segments li button").nth(1).click()  # the older segment: it has detections
+        page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
+        page.evaluate("() => { const v = document.getElementById('video'); v.pause(); v.currentTime = 0.5; }")
+        page.wait_for_function("() => document.getElementById('overlay').dataset.boxes === '1'", timeout=20_000)
+        scale, left = page.evaluate("() => { const v = document.getElementById('video'); "
+                                    "return [v.clientWidth / v.videoWidth, 0]; }")
+        edge = page.evaluate(_PIXEL, [round(left + BOX[0] * scale), round((BOX[1] + BOX[3]) / 2 * scale)])
+        gate = page.evaluate(_PIXEL, [round(150 * scale), round(100 * scale)])
+        inside = page.evaluate(_PIXEL, [round((BOX[0] + BOX[2]) / 2 * scale), round((BOX[1] + BOX[3]) / 2 * scale)])
+        page.locator("#segments li button").nth(0).click()  # the newer: no detections beside it
+        page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
+        page.wait_for_function("() => document.getElementById('video').currentTime > 0.2", timeout=20_000)
+        bare = page.evaluate("() => document.getElementById('overlay').dataset.boxes")
+        drawn = page.evaluate(_DRAWN)
+    finally:
+        page.close()
     b, g, r = class_color(1)
     assert any(abs(px[0] - r) < 30 and abs(px[1] - g) < 30 and abs(px[2] - b) < 30 and px[3] > 200 for px in edge), edge
     assert any(abs(px[0] - 255) < 30 and abs(px[1] - 215) < 30 and px[2] < 30 and px[3] > 200 for px in gate), gate

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -32,7 +31,6 @@ from streamdet.sources import Frame
 from streamdet.figures import RunStatus, SourceStatus
 from streamdet.web import WebView, bind_listener
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "review-token-for-tests"
 NAMES = ("door", "yard")
 
@@ -263,13 +261,8 @@ def test_the_store_keeps_the_newest_and_forgets_their_files():
     assert store.snapshot(kept[0].snapshot) == Path("/other/door_track3.jpg") and kept[0].snapshot != "door_track3.jpg"
 
 
-@pytest.mark.unit
 @pytest.mark.services
-def test_review_page_in_chromium_lists_the_events_and_plays_a_clip_on_a_phone(serve, media):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: install the packages in tests/apt-packages.txt (the CI script does)")
+def test_review_page_in_chromium_lists_the_events_and_plays_a_clip_on_a_phone(serve, media, chromium):
     segments = _segments(Path(media["clip"]).parent / "rec-chromium", media, count=2)
     view = serve(recordings={"door": segments.ours}, token=TOKEN)
     history = _history(media)
@@ -278,47 +271,45 @@ def test_review_page_in_chromium_lists_the_events_and_plays_a_clip_on_a_phone(se
                         media["frames"][0]) for i in range(120)]
     for result in history:
         view.write(result)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 360, "height": 740})
-            page.goto(f"{view.server.url}events?token={TOKEN}")
-            page.wait_for_function("() => document.querySelectorAll('#events .event').length === 50", timeout=20_000)
-            page.locator("#more").click()  # the next page, older events below
-            page.wait_for_function("() => document.querySelectorAll('#events .event').length === 100", timeout=20_000)
-            page.select_option("select[name=source]", "door")
-            page.wait_for_function("() => document.querySelectorAll('#events .event').length === 3", timeout=20_000)
-            labels = page.locator("#events .event .label").all_text_contents()
-            meta = page.locator("#events .event .meta").last.text_content()
-            page.wait_for_function("() => { const i = document.querySelector('#events .event:last-child img'); "
-                                   "return i.complete && i.naturalWidth > 0; }", timeout=20_000)
-            page.locator("#events .event:last-child button").click()
-            page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
-            video = page.evaluate("() => { const v = document.getElementById('video'); "
-                                  "return [v.videoWidth, v.videoHeight, v.duration]; }")
-            widths = page.evaluate("() => [document.documentElement.scrollWidth, "
-                                   "document.querySelector('#events .event').getBoundingClientRect().right]")
-            page.select_option("select[name=source]", "")
-            page.fill("input[name=label]", "car")
-            page.fill("input[name=zone]", "porch")
-            page.press("input[name=zone]", "Enter")
-            page.wait_for_function("() => document.querySelectorAll('#events .event').length === 0", timeout=20_000)
-            page.fill("input[name=label]", "person")
-            page.press("input[name=label]", "Enter")
-            page.wait_for_function("() => document.querySelectorAll('#events .event').length === 1", timeout=20_000)
-            filtered = page.locator("#events .event .label").all_text_contents()
-            page.goto(f"{view.server.url}recordings/door?token={TOKEN}")
-            page.wait_for_function("() => document.querySelectorAll('#segments li').length === 2", timeout=20_000)
-            starts = page.locator("#segments .meta").all_text_contents()
-            page.locator("#segments li button").first.click()
-            page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
-            page.goto(f"{view.server.url}?token={TOKEN}")
-            page.wait_for_function("() => document.querySelectorAll('.tile .recent .event').length === 6",
-                                   timeout=20_000)
-            recent = page.locator(".tile").first.locator(".recent .event").all_text_contents()
-            link = page.locator("#review").get_attribute("href")
-        finally:
-            browser.close()
+    page = chromium.new_page(viewport={"width": 360, "height": 740})
+    try:
+        page.goto(f"{view.server.url}events?token={TOKEN}")
+        page.wait_for_function("() => document.querySelectorAll('#events .event').length === 50", timeout=20_000)
+        page.locator("#more").click()  # the next page, older events below
+        page.wait_for_function("() => document.querySelectorAll('#events .event').length === 100", timeout=20_000)
+        page.select_option("select[name=source]", "door")
+        page.wait_for_function("() => document.querySelectorAll('#events .event').length === 3", timeout=20_000)
+        labels = page.locator("#events .event .label").all_text_contents()
+        meta = page.locator("#events .event .meta").last.text_content()
+        page.wait_for_function("() => { const i = document.querySelector('#events .event:last-child img'); "
+                               "return i.complete && i.naturalWidth > 0; }", timeout=20_000)
+        page.locator("#events .event:last-child button").click()
+        page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
+        video = page.evaluate("() => { const v = document.getElementById('video'); "
+                              "return [v.videoWidth, v.videoHeight, v.duration]; }")
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, "
+                               "document.querySelector('#events .event').getBoundingClientRect().right]")
+        page.select_option("select[name=source]", "")
+        page.fill("input[name=label]", "car")
+        page.fill("input[name=zone]", "porch")
+        page.press("input[name=zone]", "Enter")
+        page.wait_for_function("() => document.querySelectorAll('#events .event').length === 0", timeout=20_000)
+        page.fill("input[name=label]", "person")
+        page.press("input[name=label]", "Enter")
+        page.wait_for_function("() => document.querySelectorAll('#events .event').length === 1", timeout=20_000)
+        filtered = page.locator("#events .event .label").all_text_contents()
+        page.goto(f"{view.server.url}recordings/door?token={TOKEN}")
+        page.wait_for_function("() => document.querySelectorAll('#segments li').length === 2", timeout=20_000)
+        starts = page.locator("#segments .meta").all_text_contents()
+        page.locator("#segments li button").first.click()
+        page.wait_for_function("() => document.getElementById('video').readyState >= 2", timeout=20_000)
+        page.goto(f"{view.server.url}?token={TOKEN}")
+        page.wait_for_function("() => document.querySelectorAll('.tile .recent .event').length === 6",
+                               timeout=20_000)
+        recent = page.locator(".tile").first.locator(".recent .event").all_text_contents()
+        link = page.locator("#review").get_attribute("href")
+    finally:
+        page.close()
     assert labels == ["person #3 · door", "person #2 · door", "person #1 · door"], labels
     assert "5.0 s" in meta and "score 0.80" in meta and "porch, gate" in meta, meta
     assert video[:2] == [176, 144] and video[2] > 1.5, video
@@ -330,13 +321,12 @@ def test_review_page_in_chromium_lists_the_events_and_plays_a_clip_on_a_phone(se
 
 
 @pytest.mark.services
-def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_path, pedestrian_xml):
+def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_path, pedestrian_detector):
     """End to end: the pipeline's events and its segmented recording reach the review routes."""
     import threading
     import urllib.request
 
     from streamdet.config.sections import Config
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
     (tmp_path / "snaps").mkdir()
@@ -356,7 +346,7 @@ def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, response.read()
 
-    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+    with Pipeline(config, detector=pedestrian_detector) as pipeline:
         thread = threading.Thread(target=pipeline.run, name="test-run")
         thread.start()
         try:

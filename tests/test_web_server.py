@@ -27,7 +27,6 @@ from streamdet.sources import Frame
 from streamdet.figures import RunStatus, SourceStatus
 from streamdet.web import WebView, bind_listener
 
-pytestmark = pytest.mark.unit
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -82,6 +81,7 @@ def _get(url: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
         return exc.code, exc.read(), dict(exc.headers)
 
 
+@pytest.mark.unit
 def test_listen_address_and_token_rules():
     assert WebConfig(listen="8080").listen == "8080"
     with pytest.raises(ValueError, match="reachable from other machines: set web.token"):
@@ -96,6 +96,7 @@ def test_listen_address_and_token_rules():
         WebConfig(listen="8080", token="short")
 
 
+@pytest.mark.unit
 def test_token_from_the_environment(monkeypatch):
     # Read where the settings are loaded (config.loader), then checked with the rest by WebConfig.
     monkeypatch.setenv("STREAMDET_WEB_TOKEN", TOKEN)
@@ -104,6 +105,7 @@ def test_token_from_the_environment(monkeypatch):
     assert config.web.token == TOKEN
 
 
+@pytest.mark.unit
 def test_short_token_matters_only_with_the_web_view_on(monkeypatch):
     monkeypatch.setenv("STREAMDET_WEB_TOKEN", "short")
     config = load_config(None)
@@ -112,6 +114,7 @@ def test_short_token_matters_only_with_the_web_view_on(monkeypatch):
         override(config, "web", listen="8080")
 
 
+@pytest.mark.unit
 def test_busy_port_is_one_clear_error():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -121,6 +124,7 @@ def test_busy_port_is_one_clear_error():
             bind_listener(WebConfig(listen=f"127.0.0.1:{port}"))
 
 
+@pytest.mark.unit
 def test_routes_json_health_and_nothing_else(serve):
     view = serve(states={"door": "online", "yard": "offline"})
     url = view.server.url
@@ -145,11 +149,13 @@ def test_routes_json_health_and_nothing_else(serve):
     assert code == 503  # no frame yet
 
 
+@pytest.mark.unit
 def test_healthz_200_when_all_online(serve):
     view = serve(states={"door": "online", "yard": "ended"})
     assert _get(view.server.url + "healthz")[:2] == (200, b"ok\n")
 
 
+@pytest.mark.unit
 def test_snapshot_is_the_newest_frame_drawn_by_the_web_view_only(serve):
     view = serve()
     for i in range(1, 6):
@@ -167,6 +173,7 @@ def test_snapshot_is_the_newest_frame_drawn_by_the_web_view_only(serve):
     assert view.hub.encode_ms.summary().count == 1
 
 
+@pytest.mark.unit
 def test_unwatched_frames_are_never_encoded(serve):
     view = serve()
     for i in range(1, 200):
@@ -174,6 +181,7 @@ def test_unwatched_frames_are_never_encoded(serve):
     assert view.hub.encode_ms.summary().count == 0 and view.drawn == []
 
 
+@pytest.mark.unit
 def test_streams_capped_per_second_shared_by_viewers_and_limited_in_number(serve):
     view = serve(fps=20.0, max_clients=3)
     url = view.server.url
@@ -210,6 +218,7 @@ def test_streams_capped_per_second_shared_by_viewers_and_limited_in_number(serve
         v.close()
 
 
+@pytest.mark.unit
 def test_stalled_viewer_dropped_others_unaffected(serve):
     view = serve(fps=30.0, client_timeout=1.0, max_width=640)
     url = view.server.url
@@ -242,6 +251,7 @@ def test_stalled_viewer_dropped_others_unaffected(serve):
     stalled.close()
 
 
+@pytest.mark.unit
 def test_token_required_everywhere_when_set(serve):
     view = serve(token=TOKEN)
     url = view.server.url
@@ -273,6 +283,7 @@ def _answer(sock: socket.socket) -> bytes:
     return data
 
 
+@pytest.mark.unit
 def test_connections_are_capped_and_unfinished_headers_time_out(serve):
     view = serve(max_clients=1)
     url = view.server.url
@@ -292,6 +303,7 @@ def test_connections_are_capped_and_unfinished_headers_time_out(serve):
     assert _get(url + "healthz")[0] == 200
 
 
+@pytest.mark.unit
 def test_connection_cap_leaves_most_descriptors_to_the_run(monkeypatch):
     import resource
 
@@ -301,6 +313,7 @@ def test_connection_cap_leaves_most_descriptors_to_the_run(monkeypatch):
     assert connection_cap(32) == 96 and connection_cap(1000) == 256
 
 
+@pytest.mark.unit
 def test_malformed_requests_are_one_short_line_each_without_the_token(serve, caplog):
     import logging
 
@@ -327,6 +340,7 @@ def test_malformed_requests_are_one_short_line_each_without_the_token(serve, cap
     assert all("malformed request" in line and "\n" not in line and len(line) < 200 for line in lines), lines
 
 
+@pytest.mark.unit
 def test_links_in_api_sources_are_url_encoded_and_lead_to_the_source(serve):
     odd = "cam #2 50%?"  # a name derived from a file name: none of the characters a user may type
     view = serve(names=(odd, "door"))
