@@ -20,8 +20,6 @@ from streamdet.sources import Frame, Source, SourceInfo
 from streamdet.web.listener import bind_listener
 from streamdet.wiring import Drawing, who_draws
 
-pytestmark = pytest.mark.unit
-
 
 class WatchedSource(Source):
     """A source that counts how often it was opened and closed; it has no frames."""
@@ -58,6 +56,7 @@ def busy_web():
         yield WebConfig(listen=f"127.0.0.1:{taken.getsockname()[1]}")
 
 
+@pytest.mark.unit
 def test_a_wrong_class_is_refused_before_the_port_is_bound_or_a_source_opened(busy_web):
     config = Config(web=busy_web)
     config.detect.classes = ["unicorn"]
@@ -67,6 +66,7 @@ def test_a_wrong_class_is_refused_before_the_port_is_bound_or_a_source_opened(bu
     assert source.opened == 0
 
 
+@pytest.mark.unit
 def test_two_outputs_on_one_path_are_refused_before_the_port_is_bound_or_a_source_opened(tmp_path, busy_web):
     config = Config(web=busy_web)
     config.output.json = config.output.events = str(tmp_path / "out.jsonl")
@@ -76,6 +76,7 @@ def test_two_outputs_on_one_path_are_refused_before_the_port_is_bound_or_a_sourc
     assert source.opened == 0 and not (tmp_path / "out.jsonl").exists()
 
 
+@pytest.mark.unit
 def test_the_busy_port_comes_before_any_source_opens(busy_web):
     source = WatchedSource("door")
     with pytest.raises(ConfigError, match="cannot listen there: the port is in use"):
@@ -83,6 +84,7 @@ def test_the_busy_port_comes_before_any_source_opens(busy_web):
     assert source.opened == 0 and source.closed == 1
 
 
+@pytest.mark.unit
 def test_the_plan_names_sources_and_resolves_tracking_and_filters_without_opening_anything():
     config = Config()
     config.track.enabled = True
@@ -98,6 +100,7 @@ def test_the_plan_names_sources_and_resolves_tracking_and_filters_without_openin
         plan.window = True
 
 
+@pytest.mark.unit
 def test_a_zone_outside_the_frame_closes_the_opened_listener_and_source_before_the_model_loads():
     port = _free_port()
     config = Config(web=WebConfig(listen=f"127.0.0.1:{port}"))
@@ -120,10 +123,12 @@ def test_a_zone_outside_the_frame_closes_the_opened_listener_and_source_before_t
     ("auto", False, False, False, Drawing.NOBODY),   # nothing shows pictures
     ("no", True, True, True, Drawing.NOBODY),        # never, whatever shows pictures
 ])
+@pytest.mark.unit
 def test_who_draws(draw, clips, pictures, web_view, drawing):
     assert who_draws(draw, clips, pictures, web_view) is drawing
 
 
+@pytest.mark.unit
 def test_the_plate_travels_on_the_result_and_single_images_have_none():
     frame = Frame(image=np.zeros((4, 4, 3), np.uint8), index=0, pts_ms=None, captured=time.monotonic())
     result = FrameResult(source="door", frame=frame, detections=Detections.empty(), latency_ms=12.5, fps=24.9)

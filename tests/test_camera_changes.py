@@ -25,8 +25,6 @@ from media import clip, pedestrian_pb
 from rtsp import RtspServer
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
 
-pytestmark = pytest.mark.services
-
 LINE = "events: {lines: [{name: door, points: [[0.5, 0], [0.5, 1]]}]}\n"  # down the middle, in fractions
 
 
@@ -64,6 +62,7 @@ def _recorded_seconds(video: Path) -> float:
         return max(float(f.time) for f in container.decode(video=0))
 
 
+@pytest.mark.services
 def test_detect_url_detections_are_placed_by_capture_time_when_the_main_stream_comes_later(tmp_path, model_cache):
     sub = RtspServer(_half_size_carphone(tmp_path / "sub.mp4"), repeat=4).start()
     main = RtspServer(clip("carphone_pristine"), repeat=3, port=free_port())
@@ -93,6 +92,7 @@ def test_detect_url_detections_are_placed_by_capture_time_when_the_main_stream_c
     assert lines[-1].scene["lines"]["door"]["points"] == [[88.0, 0.0], [88.0, 144.0]]
 
 
+@pytest.mark.services
 def test_zones_lines_and_the_stats_follow_a_camera_back_at_another_resolution(tmp_path, model_cache):
     small = _half_size_carphone(tmp_path / "small.mp4")
     server = RtspServer(clip("carphone_pristine"), repeat=4).start()

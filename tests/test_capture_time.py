@@ -20,8 +20,6 @@ from streamdet.scene import Scene
 from streamdet.sources.base import Frame
 from streamdet.tracking import Track, TrackUpdate
 
-pytestmark = pytest.mark.unit
-
 
 def _camera_frame(captured: float) -> FrameResult:
     """A network camera's frame as its reader hands it over: no place in a file, only when it was captured."""
@@ -35,6 +33,7 @@ def _epoch(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
+@pytest.mark.unit
 def test_a_cameras_json_line_carries_its_capture_time_in_iso_8601_and_epoch_ms(tmp_path):
     captured = time.monotonic() - 0.5  # decoded half a second before it is written
     out = JsonlOutput(str(tmp_path / "cam.jsonl"))
@@ -46,6 +45,7 @@ def test_a_cameras_json_line_carries_its_capture_time_in_iso_8601_and_epoch_ms(t
     assert isinstance(line["epoch_ms"], int) and line["epoch_ms"] / 1000 == pytest.approx(expected, abs=0.05)
 
 
+@pytest.mark.unit
 def test_events_and_lines_follow_the_wall_clock_when_it_is_corrected_during_a_run(tmp_path, monkeypatch):
     stage = EventStage(TrackStage([None], [False]), [EventsConfig()], [Scene({}, {})], ["cam"])
     real_time = time.time

@@ -24,8 +24,6 @@ from streamdet.outputs.timeline import Timeline
 from streamdet.sources.base import Frame
 from streamdet.sources.demux import CameraPacket, Connected, PacketTap, StreamFormat, stream_format
 
-pytestmark = pytest.mark.unit
-
 ARRIVED = 1000.0  # when the first packet came (time.monotonic() in a run)
 TB = Fraction(1, 12800)
 
@@ -52,6 +50,7 @@ def _result(picture: int, connection: int = 1, captured: float = 0.0, camera_pts
     return FrameResult("cam", frame, found, latency_ms=12.0)
 
 
+@pytest.mark.unit
 def test_the_clips_pictures_are_placed_at_their_own_times_once_their_packets_came():
     fmt, packets = _clip_packets(1, ARRIVED)
     timeline = Timeline()
@@ -70,6 +69,7 @@ def test_the_clips_pictures_are_placed_at_their_own_times_once_their_packets_cam
     assert timeline.place(1, 98 * 40.0, ARRIVED) == pytest.approx(98 * 0.04 + 0.08)
 
 
+@pytest.mark.unit
 def test_a_reconnect_goes_on_after_a_gap_as_long_as_the_outage_and_late_frames_keep_their_place():
     fmt, first = _clip_packets(1, ARRIVED)
     _, second = _clip_packets(2, ARRIVED + 13.0)  # back with its times afresh, 3.04 s after its last packet
@@ -98,6 +98,7 @@ def test_a_reconnect_goes_on_after_a_gap_as_long_as_the_outage_and_late_frames_k
     assert quick.video(again[0]).dts_s == pytest.approx(end + 0.04)
 
 
+@pytest.mark.unit
 def test_a_sub_streams_frame_is_placed_by_when_it_was_captured():
     fmt, packets = _clip_packets(1, ARRIVED)
     timeline = Timeline()
@@ -111,6 +112,7 @@ def test_a_sub_streams_frame_is_placed_by_when_it_was_captured():
     assert timeline.place(7, 123.0, last + 0.01) is None  # captured after the newest packet came: it waits
 
 
+@pytest.mark.unit
 def test_lines_wait_for_their_packets_and_go_into_the_file_their_picture_is_in(tmp_path):
     fmt, packets = _clip_packets(1, ARRIVED)
     timeline = Timeline()
@@ -144,6 +146,7 @@ def test_lines_wait_for_their_packets_and_go_into_the_file_their_picture_is_in(t
     assert one[0].detections.xyxy.tolist() == [[10, 20, 110, 220]]
 
 
+@pytest.mark.unit
 def test_a_detections_file_that_is_not_ours_is_left_alone_and_its_lines_dropped(tmp_path):
     fmt, packets = _clip_packets(1, ARRIVED)
     timeline = Timeline()
@@ -165,6 +168,7 @@ def test_a_detections_file_that_is_not_ours_is_left_alone_and_its_lines_dropped(
     assert [f.pts for f in read_sidecar(sidecar_path(theirs))] == pytest.approx([0.2])
 
 
+@pytest.mark.unit
 def test_the_copy_recording_of_a_tap_holds_every_picture_and_each_frames_detections_at_its_time(tmp_path):
     fmt, packets = _clip_packets(1, ARRIVED)
     tap = PacketTap()

@@ -23,8 +23,6 @@ from streamdet.outputs.sidecar import read_sidecar, sidecar_path
 from streamdet.sources.base import Frame
 from streamdet.sources.demux import CameraPacket, PacketTap, stream_format
 
-pytestmark = pytest.mark.unit
-
 ARRIVED = 1000.0
 
 
@@ -67,6 +65,7 @@ def _poison_one_line(monkeypatch) -> threading.Event:
     return failed
 
 
+@pytest.mark.unit
 def test_under_on_error_continue_a_dead_writer_is_seen_at_the_next_frame_and_recording_goes_on(
         tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(CopyRecording, "_RETRY_S", 0.0)  # a new file at the next keyframe (5 s later in a run)
@@ -97,6 +96,7 @@ def test_under_on_error_continue_a_dead_writer_is_seen_at_the_next_frame_and_rec
     assert len(lines) >= 10 and all(line.size == (640, 272) for line in lines)
 
 
+@pytest.mark.unit
 def test_under_on_error_stop_a_dead_writer_stops_the_run_at_the_next_frame(tmp_path, monkeypatch):
     fmt, packets = _clip_packets()
     failed = _poison_one_line(monkeypatch)
@@ -114,6 +114,7 @@ def test_under_on_error_stop_a_dead_writer_stops_the_run_at_the_next_frame(tmp_p
         recording.close()
 
 
+@pytest.mark.unit
 def test_the_lines_waiting_for_a_writer_that_is_behind_are_bounded():
     writer = sidecar_writer.SidecarWriter()
     for picture in range(20000):  # a writer that never drains: a disk hung for 13 minutes at 25 fps

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
-
 PACKAGE = Path(__file__).resolve().parent.parent / "streamdet"
 
 # Bottom first. A module may import from its own layer and those below it, never from one above.
@@ -93,12 +91,14 @@ def graph() -> dict[str, set[str]]:
     return {name: imports_of(name, path, set(found)) for name, path in found.items()}
 
 
+@pytest.mark.unit
 def test_imports_run_down_the_layers_only():
     upward = [f"streamdet.{a} ({LAYERS[layer_of(a)][0]}) imports streamdet.{b} ({LAYERS[layer_of(b)][0]})"
               for a, targets in graph().items() for b in sorted(targets) if layer_of(b) > layer_of(a)]
     assert not upward, "\n".join(upward)
 
 
+@pytest.mark.unit
 def test_outputs_know_nothing_of_events_clips_or_the_run():
     above = {"events", "clips", "stages", "assembly", "wiring", "pipeline", "scheduler", "web"}
     wrong = [f"streamdet.{a} imports streamdet.{b}" for a, targets in graph().items() if a.startswith("outputs")
@@ -106,6 +106,7 @@ def test_outputs_know_nothing_of_events_clips_or_the_run():
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.unit
 def test_no_circle_between_modules():
     edges = graph()
     state: dict[str, int] = {}
@@ -126,12 +127,14 @@ def test_no_circle_between_modules():
     assert not circles, "\n".join(circles)
 
 
+@pytest.mark.unit
 def test_no_module_over_400_lines():
     long = [f"{path.relative_to(PACKAGE.parent)}: {n} lines" for path in modules().values()
             if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES]
     assert not long, "\n".join(long)
 
 
+@pytest.mark.unit
 def test_no_long_function_where_a_run_is_put_together_or_served():
     long = []
     for name, path in modules().items():
@@ -146,6 +149,7 @@ def test_no_long_function_where_a_run_is_put_together_or_served():
     assert not long, "\n".join(long)
 
 
+@pytest.mark.unit
 def test_the_checks_see_a_wrong_import(tmp_path):
     """The import reader itself: an upward import, written the ways the code writes them, is found."""
     (tmp_path / "outputs").mkdir()
