@@ -7,7 +7,6 @@ them over, arriving at the clip's own pace.
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np

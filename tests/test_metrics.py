@@ -233,7 +233,7 @@ def test_camera_and_broker_passwords_never_reach_the_metrics_and_mqtt_is_measure
 
 
 @pytest.mark.services
-def test_clips_total_counts_the_clips_written_not_the_end_events_that_share_them(tmp_path, pedestrian_xml):
+def test_clips_total_counts_the_clips_written_not_the_end_events_that_share_them(tmp_path, pedestrian_detector):
     """bikes with 1 s before and after and end_after 1: four tracks end by frame 220, two of them overlapping in
     one clip, so three clips. At the last frame /metrics says what the summary says: the clips written."""
     clips = tmp_path / "clips"
@@ -253,7 +253,7 @@ def test_clips_total_counts_the_clips_written_not_the_end_events_that_share_them
                                                          "streamdet_clips_total", source="bikes")) == made and n,
                                     10, f"streamdet_clips_total to be {made}", poll=0.2))
 
-    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+    with Pipeline(config, detector=pedestrian_detector) as pipeline:
         for result in pipeline.results():
             at_each(result)
     files = [p for p in clips.iterdir() if p.suffix == ".mp4"]

@@ -286,11 +286,11 @@ def test_cli_other_address_needs_a_token_and_requests_without_it_get_401(tmp_pat
     proc = streamdet("run", "-m", str(pedestrian_xml), "-s", source, "--serve", "0.0.0.0:0", env=env, timeout=60)
     assert_one_line_error(proc, "web: listen '0.0.0.0:0' is reachable from other machines: set web.token")
 
-    with socket.socket() as taken:  # a busy port: refused before the model loads or a source opens
+    with socket.socket() as taken:  # a busy port: refused before the model loads or a source opens (none listens)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = streamdet("run", "-m", str(tmp_path / "not-there-yet.xml"), "-s", "rtsp://127.0.0.1:9/x",
+        proc = streamdet("run", "-m", str(pedestrian_xml), "-s", "rtsp://127.0.0.1:9/x",
                          "--serve", str(port), env=env, timeout=60)
     assert_one_line_error(proc, f"web.listen {port}: cannot listen there: the port is in use")
 

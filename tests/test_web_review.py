@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -412,14 +413,10 @@ def test_a_filter_given_twice_is_refused_in_one_line(serve, media):
 STRANGE = "a#b?c%41 d"  # a fragment, a query and an escape, were the name put into a path as it is
 
 
-@pytest.mark.unit
 @pytest.mark.services
 def test_names_with_hash_question_mark_and_percent_load_their_snapshot_and_clip_in_chromium_with_a_token(media,
-                                                                                                          tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: install the packages in tests/apt-packages.txt (the CI script does)")
+                                                                                                          tmp_path,
+                                                                                                          chromium):
     snapshot, video = tmp_path / f"{STRANGE}_track1.jpg", tmp_path / f"{STRANGE}_track1.mp4"
     shutil.copy(media["snapshot"], snapshot)
     shutil.copy(media["clip"], video)
@@ -435,23 +432,21 @@ def test_names_with_hash_question_mark_and_percent_load_their_snapshot_and_clip_
         assert entry["clip"] == "/clips/" + quote(video.name, safe="")
         status, body, _ = _get(view, f"{entry['snapshot']}?token={TOKEN}")
         assert status == 200 and body == snapshot.read_bytes()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page()
-                page.goto(f"{view.server.url}events?token={TOKEN}")
-                page.wait_for_function("() => document.querySelectorAll('#events .event').length === 1",
-                                       timeout=20_000)
-                page.wait_for_function("() => { const i = document.querySelector('#events .event img'); "
-                                       "return i.complete; }", timeout=20_000)
-                width = page.evaluate("() => document.querySelector('#events .event img').naturalWidth")
-                page.locator("#events .event button").click()
-                page.wait_for_function("() => { const v = document.getElementById('video'); "
-                                       "return v.readyState >= 2 || v.error; }", timeout=20_000)
-                played = page.evaluate("() => { const v = document.getElementById('video'); "
-                                       "return [v.videoWidth, v.error && v.error.code]; }")
-            finally:
-                browser.close()
+        page = chromium.new_page()
+        try:
+            page.goto(f"{view.server.url}events?token={TOKEN}")
+            page.wait_for_function("() => document.querySelectorAll('#events .event').length === 1",
+                                   timeout=20_000)
+            page.wait_for_function("() => { const i = document.querySelector('#events .event img'); "
+                                   "return i.complete; }", timeout=20_000)
+            width = page.evaluate("() => document.querySelector('#events .event img').naturalWidth")
+            page.locator("#events .event button").click()
+            page.wait_for_function("() => { const v = document.getElementById('video'); "
+                                   "return v.readyState >= 2 || v.error; }", timeout=20_000)
+            played = page.evaluate("() => { const v = document.getElementById('video'); "
+                                   "return [v.videoWidth, v.error && v.error.code]; }")
+        finally:
+            page.close()
     finally:
         view.close()
     assert width == 176, "the snapshot did not load: its address was cut at '#' or '?'"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ..config.sections import WebConfig
 from ..detections import FrameResult
-from ..errors import ConfigError, OutputError
+from ..errors import OutputError
 from ..outputs import Output
 from ..figures import RunStatus
 from .frames import Draw, FrameHub
