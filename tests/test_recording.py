@@ -243,7 +243,7 @@ from streamdet.outputs.video import Encoder
 encoder = Encoder(Path(sys.argv[1]), (640, 272), 25, RecordingConfig())
 for i, image in enumerate(decode(clip("bikes"), 200)):
     encoder.add(image, i * 40)
-    print(i + 1, flush=True)  # handed to the muxer
+print(i + 1, flush=True)  # every frame handed to the muxer
 sys.stdin.read()  # never closed: killed here
 """
 
