@@ -430,3 +430,49 @@ def test_a_run_left_early_still_gives_the_open_clip_the_packets_held_for_it(tmp_
     packets = _packets(files[0])
     # He is there from the file's first frame, so the clip starts with it; its last frame is frame 60's.
     assert packets[0] == (0.0, True) and len(packets) == 61 and abs(packets[-1][0] - left_at) < 0.005, packets[-1]
+
+
+def _run_in_process(config, pedestrian_xml) -> None:
+    from streamdet.model.detector import load
+    from streamdet.pipeline import Pipeline
+
+    config.display.show = "no"
+    config.logging.quiet = True
+    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        for _ in pipeline.results():
+            pass
+
+
+def _frames_at(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    from streamdet.outputs.video import Encoder
+
+    encoder = Encoder(path, frames[0].shape[1::-1], fps, RecordingConfig())
+    for i, image in enumerate(frames):
+        encoder.add(image, round(i * 1000 / fps))
+    encoder.close()
+    return path
+
+
+def test_a_clip_is_named_by_its_frames_wall_time_not_by_how_far_into_the_file(tmp_path, pedestrian_xml):
+    """#32 item 16: a file read faster than it plays (or looping) has stream times ahead of the clock; clips
+    were named by them (a run ending 20:01:30 left a clip stamped 20:09:20). At 5 fps, 16 s of an empty
+    picture before the man of carphone comes in: his clip is named by when its frames were read."""
+    from helpers import decode
+    from streamdet.config.sections import Config
+
+    man = decode(clip("carphone_pristine"), 25)
+    empty = [np.full_like(man[0], 128)] * 80
+    source = _frames_at(tmp_path / "late.mp4", empty + man, 5.0)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    config = Config(sources=[str(source)])
+    config.events.clips = str(clips)
+    config.events.pre_capture, config.events.post_capture, config.events.end_after = 0.0, 0.5, 0.5
+    began = time.time()
+    _run_in_process(config, pedestrian_xml)
+    ended = time.time()
+    names = [p.name for p in clips.iterdir() if p.suffix == ".mp4"]
+    assert len(names) == 1, names
+    stamp = time.mktime(time.strptime(re.search(r"_(\d{8}-\d{6})", names[0]).group(1), "%Y%m%d-%H%M%S"))
+    print(f"\nrun {ended - began:.1f} s; clip {names[0]} at {stamp - int(began):+.0f} s from the start")
+    assert int(began) <= stamp <= ended, (names, began, ended)
