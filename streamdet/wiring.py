@@ -224,7 +224,10 @@ def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs:
     # The review page lists each camera's segments from its recording's own record of what it wrote.
     recordings = {o.source_name: o.segments.ours for o in outputs
                   if isinstance(o, (VideoOutput, CopyRecording)) and o.segments is not None}
-    return WebView(listener, plan.config.web, plan.names, status, draw, recordings)
+    # Snapshots and clips are served only while each is still the very file its output wrote.
+    writers = [o for o in outputs if isinstance(o, (ClipsOutput, SnapshotOutput))]
+    return WebView(listener, plan.config.web, plan.names, status, draw, recordings,
+                   lambda path: any(o.holds(path) for o in writers))
 
 
 def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt: MqttPublisher | None,

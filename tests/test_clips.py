@@ -443,6 +443,28 @@ def _run_in_process(config, pedestrian_xml) -> None:
             pass
 
 
+def test_clips_retention_never_touches_a_recording_named_alike_in_the_same_folder(tmp_path, pedestrian_xml):
+    """#32 item 1: `output.video: out/{name}_{start}.mp4` and `events.clips: out` with keep_gb: both kept the
+    record `.carphone_pristine_{start}.mp4.segments`, and the clip's expiry deleted the recording being
+    written. Each feature has its own record now: the recording is whole, the clip is there."""
+    from streamdet.config.sections import Config
+
+    out = tmp_path / "out"
+    out.mkdir()
+    config = Config(sources=[str(clip("carphone_pristine"))])
+    config.output.video = str(out / "{name}_{start}.mp4")
+    config.events.clips = str(out)
+    config.events.keep_gb = 1e-9
+    config.events.pre_capture, config.events.post_capture, config.events.end_after = 0.5, 0.5, 0.5
+    _run_in_process(config, pedestrian_xml)
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    recordings = [out / n for n in files if "_track" not in n]
+    clips = [n for n in files if "_track" in n]
+    assert len(recordings) == 1 and len(clips) == 1, files
+    assert video_props(recordings[0])[0] == 120  # every frame of carphone
+    assert (out / ".carphone_pristine_{start}.mp4.clips").exists()
+
+
 def _frames_at(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     from streamdet.outputs.video import Encoder
 

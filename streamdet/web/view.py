@@ -15,7 +15,7 @@ from ..figures import RunStatus
 from .frames import Draw, FrameHub
 from .listener import bind_listener  # noqa: F401  part of streamdet.web's API
 from .metrics import EventTally, LogTally
-from .review import EventStore, ListSegments
+from .review import EventStore, Holds, ListSegments
 from .server import WebServer
 
 log = logging.getLogger("streamdet")
@@ -28,13 +28,13 @@ class WebView(Output):
     takes_events = True  # the review page lists the tracks that end, also with their source
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
-                 draw: Draw | None, recordings: dict[str, ListSegments] | None = None):
+                 draw: Draw | None, recordings: dict[str, ListSegments] | None = None, holds: Holds | None = None):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review)."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
         self._closed = False
-        self.events = EventStore()
+        self.events = EventStore(holds=holds)
         self.tally = EventTally()  # events by source, kind and class for /metrics
         self.logged = LogTally()   # warnings and errors logged while it serves, for /metrics
         log.addHandler(self.logged)
