@@ -103,7 +103,7 @@ class _Camera:
         self.pending: deque[Packet] = deque()  # ring packets due for the open clip, not handed on yet
         self.active: set[int] = set()
         self.close_at: int | None = None    # pts after which the clip ends (no track active any more)
-        self.wall_offset = 0.0              # wall time = pts / 1000 + this
+        self.wall = 0.0                     # the frame at hand's capture time (epoch s): a clip's name
         self._given: deque[Path] = deque(maxlen=self._NAMES_KEPT)
         self._last_pts = -1
         self._shift = 0                     # added to stream times: a looping file starts again at 0
@@ -119,15 +119,16 @@ class _Camera:
         """A track's time (stream time) on this camera's clip timeline; never after the frame at hand."""
         return min(now, round(stream_time * 1000) + self._shift)
 
-    def encode(self, image: np.ndarray, pts: int) -> list[Packet]:
+    def encode(self, image: np.ndarray, pts: int, wall: float) -> list[Packet]:
         if self.encoder is None:
             self.encoder = PacketEncoder(image.shape[1::-1], self.fps, self.recording)
-        return self.encoder.encode(image, pts)
+        self.wall = wall
+        return self.encoder.encode(image, pts, wall)
 
-    def _clip_path(self, wall_time: float, track_id: int) -> Path:
+    def _clip_path(self, wall: float, track_id: int) -> Path:
         """A name no file has and none given lately: the clips output takes it, never over a file."""
         n = 0
-        while (path := segment_path(self.template, wall_time, f"_track{track_id}", n)) in self._given \
+        while (path := segment_path(self.template, wall, f"_track{track_id}", n)) in self._given \
                 or path.exists():
             n += 1
         self._given.append(path)
@@ -137,7 +138,9 @@ class _Camera:
         """A new clip from the ring's keyframe at or before `start_pts`, or from `packets` (due for it already)."""
         packets = self.ring.since(start_pts) if packets is None else packets
         first = packets[0].pts if packets else start_pts
-        wall = first / 1000 + self.wall_offset
+        # Named by its first frame's capture time, as events are: a file read faster than it plays, or
+        # looping, has stream times that run ahead of the clock.
+        wall = packets[0].wall if packets else self.wall
         self.clip = ClipStart(self._clip_path(wall, track_id), wall, first, self.encoder.size, self.fps)
         self.last_path = str(self.clip.path)
         self.pending = deque(packets)
@@ -173,9 +176,7 @@ class ClipStage:
             return result
         frame = result.frame
         pts = camera.pts(frame.stream_time)
-        if camera.encoder is None:
-            camera.wall_offset = wall_time(frame.captured) - pts / 1000
-        packets = camera.encode(frame.image, pts)
+        packets = camera.encode(frame.image, pts, wall_time(frame.captured))
         for packet in packets:
             camera.ring.add(packet)
             if camera.clip is not None:

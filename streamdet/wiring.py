@@ -227,7 +227,10 @@ def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs:
                   if isinstance(o, (VideoOutput, CopyRecording)) and o.segments is not None}
     # /metrics counts clips as the summary does, from the clips outputs' own figures.
     clips = {o.source_name: functools.partial(getattr, o, "made") for o in outputs if isinstance(o, ClipsOutput)}
-    return WebView(listener, plan.config.web, plan.names, status, draw, recordings, clips)
+    # Snapshots and clips are served only while each is still the very file its output wrote.
+    writers = [o for o in outputs if isinstance(o, (ClipsOutput, SnapshotOutput))]
+    return WebView(listener, plan.config.web, plan.names, status, draw, recordings, clips,
+                   lambda path: any(o.holds(path) for o in writers))
 
 
 def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt: MqttPublisher | None,

@@ -467,3 +467,71 @@ def test_clip_url_in_events_and_on_mqtt_is_encoded_and_made_from_web_public_url(
         assert e["clip_url"] == "https://cams.example:8443/sd/clips/" + name.replace("%", "%25").replace(
             "#", "%23").replace("?", "%3F").replace(" ", "%20"), e["clip_url"]
     assert [e["clip_url"] for e in published] == [e["clip_url"] for e in ends]
+
+
+def _run_in_process(config, pedestrian_xml) -> None:
+    from streamdet.model.detector import load
+    from streamdet.pipeline import Pipeline
+
+    config.display.show = "no"
+    config.logging.quiet = True
+    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+        for _ in pipeline.results():
+            pass
+
+
+def test_clips_retention_never_touches_a_recording_named_alike_in_the_same_folder(tmp_path, pedestrian_xml):
+    """#32 item 1: `output.video: out/{name}_{start}.mp4` and `events.clips: out` with keep_gb: both kept the
+    record `.carphone_pristine_{start}.mp4.segments`, and the clip's expiry deleted the recording being
+    written. Each feature has its own record now: the recording is whole, the clip is there."""
+    from streamdet.config.sections import Config
+
+    out = tmp_path / "out"
+    out.mkdir()
+    config = Config(sources=[str(clip("carphone_pristine"))])
+    config.output.video = str(out / "{name}_{start}.mp4")
+    config.events.clips = str(out)
+    config.events.keep_gb = 1e-9
+    config.events.pre_capture, config.events.post_capture, config.events.end_after = 0.5, 0.5, 0.5
+    _run_in_process(config, pedestrian_xml)
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    recordings = [out / n for n in files if "_track" not in n]
+    clips = [n for n in files if "_track" in n]
+    assert len(recordings) == 1 and len(clips) == 1, files
+    assert video_props(recordings[0])[0] == 120  # every frame of carphone
+    assert (out / ".carphone_pristine_{start}.mp4.clips").exists()
+
+
+def _frames_at(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    from streamdet.outputs.video import Encoder
+
+    encoder = Encoder(path, frames[0].shape[1::-1], fps, RecordingConfig())
+    for i, image in enumerate(frames):
+        encoder.add(image, round(i * 1000 / fps))
+    encoder.close()
+    return path
+
+
+def test_a_clip_is_named_by_its_frames_wall_time_not_by_how_far_into_the_file(tmp_path, pedestrian_xml):
+    """#32 item 16: a file read faster than it plays (or looping) has stream times ahead of the clock; clips
+    were named by them (a run ending 20:01:30 left a clip stamped 20:09:20). At 5 fps, 16 s of an empty
+    picture before the man of carphone comes in: his clip is named by when its frames were read."""
+    from helpers import decode
+    from streamdet.config.sections import Config
+
+    man = decode(clip("carphone_pristine"), 25)
+    empty = [np.full_like(man[0], 128)] * 80
+    source = _frames_at(tmp_path / "late.mp4", empty + man, 5.0)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    config = Config(sources=[str(source)])
+    config.events.clips = str(clips)
+    config.events.pre_capture, config.events.post_capture, config.events.end_after = 0.0, 0.5, 0.5
+    began = time.time()
+    _run_in_process(config, pedestrian_xml)
+    ended = time.time()
+    names = [p.name for p in clips.iterdir() if p.suffix == ".mp4"]
+    assert len(names) == 1, names
+    stamp = time.mktime(time.strptime(re.search(r"_(\d{8}-\d{6})", names[0]).group(1), "%Y%m%d-%H%M%S"))
+    print(f"\nrun {ended - began:.1f} s; clip {names[0]} at {stamp - int(began):+.0f} s from the start")
+    assert int(began) <= stamp <= ended, (names, began, ended)

@@ -8,8 +8,10 @@ a real `Segments` record. The server is the real aiohttp one on loopback.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
+import os
 import shutil
 import socket
 import time
@@ -26,7 +28,8 @@ from media import clip
 from streamdet.config.sections import RecordingConfig, WebConfig
 from streamdet.detections import Detections, FrameResult
 from streamdet.scene import Event
-from streamdet.outputs.segments import Segments
+from streamdet.outputs.segments import Retention, Segments
+from streamdet.outputs.snapshots import Snapshot, SnapshotOutput
 from streamdet.outputs.video import Encoder
 from streamdet.sources import Frame
 from streamdet.figures import RunStatus, SourceStatus
@@ -89,9 +92,10 @@ def _history(media) -> list[FrameResult]:
 def serve():
     views = []
 
-    def start(recordings=None, **settings) -> WebView:
+    def start(recordings=None, holds=None, **settings) -> WebView:
         web = WebConfig(listen="127.0.0.1:0", **settings)
         more = {"recordings": recordings} if recordings is not None else {}
+        more.update({"holds": holds} if holds is not None else {})
         view = WebView(bind_listener(web), web, list(NAMES), _status, None, **more)
         views.append(view)
         return view
@@ -200,6 +204,53 @@ def test_files_are_found_by_lookup_only_traversal_and_links_get_404(serve, media
     stranger = segments.folder / "door_20261204-100000.mp4"
     stranger.write_bytes(b"copied in")
     assert _get(view, f"/recordings/door/{stranger.name}")[0] == 404
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("swap", ["link", "move"])
+def test_a_file_swapped_in_under_a_served_name_is_not_served(serve, media, tmp_path, swap):
+    """#32 item 7: `rm X.jpg; ln secret.txt X.jpg` (or `mv other X.jpg`) put another regular file under a
+    snapshot's, clip's or segment's name; it was served. Each is served only while it is the file written:
+    by its outputs' record (snapshots, clips, segments) and, with no record at hand, the inode it had."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the web\n")
+    snaps, clips = tmp_path / "snaps", tmp_path / "clips"
+    snaps.mkdir()
+    clips.mkdir()
+    snapshot_output = SnapshotOutput(str(snaps), "door", Retention())
+    snapshot = snaps / "door_20261204-100000_track1.jpg"
+    snapshot_output.write(dataclasses.replace(_result(0, (), media["frames"][0]), snapshots=(
+        Snapshot(snapshot, media["frames"][10], (10, 10, 60, 60), 1),)))
+    clip_record = Segments(str(clips / "door_{start}.mp4"), RecordingConfig(), kind="clips")
+    clip_file = clip_record.take(clips / "door_20261204-100000_track1.mp4", 1_764_842_400.0)
+    clip_file.write_bytes(media["clip"].read_bytes())
+    clip_record.finish(clip_file)
+    unrecorded = tmp_path / "door_track2.jpg"  # served by the inode it had when its track ended
+    unrecorded.write_bytes(media["snapshot"].read_bytes())
+    segments = _segments(tmp_path / "rec", media, count=1)
+    segment = segments.ours()[0][0]
+    checked = serve(recordings={"door": segments.ours},
+                    holds=lambda path: snapshot_output.holds(path) or clip_record.holds(path))
+    unchecked = serve()
+    ends = (_event("end", "door", 1, snapshot=str(snapshot), clip=str(clip_file)),
+            _event("end", "door", 2, snapshot=str(unrecorded)))
+    for view in (checked, unchecked):
+        view.write(_result(0, ends, media["frames"][0]))
+    urls = [(checked, f"/snapshots/{snapshot.name}"), (checked, f"/clips/{clip_file.name}"),
+            (checked, f"/recordings/door/{segment.name}"), (unchecked, f"/snapshots/{unrecorded.name}")]
+    for view, url in urls:
+        assert _get(view, url)[0] == 200, url
+    for path in (snapshot, clip_file, segment, unrecorded):
+        path.unlink()
+        if swap == "link":
+            os.link(secret, path)
+        else:
+            other = tmp_path / "other"
+            other.write_text("not for the web\n")
+            other.rename(path)
+    for view, url in urls:
+        status, body, _ = _get(view, url)
+        assert status == 404 and b"not for the web" not in body, (url, status, body)
 
 
 def _segments(folder: Path, media, count: int) -> Segments:

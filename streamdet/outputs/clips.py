@@ -54,7 +54,8 @@ class ClipsOutput(Output):
         self.source_name = source_name
         self.label = f"{folder} (event clips of {source_name})"
         self.made = 0  # clips begun: the run summary's figure
-        self._files = Segments(str(Path(folder) / f"{source_name}_{{start}}.mp4"), keep)
+        # Its own record (.T.clips): a recording named like the clips in the same folder has another.
+        self._files = Segments(str(Path(folder) / f"{source_name}_{{start}}.mp4"), keep, kind="clips")
         self._clip: Remuxer | None = None
         self._start: ClipStart | None = None
         self._queue: queue.Queue[tuple | None] = queue.Queue(self._QUEUE)
@@ -71,6 +72,10 @@ class ClipsOutput(Output):
             self._thread = threading.Thread(target=self._work, name=f"clips-{self.source_name}", daemon=True)
             self._thread.start()
         self._queue.put(result.clip_steps)
+
+    def holds(self, path: Path) -> bool:
+        """`path` is a clip this output wrote (or is writing) and still the very file (what may be served)."""
+        return self._files.holds(path)
 
     def _work(self) -> None:
         c0 = time.thread_time()
@@ -100,6 +105,7 @@ class ClipsOutput(Output):
         clip, self._clip = self._clip, None
         if clip is not None:
             clip.close()
+            self._files.finish(self._start.path)
 
     def _drop_clip(self) -> None:
         try:
@@ -126,5 +132,6 @@ class ClipsOutput(Output):
                 self._end_clip()
             except Exception as exc:
                 self._error = self._failure(exc)
+        self._files.close()
         if self._error is not None:
             raise self._error

@@ -32,6 +32,7 @@ from ..errors import OutputError
 from ..sources.demux import CameraPacket, Connected, PacketTap, StreamFormat, to_lengths
 from .base import Output, as_output_error
 from .segments import Segments
+from .sidecar import sidecar_path
 from .sidecar_writer import SidecarWriter
 from .timeline import Timeline
 from .video import MP4_OPTIONS, cut_to_whole_fragments
@@ -221,7 +222,7 @@ class CopyRecording(Output):
             path = _next_free(self.path)  # the camera came back changed: the one file goes on in another
         sidecar = self._sidecar.begin(path, start_s, replace=self._segments is None and self._files == 0)
         if self._segments is not None and sidecar is not None:
-            self._segments.record(sidecar, wall)
+            self._segments.record(sidecar, wall, whole=False)
         self._file = _File(path, fmt, start_s)
         self._files += 1
         self.path = path
@@ -235,11 +236,19 @@ class CopyRecording(Output):
         if file is not None:
             self._guarded(lambda: self._end(file))
 
-    def _end(self, file: _File) -> None:
+    def _end(self, file: _File, finish: bool = True) -> None:
         try:
             file.close()
         finally:
             self._sidecar.end()
+        if finish:
+            self._finish(file.path)
+
+    def _finish(self, path: Path) -> None:
+        """Known by size and change time too from now on (see streamdet.outputs.segments)."""
+        if self._segments is not None:
+            self._segments.finish(path)
+            self._segments.finish(sidecar_path(path))
 
     def _write_lines(self, final: bool, until: float | None = None) -> None:
         texts = self._sidecar.due(self._timeline, final, until)
@@ -259,10 +268,11 @@ class CopyRecording(Output):
             file, self._file = self._file, None
             if file is not None:
                 try:
-                    self._end(file)
+                    self._end(file, finish=False)
                 except Exception:
                     pass  # the file is failing already; what was written stays playable
                 cut_to_whole_fragments(file.path)
+                self._finish(file.path)
             else:
                 self._sidecar.end()  # a file that failed as it opened
             self._retry_at = time.monotonic() + self._RETRY_S
@@ -301,6 +311,8 @@ class CopyRecording(Output):
                 self._close_file()
             except Exception as exc:
                 self._error = self._error or exc
+        if self._segments is not None:
+            self._segments.close()
         if self._error is not None:
             cut_to_whole_fragments(self.path)
             raise self._failure()

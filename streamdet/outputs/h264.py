@@ -27,6 +27,7 @@ class Packet:
     pts: int          # ms on its camera's timeline
     key: bool
     data: bytes
+    wall: float = 0.0  # when its frame was captured, epoch seconds (what a clip starting with it is named by)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -74,7 +75,8 @@ class PacketEncoder:
         set_up(self._codec, self.size, fps, "h264", settings)
         self._codec.open()
 
-    def encode(self, image: np.ndarray, pts_ms: int) -> list[Packet]:
+    def encode(self, image: np.ndarray, pts_ms: int, wall: float = 0.0) -> list[Packet]:
+        """The frame's packets (zerolatency: its own, at once), each with the frame's capture time `wall`."""
         frame = av.VideoFrame.from_ndarray(fit_frame(image, self.size), format="bgr24")
         frame.pts, frame.time_base = pts_ms, TIME_BASE
-        return [Packet(p.pts, p.is_keyframe, bytes(p)) for p in self._codec.encode(frame)]
+        return [Packet(p.pts, p.is_keyframe, bytes(p), wall) for p in self._codec.encode(frame)]

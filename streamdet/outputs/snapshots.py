@@ -46,8 +46,9 @@ class SnapshotOutput(Output):
     def __init__(self, folder: str, source_name: str, keep: Retention):
         check_folder(folder)
         self.label = f"snapshots of {source_name}"
-        self._files = (Segments(str(Path(folder) / f"{source_name}_{{start}}.jpg"), keep)
-                       if keep.keep_hours or keep.keep_gb else None)
+        # Kept on disk for expiry; in memory only without it, so what the web view serves is still checked.
+        self._files = Segments(str(Path(folder) / f"{source_name}_{{start}}.jpg"), keep,
+                               persist=bool(keep.keep_hours or keep.keep_gb))
 
     def write(self, result: FrameResult) -> None:
         for snapshot in result.snapshots:
@@ -60,12 +61,15 @@ class SnapshotOutput(Output):
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         what = f"snapshot of track {snapshot.track}"
         write_atomically(snapshot.path, data.tobytes(), what)
-        if self._files is not None:
-            try:
-                self._files.record(snapshot.path, time.time())
-                self._files.expire(snapshot.path, time.time())
-            except OSError as exc:
-                raise write_error(what, exc) from None
+        try:
+            self._files.record(snapshot.path, time.time())
+            self._files.expire(snapshot.path, time.time())
+        except OSError as exc:
+            raise write_error(what, exc) from None
+
+    def holds(self, path: Path) -> bool:
+        """`path` is a snapshot this output wrote and still the very file (what the web view may serve)."""
+        return self._files.holds(path)
 
     def close(self) -> None:
         pass  # every snapshot is whole once written

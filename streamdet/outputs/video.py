@@ -177,8 +177,6 @@ class VideoOutput(Output):
         self._encoder = (Remuxer(self.path, self._size, self.fps) if self._reuse
                          else Encoder(self.path, self._size, self.fps, self.settings))
         self._segment_pts = pts_ms
-        if self._segments is not None:
-            self._segments.expire(self.path, time.time())
 
     def _due(self, pts_ms: int) -> bool:
         length = self.settings.segment_seconds * 1000
@@ -187,9 +185,22 @@ class VideoOutput(Output):
     def _failure(self) -> OutputError:
         return as_output_error(self.label, self._error, "writing the video")
 
+    def _expire(self) -> None:
+        """The oldest segments expired, on the writer thread (never on the output thread: the run goes on)."""
+        if self._segments is not None:
+            self._segments.expire(self.path, time.time())
+
+    def _finished(self) -> None:
+        if self._segments is not None:
+            self._segments.finish(self.path)
+
     def _encode(self) -> None:
         c0 = time.thread_time()
         next_check = 0.0
+        try:
+            self._expire()  # the first file was opened on the output thread
+        except Exception as exc:
+            self._error = exc
         while (item := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # keep taking frames so write() never blocks on a dead writer
@@ -204,9 +215,11 @@ class VideoOutput(Output):
                     if self._encoder is not None:
                         self._encoder.close()
                         self._encoder = None
+                        self._finished()
                     elif time.monotonic() < self._retry_at:
                         continue  # the recording failed a moment ago: frames until the retry are not kept
                     self._open(pts_ms, wall)
+                    self._expire()
                 self._add(image, pts_ms, packets)
                 now = time.monotonic()
                 if now >= next_check:
@@ -223,6 +236,7 @@ class VideoOutput(Output):
                               self._RETRY_S)
                     self._drop_encoder()
                     cut_to_whole_fragments(self.path)
+                    self._finished()  # what is left of it is what it is: it expires with the rest
                     self._retry_at = time.monotonic() + self._RETRY_S
             self.cpu_s = time.thread_time() - c0
 
@@ -256,9 +270,12 @@ class VideoOutput(Output):
         if self._encoder is not None:
             try:
                 self._encoder.close()
+                self._finished()
             except Exception as exc:
                 self._error = self._error or exc
             self._encoder = None
+        if self._segments is not None:
+            self._segments.close()
         if self._error is not None:
             cut_to_whole_fragments(self.path)
             raise self._failure()

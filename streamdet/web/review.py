@@ -30,6 +30,8 @@ MAX_LIMIT = 500
 
 # A camera's recording segments now: (path, start as wall time in epoch seconds), oldest first.
 ListSegments = Callable[[], list[tuple[Path, float]]]
+# Whether a snapshot or clip is still the very file the run wrote (streamdet.outputs.segments.Segments.holds).
+Holds = Callable[[Path], bool]
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,13 @@ class _Open:
 class EventStore:
     """The newest ended tracks of this run and the files they name; thread-safe."""
 
-    def __init__(self, max_events: int = MAX_EVENTS):
+    def __init__(self, max_events: int = MAX_EVENTS, holds: Holds | None = None):
+        """`holds`: asked before a snapshot or clip is served, so a file swapped in under its name is not;
+        without it, each is served while it is as it was when its track ended (inode, size, change time: a
+        freed inode is soon another file's)."""
+        self._holds = holds or self._same_inode
         self._lock = threading.Lock()
+        self._inodes: dict[Path, tuple[int, int, int]] = {}
         self._events: deque[Reviewed] = deque(maxlen=max_events)
         self._open: OrderedDict[tuple[str, int], _Open] = OrderedDict()
         self._snapshots: dict[str, Path] = {}
@@ -125,13 +132,33 @@ class EventStore:
                 id=self._next_id, source=event.source, track=event.track, label=event.label, score=event.score,
                 time=event.time, epoch=parse_time(event.time, "time"), duration_s=event.duration_s,
                 zones=tuple(sorted(place.zones)), lines=tuple(sorted(place.lines)),
-                snapshot=_enter(self._snapshots, event.snapshot), clip=_enter(self._clips, event.clip))
+                snapshot=self._enter(self._snapshots, event.snapshot), clip=self._enter(self._clips, event.clip))
             self._next_id += 1
             self._events.append(entry)
 
     def _forget(self, entry: Reviewed) -> None:
-        self._snapshots.pop(entry.snapshot, None)
-        self._clips.pop(entry.clip, None)
+        for files, name in ((self._snapshots, entry.snapshot), (self._clips, entry.clip)):
+            path = files.pop(name, None)
+            if path is not None and path not in files.values():
+                self._inodes.pop(path, None)
+
+    def _enter(self, files: dict[str, Path], path: str | None) -> str | None:
+        name = _enter(files, path)
+        if name is not None and Path(path) not in self._inodes:
+            try:
+                self._inodes[Path(path)] = _identity(os.lstat(path))
+            except (OSError, ValueError):
+                pass  # not there: never served
+        return name
+
+    def _same_inode(self, path: Path) -> bool:
+        with self._lock:
+            inode = self._inodes.get(path)
+        try:
+            return inode is not None and _identity(os.lstat(path)) == inode
+        except OSError:
+            return False
+
 
     # -------------------------------------------------------- server thread
 
@@ -153,6 +180,10 @@ class EventStore:
     def clip(self, name: str) -> Path | None:
         with self._lock:
             return self._clips.get(name)
+
+    def still_written(self, path: Path | None) -> Path | None:
+        """`path` while it is still the very file written (what may be served), else None."""
+        return path if path is not None and self._holds(path) else None
 
 
 def _matches(entry: Reviewed, q: Query) -> bool:
@@ -191,3 +222,6 @@ def detections_of(segment: Path) -> Path | None:
     """A segment's detections file (a copy recording's, streamdet.outputs.sidecar) when one is beside it."""
     return servable(sidecar_path(segment))
 
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_ctime_ns

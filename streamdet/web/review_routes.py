@@ -57,10 +57,10 @@ class ReviewRoutes:
         return json_response({"events": [e.to_dict() for e in found], "next": more})
 
     async def _snapshot_file(self, request: web.Request) -> web.StreamResponse:
-        return file_response(self._store.snapshot(request.match_info["file"]))
+        return file_response(self._store.still_written(self._store.snapshot(request.match_info["file"])))
 
     async def _clip_file(self, request: web.Request) -> web.StreamResponse:
-        return file_response(self._store.clip(request.match_info["file"]))
+        return file_response(self._store.still_written(self._store.clip(request.match_info["file"])))
 
     def _segments(self, request: web.Request) -> list[tuple[Path, float]]:
         source_id(request, self._index)  # 404 for a name that is no source of this run

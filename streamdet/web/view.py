@@ -15,7 +15,7 @@ from ..figures import RunStatus
 from .frames import Draw, FrameHub
 from .listener import bind_listener  # noqa: F401  part of streamdet.web's API
 from .metrics import EventTally, LogTally
-from .review import EventStore, ListSegments
+from .review import EventStore, Holds, ListSegments
 from .server import WebServer
 
 log = logging.getLogger("streamdet")
@@ -29,14 +29,14 @@ class WebView(Output):
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
                  draw: Draw | None, recordings: dict[str, ListSegments] | None = None,
-                 clips: dict[str, Callable[[], int]] | None = None):
+                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review); `clips`: per
         source name, the clips its clips output has written so far."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
         self._closed = False
-        self.events = EventStore()
+        self.events = EventStore(holds=holds)
         self.tally = EventTally(clips)  # events by source, kind and class, and clips, for /metrics
         self.logged = LogTally()   # warnings and errors logged while it serves, for /metrics
         log.addHandler(self.logged)
