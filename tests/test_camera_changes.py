@@ -10,7 +10,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import urllib.request
 from fractions import Fraction
 from pathlib import Path
@@ -19,22 +18,13 @@ import av
 import cv2
 import pytest
 
-from clirun import cli_env
-from helpers import LineReader, decode, free_port, wait_for
-from media import clip, pedestrian_pb
+from helpers import decode, free_port, wait_for
+from media import clip
 from rtsp import RtspServer
+from test_copy_recording import _run  # the real command in its own process, with its settings file
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
 
 LINE = "events: {lines: [{name: door, points: [[0.5, 0], [0.5, 1]]}]}\n"  # down the middle, in fractions
-
-
-def _run(args: list[str], model_cache: Path, config: str, tmp_path: Path) -> tuple[subprocess.Popen, LineReader]:
-    settings = tmp_path / "settings.yaml"
-    settings.write_text(config)
-    proc = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "--config", str(settings),
-                             "--model", str(pedestrian_pb()), *args], env=cli_env(model_cache),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    return proc, LineReader(proc.stderr)
 
 
 def _stop(proc: subprocess.Popen, *servers: RtspServer) -> None:
