@@ -4,7 +4,7 @@ A frame's way through a run:
 
     source -> motion gate -> inference -> stages (reuse, track, events, draw, clips) -> outputs
 
-`streamdet.assembly` puts the run together from the settings (plan, open, wire; `streamdet.wiring`
+`streamdet.assembly` puts the run together from the settings (plan, open, wire; `streamdet.assembly.wiring`
 lists the stages in the order they run); the scheduler (streamdet.scheduler) moves frames from the
 sources through inference with its own threads and hands them back in order; everything after
 inference runs here, on the caller's thread, because windows must live on one thread and signal
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from . import reports
-from .assembly import assemble
+from .assembly.assemble import assemble
 from .config.sections import Config
 from .detections import FrameResult
 from .engines.base import Completed
@@ -29,7 +29,7 @@ from .outputs import WindowOutput
 from .outputs.clips import ClipsOutput
 from .scheduler import Scheduler
 from .sources import Source
-from .figures import RunStatus, RunSummary
+from .measures.figures import RunStatus, RunSummary
 
 log = logging.getLogger("streamdet")
 

@@ -1,8 +1,8 @@
 """How a run reports what it measured: the status now, the summary at the end, the periodic status
 lines and the progress bar.
 
-Each reads the run's `RunMeter` (streamdet.meters) together with the scheduler's lanes, from any thread
-for `status`, at the end for `summary`, and gives the records of streamdet.figures or a line of text.
+Each reads the run's `RunMeter` (streamdet.measures.meters) together with the scheduler's lanes, from any thread
+for `status`, at the end for `summary`, and gives the records of streamdet.measures.figures or a line of text.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 import time
 
 from .scheduler import Lane
-from .figures import RunStatus, RunSummary, SourceStatus, SourceSummary
-from .meters import RunMeter, SourceCounters
+from .measures.figures import RunStatus, RunSummary, SourceStatus, SourceSummary
+from .measures.meters import RunMeter, SourceCounters
 
 log = logging.getLogger("streamdet")
 

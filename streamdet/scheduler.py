@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from .engines.base import Completed, Engine, Job
 from .model.readout import DetectFilter
 from .sources import Frame, Source, SourceInfo
-from .meters import StageTimer
+from .measures.meters import StageTimer
 
 _POLL_S = 0.5  # how often a blocked thread re-checks for abort; not a busy loop
 # A thread may still be inside one inference or one blocking read when the

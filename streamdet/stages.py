@@ -3,7 +3,7 @@
 A stage takes a FrameResult and returns it (changed, or a new one). Stages
 run on the output thread, in frame order per source, so they may keep
 per-source state (a tracker's tracks) without locks. Their order is written
-once, in `streamdet.wiring.stages_after_inference`; the pipeline times each
+once, in `streamdet.assembly.wiring.stages_after_inference`; the pipeline times each
 under its `name`.
 """
 

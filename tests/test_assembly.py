@@ -10,15 +10,15 @@ import time
 import numpy as np
 import pytest
 
-from streamdet.assembly import assemble, open_run
+from streamdet.assembly.assemble import assemble, open_run
 from streamdet.config.events import ZoneConfig
 from streamdet.config.sections import Config, WebConfig
 from streamdet.detections import Detections, FrameResult, OverlayStatus
 from streamdet.errors import ConfigError, ModelError, OutputError
-from streamdet.plan import plan_run
+from streamdet.assembly.plan import plan_run
 from streamdet.sources import Frame, Source, SourceInfo
 from streamdet.web.listener import bind_listener
-from streamdet.wiring import Drawing, who_draws
+from streamdet.assembly.wiring import Drawing, who_draws
 
 
 class WatchedSource(Source):

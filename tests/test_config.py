@@ -194,7 +194,7 @@ sources:
 
 @pytest.mark.unit
 def test_names_from_files_and_urls_never_equal_each_other_or_a_given_name():
-    from streamdet.plan import unique_names
+    from streamdet.assembly.plan import unique_names
 
     # Two clip.mp4 from different folders, a third source named "clip", and a file called clip~1.mp4.
     given = [None, "clip", None, None, "door", None]
@@ -341,7 +341,7 @@ def test_a_file_or_url_that_would_name_a_source_dot_or_dot_dot_is_named_source_a
 
     from media import clip
 
-    from streamdet.plan import plan_run, unique_names
+    from streamdet.assembly.plan import plan_run, unique_names
     from streamdet.urls import safe_name
 
     dots = tmp_path / "...mp4"

@@ -24,7 +24,7 @@ from test_web import _config, running
 
 from streamdet.config.sections import WebConfig
 from streamdet.pipeline import Pipeline
-from streamdet.figures import InferenceInfo, RunStatus, SourceStatus, StageSummary
+from streamdet.measures.figures import InferenceInfo, RunStatus, SourceStatus, StageSummary
 from streamdet.web import WebView, bind_listener
 from streamdet.web.metrics import EventTally, MetricsPage, Scrape, WebFigures
 

@@ -21,7 +21,7 @@ from streamdet.engines.base import Completed, Job
 from streamdet.model.readout import DetectFilter
 from streamdet.scheduler import Failure, Inbox, Lane, ReorderBuffer, Scheduler, lanes_for
 from streamdet.sources import Frame, Source, SourceInfo
-from streamdet.meters import StageTimer
+from streamdet.measures.meters import StageTimer
 
 ALL = DetectFilter(0.0, np.array([], np.int32))  # every class, every score
 

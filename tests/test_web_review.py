@@ -32,7 +32,7 @@ from streamdet.outputs.segments import Retention, Segments
 from streamdet.outputs.snapshots import Snapshot, SnapshotOutput
 from streamdet.outputs.video import Encoder
 from streamdet.sources import Frame
-from streamdet.figures import RunStatus, SourceStatus
+from streamdet.measures.figures import RunStatus, SourceStatus
 from streamdet.web import WebView, bind_listener
 
 TOKEN = "review-token-for-tests"

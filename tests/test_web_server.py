@@ -24,7 +24,7 @@ from streamdet.config.sections import WebConfig, override
 from streamdet.detections import Detections, FrameResult, OverlayStatus
 from streamdet.errors import ConfigError
 from streamdet.sources import Frame
-from streamdet.figures import RunStatus, SourceStatus
+from streamdet.measures.figures import RunStatus, SourceStatus
 from streamdet.web import WebView, bind_listener
 
 

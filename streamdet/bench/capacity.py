@@ -42,7 +42,7 @@ from ..model.detector import Detector, load
 from ..outputs.video import Encoder
 from ..pipeline import Pipeline
 from ..sources import Frame, NetworkSource, Source, SourceInfo, VideoFileSource
-from ..meters import process_cpu_s
+from ..measures.meters import process_cpu_s
 from ..urls import mask_url
 
 MAX_DROP = 0.05      # a camera that loses more than this is not kept up with

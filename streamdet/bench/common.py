@@ -18,7 +18,7 @@ from ..errors import SourceError
 from ..model.detector import Detector, raw_run
 from ..pipeline import Pipeline
 from ..sources import Source
-from ..meters import process_cpu_s
+from ..measures.meters import process_cpu_s
 from .inputs import Viewers
 
 

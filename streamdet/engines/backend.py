@@ -15,7 +15,7 @@ from .base import Completed
 from .local import InferenceEngine
 from ..model.detector import Detector, load_from
 from .base import Engine
-from ..figures import InferenceInfo
+from ..measures.figures import InferenceInfo
 from ..urls import mask_url
 
 # Requests in flight to a server when inference.nireq is 0: enough to cover the round trip on a LAN and

@@ -16,7 +16,7 @@ import openvino as ov
 from ..config.sections import DEFAULT_PRECISION, HINTS, InferenceConfig, ModelConfig
 from ..detections import Detections
 from ..errors import ConfigError, ModelError
-from ..figures import InferenceInfo
+from ..measures.figures import InferenceInfo
 from .devices import check_device, compiled_precision, cpu_role, normalise, precision_config
 from .fetch import cache_root
 from .ir import ModelForm, display_name, one_line, prepare_model, read_ir, recognise, resolve_ir

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..config.sections import SourceConfig
 from ..errors import SourceError
-from ..meters import RateMeter
+from ..measures.meters import RateMeter
 from .base import Frame, Source, SourceHealth, SourceInfo
 from .mailbox import Lost, Mailbox, Opened, Picture
 

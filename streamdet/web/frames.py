@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config.sections import WebConfig
 from ..detections import FrameResult
-from ..meters import StageTimer
+from ..measures.meters import StageTimer
 
 log = logging.getLogger("streamdet")
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..config.sections import WebConfig
-from ..figures import RunStatus
+from ..measures.figures import RunStatus
 from .connections import Load
 from .frames import FrameHub
 from .metrics import CONTENT_TYPE_LATEST, EventTally, LogTally, MetricsPage, Scrape, WebFigures, recording_sizes

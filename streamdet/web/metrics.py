@@ -1,7 +1,7 @@
 """Prometheus metrics of a run for the web view's /metrics: built from the run's status at scrape time.
 
 prometheus_client writes the text format; the collector only turns what the run already measures
-(streamdet.figures.RunStatus, the events the web view sees, its own viewers) into metric families, so a
+(streamdet.measures.figures.RunStatus, the events the web view sees, its own viewers) into metric families, so a
 scrape costs nothing between scrapes and nothing is counted twice. Its registry is private: other
 code using prometheus_client in the same process neither sees nor adds to it.
 
@@ -22,7 +22,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, Info
                                     SummaryMetricFamily)
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ..figures import RunStatus, StageSummary
+from ..measures.figures import RunStatus, StageSummary
 from ..urls import mask_url
 
 __all__ = ["CONTENT_TYPE_LATEST", "EventTally", "LogTally", "MetricsPage", "RunCollector", "Scrape", "WebFigures",

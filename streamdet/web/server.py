@@ -25,7 +25,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ..config.sections import WebConfig
-from ..figures import RunStatus
+from ..measures.figures import RunStatus
 from .connections import (LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Load, Once, Refused, connection_cap,
                           http_log)
 from .frames import FrameHub

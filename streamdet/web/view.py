@@ -11,7 +11,7 @@ from ..config.sections import WebConfig
 from ..detections import FrameResult
 from ..errors import OutputError
 from ..outputs import Output
-from ..figures import RunStatus
+from ..measures.figures import RunStatus
 from .frames import Draw, FrameHub
 from .listener import bind_listener  # noqa: F401  part of streamdet.web's API
 from .metrics import EventTally, LogTally

@@ -17,29 +17,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .clips import ClipStage
-from .engines.backend import Backend
-from .events import EventStage, TrackStage
-from .scene import Scene
-from .motion import ReuseDetections
-from .outputs import Output, Target, WindowOutput, open_output
-from .outputs.clips import ClipsOutput
-from .outputs.copy import CopyRecording
-from .outputs.segments import Retention
-from .outputs.snapshots import SnapshotOutput
+from ..clips import ClipStage
+from ..engines.backend import Backend
+from ..events import EventStage, TrackStage
+from ..scene import Scene
+from ..motion import ReuseDetections
+from ..outputs import Output, Target, WindowOutput, open_output
+from ..outputs.clips import ClipsOutput
+from ..outputs.copy import CopyRecording
+from ..outputs.segments import Retention
+from ..outputs.snapshots import SnapshotOutput
 from .plan import RunPlan
-from .drawing import Annotator
-from .meters import RunMeter
-from .scheduler import Lane, lanes_for
-from .sources import SourceInfo
-from .sources.demux import COPY_VIDEO
-from .stages import Annotate, Stage
-from .figures import InferenceInfo, RunStatus
-from .tracking import Tracker
-from . import reports
+from ..drawing import Annotator
+from ..measures.meters import RunMeter
+from ..scheduler import Lane, lanes_for
+from ..sources import SourceInfo
+from ..sources.demux import COPY_VIDEO
+from ..stages import Annotate, Stage
+from ..measures.figures import InferenceInfo, RunStatus
+from ..tracking import Tracker
+from .. import reports
 
 if TYPE_CHECKING:
-    from .outputs.mqtt import MqttPublisher
+    from ..outputs.mqtt import MqttPublisher
 
 log = logging.getLogger("streamdet")
 
@@ -181,7 +181,7 @@ def _open_outputs(plan: RunPlan, infos: Sequence[SourceInfo], joined: _Joined) -
             output = open_output(target, infos[first], plan.sources[first].name, plan.plans[first].recording)
         joined.join(output, target.sources, own=len(target.sources) == 1)
     if plan.mqtt is not None:
-        from .outputs.mqtt import MqttOutput
+        from ..outputs.mqtt import MqttOutput
 
         served = [i for i, on in enumerate(plan.tracking) if on]
         if plan.config.mqtt.discovery:  # joined first: closed first, its "offline" before the publisher's
@@ -203,7 +203,7 @@ def _copy_recording(plan: RunPlan, target: Target, index: int, info: SourceInfo)
 
 def _hass(plan: RunPlan, served: list[int]) -> Output:
     """Home Assistant discovery for the sources that publish events: each a device with its counts."""
-    from .outputs.hass import Camera, HassOutput, default_classes
+    from ..outputs.hass import Camera, HassOutput, default_classes
 
     cameras = {}
     for i in served:
@@ -218,8 +218,8 @@ def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs:
               status: Callable[[], RunStatus]) -> Output:
     """The web view; it draws the frames somebody looks at with the draw stage's own drawing when no
     stage draws them."""
-    from .outputs.video import VideoOutput
-    from .web import WebView
+    from ..outputs.video import VideoOutput
+    from ..web import WebView
 
     draw = Annotate(Annotator(plan.config.overlay)).paint if drawing is Drawing.WEB_VIEW else None
     # The review page lists each camera's segments from its recording's own record of what it wrote.

@@ -1,11 +1,11 @@
 """A run put together from the settings in three steps, cheap before slow; `streamdet.pipeline` runs it.
 
-1. plan (streamdet.plan): the settings, the sources named, the output paths, MQTT's URL, the labels
+1. plan (streamdet.assembly.plan): the settings, the sources named, the output paths, MQTT's URL, the labels
    and class filters: nothing opens, so a mistake is one line in a moment;
 2. open (`open_run`): the web listener bound, the sources opened (a busy port or a file that is no video
    is found in a second), zones checked against the frame size, the MQTT broker reached, and only then
    the model loaded (or the server checked);
-3. wire (streamdet.wiring): the lanes, the outputs, the stages after inference, the web view.
+3. wire (streamdet.assembly.wiring): the lanes, the outputs, the stages after inference, the web view.
 
 Each step's result is frozen; a step that fails closes what the steps before it opened.
 """
@@ -16,17 +16,17 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from .config.sections import Config, SourcePlan
-from .engines.backend import Backend, open_backend
-from .engines.base import Engine
-from .errors import ConfigError
-from .model.detector import Detector
-from .motion import GateCpu, MotionGate
+from ..config.sections import Config, SourcePlan
+from ..engines.backend import Backend, open_backend
+from ..engines.base import Engine
+from ..errors import ConfigError
+from ..model.detector import Detector
+from ..motion import GateCpu, MotionGate
 from .plan import RunPlan, plan_run
-from .meters import RunMeter
-from .scene import Scene
-from .sources import Source, SourceInfo, open_all
-from .figures import RunStatus
+from ..measures.meters import RunMeter
+from ..scene import Scene
+from ..sources import Source, SourceInfo, open_all
+from ..measures.figures import RunStatus
 from .wiring import Wired, close_outputs, run_status, wire
 
 log = logging.getLogger("streamdet")
@@ -49,7 +49,7 @@ def open_run(plan: RunPlan, detector: Detector | None = None) -> Opened:
     config, listener = plan.config, None
     try:
         if config.web.listen:
-            from .web.listener import bind_listener  # streamdet.web (and aiohttp) loads only when it is on
+            from ..web.listener import bind_listener  # streamdet.web (and aiohttp) loads only when it is on
 
             listener = bind_listener(config.web)  # a busy port is found before any source opens
         infos = open_all(list(plan.sources))
@@ -65,7 +65,7 @@ def open_run(plan: RunPlan, detector: Detector | None = None) -> Opened:
     log.info("inference: %s", backend.info.line())
     web_url = links = None
     if listener is not None:
-        from .web.listener import link_url, listener_url
+        from ..web.listener import link_url, listener_url
 
         web_url, links = listener_url(listener), link_url(config.web, listener)
         if links is None and plan.clips:

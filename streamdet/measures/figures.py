@@ -1,6 +1,6 @@
 """A run's figures as records: stage time summaries, each source's and the run's summary, where inference
 runs, and the status the web view, /metrics and the status lines show. Plain frozen data, made by
-`streamdet.reports` from what `streamdet.meters` measured."""
+`streamdet.reports` from what `streamdet.measures.meters` measured."""
 
 from __future__ import annotations
 

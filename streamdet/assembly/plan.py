@@ -4,7 +4,7 @@ In this order: each source's settings, the sources made (not opened) and named, 
 copy, every output path and folder (streamdet.outputs.plan; the snapshots' and clips' too), the window, the
 model's file, MQTT's URL and Home Assistant's device names, the labels with each source's class filter.
 Each check is cheap: a mistake is one line in a moment, before a port is bound, a camera dialled, a broker
-reached or the model loaded (streamdet.assembly does those next).
+reached or the model loaded (streamdet.assembly.assemble does those next).
 """
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .config.sections import Config, SourcePlan
-from .errors import ConfigError, StreamdetError
-from .model.detector import Detector
-from .model.ir import check_model_spec
-from .model.labels import load_labels
-from .model.readout import DetectFilter
-from .outputs import plan_targets, want_window
-from .outputs.plan import Target
-from .sources import NetworkSource, Source, open_source
-from .sources.pair import CameraPair
-from .urls import NOT_NAMES, usable_name
+from ..config.sections import Config, SourcePlan
+from ..errors import ConfigError, StreamdetError
+from ..model.detector import Detector
+from ..model.ir import check_model_spec
+from ..model.labels import load_labels
+from ..model.readout import DetectFilter
+from ..outputs import plan_targets, want_window
+from ..outputs.plan import Target
+from ..sources import NetworkSource, Source, open_source
+from ..sources.pair import CameraPair
+from ..urls import NOT_NAMES, usable_name
 
 if TYPE_CHECKING:
-    from .outputs.mqtt import MqttPublisher
+    from ..outputs.mqtt import MqttPublisher
 
 log = logging.getLogger("streamdet")
 
@@ -151,11 +151,11 @@ def _mqtt(config: Config, sources: list[Source], plans: list[SourcePlan]) -> Mqt
     connected."""
     if not config.mqtt.url:
         return None
-    from .outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
+    from ..outputs.mqtt import MqttPublisher  # paho loads only when MQTT is on
 
     mqtt = MqttPublisher(config.mqtt)
     if config.mqtt.discovery:
-        from .outputs.hass import Camera, check_devices, check_entities
+        from ..outputs.hass import Camera, check_devices, check_entities
 
         check_devices([s.name for s in sources])
         for source, plan in zip(sources, plans):

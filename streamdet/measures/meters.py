@@ -1,7 +1,7 @@
 """What a run measures while it goes: stage times, rates, per-source counters, CPU time.
 
 Written by the threads that do the work (the output loop, readers, the web encoder) and read from any
-thread; `streamdet.reports` turns them into the records of `streamdet.figures` and into status lines.
+thread; `streamdet.reports` turns them into the records of `streamdet.measures.figures` and into status lines.
 """
 
 from __future__ import annotations
