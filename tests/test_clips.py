@@ -51,6 +51,19 @@ def _write_config(path: Path, clips: Path, **events) -> Path:
     return path
 
 
+def _quiet_run_with_clips(tmp_path: Path, name: str):
+    """Settings for one of the test clips, run quietly with no window, its event clips into a new folder."""
+    from streamdet.config.sections import Config
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    config = Config(sources=[str(clip(name))])
+    config.display.show = "no"
+    config.logging.quiet = True
+    config.events.clips = str(clips)
+    return config, clips
+
+
 @pytest.mark.services
 @pytest.mark.parametrize("end_after", [1, 2])
 def test_each_clip_spans_its_tracks_with_pre_and_post_capture_and_plays_in_chromium(tmp_path, model_cache, end_after,
@@ -331,16 +344,10 @@ def test_a_camera_clip_keeps_the_capture_times_and_is_cut_at_max_clip_seconds(tm
 def test_a_clips_folder_that_vanishes_mid_run_stops_it_with_one_line_naming_it(tmp_path, pedestrian_detector):
     """The folder is removed at frame 10 of bikes, before the first person is tracked (frame 31): opening his
     clip fails, and the run stops with an OutputError naming the folder and the reason."""
-    from streamdet.config.sections import Config
     from streamdet.errors import OutputError
     from streamdet.pipeline import Pipeline
 
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    config = Config(sources=[str(clip("bikes"))])
-    config.display.show = "no"
-    config.logging.quiet = True
-    config.events.clips = str(clips)
+    config, clips = _quiet_run_with_clips(tmp_path, "bikes")
     with pytest.raises(OutputError) as failed:
         with Pipeline(config, detector=pedestrian_detector) as pipeline:
             for result in pipeline.results():
@@ -403,23 +410,16 @@ def test_a_recorded_camera_with_clips_is_encoded_once(tmp_path, model_cache, chr
     assert all(_packets(p)[0] == (0.0, True) for p in segments)
 
 
-def test_a_run_left_early_still_gives_the_open_clip_the_packets_held_for_it(tmp_path, pedestrian_xml):
+def test_a_run_left_early_still_gives_the_open_clip_the_packets_held_for_it(tmp_path, pedestrian_detector):
     """With end_after 3 s and post_capture 0.5 s the clip stage holds 2.5 s of packets back (a clip may end
     0.5 s after a sighting that is known to be the last only 3 s later). The caller leaves the run at frame
     60 of carphone (2 s at 30 fps), where the man's clip is open: the clip still ends with that frame instead
     of holding no frame at all."""
-    from streamdet.config.sections import Config
-    from streamdet.model.detector import load
     from streamdet.pipeline import Pipeline
 
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    config = Config(sources=[str(clip("carphone_pristine"))])
-    config.display.show = "no"
-    config.logging.quiet = True
-    config.events.clips = str(clips)
+    config, clips = _quiet_run_with_clips(tmp_path, "carphone_pristine")
     config.events.end_after, config.events.post_capture = 3.0, 0.5
-    with Pipeline(config, detector=load(pedestrian_xml)) as pipeline:
+    with Pipeline(config, detector=pedestrian_detector) as pipeline:
         for result in pipeline.results():
             if result.frame.index == 60:
                 left_at = result.frame.stream_time

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streamdet")
 
-# Given names never hold it (config.events.NAME_PATTERN), so a generated name made unique with it equals none of them.
+# Given names never hold it (config.names.NAME_PATTERN), so a generated name made unique with it equals none of them.
 GENERATED_MARK = "~"
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..detections import FrameResult
@@ -32,6 +35,39 @@ class Output(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+class WriterThread:
+    """An output's own writer thread and the bounded queue it drains: a writer that falls behind makes `put`
+    wait (the run slows, nothing is dropped); `finish` lets it take what is queued and joins it."""
+
+    def __init__(self, name: str, size: int):
+        self._name = name
+        self._queue: queue.Queue = queue.Queue(size)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self, work: Callable[[], None]) -> None:
+        """`work` runs on the thread and takes the items with `items()`."""
+        self._thread = threading.Thread(target=work, name=self._name, daemon=True)
+        self._thread.start()
+
+    def put(self, item) -> None:
+        self._queue.put(item)
+
+    def items(self) -> Iterator:
+        """On the thread: each item put, until `finish`."""
+        while (item := self._queue.get()) is not None:
+            yield item
+
+    def finish(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 def write_error(label: str, exc: OSError) -> OutputError:

@@ -11,15 +11,13 @@ never drops a packet; an error on the thread stops the work and is raised by the
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..detections import FrameResult
 from ..errors import OutputError
-from .base import Output, as_output_error
+from .base import Output, WriterThread, as_output_error
 from .h264 import Packet
 from .segments import Retention, Segments
 from .video import Remuxer
@@ -58,8 +56,7 @@ class ClipsOutput(Output):
         self._files = Segments(str(Path(folder) / f"{source_name}_{{start}}.mp4"), keep, kind="clips")
         self._clip: Remuxer | None = None
         self._start: ClipStart | None = None
-        self._queue: queue.Queue[tuple | None] = queue.Queue(self._QUEUE)
-        self._thread: threading.Thread | None = None
+        self._writer = WriterThread(f"clips-{source_name}", self._QUEUE)  # each frame's clip steps
         self._error: OutputError | None = None
         self._closed = False
 
@@ -68,10 +65,9 @@ class ClipsOutput(Output):
             raise self._error
         if not result.clip_steps:
             return
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name=f"clips-{self.source_name}", daemon=True)
-            self._thread.start()
-        self._queue.put(result.clip_steps)
+        if not self._writer.started:
+            self._writer.start(self._work)
+        self._writer.put(result.clip_steps)
 
     def holds(self, path: Path) -> bool:
         """`path` is a clip this output wrote (or is writing) and still the very file (what may be served)."""
@@ -79,7 +75,7 @@ class ClipsOutput(Output):
 
     def _work(self) -> None:
         c0 = time.thread_time()
-        while (steps := self._queue.get()) is not None:
+        for steps in self._writer.items():
             if self._error is not None:
                 continue  # keep taking steps so write() never blocks on a dead writer
             try:
@@ -123,10 +119,7 @@ class ClipsOutput(Output):
         if self._closed:
             return
         self._closed = True
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        self._writer.finish()
         if self._error is None:
             try:
                 self._end_clip()

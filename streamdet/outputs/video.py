@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from ..config.sections import RecordingConfig
 from ..detections import FrameResult
 from ..errors import OutputError
 from ..sources import SourceInfo
-from .base import Output, as_output_error, write_error
+from .base import Output, WriterThread, as_output_error, write_error
 from .h264 import ENCODERS, TIME_BASE, even_size, fit_frame, frame_rate, set_up
 from .segments import Segments
 
@@ -132,8 +130,7 @@ class VideoOutput(Output):
         self._segment_pts = 0                      # the current file's first pts: files start at 0
         self._retry_at = 0.0
         self._size: tuple[int, int] = (0, 0)
-        self._queue: queue.Queue[tuple[np.ndarray, int, float, tuple] | None] = queue.Queue(self._QUEUE)
-        self._thread: threading.Thread | None = None
+        self._writer = WriterThread(f"writer-{source_name}", self._QUEUE)  # (image, pts ms, wall time, packets)
         self._error: BaseException | None = None
         self._first_captured: float | None = None
         self._closed = False
@@ -159,7 +156,7 @@ class VideoOutput(Output):
         image = result.frame.image
         pts_ms = self._pts_ms(result)
         wall = wall_time(result.frame.captured)
-        if self._thread is None:
+        if not self._writer.started:
             self._size = even_size(*image.shape[1::-1])
             self._reuse = bool(result.encoded)
             # The first file is opened here, not on the writer thread, so a bad path fails this call.
@@ -167,9 +164,8 @@ class VideoOutput(Output):
                 self._open(pts_ms, wall)
             except OSError as exc:
                 raise write_error(self.label, exc) from None
-            self._thread = threading.Thread(target=self._encode, name=f"writer-{self.source_name}", daemon=True)
-            self._thread.start()
-        self._queue.put((image, pts_ms, wall, result.encoded))
+            self._writer.start(self._encode)
+        self._writer.put((image, pts_ms, wall, result.encoded))
 
     def _open(self, pts_ms: int, wall: float) -> None:
         if self._segments is not None:
@@ -201,7 +197,7 @@ class VideoOutput(Output):
             self._expire()  # the first file was opened on the output thread
         except Exception as exc:
             self._error = exc
-        while (item := self._queue.get()) is not None:
+        for item in self._writer.items():
             if self._error is not None:
                 continue  # keep taking frames so write() never blocks on a dead writer
             image, pts_ms, wall, packets = item
@@ -263,10 +259,7 @@ class VideoOutput(Output):
         if self._closed:
             return
         self._closed = True
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        self._writer.finish()
         if self._encoder is not None:
             try:
                 self._encoder.close()
