@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config.sections import DEFAULT_PRECISION, RecordingConfig, WebConfig
+from ..config.sections import DEFAULT_PRECISION, RecordingConfig
+from ..config.web import WebConfig
 from ..model.detector import load
 from ..outputs.video import Encoder
 from .common import cpu_ms_per_frame, decode_clip, machine_of, pipeline_run, raw_fps, single_request_latency_ms

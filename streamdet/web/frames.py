@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..config.sections import WebConfig
+from ..config.web import WebConfig
 from ..detections import FrameResult
 from ..measures.meters import StageTimer
 

@@ -7,7 +7,7 @@ import errno
 import ipaddress
 import socket
 
-from ..config.sections import WebConfig
+from ..config.web import WebConfig
 from ..errors import ConfigError
 from ..urls import parse_listen
 

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ..config.sections import WebConfig
+from ..config.web import WebConfig
 from ..measures.figures import RunStatus
 from .connections import Load
 from .frames import FrameHub

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ..config.sections import WebConfig
+from ..config.web import WebConfig
 from ..measures.figures import RunStatus
 from .connections import (LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Load, Once, Refused, connection_cap,
                           http_log)

@@ -7,7 +7,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from ..config.sections import WebConfig
+from ..config.web import WebConfig
 from ..detections import FrameResult
 from ..errors import OutputError
 from ..outputs import Output

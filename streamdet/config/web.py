@@ -1,0 +1,46 @@
+"""The web view's settings (`web:`): where it listens, who may watch, and how much it may serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..urls import check_public_url, is_loopback, parse_listen
+from .fields import check_fields
+
+MAX_WEB_CLIENTS = 1024  # each is a coroutine and a socket; past this a proxy or a CDN should serve them
+
+
+@dataclass
+class WebConfig:
+    listen: str = ""
+    token: str | None = None  # or STREAMDET_WEB_TOKEN, read by the loader
+    fps: float = 10.0
+    max_width: int = 1280
+    quality: int = 80
+    max_clients: int = 32
+    client_timeout: float = 10.0
+    metrics: bool = True  # Prometheus /metrics on the web view's listener (same token)
+    public_url: str | None = None  # where others open the web view: the base of links in events and MQTT
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        self.public_url = check_public_url(self.public_url) if self.public_url else None
+        if self.listen:
+            host, port = parse_listen(self.listen)
+            if not is_loopback(host) and not self.token:
+                raise ValueError(f"listen {self.listen!r} is reachable from other machines: set web.token "
+                                 "(or STREAMDET_WEB_TOKEN) so only those who have it can watch, or listen on 127.0.0.1")
+            # Only with the web view on: a token left in the environment must not stop a run that serves nothing.
+            if self.token is not None and len(self.token) < 8:
+                raise ValueError("token (web.token or STREAMDET_WEB_TOKEN) must be at least 8 characters "
+                                 "(it is all that guards the cameras)")
+        if not 0 < self.fps <= 60:
+            raise ValueError("fps must be more than 0 and at most 60")
+        if not 16 <= self.max_width <= 7680:
+            raise ValueError("max_width must be between 16 and 7680 pixels")
+        if not 1 <= self.quality <= 100:
+            raise ValueError("quality must be between 1 and 100")
+        if not 1 <= self.max_clients <= MAX_WEB_CLIENTS:
+            raise ValueError(f"max_clients must be between 1 and {MAX_WEB_CLIENTS}")
+        if not 0 < self.client_timeout <= 3600:
+            raise ValueError("client_timeout must be a positive number of seconds (at most 3600)")
