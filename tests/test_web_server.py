@@ -264,6 +264,22 @@ def test_token_required_everywhere_when_set(serve):
     assert _get(url + "api/stats", {"Authorization": "Bearer wrong-token-value"})[0] == 401
 
 
+@pytest.mark.unit
+def test_pages_scripts_and_styles_are_files_of_the_server_served_without_a_token(serve):
+    """The page runs no inline code (its CSP refuses it); its script and style hold nothing of the cameras, so
+    they are served to anybody, and only the files shipped with streamdet exist under /static/."""
+    view = serve(token=TOKEN)
+    url = view.server.url
+    code, page, headers = _get(url + f"?token={TOKEN}")
+    assert code == 200 and "'unsafe-inline'" not in headers["Content-Security-Policy"]
+    assert b"<script>" not in page and b"<style>" not in page and b'src="/static/page.js"' in page
+    code, body, headers = _get(url + "static/page.js")
+    assert code == 200 and headers["Content-Type"].startswith("text/javascript") and b"/api/stats" in body
+    assert _get(url + "static/page.css")[2]["Content-Type"].startswith("text/css")
+    for path in ("static/..%2Fpage.html", "static/%2e%2e%2fserver.py", "static/", "static/page.js/x"):
+        assert _get(url + path)[0] in (401, 404), path
+
+
 def _raw(url: str, data: bytes) -> socket.socket:
     host, port = url.split("//")[1].rstrip("/").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)

@@ -36,6 +36,7 @@ from .responses import HEADERS
 from .review import EventStore, ListSegments
 from .review_routes import ReviewRoutes
 from .route import Route
+from .static import StaticFiles
 
 log = logging.getLogger("streamdet")
 
@@ -53,7 +54,9 @@ class WebServer:
         self._live = LiveRoutes(web_config, hub, names, status, extra, self.load, recordings, tally or EventTally(),
                                 logged)
         self._review = ReviewRoutes(names, store or EventStore(), recordings)
+        self._static = StaticFiles()
         self._long: set[web.AbstractResource] = set()  # long routes' resources (GET and HEAD alike)
+        self._public: set[web.AbstractResource] = set()  # served without a token (Route.public)
         self.clients = 0            # open long requests (MJPEG streams, clips and segments playing)
         self._short = 0             # other requests in progress (page, snapshots, JSON, /healthz)
         self.most_clients = 0
@@ -113,7 +116,7 @@ class WebServer:
         self._stop = asyncio.Event()
         self._live.start(self._loop, self._stop)
         app = web.Application(middlewares=[self._guard], client_max_size=4096)
-        for route in (*self._live.routes(), *self._review.routes()):
+        for route in (*self._live.routes(), *self._review.routes(), *self._static.routes()):
             self._add(app, route)
         self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
@@ -133,9 +136,13 @@ class WebServer:
             await runner.cleanup()
 
     def _add(self, app: web.Application, route: Route) -> None:
-        added = app.router.add_get(route.path, route.handler)
+        added = app.router.add_route(route.method, route.path, route.handler)
+        if route.method == "GET":
+            app.router.add_route("HEAD", route.path, route.handler)
         if route.long:
             self._long.add(added.resource)
+        if route.public:
+            self._public.add(added.resource)
 
     def _connection(self, handler_factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
         if self.connections >= self.max_connections:
@@ -163,10 +170,11 @@ class WebServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):
-        if self._web.token and not self._authorised(request):
+        resource = request.match_info.route.resource
+        if self._web.token and resource not in self._public and not self._authorised(request):
             return web.Response(status=401, text="a token is needed: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n",
                                 headers={**HEADERS, "WWW-Authenticate": 'Bearer realm="streamdet"'})
-        streaming = request.match_info.route.resource in self._long
+        streaming = resource in self._long
         if streaming and self.clients >= self._web.max_clients:
             self.refused += 1
             return web.Response(status=503, text=f"busy: {self._web.max_clients} viewers already (web.max_clients)\n",
