@@ -25,7 +25,6 @@ from ruamel.yaml.error import CommentMark
 from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
-from ruamel.yaml.util import load_yaml_guess_indent
 
 from ..errors import ConfigError, StreamdetError
 from ..urls import mask_url
@@ -82,30 +81,33 @@ def put_entry(path: Path, name: str, given: dict[str, Any]) -> Change:
         raise ConfigError(f"name: {given['name']!r} differs from the name in the address ('{name}'); "
                           "a camera is renamed by adding it under the new name and removing the old one")
     text = _read(path)
-    document, seq = _tree(text, path)
-    index = _index(_entries(text, path), name)
+    round_trip = _yaml(text)
+    document, seq = _tree(round_trip, text, path)
+    entries = _entries(text, path)
+    index = _index(entries, name)
     entry = {"name": name, **{k: v for k, v in given.items() if k != "name"}}
     if index is None:
         seq.append(_node(entry))
     else:
-        stored = _entries(text, path)[index]
+        stored = entries[index]
         entry = _keep_stored_urls(entry, stored if isinstance(stored, dict) else {"url": str(stored)})
         if isinstance(seq[index], CommentedMap):
             _merge(seq[index], entry)
         else:
             seq[index] = _node(entry)
-    _write(path, text, _dump(document, text))
+    _write(path, text, _dump(round_trip, document))
     return Change(name=name, created=index is None, removed=False, previous=text)
 
 
 def remove_entry(path: Path, name: str) -> Change:
     text = _read(path)
-    document, seq = _tree(text, path)
+    round_trip = _yaml(text)
+    document, seq = _tree(round_trip, text, path)
     index = _index(_entries(text, path), name)
     if index is None:
         raise SourceNotFound(f"no camera named '{name}' in {path} (a camera is addressed by its name:)")
     del seq[index]
-    _write(path, text, _dump(document, text))
+    _write(path, text, _dump(round_trip, document))
     return Change(name=name, created=False, removed=True, previous=text)
 
 
@@ -159,28 +161,25 @@ def _yaml(text: str) -> YAML:
     round_trip = YAML()
     round_trip.preserve_quotes = True
     round_trip.width = 1 << 16
-    try:
-        _, sequence, offset = load_yaml_guess_indent(text)
-    except RuamelError:
-        sequence, offset = 4, 2
-    if offset is None:  # no block sequence yet: the style of config.yaml's examples
-        sequence, offset = 4, 2
-    round_trip.indent(mapping=_mapping_indent(text), sequence=max(sequence, offset + 2), offset=offset)
+    mapping, offset = _indents(text)
+    round_trip.indent(mapping=mapping, sequence=offset + 2, offset=offset)
     round_trip.representer.add_representer(
         type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null"))
     return round_trip
 
 
-def _mapping_indent(text: str) -> int:
-    """How far the file indents a section's keys (the first indented key under a top-level `key:`)."""
-    found = re.search(r"^[^\s#][^\n]*:[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*( +)[^\s#-]", text, re.M)
-    return len(found.group(1)) if found else 2
+def _indents(text: str) -> tuple[int, int]:
+    """How far the file indents a section's keys (the first indented key under a top-level `key:`), and a list's
+    dashes under their key (the first block list); without either, as config.yaml: 2 and 2."""
+    key = re.search(r"^[^\s#][^\n]*:[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*( +)[^\s#-]", text, re.M)
+    dash = re.search(r"^( *)[^\s#-][^\n]*:[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*( *)- ", text, re.M)
+    return (len(key.group(1)) if key else 2), (len(dash.group(2)) - len(dash.group(1)) if dash else 2)
 
 
-def _tree(text: str, path: Path) -> tuple[CommentedMap, CommentedSeq]:
+def _tree(round_trip: YAML, text: str, path: Path) -> tuple[CommentedMap, CommentedSeq]:
     """The file's round-trip tree and its `sources:` list (made a block list, created if absent)."""
     try:
-        document = _yaml(text).load(text)
+        document = round_trip.load(text)
     except RuamelError:
         parse_config(text, path)
         raise ConfigError(f"config '{path}': not valid YAML") from None
@@ -268,9 +267,9 @@ def _merge(old: CommentedMap, new: dict[str, Any]) -> None:
             old[key] = _node(value)
 
 
-def _dump(document: CommentedMap, text: str) -> str:
+def _dump(round_trip: YAML, document: CommentedMap) -> str:
     out = io.StringIO()
-    _yaml(text).dump(document, out)
+    round_trip.dump(document, out)
     return out.getvalue()
 
 
