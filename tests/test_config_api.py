@@ -162,6 +162,21 @@ def test_list_read_add_change_remove_write_the_file_back_with_its_comments(api):
 
 
 @pytest.mark.unit
+def test_the_last_camera_removed_and_one_added_again_keep_the_comments_after_the_list(api):
+    base, path, reload = api()
+    assert call("DELETE", f"{base}/api/config/sources/yard")[0] == 200
+    assert call("DELETE", f"{base}/api/config/sources/door")[0] == 200
+    assert load_config(path).sources == []
+    assert "sources: []\n\n# after the cameras: the web view\nweb:\n  fps: 5\n" in path.read_text()
+    status_, added = call("PUT", f"{base}/api/config/sources/porch", {"url": "yes"})  # a file named yes
+    assert status_ == 201 and [c.removed for c in reload.calls] == [("yard",), ("door",), ()]
+    assert load_config(path).sources[0].url == "yes"  # written quoted: YAML 1.1 would read a plain yes as true
+    assert path.read_text().endswith('  - name: porch\n    url: "yes"\n\n# after the cameras: the web view\n'
+                                     "web:\n  fps: 5\n")
+    assert path.read_text().startswith("# The cameras of the house (a comment at the top)\n")
+
+
+@pytest.mark.unit
 def test_an_invalid_camera_is_refused_with_the_loaders_line_and_the_file_untouched(api):
     base, path, reload = api()
     before = path.read_text()

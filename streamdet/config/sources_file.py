@@ -107,6 +107,8 @@ def remove_entry(path: Path, name: str) -> Change:
     if index is None:
         raise SourceNotFound(f"no camera named '{name}' in {path} (a camera is addressed by its name:)")
     del seq[index]
+    if not seq:
+        _empty(document, seq)
     _write(path, text, _dump(round_trip, document))
     return Change(name=name, created=False, removed=True, previous=text)
 
@@ -232,6 +234,17 @@ def _last_slot(node: Any) -> tuple[dict, Any, int] | None:
     if comments is None or len(comments) <= position or comments[position] is None:
         return None
     return node.ca.items, key, position
+
+
+def _empty(document: CommentedMap, seq: CommentedSeq) -> None:
+    """The last camera removed: `sources: []`, the comments after the list kept after it (ruamel.yaml writes an
+    empty block list that holds comments as YAML no reader takes)."""
+    after = "".join(token.value for token in seq.ca.end or [] if token is not None)
+    document["sources"] = CommentedSeq()
+    document["sources"].fa.set_flow_style()
+    if after.strip():
+        document.ca.items["sources"] = [None, None, CommentToken("\n" + after, CommentMark(0), None),
+                                        None]
 
 
 def _node(value: Any) -> Any:
