@@ -200,6 +200,12 @@ def load_config(path: str | os.PathLike | None) -> Config:
         raise ConfigError(f"config '{path}': no such file; check the --config path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config '{path}': cannot be read ({exc})") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: str | os.PathLike) -> Config:
+    """The settings `text` holds, checked as load_config checks the file `path` (errors name it and the line):
+    the camera API checks a changed file this way before it writes it."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

@@ -7,9 +7,11 @@ back-pressure (`write` waits while a client's socket is full, so a stalled
 client is found by a timeout), keep-alive and header limits built in. It is
 what Home Assistant proxies camera MJPEG with.
 
-Only the fixed routes exist, from two route tables: what the run shows now
-(streamdet.web.live_routes) and what it left behind (streamdet.web.review_routes);
-each marks its long routes, which take the viewers' places.
+Only the fixed routes exist, from route tables: what the run shows now
+(streamdet.web.live_routes), what it left behind (streamdet.web.review_routes),
+the pages' files (streamdet.web.static) and the admin's changes to the run
+(streamdet.web.config_routes); each marks its long routes, which take the
+viewers' places.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..config.web import WebConfig
 from ..measures.figures import RunStatus
+from .config_routes import ConfigRoutes
 from .connections import (LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Load, Once, Refused, connection_cap,
                           http_log)
 from .frames import FrameHub
@@ -38,6 +43,9 @@ from .review_routes import ReviewRoutes
 from .route import Route
 from .static import StaticFiles
 
+if TYPE_CHECKING:
+    from ..assembly.changes import Reload
+
 log = logging.getLogger("streamdet")
 
 
@@ -47,7 +55,8 @@ class WebServer:
     def __init__(self, sock: socket.socket, web_config: WebConfig, hub: FrameHub, names: list[str],
                  status: Callable[[], RunStatus], extra: Callable[[], dict], store: EventStore | None = None,
                  recordings: dict[str, ListSegments] | None = None, tally: EventTally | None = None,
-                 logged: LogTally | None = None):
+                 logged: LogTally | None = None, config_file: Path | None = None,
+                 reload: Callable[[], Reload] | None = None):
         self._sock = sock
         self._web = web_config
         recordings = recordings or {}
@@ -55,6 +64,7 @@ class WebServer:
                                 logged)
         self._review = ReviewRoutes(names, store or EventStore(), recordings)
         self._static = StaticFiles()
+        self._config = ConfigRoutes(config_file, reload)
         self._long: set[web.AbstractResource] = set()  # long routes' resources (GET and HEAD alike)
         self._public: set[web.AbstractResource] = set()  # served without a token (Route.public)
         self.clients = 0            # open long requests (MJPEG streams, clips and segments playing)
@@ -115,8 +125,9 @@ class WebServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._live.start(self._loop, self._stop)
-        app = web.Application(middlewares=[self._guard], client_max_size=4096)
-        for route in (*self._live.routes(), *self._review.routes(), *self._static.routes()):
+        # Room for a camera's entry with its zones and masks (PUT /api/config/sources/{name}); no route takes more.
+        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
+        for route in (*self._live.routes(), *self._review.routes(), *self._static.routes(), *self._config.routes()):
             self._add(app, route)
         self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,

@@ -6,6 +6,8 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config.web import WebConfig
 from ..detections import FrameResult
@@ -18,6 +20,9 @@ from .metrics import EventTally, LogTally
 from .review import EventStore, Holds, ListSegments
 from .server import WebServer
 
+if TYPE_CHECKING:
+    from ..assembly.changes import Reload
+
 log = logging.getLogger("streamdet")
 
 
@@ -29,10 +34,12 @@ class WebView(Output):
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
                  draw: Draw | None, recordings: dict[str, ListSegments] | None = None,
-                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None):
+                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None,
+                 config_file: Path | None = None, reload: Callable[[], Reload] | None = None):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review); `clips`: per
-        source name, the clips its clips output has written so far."""
+        source name, the clips its clips output has written so far; `config_file` and `reload`: the run's config
+        file and its reload, for the admin's camera API and POST /api/reload (None: the run has none)."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
         self._closed = False
@@ -42,7 +49,7 @@ class WebView(Output):
         log.addHandler(self.logged)
         try:
             self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings,
-                                    self.tally, self.logged)
+                                    self.tally, self.logged, config_file, reload)
             self.server.start()
         except BaseException:
             log.removeHandler(self.logged)

@@ -51,7 +51,7 @@ function tile(source) {
   recent.append(latest, links);
   el.append(head, img, stats, recent);
   document.getElementById("tiles").append(el);
-  return { state, stats, latest };
+  return { el, state, stats, latest };
 }
 
 function show(s) {
@@ -79,6 +79,9 @@ async function refresh() {
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const run = await response.json();
     run.sources.forEach(show);
+    // A camera removed while the page is open (a reload) leaves the page too.
+    const names = new Set(run.sources.map((s) => s.name));
+    for (const [name, t] of tiles) if (!names.has(name)) { t.el.remove(); tiles.delete(name); }
     const offline = run.sources.filter((s) => s.state === "offline").length;
     document.getElementById("summary").textContent =
       `${run.sources.length} source(s)${offline ? `, ${offline} offline` : ""} · ${run.frames} frames · ` +
