@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -29,10 +30,11 @@ class WebView(Output):
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
                  draw: Draw | None, recordings: dict[str, ListSegments] | None = None,
-                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None):
+                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None,
+                 tls: ssl.SSLContext | None = None):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review); `clips`: per
-        source name, the clips its clips output has written so far."""
+        source name, the clips its clips output has written so far; `tls`: serve HTTPS with it."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
         self._closed = False
@@ -42,7 +44,7 @@ class WebView(Output):
         log.addHandler(self.logged)
         try:
             self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings,
-                                    self.tally, self.logged)
+                                    self.tally, self.logged, tls)
             self.server.start()
         except BaseException:
             log.removeHandler(self.logged)
