@@ -15,6 +15,7 @@ from ..config.sections import (DEFAULT_PRECISION, Hint, Hwaccel, LogLevel, Polic
                                Config, override)
 from ..errors import ConfigError
 from .logs import setup_logging
+from .systemd import Notifier
 
 
 RUN_EXAMPLES = """examples:
@@ -171,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     quiet_info = config.logging.quiet and config.logging.level == "info"
     setup_logging("warning" if quiet_info else config.logging.level)
     pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty())
+    notifier = Notifier()  # systemd's Type=notify; nothing at all without $NOTIFY_SOCKET
     signals = {"code": 0}
 
     def on_signal(signum, _frame):
@@ -180,11 +182,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             pipeline.abort(f"{name} twice")
             return
         signals["code"] = 128 + signum
+        notifier.stopping()
         pipeline.stop(name)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = pipeline.run()
+        with notifier.watch(pipeline):  # READY=1 now: every source tried, the web view listening
+            summary = pipeline.run()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
