@@ -26,6 +26,7 @@ RUN_EXAMPLES = """examples:
   streamdet run --config site.yaml --threshold 0.6 --classes person,car
   streamdet run --source 'rtsp://host/live' --serve 8080   # watch at http://127.0.0.1:8080/
   streamdet run --source 'rtsp://host/live' --server grpc://10.0.0.5:9000   # infer on OpenVINO Model Server
+  streamdet run --config /etc/streamdet/config.yaml   # as a systemd service (Type=notify): docs/service.md
 """
 
 
@@ -108,7 +109,8 @@ def register(sub) -> None:
     p.add_argument("--serve", metavar="[HOST:]PORT",
                    help="web view: live pictures, figures, MJPEG, JSON, /healthz, /metrics and /events (this run's events and clips) "
                         "on this port (127.0.0.1 unless a host "
-                        "is given; another address needs web.token or STREAMDET_WEB_TOKEN)")
+                        "is given; another address needs web.token or STREAMDET_WEB_TOKEN; HTTPS with web.tls_cert "
+                        "and web.tls_key)")
     p.add_argument("--no-metrics", dest="metrics", action="store_const", const=False,
                    help="serve no Prometheus /metrics on the web view (web.metrics)")
     p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")
