@@ -66,6 +66,10 @@ class Pipeline:
         self._ended: set[int] = set()             # sources whose tracks were ended
         self._closed = False
         self._stopped_by = "end of stream"
+        # The output loop's last round (time.monotonic()): it goes round at least every _IDLE_S, so an old one
+        # means a stage or an output hangs; systemd's watchdog (streamdet.cli.systemd) is fed only while it is new.
+        self.heartbeat = time.monotonic()
+        self.ending = False  # the output loop is over: the outputs are being finalised
 
     def __enter__(self) -> Pipeline:
         return self
@@ -103,6 +107,7 @@ class Pipeline:
         next_status = time.monotonic() + every if every else float("inf")
         try:
             while True:
+                self.heartbeat = time.monotonic()
                 completed = scheduler.take(min(_IDLE_S, max(0.0, next_status - time.monotonic())))
                 if time.monotonic() >= next_status:
                     reports.log_status(self.lanes, self.meter)
@@ -132,6 +137,7 @@ class Pipeline:
             self.abort(self._stopped_by if self._stopped_by != "end of stream" else "stopped early")
             raise
         finally:
+            self.ending = True
             if bar is not None:
                 bar.close()
             self._close_all()

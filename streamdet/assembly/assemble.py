@@ -2,7 +2,7 @@
 
 1. plan (streamdet.assembly.plan): the settings, the sources named, the output paths, MQTT's URL, the labels
    and class filters: nothing opens, so a mistake is one line in a moment;
-2. open (`open_run`): the web listener bound, the sources opened (a busy port or a file that is no video
+2. open (`open_run`): the web listener bound and its TLS certificate loaded, the sources opened (a busy port or a file that is no video
    is found in a second), zones checked against the frame size, the MQTT broker reached, and only then
    the model loaded (or the server checked);
 3. wire (streamdet.assembly.wiring): the lanes, the outputs, the stages after inference, the web view.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from dataclasses import dataclass
 
 from ..config.sections import Config, SourcePlan
@@ -42,16 +43,19 @@ class Opened:
     infos: tuple[SourceInfo, ...]
     scenes: tuple[Scene, ...]       # per source: its zones and lines in the frame's pixels
     backend: Backend                # the local model, loaded, or the server, checked
+    tls: ssl.SSLContext | None = None  # the web view's HTTPS (web.tls_cert, web.tls_key); None = plain HTTP
 
 
 def open_run(plan: RunPlan, detector: Detector | None = None) -> Opened:
     """Open what the plan needs, cheapest first; what was opened is closed again if a step fails."""
-    config, listener = plan.config, None
+    config, listener, tls = plan.config, None, None
     try:
         if config.web.listen:
             from ..web.listener import bind_listener  # streamdet.web (and aiohttp) loads only when it is on
+            from ..web.tls import server_context
 
             listener = bind_listener(config.web)  # a busy port is found before any source opens
+            tls = server_context(config.web)  # and so is a certificate that is missing or not the key's
         infos = open_all(list(plan.sources))
         # Zones and lines against the frame size: a point outside the picture is found before the model loads.
         scenes = tuple(_scene(p, info, src) for p, info, src in zip(plan.plans, infos, plan.sources))
@@ -67,13 +71,13 @@ def open_run(plan: RunPlan, detector: Detector | None = None) -> Opened:
     if listener is not None:
         from ..web.listener import link_url, listener_url
 
-        web_url, links = listener_url(listener), link_url(config.web, listener)
+        web_url, links = listener_url(listener, tls is not None), link_url(config.web, listener)
         if links is None and plan.clips:
             log.warning("web.listen %s takes every address of this machine, and none is known to be the one others "
                         "reach it at: events carry no clip_url; set web.public_url (e.g. http://camera-box.lan:8080/) "
                         "for links", config.web.listen)
     return Opened(listener=listener, web_url=web_url, link_url=links, infos=tuple(infos), scenes=scenes,
-                  backend=backend)
+                  backend=backend, tls=tls)
 
 
 def _scene(plan: SourcePlan, info: SourceInfo, source: Source) -> Scene:
@@ -129,7 +133,7 @@ def assemble(config: Config, detector: Detector | None = None, sources: list[Sou
     meter = RunMeter()
     try:
         wired = wire(plan, infos=opened.infos, scenes=opened.scenes, backend=opened.backend,
-                     listener=opened.listener, link_url=opened.link_url, meter=meter)
+                     listener=opened.listener, link_url=opened.link_url, meter=meter, tls=opened.tls)
     except BaseException:
         opened.backend.close()
         close_inputs(plan, opened.listener)

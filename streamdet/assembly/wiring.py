@@ -12,6 +12,7 @@ import enum
 import functools
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +93,11 @@ class _Joined:
 
 
 def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene], backend: Backend,
-         listener: socket.socket | None, link_url: str | None, meter: RunMeter) -> Wired:
+         listener: socket.socket | None, link_url: str | None, meter: RunMeter,
+         tls: ssl.SSLContext | None = None) -> Wired:
     """The lanes, outputs and stages; every output made is closed again if a later step fails.
-    `listener`: the web view's bound socket (it owns it once made); `link_url`: the base of events' links to it."""
+    `listener`: the web view's bound socket (it owns it once made), served over HTTPS with `tls`;
+    `link_url`: the base of events' links to it."""
     lanes = lanes_for(plan.sources, infos, [p.source.policy for p in plan.plans], plan.filters, backend.nireq,
                       meter.timers["decode"])
     for _ in lanes:
@@ -111,7 +114,7 @@ def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene],
         stages = stages_after_inference(plan, track, drawing, clips)
         if listener is not None:
             status = functools.partial(run_status, lanes, meter, plan.mqtt, backend.info)
-            joined.join(_web_view(plan, listener, drawing, joined.all, status), range(len(plan.sources)))
+            joined.join(_web_view(plan, listener, drawing, joined.all, status, tls), range(len(plan.sources)))
     except BaseException:
         close_outputs(joined.all)
         raise
@@ -215,7 +218,7 @@ def _hass(plan: RunPlan, served: list[int]) -> Output:
 
 
 def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs: list[Output],
-              status: Callable[[], RunStatus]) -> Output:
+              status: Callable[[], RunStatus], tls: ssl.SSLContext | None) -> Output:
     """The web view; it draws the frames somebody looks at with the draw stage's own drawing when no
     stage draws them."""
     from ..outputs.video import VideoOutput
@@ -230,7 +233,7 @@ def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs:
     # Snapshots and clips are served only while each is still the very file its output wrote.
     writers = [o for o in outputs if isinstance(o, (ClipsOutput, SnapshotOutput))]
     return WebView(listener, plan.config.web, plan.names, status, draw, recordings, clips,
-                   lambda path: any(o.holds(path) for o in writers))
+                   lambda path: any(o.holds(path) for o in writers), tls)
 
 
 def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt: MqttPublisher | None,

@@ -15,6 +15,7 @@ from ..config.sections import (DEFAULT_PRECISION, Hint, Hwaccel, LogLevel, Polic
                                Config, override)
 from ..errors import ConfigError
 from .logs import setup_logging
+from .systemd import Notifier
 
 
 RUN_EXAMPLES = """examples:
@@ -25,6 +26,7 @@ RUN_EXAMPLES = """examples:
   streamdet run --config site.yaml --threshold 0.6 --classes person,car
   streamdet run --source 'rtsp://host/live' --serve 8080   # watch at http://127.0.0.1:8080/
   streamdet run --source 'rtsp://host/live' --server grpc://10.0.0.5:9000   # infer on OpenVINO Model Server
+  streamdet run --config /etc/streamdet/config.yaml   # as a systemd service (Type=notify): docs/service.md
 """
 
 
@@ -107,7 +109,8 @@ def register(sub) -> None:
     p.add_argument("--serve", metavar="[HOST:]PORT",
                    help="web view: live pictures, figures, MJPEG, JSON, /healthz, /metrics and /events (this run's events and clips) "
                         "on this port (127.0.0.1 unless a host "
-                        "is given; another address needs web.token or STREAMDET_WEB_TOKEN)")
+                        "is given; another address needs web.token or STREAMDET_WEB_TOKEN; HTTPS with web.tls_cert "
+                        "and web.tls_key)")
     p.add_argument("--no-metrics", dest="metrics", action="store_const", const=False,
                    help="serve no Prometheus /metrics on the web view (web.metrics)")
     p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")
@@ -171,6 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     quiet_info = config.logging.quiet and config.logging.level == "info"
     setup_logging("warning" if quiet_info else config.logging.level)
     pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty())
+    notifier = Notifier()  # systemd's Type=notify; nothing at all without $NOTIFY_SOCKET
     signals = {"code": 0}
 
     def on_signal(signum, _frame):
@@ -180,11 +184,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             pipeline.abort(f"{name} twice")
             return
         signals["code"] = 128 + signum
+        notifier.stopping()
         pipeline.stop(name)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = pipeline.run()
+        with notifier.watch(pipeline):  # READY=1 now: every source tried, the web view listening
+            summary = pipeline.run()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

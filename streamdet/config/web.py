@@ -21,12 +21,22 @@ class WebConfig:
     client_timeout: float = 10.0
     metrics: bool = True  # Prometheus /metrics on the web view's listener (same token)
     public_url: str | None = None  # where others open the web view: the base of links in events and MQTT
+    users: str = ""  # a users file (streamdet user add): logins with roles; "" = none
+    tls_cert: str = ""  # PEM certificate (chain) for HTTPS; "" = plain HTTP (set with tls_key)
+    tls_key: str = ""   # its private key (PEM, no passphrase)
+    allow_insecure: bool = False  # allow logins in clear beyond loopback (a TLS proxy in front does the HTTPS)
 
     def __post_init__(self) -> None:
         check_fields(self)
         self.public_url = check_public_url(self.public_url) if self.public_url else None
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: give both (the certificate and its key) or neither")
         if self.listen:
             host, port = parse_listen(self.listen)
+            if not is_loopback(host) and self.users and not self.tls_cert and not self.allow_insecure:
+                raise ValueError(f"listen {self.listen!r} is reachable from other machines, with logins (web.users) "
+                                 "and without TLS: passwords would travel in clear; set web.tls_cert and web.tls_key, "
+                                 "or web.allow_insecure: true when a TLS proxy in front serves HTTPS")
             if not is_loopback(host) and not self.token:
                 raise ValueError(f"listen {self.listen!r} is reachable from other machines: set web.token "
                                  "(or STREAMDET_WEB_TOKEN) so only those who have it can watch, or listen on 127.0.0.1")

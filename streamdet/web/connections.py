@@ -102,16 +102,37 @@ class Refused(asyncio.Protocol):
 class Counted(asyncio.Protocol):
     """aiohttp's handler of one connection, which gives its place back when the connection ends and
     drops a connection whose first request's headers are not all in within _HEADER_TIMEOUT_S (aiohttp
-    before 3.14 waits for them for ever; after a response its keep-alive timeout takes over)."""
+    before 3.14 waits for them for ever; after a response its keep-alive timeout takes over).
 
-    def __init__(self, handler: asyncio.Protocol, release: Callable[[], None], loop: asyncio.AbstractEventLoop):
+    Under TLS (`handshake_s`: the handshake's time limit) the handshake comes first, and asyncio tells this
+    protocol nothing of one that fails (a plain-HTTP request to the HTTPS port, a scanner): no
+    connection_made, no connection_lost. Such a connection's place is given back once the handshake's time
+    is up, when asyncio has closed it either way."""
+
+    def __init__(self, handler: asyncio.Protocol, release: Callable[[], None], loop: asyncio.AbstractEventLoop,
+                 handshake_s: float | None = None):
         self._handler = handler
         self._release: Callable[[], None] | None = release
         self._loop = loop
         self._timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the end of what came so far: a blank line may arrive split over two reads
+        self._made = False  # the handler has the connection
+        if handshake_s is not None:  # a little later than asyncio's own limit, so its verdict is in
+            self._timer = loop.call_later(handshake_s + 0.5, self._no_handshake)
+
+    def _no_handshake(self) -> None:
+        self._timer = None
+        if not self._made and self._release is not None:
+            log.debug("web: a connection ended before its TLS handshake did (plain HTTP to the HTTPS port?)")
+            self._release()
+            self._release = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._stop_timer()
+        if self._release is None:  # its place was given back already: it came too late
+            transport.abort()
+            return
+        self._made = True
         self._timer = self._loop.call_later(_HEADER_TIMEOUT_S, transport.abort)
         self._handler.connection_made(transport)
 
@@ -141,7 +162,8 @@ class Counted(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_timer()
         try:
-            self._handler.connection_lost(exc)
+            if self._made:
+                self._handler.connection_lost(exc)
         finally:
             if self._release is not None:
                 self._release()

@@ -39,11 +39,11 @@ def bind_listener(web: WebConfig) -> socket.socket:
     return sock
 
 
-def listener_url(sock: socket.socket) -> str:
+def listener_url(sock: socket.socket, https: bool = False) -> str:
     """Where a bound listener serves: known before the web view starts, so what is built before it (the
     clips stage, for its events' links) is given the address rather than asking for it later."""
     host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    return f"{'https' if https else 'http'}://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
 def link_url(web: WebConfig, sock: socket.socket) -> str | None:
@@ -60,4 +60,4 @@ def link_url(web: WebConfig, sock: socket.socket) -> str | None:
     except ValueError:
         pass  # a host name, as given: the one the user reaches this machine by
     port = sock.getsockname()[1]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    return f"{'https' if web.tls_cert else 'http'}://{f'[{host}]' if ':' in host else host}:{port}/"

@@ -20,6 +20,7 @@ import asyncio
 import hmac
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from .review import EventStore, ListSegments
 from .review_routes import ReviewRoutes
 from .route import Route
 from .static import StaticFiles
+from .tls import HANDSHAKE_S
 
 if TYPE_CHECKING:
     from ..assembly.changes import Reload
@@ -55,9 +57,11 @@ class WebServer:
     def __init__(self, sock: socket.socket, web_config: WebConfig, hub: FrameHub, names: list[str],
                  status: Callable[[], RunStatus], extra: Callable[[], dict], store: EventStore | None = None,
                  recordings: dict[str, ListSegments] | None = None, tally: EventTally | None = None,
-                 logged: LogTally | None = None, config_file: Path | None = None,
+                 logged: LogTally | None = None, tls: ssl.SSLContext | None = None, config_file: Path | None = None,
                  reload: Callable[[], Reload] | None = None):
+        """`tls`: serve HTTPS with it (streamdet.web.tls), else plain HTTP."""
         self._sock = sock
+        self._tls = tls
         self._web = web_config
         recordings = recordings or {}
         self._live = LiveRoutes(web_config, hub, names, status, extra, self.load, recordings, tally or EventTally(),
@@ -83,7 +87,7 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        return listener_url(self._sock)
+        return listener_url(self._sock, self._tls is not None)
 
     @property
     def dropped_stalled(self) -> int:
@@ -137,7 +141,8 @@ class WebServer:
         try:
             # Accepted here rather than by web.SockSite: aiohttp takes every connection that comes.
             listener = await self._loop.create_server(lambda: self._connection(runner.server), sock=self._sock,
-                                                      backlog=64)
+                                                      backlog=64, ssl=self._tls,
+                                                      ssl_handshake_timeout=HANDSHAKE_S if self._tls else None)
             self._ready.set()
             await self._stop.wait()
         finally:
@@ -164,7 +169,8 @@ class WebServer:
                             "(said at most once a minute)", self.connections, SHORT_REQUESTS + SPARE_CONNECTIONS)
             return Refused()
         self.connections += 1
-        return Counted(handler_factory(), self._connection_closed, self._loop)
+        return Counted(handler_factory(), self._connection_closed, self._loop,
+                       handshake_s=HANDSHAKE_S if self._tls is not None else None)
 
     def _connection_closed(self) -> None:
         self.connections -= 1

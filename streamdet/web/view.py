@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,11 +36,13 @@ class WebView(Output):
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
                  draw: Draw | None, recordings: dict[str, ListSegments] | None = None,
                  clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None,
-                 config_file: Path | None = None, reload: Callable[[], Reload] | None = None):
+                 tls: ssl.SSLContext | None = None, config_file: Path | None = None,
+                 reload: Callable[[], Reload] | None = None):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review); `clips`: per
-        source name, the clips its clips output has written so far; `config_file` and `reload`: the run's config
-        file and its reload, for the admin's camera API and POST /api/reload (None: the run has none)."""
+        source name, the clips its clips output has written so far; `tls`: serve HTTPS with it; `config_file` and
+        `reload`: the run's config file and its reload, for the admin's camera API and POST /api/reload (None: the
+        run has none)."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
         self._closed = False
@@ -49,7 +52,7 @@ class WebView(Output):
         log.addHandler(self.logged)
         try:
             self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings,
-                                    self.tally, self.logged, config_file, reload)
+                                    self.tally, self.logged, tls, config_file, reload)
             self.server.start()
         except BaseException:
             log.removeHandler(self.logged)
