@@ -22,6 +22,8 @@ HEADERS = {
 # Scripts and styles only from the server's own routes (streamdet.web.static): no inline code runs.
 PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src 'self'; "
             "style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# The login page posts its form to its own address when its script does not run.
+LOGIN_CSP = PAGE_CSP.replace("form-action 'none'", "form-action 'self'")
 # The review pages play clips and recordings in <video>: media-src too. Their code is still inline.
 REVIEW_CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; connect-src 'self'; script-src 'unsafe-inline'; "
               "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
