@@ -58,9 +58,9 @@ class WebServer:
         self._review = ReviewRoutes(names, store or EventStore(), recordings)
         self._static = StaticFiles()
         # With web.users: logins, checked against the file (a missing or broken one is one line here).
-        self._logins = Logins(web_config.users, web_config.session_idle * 60) if web_config.users else None
-        self._login = LoginRoutes(self._logins)
-        self._gate = Gate(web_config, self._logins)
+        self.logins = Logins(web_config.users, web_config.session_idle * 60) if web_config.users else None
+        self._login = LoginRoutes(self.logins)
+        self._gate = Gate(web_config, self.logins)
         self._long: set[web.AbstractResource] = set()  # long routes' resources (GET and HEAD alike)
         self._routes: dict[web.AbstractRoute, Route] = {}  # what each of aiohttp's routes is (who may use it)
         self.clients = 0            # open long requests (MJPEG streams, clips and segments playing)
@@ -140,8 +140,8 @@ class WebServer:
                 listener.close()
             self._live.end()
             await runner.cleanup()
-            if self._logins is not None:
-                self._logins.end()
+            if self.logins is not None:
+                self.logins.end()
 
     def routes(self) -> list[Route]:
         """Every route the server serves, from its route tables."""
