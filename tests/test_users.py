@@ -138,3 +138,16 @@ def test_users_guard_a_listener_beyond_loopback_and_the_settings_are_checked():
         WebConfig(session_idle=0)
     with pytest.raises(ValueError, match="metrics_token .* must be at least 8 characters"):
         WebConfig(listen="8080", metrics_token="short")
+
+
+@pytest.mark.unit
+def test_a_run_with_a_missing_users_file_stops_before_any_camera_opens(tmp_path):
+    from media import clip
+
+    config = tmp_path / "site.yaml"
+    config.write_text(f"web:\n  users: {tmp_path / 'users.json'}\n")
+    done = streamdet("run", "--config", str(config), "--source", str(clip("carphone_pristine")),
+                     "--serve", "127.0.0.1:0", "--no-show", env={})
+    assert done.returncode == 2
+    assert done.stderr == (f"streamdet: error: users file '{tmp_path / 'users.json'}' (web.users): no such file; "
+                           f"create it with: streamdet user add NAME --role admin --file {tmp_path / 'users.json'}\n")

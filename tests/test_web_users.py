@@ -358,3 +358,27 @@ def test_chromium_logs_in_through_the_form_sees_the_page_and_logs_out(serve, chr
         page.wait_for_url("**/login")
     finally:
         context.close()
+
+
+@pytest.mark.unit
+def test_sessions_and_failed_logins_are_bounded_and_expire():
+    from streamdet.web.logins import FailedLogins, Sessions
+
+    now = [0.0]
+    sessions = Sessions(idle_s=10, most=3, clock=lambda: now[0])
+    people = [make_user(f"u{i}", "viewer", "scrypt$x", None) for i in range(4)]
+    opened = [sessions.open(person) for person in people]
+    assert sessions.get(opened[0].id) is None  # the fourth login dropped the one unused longest
+    assert all(sessions.get(s.id) is not None for s in opened[1:])
+    now[0] = 9.0
+    assert sessions.get(opened[1].id) is not None  # used at 9 s: its idle time starts again
+    now[0] = 15.0
+    assert sessions.get(opened[2].id) is None and sessions.get(opened[1].id) is not None
+    failed = FailedLogins(most=2, window_s=60, addresses=2, clock=lambda: now[0])
+    for address in ("a", "a", "b", "c"):
+        failed.failed(address)
+    assert failed.retry_after("a") == 0  # forgotten: the oldest of three addresses, two remembered
+    failed.failed("c")
+    assert failed.retry_after("c") == 60
+    now[0] = 75.0
+    assert failed.retry_after("c") == 0

@@ -34,7 +34,8 @@ def register(sub) -> None:
                    help="add: admin (every camera, the camera settings, /metrics) or viewer (default)")
     p.add_argument("--cameras", metavar="A,B", help="add: a viewer sees only these cameras (default: every camera)")
     p.add_argument("--file", metavar="PATH", help="the users file (default: web.users of the settings file)")
-    p.add_argument("--config", metavar="FILE", help="settings file naming web.users (default: ./config.yaml if present)")
+    p.add_argument("--config", metavar="FILE",
+                   help="settings file naming web.users (default: ./config.yaml if present)")
     p.set_defaults(func=cmd_user)
 
 
