@@ -232,10 +232,12 @@ def test_a_wrong_name_and_a_wrong_password_take_as_long(serve):
         return time.perf_counter() - t0
 
     took("alice")  # warm
-    wrong_password = sorted(took("alice") for _ in range(5))[2]
-    wrong_name = sorted(took("nobody") for _ in range(5))[2]
-    # Both run scrypt (the dummy hash for a name nobody has): medians within a factor of two, not 0 vs 50 ms.
-    assert 0.5 < wrong_name / wrong_password < 2, (wrong_name, wrong_password)
+    pairs = [(took("alice"), took("nobody")) for _ in range(9)]  # in turns: both see the same load
+    wrong_password = sorted(p for p, _ in pairs)[4]
+    wrong_name = sorted(n for _, n in pairs)[4]
+    # Both run scrypt (the dummy hash for a name nobody has): medians within a factor of three on this shared
+    # machine, where skipping the check would make it 1 ms against 50.
+    assert 1 / 3 < wrong_name / wrong_password < 3, (wrong_name, wrong_password)
 
 
 @pytest.mark.unit
