@@ -56,6 +56,10 @@ def open_run(plan: RunPlan, detector: Detector | None = None) -> Opened:
 
             listener = bind_listener(config.web)  # a busy port is found before any source opens
             tls = server_context(config.web)  # and so is a certificate that is missing or not the key's
+            if config.web.users:
+                from ..config.users import load_users
+
+                load_users(config.web.users)  # and a missing or broken users file
         infos = open_all(list(plan.sources))
         # Zones and lines against the frame size: a point outside the picture is found before the model loads.
         scenes = tuple(_scene(p, info, src) for p, info, src in zip(plan.plans, infos, plan.sources))

@@ -1,4 +1,4 @@
-"""Command line: `streamdet run|render|model|devices|bench`."""
+"""Command line: `streamdet run|render|model|devices|bench|user`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import bench, render, run
+from . import bench, render, run, user
 from . import model as model_commands
 from ..errors import PipeClosed, StreamdetError
 from .logs import setup_logging
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.register(sub)
     bench.register(sub)
     model_commands.register(sub)
+    user.register(sub)
     return parser
 
 

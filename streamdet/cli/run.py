@@ -109,8 +109,8 @@ def register(sub) -> None:
     p.add_argument("--serve", metavar="[HOST:]PORT",
                    help="web view: live pictures, figures, MJPEG, JSON, /healthz, /metrics and /events (this run's events and clips) "
                         "on this port (127.0.0.1 unless a host "
-                        "is given; another address needs web.token or STREAMDET_WEB_TOKEN; HTTPS with web.tls_cert "
-                        "and web.tls_key)")
+                        "is given; another address needs web.users (logins) or web.token or STREAMDET_WEB_TOKEN; "
+                        "HTTPS with web.tls_cert and web.tls_key)")
     p.add_argument("--no-metrics", dest="metrics", action="store_const", const=False,
                    help="serve no Prometheus /metrics on the web view (web.metrics)")
     p.add_argument("-q", "--quiet", action="store_const", const=True, help="no progress bar or status lines, only errors and the summary")

@@ -22,7 +22,8 @@ from ..errors import ConfigError
 
 # Tokens come from the environment, so they are in neither the process list nor a shared settings file;
 # one the file gives (not null) wins. Read here, where the settings are loaded, and passed in like any other value.
-FROM_ENVIRONMENT = {"web": {"token": "STREAMDET_WEB_TOKEN"}, "inference": {"server_token": "STREAMDET_SERVER_TOKEN"}}
+FROM_ENVIRONMENT = {"web": {"token": "STREAMDET_WEB_TOKEN", "metrics_token": "STREAMDET_METRICS_TOKEN"},
+                    "inference": {"server_token": "STREAMDET_SERVER_TOKEN"}}
 
 
 def _environment() -> dict[str, dict[str, str]]:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..config.web import WebConfig
 from ..measures.figures import RunStatus
+from .access import access_of, named_camera
 from .connections import Load
 from .frames import FrameHub
 from .metrics import CONTENT_TYPE_LATEST, EventTally, LogTally, MetricsPage, Scrape, WebFigures, recording_sizes
@@ -58,14 +59,15 @@ class LiveRoutes:
         self._stop: asyncio.Event | None = None
 
     def routes(self) -> list[Route]:
-        routes = [Route("/", self._page_handler),
-                  Route("/stream/{name}.mjpg", self._stream, long=True),
-                  Route("/snapshot/{name}.jpg", self._snapshot),
-                  Route("/api/sources", self._sources),
-                  Route("/api/stats", self._stats),
-                  Route("/healthz", self._healthz)]
+        routes = [Route("/", self._page_handler, shows="nothing"),
+                  Route("/stream/{name}.mjpg", self._stream, long=True, camera=named_camera),
+                  Route("/snapshot/{name}.jpg", self._snapshot, camera=named_camera),
+                  Route("/api/sources", self._sources, shows="cameras"),
+                  Route("/api/stats", self._stats, shows="cameras"),
+                  Route("/healthz", self._healthz, shows="cameras")]
         if self._web.metrics:
-            routes.append(Route("/metrics", self._metrics_handler))
+            # Every camera's figures and the run's: an admin's, or web.metrics_token's (Prometheus).
+            routes.append(Route("/metrics", self._metrics_handler, admin=True, metrics=True))
         return routes
 
     # ------------------------------------------------------ frames to the loop
@@ -166,17 +168,18 @@ class LiveRoutes:
         return web.Response(body=jpeg.data, content_type="image/jpeg")
 
     async def _sources(self, request: web.Request) -> web.Response:
-        status = self._status()
+        status, access = self._status(), access_of(request)
         # Names made from file names may hold '#', '?', '%' or spaces: the links carry them encoded.
         return json_response([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
                                "height": s.height, "stream": f"/stream/{quote(s.name, safe='')}.mjpg",
                                "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg"}
-                              for s in status.sources])
+                              for s in status.sources if access.may_see(s.name)])
 
     async def _stats(self, request: web.Request) -> web.Response:
-        status = self._status()
+        status, access = self._status(), access_of(request)
         watchers = self._hub.watchers()
-        sources = [{**dataclasses.asdict(s), "viewers": watchers[i]} for i, s in enumerate(status.sources)]
+        sources = [{**dataclasses.asdict(s), "viewers": watchers[i]} for i, s in enumerate(status.sources)
+                   if access.may_see(s.name)]
         inference = dataclasses.asdict(status.inference) if status.inference is not None else None
         load = self._load()
         return json_response({"uptime_s": round(status.uptime_s, 3), "frames": status.frames, "sources": sources,
@@ -187,7 +190,8 @@ class LiveRoutes:
                                       "dropped_stalled": self.dropped_stalled, **self._extra()}})
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        offline = self._status().offline
+        access = access_of(request)
+        offline = [name for name in self._status().offline if access.may_see(name)]
         if offline:
             return web.Response(status=503, text=f"offline: {', '.join(offline)}\n", headers=HEADERS)
         return web.Response(text="ok\n", headers=HEADERS)

@@ -25,6 +25,8 @@ PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src 
 # The review pages play clips and recordings in <video>: media-src too. Their code is files as well.
 REVIEW_CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; connect-src 'self'; script-src 'self'; "
               "style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# The login page posts its form to its own address when its script does not run.
+LOGIN_CSP = PAGE_CSP.replace("form-action 'none'", "form-action 'self'")
 
 
 def source_id(request: web.Request, index: dict[str, int]) -> int:

@@ -70,6 +70,7 @@ class Query:
     before: float | None = None
     cursor: int | None = None
     limit: int = DEFAULT_LIMIT
+    cameras: frozenset[str] | None = None  # the asker's cameras (streamdet.web.access); None: every one
 
 
 def parse_time(text: str, name: str) -> float:
@@ -103,6 +104,7 @@ class EventStore:
         self._open: OrderedDict[tuple[str, int], _Open] = OrderedDict()
         self._snapshots: dict[str, Path] = {}
         self._clips: dict[str, Path] = {}
+        self._cameras: dict[tuple[str, str], str] = {}  # ("snapshot" or "clip", its name) -> the camera's name
         self._next_id = 1
 
     # ------------------------------------------------------- output thread
@@ -135,9 +137,13 @@ class EventStore:
                 snapshot=self._enter(self._snapshots, event.snapshot), clip=self._enter(self._clips, event.clip))
             self._next_id += 1
             self._events.append(entry)
+            for kind, name in (("snapshot", entry.snapshot), ("clip", entry.clip)):
+                if name is not None:
+                    self._cameras[(kind, name)] = entry.source
 
     def _forget(self, entry: Reviewed) -> None:
-        for files, name in ((self._snapshots, entry.snapshot), (self._clips, entry.clip)):
+        for kind, files, name in (("snapshot", self._snapshots, entry.snapshot), ("clip", self._clips, entry.clip)):
+            self._cameras.pop((kind, name), None)
             path = files.pop(name, None)
             if path is not None and path not in files.values():
                 self._inodes.pop(path, None)
@@ -181,6 +187,11 @@ class EventStore:
         with self._lock:
             return self._clips.get(name)
 
+    def camera_of(self, kind: str, name: str) -> str | None:
+        """The camera whose ended track named the snapshot or clip `name` (kind "snapshot" or "clip")."""
+        with self._lock:
+            return self._cameras.get((kind, name))
+
     def still_written(self, path: Path | None) -> Path | None:
         """`path` while it is still the very file written (what may be served), else None."""
         return path if path is not None and self._holds(path) else None
@@ -189,6 +200,7 @@ class EventStore:
 def _matches(entry: Reviewed, q: Query) -> bool:
     return ((q.cursor is None or entry.id < q.cursor)
             and (q.source is None or entry.source == q.source)
+            and (q.cameras is None or entry.source in q.cameras)
             and (q.label is None or entry.label == q.label)
             and (q.zone is None or q.zone in entry.zones or q.zone in entry.lines)
             and (q.after is None or entry.epoch > q.after)

@@ -8,13 +8,15 @@ while they download).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
 
-from .responses import REVIEW_CSP, file_response, json_response, query_of, segment_listing, source_id
+from .access import access_of, named_camera
+from .responses import HEADERS, REVIEW_CSP, file_response, json_response, query_of, segment_listing, source_id
 from .review import EventStore, ListSegments, detections_of
 from .route import Route
 
@@ -33,22 +35,28 @@ class ReviewRoutes:
                                  + pages.joinpath("recordings.html").read_text()).encode()
 
     def routes(self) -> list[Route]:
-        return [Route("/events", self._events_handler),
-                Route("/api/events", self._events_json),
-                Route("/snapshots/{file}", self._snapshot_file),
-                Route("/clips/{file}", self._clip_file, long=True),
-                Route("/recordings/{name}", self._recordings_handler),
-                Route("/api/recordings/{name}", self._recordings_json),
-                Route("/recordings/{name}/{file}", self._segment_file, long=True),
-                Route("/api/recordings/{name}/{file}", self._detections_file)]
+        return [Route("/events", self._events_handler, shows="nothing"),
+                Route("/api/events", self._events_json, shows="cameras"),
+                Route("/snapshots/{file}", self._snapshot_file, camera=self._camera_of("snapshot")),
+                Route("/clips/{file}", self._clip_file, long=True, camera=self._camera_of("clip")),
+                Route("/recordings/{name}", self._recordings_handler, camera=named_camera),
+                Route("/api/recordings/{name}", self._recordings_json, camera=named_camera),
+                Route("/recordings/{name}/{file}", self._segment_file, long=True, camera=named_camera),
+                Route("/api/recordings/{name}/{file}", self._detections_file, camera=named_camera)]
+
+    def _camera_of(self, kind: str):
+        """The camera whose event named the snapshot or clip a request asks for (None: no event did)."""
+        return lambda request: self._store.camera_of(kind, request.match_info["file"])
 
     async def _events_handler(self, request: web.Request) -> web.Response:
         return web.Response(body=self._events_page, content_type="text/html", charset="utf-8",
                             headers={"Content-Security-Policy": REVIEW_CSP})
 
     async def _events_json(self, request: web.Request) -> web.Response:
-        query = query_of(request)
-        found = self._store.find(query)
+        query, access = query_of(request), access_of(request)
+        if query.source is not None and not access.may_see(query.source):
+            raise web.HTTPForbidden(text=f"{query.source!r} is not one of your cameras\n", headers=HEADERS)
+        found = self._store.find(dataclasses.replace(query, cameras=access.cameras))
         more = None
         if len(found) == query.limit:
             params = {k: v for k, v in request.query.items() if k not in ("cursor", "token")}

@@ -17,7 +17,6 @@ viewers' places.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import socket
 import ssl
@@ -31,12 +30,15 @@ from aiohttp import web
 
 from ..config.web import WebConfig
 from ..measures.figures import RunStatus
+from .access import Gate
 from .config_routes import ConfigRoutes
 from .connections import (LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counted, Load, Once, Refused, connection_cap,
                           http_log)
 from .frames import FrameHub
 from .listener import listener_url
 from .live_routes import LiveRoutes
+from .login_routes import LoginRoutes
+from .logins import Logins
 from .metrics import EventTally, LogTally
 from .responses import HEADERS
 from .review import EventStore, ListSegments
@@ -69,8 +71,12 @@ class WebServer:
         self._review = ReviewRoutes(names, store or EventStore(), recordings)
         self._static = StaticFiles()
         self._config = ConfigRoutes(config_file, reload)
+        # With web.users: logins, checked against the file (a missing or broken one is one line here).
+        self.logins = Logins(web_config.users, web_config.session_idle * 60) if web_config.users else None
+        self._login = LoginRoutes(self.logins)
+        self._gate = Gate(web_config, self.logins)
         self._long: set[web.AbstractResource] = set()  # long routes' resources (GET and HEAD alike)
-        self._public: set[web.AbstractResource] = set()  # served without a token (Route.public)
+        self._routes: dict[web.AbstractRoute, Route] = {}  # what each of aiohttp's routes is (who may use it)
         self.clients = 0            # open long requests (MJPEG streams, clips and segments playing)
         self._short = 0             # other requests in progress (page, snapshots, JSON, /healthz)
         self.most_clients = 0
@@ -131,7 +137,7 @@ class WebServer:
         self._live.start(self._loop, self._stop)
         # Room for a camera's entry with its zones and masks (PUT /api/config/sources/{name}); no route takes more.
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
-        for route in (*self._live.routes(), *self._review.routes(), *self._static.routes(), *self._config.routes()):
+        for route in self.routes():
             self._add(app, route)
         self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
@@ -150,15 +156,21 @@ class WebServer:
                 listener.close()
             self._live.end()
             await runner.cleanup()
+            if self.logins is not None:
+                self.logins.end()
+
+    def routes(self) -> list[Route]:
+        """Every route the server serves, from its route tables."""
+        return [*self._live.routes(), *self._review.routes(), *self._login.routes(), *self._static.routes(),
+                *self._config.routes()]
 
     def _add(self, app: web.Application, route: Route) -> None:
         added = app.router.add_route(route.method, route.path, route.handler)
+        self._routes[added] = route
         if route.method == "GET":
-            app.router.add_route("HEAD", route.path, route.handler)
+            self._routes[app.router.add_route("HEAD", route.path, route.handler)] = route
         if route.long:
             self._long.add(added.resource)
-        if route.public:
-            self._public.add(added.resource)
 
     def _connection(self, handler_factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
         if self.connections >= self.max_connections:
@@ -187,11 +199,10 @@ class WebServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):
-        resource = request.match_info.route.resource
-        if self._web.token and resource not in self._public and not self._authorised(request):
-            return web.Response(status=401, text="a token is needed: send 'Authorization: Bearer TOKEN' or ?token=TOKEN\n",
-                                headers={**HEADERS, "WWW-Authenticate": 'Bearer realm="streamdet"'})
-        streaming = resource in self._long
+        refused = self._gate.admit(request, self._routes.get(request.match_info.route))
+        if refused is not None:
+            return refused
+        streaming = request.match_info.route.resource in self._long
         if streaming and self.clients >= self._web.max_clients:
             self.refused += 1
             return web.Response(status=503, text=f"busy: {self._web.max_clients} viewers already (web.max_clients)\n",
@@ -216,10 +227,3 @@ class WebServer:
             for key, value in HEADERS.items():
                 response.headers.setdefault(key, value)
         return response
-
-    def _authorised(self, request: web.Request) -> bool:
-        given = request.query.get("token", "")
-        header = request.headers.get("Authorization", "")
-        if header[:7].lower() == "bearer ":
-            given = header[7:].strip()
-        return hmac.compare_digest(given.encode(), self._web.token.encode())

@@ -76,6 +76,7 @@ function show(s) {
 async function refresh() {
   try {
     const response = await fetch(withToken("/api/stats"), { cache: "no-store" });
+    if (response.status === 401 && me.logins) { location.replace("/login"); return; }  // the login expired
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const run = await response.json();
     run.sources.forEach(show);
@@ -116,6 +117,28 @@ async function recentEvents() {
   }
 }
 
+// Who is logged in (GET /api/me): the name, and the CSRF token a change (logging out) carries. Without
+// logins the asker is the admin and there is nobody to log out.
+let me = { name: null, role: "admin", cameras: null, csrf: null, logins: false };
+
+async function whoAmI() {
+  try {
+    const response = await fetch(withToken("/api/me"), { cache: "no-store" });
+    if (response.ok) me = await response.json();
+  } catch (err) {
+    return;
+  }
+  if (!me.name) return;
+  document.getElementById("me").textContent = `${me.name} (${me.role})`;
+  const button = document.getElementById("logout");
+  button.hidden = false;
+  button.addEventListener("click", async () => {
+    await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": me.csrf }, cache: "no-store" });
+    location.replace("/login");
+  });
+}
+
+whoAmI();
 refresh();
 setInterval(refresh, 1000);
 recentEvents();
