@@ -131,7 +131,8 @@ def test_the_check_takes_as_long_for_any_wrong_password_and_the_cost_is_stated()
 
 @pytest.mark.unit
 def test_users_guard_a_listener_beyond_loopback_and_the_settings_are_checked():
-    WebConfig(listen="0.0.0.0:8080", users="users.json")
+    WebConfig(listen="0.0.0.0:8080", users="users.json", tls_cert="cert.pem", tls_key="key.pem")
+    WebConfig(listen="0.0.0.0:8080", users="users.json", allow_insecure=True)  # a TLS proxy in front
     with pytest.raises(ValueError, match="set web.token \\(or STREAMDET_WEB_TOKEN\\) or web.users \\(logins\\)"):
         WebConfig(listen="0.0.0.0:8080")
     with pytest.raises(ValueError, match="session_idle must be a positive number of minutes"):

@@ -172,7 +172,10 @@ def test_every_route_for_a_viewer_of_the_door_and_for_an_admin(serve, files):
         assert nobody.request(method, _path(view, files, route, "door"), whole=whole)[0] == 401, route.path
         if route.admin:
             assert vera.request(method, _path(view, files, route, "door"), headers=headers)[0] == 403, route.path
-            assert alice.request(method, _path(view, files, route, "door"), whole=whole)[0] == 200, route.path
+            # An admin is let through (the camera API of a run without a config file then answers 404).
+            mine = {"X-CSRF-Token": alice.csrf} if method != "GET" else {}
+            assert alice.request(method, _path(view, files, route, "door"), headers=mine,
+                                 whole=whole)[0] not in (401, 403), route.path
         elif route.camera is not None:
             for who in (vera, alice):
                 status = who.request(method, _path(view, files, route, "door"), whole=whole)[0]
