@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config.sections import Config, SourcePlan
 from ..engines.backend import Backend, open_backend
@@ -28,6 +30,9 @@ from ..scene import Scene
 from ..sources import Source, SourceInfo, open_all
 from ..measures.figures import RunStatus
 from .wiring import Wired, close_outputs, run_status, wire
+
+if TYPE_CHECKING:
+    from .changes import Reload
 
 log = logging.getLogger("streamdet")
 
@@ -105,10 +110,9 @@ class Assembly:
 
     def make_engine(self, on_done) -> Engine:
         """Inference as the scheduler sees it: the model, behind the motion gate where a source asks for one."""
-        engine = self.opened.backend.engine(on_done)
-        if self.gate_cpu is not None:
-            engine = MotionGate(engine, on_done, [p.detect for p in self.plan.plans], self.gate_cpu)
-        return engine
+        # Always behind the gate (a source without it passes straight through), so a camera a reload adds may have it.
+        return MotionGate(self.opened.backend.engine(on_done), on_done, [p.detect for p in self.plan.plans],
+                          self.gate_cpu or GateCpu())
 
     def status(self) -> RunStatus:
         """Every source's state and rates now; safe to call from any thread while the run goes on."""
@@ -122,14 +126,16 @@ class Assembly:
         close_inputs(self.plan, self.opened.listener)
 
 
-def assemble(config: Config, detector: Detector | None = None, sources: list[Source] | None = None) -> Assembly:
-    """Plan, open and wire a run (`sources`: ready-made sources in place of `config.sources`)."""
+def assemble(config: Config, detector: Detector | None = None, sources: list[Source] | None = None,
+             reload: Callable[[], Reload] | None = None) -> Assembly:
+    """Plan, open and wire a run (`sources`: ready-made sources in place of `config.sources`; `reload`: reads the
+    settings again and applies them, for the web view's POST /api/reload)."""
     plan = plan_run(config, detector, sources)
     opened = open_run(plan, detector)
     meter = RunMeter()
     try:
         wired = wire(plan, infos=opened.infos, scenes=opened.scenes, backend=opened.backend,
-                     listener=opened.listener, link_url=opened.link_url, meter=meter)
+                     listener=opened.listener, link_url=opened.link_url, meter=meter, reload=reload)
     except BaseException:
         opened.backend.close()
         close_inputs(plan, opened.listener)

@@ -15,6 +15,7 @@ from ..config.sections import (DEFAULT_PRECISION, Hint, Hwaccel, LogLevel, Polic
                                Config, override)
 from ..errors import ConfigError
 from .logs import setup_logging
+from .reloads import ReloadOnSignal
 
 
 RUN_EXAMPLES = """examples:
@@ -115,11 +116,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def settings_file(args: argparse.Namespace) -> str | None:
+    """The settings file the run reads: --config, else ./config.yaml if there is one."""
+    if args.config is None and Path("config.yaml").is_file():
+        return "config.yaml"
+    return args.config
+
+
 def build_config(args: argparse.Namespace) -> Config:
-    path = args.config
-    if path is None and Path("config.yaml").is_file():
-        path = "config.yaml"
-    config = load_config(path)
+    """The settings: the file, then the flags over it, checked whole. Called again for each reload (SIGHUP,
+    POST /api/reload), so a reload reads the same file with the same flags."""
+    config = load_config(settings_file(args))
     if args.source:
         config.sources = list(args.source)
     override(config, "model", name=args.model, labels=args.labels)
@@ -170,7 +177,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = build_config(args)
     quiet_info = config.logging.quiet and config.logging.level == "info"
     setup_logging("warning" if quiet_info else config.logging.level)
-    pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty())
+    path = settings_file(args)
+    pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty(),
+                        settings=(lambda: build_config(args)) if path is not None else None)
+    # systemd (Type=notify) is told RELOADING=1 and READY=1 around each reload here.
+    reloads = ReloadOnSignal(pipeline.reload_settings, on_reload=lambda phase: None)
     signals = {"code": 0}
 
     def on_signal(signum, _frame):
@@ -183,11 +194,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         pipeline.stop(name)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reloads.request)
     try:
         summary = pipeline.run()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        reloads.close()
     print(summary.format(), file=sys.stderr)
     if config.output.summary_json:
         write_atomically(config.output.summary_json, (summary.to_json() + "\n").encode())

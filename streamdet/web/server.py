@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -30,6 +31,7 @@ from .connections import (LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counte
                           http_log)
 from .frames import FrameHub
 from .listener import listener_url
+from .admin_routes import AdminRoutes
 from .live_routes import LiveRoutes
 from .metrics import EventTally, LogTally
 from .responses import HEADERS
@@ -37,6 +39,9 @@ from .review import EventStore, ListSegments
 from .review_routes import ReviewRoutes
 from .route import Route
 from .static import StaticFiles
+
+if TYPE_CHECKING:
+    from ..assembly.changes import Reload
 
 log = logging.getLogger("streamdet")
 
@@ -47,14 +52,16 @@ class WebServer:
     def __init__(self, sock: socket.socket, web_config: WebConfig, hub: FrameHub, names: list[str],
                  status: Callable[[], RunStatus], extra: Callable[[], dict], store: EventStore | None = None,
                  recordings: dict[str, ListSegments] | None = None, tally: EventTally | None = None,
-                 logged: LogTally | None = None):
+                 logged: LogTally | None = None, reload: Callable[[], Reload] | None = None):
+        """`reload`: reads the settings file again and applies it (POST /api/reload); None without a file."""
         self._sock = sock
         self._web = web_config
-        recordings = recordings or {}
+        recordings = recordings if recordings is not None else {}  # shared: a reload adds a camera's to it
         self._live = LiveRoutes(web_config, hub, names, status, extra, self.load, recordings, tally or EventTally(),
                                 logged)
         self._review = ReviewRoutes(names, store or EventStore(), recordings)
         self._static = StaticFiles()
+        self._admin = AdminRoutes(reload)
         self._long: set[web.AbstractResource] = set()  # long routes' resources (GET and HEAD alike)
         self._public: set[web.AbstractResource] = set()  # served without a token (Route.public)
         self.clients = 0            # open long requests (MJPEG streams, clips and segments playing)
@@ -83,6 +90,15 @@ class WebServer:
     def load(self) -> Load:
         return Load(clients=self.clients, most_clients=self.most_clients, refused=self.refused,
                     connections=self.connections, max_connections=self.max_connections)
+
+    def add_source(self, source_id: int, name: str) -> None:
+        """A camera added by a reload: its routes answer from now on."""
+        self._live.add_source(source_id, name)
+        self._review.add_source(source_id, name)
+
+    def remove_source(self, name: str) -> None:
+        """A camera removed by a reload: gone from the live routes, its recordings still listed."""
+        self._live.remove_source(name)
 
     def start(self) -> None:
         self._thread.start()
@@ -116,7 +132,7 @@ class WebServer:
         self._stop = asyncio.Event()
         self._live.start(self._loop, self._stop)
         app = web.Application(middlewares=[self._guard], client_max_size=4096)
-        for route in (*self._live.routes(), *self._review.routes(), *self._static.routes()):
+        for route in (*self._live.routes(), *self._review.routes(), *self._static.routes(), *self._admin.routes()):
             self._add(app, route)
         self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,

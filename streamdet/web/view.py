@@ -6,6 +6,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..config.web import WebConfig
 from ..detections import FrameResult
@@ -18,6 +19,9 @@ from .metrics import EventTally, LogTally
 from .review import EventStore, Holds, ListSegments
 from .server import WebServer
 
+if TYPE_CHECKING:
+    from ..assembly.changes import Reload
+
 log = logging.getLogger("streamdet")
 
 
@@ -29,20 +33,26 @@ class WebView(Output):
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
                  draw: Draw | None, recordings: dict[str, ListSegments] | None = None,
-                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None):
+                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None,
+                 reload: Callable[[], Reload] | None = None):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review); `clips`: per
-        source name, the clips its clips output has written so far."""
+        source name, the clips its clips output has written so far; `reload`: reads the settings file again and
+        applies it (POST /api/reload), None for a run without one."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
         self._closed = False
-        self.events = EventStore(holds=holds)
-        self.tally = EventTally(clips)  # events by source, kind and class, and clips, for /metrics
+        self._recordings = recordings if recordings is not None else {}  # these grow with a camera a reload adds
+        self._clips = clips if clips is not None else {}
+        self._writers: list = []  # a new camera's clips and snapshots outputs
+        self.events = EventStore(holds=None if holds is None else
+                                 lambda path: holds(path) or any(o.holds(path) for o in self._writers))
+        self.tally = EventTally(self._clips)  # events by source, kind and class, and clips, for /metrics
         self.logged = LogTally()   # warnings and errors logged while it serves, for /metrics
         log.addHandler(self.logged)
         try:
-            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings,
-                                    self.tally, self.logged)
+            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, self._recordings,
+                                    self.tally, self.logged, reload)
             self.server.start()
         except BaseException:
             log.removeHandler(self.logged)
@@ -50,6 +60,20 @@ class WebView(Output):
             sock.close()
             raise
         log.info("web view on %s%s", self.server.url, " (token required)" if web.token else "")
+
+    def add_source(self, source_id: int, name: str, recordings: dict[str, ListSegments],
+                   clips: dict[str, Callable[[], int]], writers: list) -> None:
+        """A camera added by a reload (on the output thread), with what its own outputs let the web view serve
+        (streamdet.assembly.wiring.served_files); its frames come after this."""
+        assert self.hub.add_source() == source_id, "a new source takes the next id"
+        self._recordings.update(recordings)
+        self._clips.update(clips)
+        self._writers += writers
+        self.server.add_source(source_id, name)
+
+    def remove_source(self, name: str) -> None:
+        """A camera removed by a reload: no more live routes; its recordings, events and clips stay listed."""
+        self.server.remove_source(name)
 
     def _figures(self) -> dict:
         encode = self.hub.encode_ms.summary()
