@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config.sections import Config, SourcePlan
+from ..config.sections import Config, OutputConfig, SourcePlan
 from ..urls import mask_url
 
 # What a run holds open for its whole life, so it keeps the old value: the model and where it runs (loaded
@@ -73,8 +73,9 @@ def camera_label(plan: SourcePlan) -> str:
 
 
 def _resolved(plan: SourcePlan) -> SourcePlan:
-    """What makes the camera what it is, without where it stands in the file."""
-    return dataclasses.replace(plan, index=0, where="")
+    """What makes the camera what it is, without where it stands in the file and the run-wide output keys."""
+    output = dataclasses.replace(plan.output, **{key: getattr(OutputConfig(), key) for key in FROZEN_KEYS["output"]})
+    return dataclasses.replace(plan, index=0, where="", output=output)
 
 
 def kept_settings(old: Config, new: Config) -> tuple[str, ...]:
