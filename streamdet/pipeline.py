@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -78,6 +79,7 @@ class Pipeline:
         self._ended: set[int] = set()             # sources whose tracks were ended
         self._closed = False
         self._stopped_by = "end of stream"
+        self._loop_thread: int | None = None  # the thread running results(), which applies reloads
 
     def __enter__(self) -> Pipeline:
         return self
@@ -106,6 +108,7 @@ class Pipeline:
 
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
+        self._loop_thread = threading.get_ident()
         self._scheduler = scheduler = Scheduler(self.lanes, self._make_engine, self._run.opened.backend.nireq)
         self._reloads.wake = scheduler.wake
         self.meter.start()
@@ -258,6 +261,8 @@ class Pipeline:
         """Apply new settings while the run goes (from any thread but the one running `results()`): cameras
         added start, removed ones stop, changed ones restart alone; what cannot change is named and kept
         (streamdet.assembly.reload). Waits for the outcome; an invalid `config` changes nothing."""
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("Pipeline.reload waits for the thread running results(): call it from another thread")
         return self._reloads.ask(config)
 
     def reload_settings(self) -> Reload:

@@ -66,6 +66,8 @@ class Reloads:
     def ask(self, config: Config, timeout: float = RELOAD_TIMEOUT_S) -> Reload:
         """Apply `config` (checked by the loader and `Config.check` already) and wait for the outcome."""
         with self._one:
+            if self._pending is not None:  # one the asker gave up waiting for: the loop is still at it
+                return Reload(error="the previous reload is still being applied; try again in a moment")
             try:
                 changes, request = self._prepare(config)
             except StreamdetError as exc:

@@ -26,6 +26,9 @@ RUN_EXAMPLES = """examples:
   streamdet run --config site.yaml --threshold 0.6 --classes person,car
   streamdet run --source 'rtsp://host/live' --serve 8080   # watch at http://127.0.0.1:8080/
   streamdet run --source 'rtsp://host/live' --server grpc://10.0.0.5:9000   # infer on OpenVINO Model Server
+
+SIGHUP reads the settings file again (with the same flags over it) and applies the difference: cameras
+added start, removed ones stop, changed ones restart alone (docs/service.md); POST /api/reload does the same.
 """
 
 
