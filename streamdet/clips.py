@@ -228,6 +228,11 @@ class ClipStage:
         return tuple(dataclasses.replace(e, clip=camera.last_path, clip_url=url) if e.kind == "end" else e
                      for e in events)
 
+    def extend(self, other: ClipStage) -> None:
+        """Sources added while the run goes (a reload): `other`'s, made for them alone, after this one's."""
+        self._cameras += other._cameras
+        self._share += other._share
+
     def finish(self, ended: FrameResult) -> FrameResult:
         """The source ended (`ended`: its last frame with its last tracks' end events): they name their clip,
         which ends with the source, its due packets handed on with them."""

@@ -92,6 +92,11 @@ class TrackStage:
         tracker = self._trackers[source_id]
         return tracker.close() if tracker is not None else []
 
+    def extend(self, other: TrackStage) -> None:
+        """Sources added while the run goes (a reload): `other`'s, made for them alone, after this one's."""
+        self._trackers += other._trackers
+        self._snapshots += other._snapshots
+
 
 class EventStage:
     """The events stage: start/end from the tracker, zone and line events from where tracks stand."""
@@ -195,6 +200,15 @@ class EventStage:
             path, n = Path(f"{base}-{n}.jpg"), n + 1
         box = tuple(int(v) for v in track.best_box)
         return Snapshot(path, track.best_frame.image, box, track.id)
+
+    def extend(self, other: EventStage) -> None:
+        """Sources added while the run goes (a reload): `other`'s, made for them alone, after this one's."""
+        self._track.extend(other._track)
+        self._configs += other._configs
+        self.scenes += other.scenes
+        self._names += other._names
+        self.counts += other.counts
+        self._where += other._where
 
     def finish(self, source_id: int, last: FrameResult) -> FrameResult:
         """The source ended: its tracks end with it. `last` (its last frame) again, with their events and snapshots."""

@@ -151,6 +151,10 @@ class MotionGate:
     def close(self) -> None:
         self._engine.close()
 
+    def add(self, config: DetectConfig) -> None:
+        """A source added while the run goes (a reload) takes the next id; called before its lane starts."""
+        self._sources.append(_SourceMotion(config) if config.motion else None)
+
     def submit(self, job: Job) -> None:
         state = self._sources[job.source_id]
         if state is None or self._wants_inference(state, job):

@@ -16,15 +16,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 from . import reports
 from .assembly.assemble import assemble
+from .assembly.changes import Reload, SettingsFile
+from .assembly.reload import Reloads
+from .assembly.running import Running
+from .assembly.wiring import close_outputs
 from .config.sections import Config
 from .detections import FrameResult
-from .engines.base import Completed
+from .engines.base import Completed, Engine
+from .errors import StreamdetError
 from .model.detector import Detector
+from .motion import MotionGate
 from .outputs import WindowOutput
 from .outputs.clips import ClipsOutput
 from .scheduler import Scheduler
@@ -51,10 +58,15 @@ class Pipeline:
     """
 
     def __init__(self, config: Config, detector: Detector | None = None, *,
-                 sources: list[Source] | None = None, progress: bool = False):
-        """`sources` replaces `config.sources` with ready-made Source objects (custom inputs)."""
+                 sources: list[Source] | None = None, progress: bool = False,
+                 settings: SettingsFile | None = None):
+        """`sources` replaces `config.sources` with ready-made Source objects (custom inputs); `settings`: the
+        file the settings came from and how to read them again, for `reload_settings` (SIGHUP, POST /api/reload,
+        the camera API)."""
         self.config = config
-        self._run = run = assemble(config, detector, sources)
+        self._settings = settings
+        self._run = run = assemble(config, detector, sources, settings=settings,
+                                   reload=self.reload_settings if settings else None)
         self.lanes = run.wired.lanes
         self.meter = run.meter
         self.detector = run.opened.backend.detector
@@ -62,7 +74,10 @@ class Pipeline:
         self._progress = progress
         self._scheduler: Scheduler | None = None
         self._last: dict[int, FrameResult] = {}   # per source: its newest frame, for the events of its end
-        self._own = [list(own) for own in run.wired.own_outputs]  # per source: closed when it ends
+        # The run's parts as they stand (a reload adds and removes cameras), and the reloads that change them.
+        self._parts = Running(run.plan, run.wired, run.opened.infos, run.opened.scenes, run.meter, run.opened.link_url)
+        self._reloads = Reloads(self._parts, config, run.plan.labels, detector, run.opened.backend.nireq)
+        self._own = self._parts.own               # per source: closed when it ends
         self._ended: set[int] = set()             # sources whose tracks were ended
         self._closed = False
         self._stopped_by = "end of stream"
@@ -70,6 +85,7 @@ class Pipeline:
         # means a stage or an output hangs; systemd's watchdog (streamdet.cli.systemd) is fed only while it is new.
         self.heartbeat = time.monotonic()
         self.ending = False  # the output loop is over: the outputs are being finalised
+        self._loop_thread: int | None = None  # the thread running results(), which applies reloads
 
     def __enter__(self) -> Pipeline:
         return self
@@ -98,7 +114,9 @@ class Pipeline:
 
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
-        self._scheduler = scheduler = Scheduler(self.lanes, self._run.make_engine, self._run.opened.backend.nireq)
+        self._loop_thread = threading.get_ident()
+        self._scheduler = scheduler = Scheduler(self.lanes, self._make_engine, self._run.opened.backend.nireq)
+        self._reloads.wake = scheduler.wake
         self.meter.start()
         scheduler.start()
         bar = reports.progress_bar(self.lanes) if self._progress and not self._run.plan.window else None
@@ -107,6 +125,8 @@ class Pipeline:
         next_status = time.monotonic() + every if every else float("inf")
         try:
             while True:
+                self._reloads.step(scheduler, self._ended, self._end_source)
+                self.config = self._reloads.config
                 self.heartbeat = time.monotonic()
                 completed = scheduler.take(min(_IDLE_S, max(0.0, next_status - time.monotonic())))
                 if time.monotonic() >= next_status:
@@ -118,7 +138,7 @@ class Pipeline:
                             if lane.id not in self._ended:
                                 self._end_source(lane.id)
                         break
-                    for output in self._run.wired.outputs:  # idle: a camera is away or slow; let buffered lines out
+                    for output in self._parts.outputs:  # idle: a camera is away or slow; let buffered lines out
                         output.flush()
                     continue
                 result = self._finish(completed)
@@ -129,7 +149,7 @@ class Pipeline:
                     on_result(result)
                 yield result
                 if self._run.plan.window and any(isinstance(o, WindowOutput) and o.closed
-                                                 for o in self._run.wired.outputs):
+                                                 for o in self._parts.outputs):
                     self.stop("window closed")
         except BaseException:
             # An error, or the caller leaving the loop early (GeneratorExit):
@@ -156,11 +176,11 @@ class Pipeline:
         result = FrameResult(source=lane.source.name, frame=job.frame, detections=completed.detections,
                              latency_ms=latency_ms, source_id=lane.id, inferred=completed.inferred,
                              fps=counters.rate.rate(), still=lane.info.still)
-        for stage in self._run.wired.stages:
+        for stage in self._parts.stages:
             result = self.meter.timed(stage.name, stage, result)
         self.meter.timed("write", self._write, result)
         counters.age.add((time.monotonic() - job.frame.captured) * 1000)
-        if self._run.wired.events is not None:
+        if self._parts.events is not None:
             self._last[lane.id] = result
         # The unlocked look at `finished` keeps the lock off the per-frame path until a source has ended.
         if lane.inbox.finished and lane.id not in self._ended and self._scheduler.source_done(lane):
@@ -170,13 +190,13 @@ class Pipeline:
     def _end_source(self, source_id: int) -> None:
         """A source ended (or the run stops): its tracks end, and its own outputs are complete now."""
         self._ended.add(source_id)
-        wired = self._run.wired
-        if wired.events is not None and source_id in self._last:
-            ended = wired.events.finish(source_id, self._last.pop(source_id))
-            if wired.clips is not None:
-                ended = wired.clips.finish(ended)  # the clips end with the source
+        parts = self._parts
+        if parts.events is not None and source_id in self._last:
+            ended = parts.events.finish(source_id, self._last.pop(source_id))
+            if parts.clips is not None:
+                ended = parts.clips.finish(ended)  # the clips end with the source
             if ended.events or ended.clip_steps:
-                for output in wired.outputs_of[source_id]:
+                for output in parts.outputs_of[source_id]:
                     if output.takes_events:
                         output.write(ended)
         own = self._own[source_id]
@@ -184,7 +204,7 @@ class Pipeline:
             own.pop().close()
 
     def _write(self, result: FrameResult) -> FrameResult:
-        for output in self._run.wired.outputs_of[result.source_id]:
+        for output in self._parts.outputs_of[result.source_id]:
             output.write(result)
         return result
 
@@ -198,16 +218,19 @@ class Pipeline:
         if self._closed:
             return
         self._closed = True
+        self._reloads.cancel()
         if self._scheduler is not None:
             self._scheduler.stop()
         errors = self._clips_cut_short()
-        errors += self._run.close_outputs()
+        errors += close_outputs(self._parts.outputs)
         self._run.opened.backend.close()  # an engine waiting for a server that is away lets the feeder go
         if self._scheduler is not None:
             stuck = self._scheduler.close()
             if stuck:
                 log.warning("threads still blocked after stopping: %s", ", ".join(stuck))
         self._run.close_inputs()
+        for source in self._parts.added:
+            source.close()
         self.meter.stop()
         if errors and not self._failed_already():
             raise errors[0]
@@ -215,13 +238,13 @@ class Pipeline:
     def _clips_cut_short(self) -> list[BaseException]:
         """The run failed or was left early: no end events go out, but a clip still open gets the packets the clip
         stage holds for it (up to its post-capture), so it ends where the video ends; the errors, in order."""
-        clips, errors = self._run.wired.clips, []
+        clips, errors = self._parts.clips, []
         for source_id in [i for i in self._last if i not in self._ended]:
             last = self._last.pop(source_id)
             if clips is None:
                 continue
             steps = dataclasses.replace(last, events=(), clip_steps=clips.finish(last).clip_steps)
-            for output in self._run.wired.outputs_of[source_id]:
+            for output in self._parts.outputs_of[source_id]:
                 if isinstance(output, ClipsOutput):
                     try:
                         output.write(steps)
@@ -237,22 +260,47 @@ class Pipeline:
         self.abort(self._stopped_by)
         self._close_all()
 
+    def _make_engine(self, on_done) -> Engine:
+        engine = self._run.make_engine(on_done)
+        self._parts.gate = engine if isinstance(engine, MotionGate) else None  # a camera added extends it
+        return engine
+
+    def reload(self, config: Config) -> Reload:
+        """Apply new settings while the run goes (from any thread but the one running `results()`): cameras
+        added start, removed ones stop, changed ones restart alone; what cannot change is named and kept
+        (streamdet.assembly.reload). Waits for the outcome; an invalid `config` changes nothing."""
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("Pipeline.reload waits for the thread running results(): call it from another thread")
+        return self._reloads.ask(config)
+
+    def reload_settings(self) -> Reload:
+        """Read the settings again (the file and flags the run started with) and apply them; logs the one line."""
+        if self._settings is None:
+            done = Reload(error="this run was started without a settings file: there is nothing to read again")
+        else:
+            try:
+                done = self.reload(self._settings.read())
+            except StreamdetError as exc:
+                done = Reload(error=str(exc))
+        (log.warning if done.error else log.info)("%s", done.line())
+        return done
+
     def status(self) -> RunStatus:
         """Every source's state and rates now; safe to call from any thread while the run goes on."""
         return self._run.status()
 
     def summary(self) -> RunSummary:
-        plan, wired, mqtt = self._run.plan, self._run.wired, self._run.plan.mqtt
-        events, gate_cpu = wired.events, self._run.gate_cpu
+        parts, mqtt = self._parts, self._run.plan.mqtt
+        events, gate_cpu = parts.events, self._run.gate_cpu
         # The clips each camera with clips made, as its clips output counted them.
-        clips = {o.source_name: {"clips": o.made} for o in wired.outputs if isinstance(o, ClipsOutput)}
+        clips = {o.source_name: {"clips": o.made} for o in parts.outputs if isinstance(o, ClipsOutput)}
         summary = reports.summary(
-            self.lanes, self.meter, gated=[p.detect.motion for p in plan.plans],
-            output_cpu_s=sum(o.cpu_s for o in wired.outputs),
+            self.lanes, self.meter, gated=[p.detect.motion for p in parts.plans],
+            output_cpu_s=sum(o.cpu_s for o in parts.outputs),
             motion_cpu_s=gate_cpu.seconds if gate_cpu is not None else None,
             stopped_by=self._stopped_by,
             mqtt={"sent": mqtt.sent, "dropped": mqtt.dropped} if mqtt is not None else {},
             counts={lane.source.name: {**dataclasses.asdict(events.counts[lane.id]), **clips.get(lane.source.name, {})}
-                    for lane in self.lanes if plan.tracking[lane.id]} if events is not None else {},
+                    for lane in self.lanes if parts.tracking[lane.id]} if events is not None else {},
         )
         return dataclasses.replace(summary, inference=self._run.opened.backend.info)

@@ -53,14 +53,16 @@ def progress_bar(lanes: list[Lane]):
 
 def log_status(lanes: list[Lane], meter: RunMeter) -> None:
     for lane, counters in zip(lanes, meter.sources):
-        if lane.info.live:
+        if lane.info.live and not lane.removed:
             log.info("%s", status_line(lane.source.name, counters, lane.inbox.dropped, lane.source.health()))
 
 
 def status(lanes: list[Lane], meter: RunMeter) -> RunStatus:
     """Every source's state and rates now; safe to call from any thread while the run goes on."""
     sources = []
-    for lane, c in zip(lanes, meter.sources):
+    for lane, c in zip(list(lanes), meter.sources):
+        if lane.removed:
+            continue  # taken out by a reload: no longer a source of the run (the summary still counts it)
         health = lane.source.health()
         if health is not None and not health.connected:
             state = "offline"

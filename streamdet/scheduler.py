@@ -131,6 +131,7 @@ class Lane:
     frames_done: int = 0                # handed out by take(); likewise
     decode_cpu_s: float = 0.0
     decode: StageTimer = field(default_factory=StageTimer)
+    removed: bool = False               # taken out of the run by a reload: its figures stay for the summary
 
 
 def lanes_for(sources: Sequence[Source], infos: Sequence[SourceInfo], policies: Sequence[str],
@@ -147,7 +148,7 @@ def lanes_for(sources: Sequence[Source], infos: Sequence[SourceInfo], policies: 
 
 
 class Scheduler:
-    def __init__(self, lanes: Sequence[Lane], make_engine: Callable[[Callable[[Completed], None]], Engine], nireq: int):
+    def __init__(self, lanes: list[Lane], make_engine: Callable[[Callable[[Completed], None]], Engine], nireq: int):
         self.lanes = lanes
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -162,16 +163,45 @@ class Scheduler:
         self.failure = Failure(on_first=self.stop)
         self._engine = make_engine(self._on_done)
         self._feeder: threading.Thread | None = None
+        self._held = False   # a reload is under way: lanes all finished do not end the run yet
+        self._woken = False  # take() returns at once: the output loop has work besides frames (a reload)
 
     # ------------------------------------------------------------- threads
 
     def start(self) -> None:
         for lane in self.lanes:
-            lane.thread = threading.Thread(target=self._capture, args=(lane,), name=f"capture-{lane.source.name}",
-                                           daemon=True)
-            lane.thread.start()
+            self._start_capture(lane)
         self._feeder = threading.Thread(target=self._feed, name="feeder", daemon=True)
         self._feeder.start()
+
+    def _start_capture(self, lane: Lane) -> None:
+        lane.thread = threading.Thread(target=self._capture, args=(lane,), name=f"capture-{lane.source.name}",
+                                       daemon=True)
+        lane.thread.start()
+
+    def add_lane(self, lane: Lane) -> None:
+        """A source added while the run goes (a reload): its lane joins the round-robin and its capture starts.
+        `lane.id` is the next index of `lanes`: ids are never reused, a removed source's lane stays, finished."""
+        with self._cond:
+            assert lane.id == len(self.lanes), "a new lane takes the next id"
+            self.lanes.append(lane)
+            self._cond.notify_all()
+        if self._stopping.is_set():
+            lane.source.stop()  # stopping already: the capture reads nothing and the lane finishes at once
+        self._start_capture(lane)
+
+    def hold(self, held: bool) -> None:
+        """While held, sources that have all finished (a reload removing every camera before adding the new
+        ones) do not end the run."""
+        with self._cond:
+            self._held = held
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """`take()` returns now (None if no frame is ready): the output loop has a reload to apply."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     def _capture(self, lane: Lane) -> None:
         inbox, cond = lane.inbox, self._cond
@@ -210,7 +240,7 @@ class Scheduler:
                         lane.frames_taken += 1
                         self._cond.notify_all()
                         return lane, frame
-                if all(lane.inbox.finished for lane in self.lanes):
+                if all(lane.inbox.finished for lane in self.lanes) and not (self._held and not self._stopping.is_set()):
                     return None
                 self._cond.wait()
             return None
@@ -268,6 +298,9 @@ class Scheduler:
                     continue
                 if self.finished_locked():
                     break
+                if self._woken:
+                    self._woken = False
+                    return None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -300,10 +333,11 @@ class Scheduler:
     def stop(self) -> None:
         """Stop reading; frames already read are still inferred and handed out."""
         self._stopping.set()
-        for lane in self.lanes:
-            lane.source.stop()
         with self._cond:
+            lanes = list(self.lanes)
             self._cond.notify_all()
+        for lane in lanes:
+            lane.source.stop()
 
     def abort(self) -> None:
         """Stop now: frames in flight are not handed out."""
@@ -320,7 +354,9 @@ class Scheduler:
         """Stop and join every thread; the names of any still blocked (in a read that ignores stop) after the wait."""
         self.stop()
         deadline = time.monotonic() + _JOIN_S
-        threads = [t for t in [lane.thread for lane in self.lanes] + [self._feeder] if t is not None]
+        with self._cond:
+            lanes = list(self.lanes)
+        threads = [t for t in [lane.thread for lane in lanes] + [self._feeder] if t is not None]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if not (self._feeder is not None and self._feeder.is_alive()):

@@ -216,7 +216,7 @@ def test_a_name_not_in_the_file_is_404_and_the_body_is_bounded(api):
 def test_reload_answers_its_outcome_and_409_for_a_file_made_invalid_by_hand(api):
     base, path, reload = api()
     assert call("POST", f"{base}/api/reload", b"") == (200, {
-        "added": [], "removed": [], "changed": [], "kept": [], "error": None, "line": "reload: nothing changed"})
+        "added": [], "removed": [], "changed": [], "kept": [], "error": None, "line": "reload: no camera changed"})
     path.write_text(CONFIG.replace("fps: 5", "fps: 500"))
     status_, refused = call("POST", f"{base}/api/reload", b"")
     assert status_ == 409 and "web: fps must be more than 0 and at most 60" in refused["error"], refused

@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config.sections import Config, SourcePlan
 from ..engines.backend import Backend, open_backend
@@ -29,6 +31,9 @@ from ..scene import Scene
 from ..sources import Source, SourceInfo, open_all
 from ..measures.figures import RunStatus
 from .wiring import Wired, close_outputs, run_status, wire
+
+if TYPE_CHECKING:
+    from .changes import Reload
 
 log = logging.getLogger("streamdet")
 
@@ -113,10 +118,9 @@ class Assembly:
 
     def make_engine(self, on_done) -> Engine:
         """Inference as the scheduler sees it: the model, behind the motion gate where a source asks for one."""
-        engine = self.opened.backend.engine(on_done)
-        if self.gate_cpu is not None:
-            engine = MotionGate(engine, on_done, [p.detect for p in self.plan.plans], self.gate_cpu)
-        return engine
+        # Always behind the gate (a source without it passes straight through), so a camera a reload adds may have it.
+        return MotionGate(self.opened.backend.engine(on_done), on_done, [p.detect for p in self.plan.plans],
+                          self.gate_cpu or GateCpu())
 
     def status(self) -> RunStatus:
         """Every source's state and rates now; safe to call from any thread while the run goes on."""
@@ -130,14 +134,18 @@ class Assembly:
         close_inputs(self.plan, self.opened.listener)
 
 
-def assemble(config: Config, detector: Detector | None = None, sources: list[Source] | None = None) -> Assembly:
-    """Plan, open and wire a run (`sources`: ready-made sources in place of `config.sources`)."""
+def assemble(config: Config, detector: Detector | None = None, sources: list[Source] | None = None,
+             settings: SettingsFile | None = None, reload: Callable[[], Reload] | None = None) -> Assembly:
+    """Plan, open and wire a run (`sources`: ready-made sources in place of `config.sources`; `settings`: the file
+    the settings came from, which the web view's camera API writes back; `reload`: reads the settings again and
+    applies them, for the web view's POST /api/reload and camera API)."""
     plan = plan_run(config, detector, sources)
     opened = open_run(plan, detector)
     meter = RunMeter()
     try:
         wired = wire(plan, infos=opened.infos, scenes=opened.scenes, backend=opened.backend,
-                     listener=opened.listener, link_url=opened.link_url, meter=meter, tls=opened.tls)
+                     listener=opened.listener, link_url=opened.link_url, meter=meter, tls=opened.tls,
+                     reload=reload, config_file=settings.path if settings is not None else None)
     except BaseException:
         opened.backend.close()
         close_inputs(plan, opened.listener)

@@ -9,6 +9,7 @@ reached or the model loaded (streamdet.assembly.assemble does those next).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -177,3 +178,36 @@ def _filters(config: Config, plans: list[SourcePlan], tracking: list[bool],
         except StreamdetError as exc:
             raise ConfigError(f"{plan.context}: detect.classes: {exc}") from None
     return tuple(keep)
+
+
+def plan_added(config: Config, plan: SourcePlan, taken: set[str], shared: set[str], labels: tuple[str, ...],
+               detector: Detector | None) -> tuple[RunPlan, tuple[str, ...]]:
+    """A camera added to a run that goes (a reload): a plan of its own (its source at index 0), checked as a
+    run's is, and the shared outputs it joins (the paths of its `output.json` / `output.events` that the run
+    writes already, from `shared`). `taken`: the names of the cameras that go on. Nothing opens."""
+    plan = dataclasses.replace(plan, index=0)
+    tracking = wants_tracking(plan, config)  # before the shared paths are taken out: events files need tracks
+    source = _source(plan)
+    source.name = unique_names([plan.name], [source.name])[0]
+    if source.name in taken:
+        raise ConfigError(f"{plan.context}: a camera named '{source.name}' runs already; give this one a name "
+                          "(sources[].name)")
+    joins = tuple(p.replace("{name}", source.name) for p in (plan.output.json, plan.output.events) if p)
+    joins = tuple(p for p in joins if p in shared)
+    own = dataclasses.replace(plan.output, **{key: None for key in ("json", "events")
+                                              if getattr(plan.output, key)
+                                              and getattr(plan.output, key).replace("{name}", source.name) in shared})
+    plan = dataclasses.replace(plan, output=own)
+    _tap_copied([plan], [source])
+    targets = plan_targets([plan], [source], None, config.output.overwrite)
+    if detector is None and not config.inference.server:
+        check_model_spec(config.model.name)
+    if config.mqtt.url and config.mqtt.discovery:
+        from ..outputs.hass import Camera, check_devices, check_entities
+
+        check_devices(sorted(taken | {source.name}))
+        check_entities(Camera(source.name, (), tuple(z.name for z in plan.events.zones),
+                              tuple(line.name for line in plan.events.lines)))
+    filters = _filters(config, [plan], [tracking], labels)
+    return RunPlan(config=config, plans=(plan,), sources=(source,), targets=tuple(targets), window=False, mqtt=None,
+                   labels=labels, tracking=(tracking,), filters=filters), joins

@@ -41,6 +41,7 @@ from .. import reports
 
 if TYPE_CHECKING:
     from ..outputs.mqtt import MqttPublisher
+    from .changes import Reload
 
 log = logging.getLogger("streamdet")
 
@@ -67,7 +68,7 @@ def who_draws(draw: str, clips: bool, shows_pictures: bool, web_view: bool) -> D
 class Wired:
     """A run's parts after inference, as `wire` made them."""
 
-    lanes: tuple[Lane, ...]
+    lanes: list[Lane]                            # grows when a reload adds a camera (assembly/running.py)
     outputs: tuple[Output, ...]                  # every output, for flushing and closing, in the order they close
     outputs_of: tuple[tuple[Output, ...], ...]   # per source: where its frames go
     own_outputs: tuple[tuple[Output, ...], ...]  # per source: written by it alone, closed when it ends
@@ -94,12 +95,14 @@ class _Joined:
 
 def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene], backend: Backend,
          listener: socket.socket | None, link_url: str | None, meter: RunMeter,
-         tls: ssl.SSLContext | None = None) -> Wired:
+         tls: ssl.SSLContext | None = None, reload: Callable[[], Reload] | None = None,
+         config_file: Path | None = None) -> Wired:
     """The lanes, outputs and stages; every output made is closed again if a later step fails.
     `listener`: the web view's bound socket (it owns it once made), served over HTTPS with `tls`;
-    `link_url`: the base of events' links to it."""
-    lanes = lanes_for(plan.sources, infos, [p.source.policy for p in plan.plans], plan.filters, backend.nireq,
-                      meter.timers["decode"])
+    `link_url`: the base of events' links to it; `reload`: reads the settings again and applies them (the web
+    view's POST /api/reload and camera API), if the run can; `config_file`: the file the camera API writes."""
+    lanes = list(lanes_for(plan.sources, infos, [p.source.policy for p in plan.plans], plan.filters, backend.nireq,
+                      meter.timers["decode"]))
     for _ in lanes:
         meter.add_source()
     joined = _Joined(len(plan.sources))
@@ -114,7 +117,7 @@ def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene],
         stages = stages_after_inference(plan, track, drawing, clips)
         if listener is not None:
             status = functools.partial(run_status, lanes, meter, plan.mqtt, backend.info)
-            joined.join(_web_view(plan, listener, drawing, joined.all, status, tls), range(len(plan.sources)))
+            joined.join(_web_view(plan, listener, drawing, joined.all, status, tls, reload, config_file), range(len(plan.sources)))
     except BaseException:
         close_outputs(joined.all)
         raise
@@ -139,8 +142,11 @@ def stages_after_inference(plan: RunPlan, track: tuple[TrackStage, EventStage] |
 
 def _track(plan: RunPlan, scenes: Sequence[Scene]) -> tuple[TrackStage, EventStage] | None:
     """The tracking and events stages, where a source tracks."""
-    if not any(plan.tracking):
-        return None
+    return track_stages(plan, scenes) if any(plan.tracking) else None
+
+
+def track_stages(plan: RunPlan, scenes: Sequence[Scene]) -> tuple[TrackStage, EventStage]:
+    """The tracking and events stages for every source of the plan (a tracker where it tracks)."""
     track = TrackStage([Tracker(p.track, p.detect.threshold, p.events.end_after) if on else None
                         for p, on in zip(plan.plans, plan.tracking)],
                        [bool(p.events.snapshots) for p in plan.plans])
@@ -150,8 +156,11 @@ def _track(plan: RunPlan, scenes: Sequence[Scene]) -> tuple[TrackStage, EventSta
 def _clip_stage(plan: RunPlan, infos: Sequence[SourceInfo], link_url: str | None) -> ClipStage | None:
     """Event clips, where a source makes them. A source whose recording is H.264 in MP4 (what the clips
     encode) muxes the clip stage's packets instead of encoding each frame again."""
-    if not plan.clips:
-        return None
+    return clip_stage(plan, infos, link_url) if plan.clips else None
+
+
+def clip_stage(plan: RunPlan, infos: Sequence[SourceInfo], link_url: str | None) -> ClipStage:
+    """The clip stage for every source of the plan (a camera where it makes clips)."""
     taking = [False] * len(plan.sources)
     for target in plan.targets:
         if target.kind == "video" and len(target.sources) == 1:
@@ -218,22 +227,31 @@ def _hass(plan: RunPlan, served: list[int]) -> Output:
 
 
 def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs: list[Output],
-              status: Callable[[], RunStatus], tls: ssl.SSLContext | None) -> Output:
+              status: Callable[[], RunStatus], tls: ssl.SSLContext | None, reload: Callable[[], Reload] | None,
+              config_file: Path | None) -> Output:
     """The web view; it draws the frames somebody looks at with the draw stage's own drawing when no
     stage draws them."""
-    from ..outputs.video import VideoOutput
     from ..web import WebView
 
     draw = Annotate(Annotator(plan.config.overlay)).paint if drawing is Drawing.WEB_VIEW else None
+    recordings, clips, writers = served_files(outputs)
+    return WebView(listener, plan.config.web, plan.names, status, draw, recordings, clips,
+                   lambda path: any(o.holds(path) for o in writers), tls, config_file, reload)
+
+
+def served_files(outputs: Iterable[Output]) -> tuple[dict, dict, list]:
+    """What the web view serves of these outputs: per source name, its recording's segments now and its clips'
+    count; the outputs whose snapshots and clips it serves (while each is still the very file written; the list
+    grows with a camera added by a reload)."""
+    from ..outputs.video import VideoOutput
+
     # The review page lists each camera's segments from its recording's own record of what it wrote.
     recordings = {o.source_name: o.segments.ours for o in outputs
                   if isinstance(o, (VideoOutput, CopyRecording)) and o.segments is not None}
     # /metrics counts clips as the summary does, from the clips outputs' own figures.
     clips = {o.source_name: functools.partial(getattr, o, "made") for o in outputs if isinstance(o, ClipsOutput)}
-    # Snapshots and clips are served only while each is still the very file its output wrote.
     writers = [o for o in outputs if isinstance(o, (ClipsOutput, SnapshotOutput))]
-    return WebView(listener, plan.config.web, plan.names, status, draw, recordings, clips,
-                   lambda path: any(o.holds(path) for o in writers), tls)
+    return recordings, clips, writers
 
 
 def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt: MqttPublisher | None,

@@ -16,6 +16,8 @@ from ..config.sections import (DEFAULT_PRECISION, Hint, Hwaccel, LogLevel, Polic
 from ..errors import ConfigError
 from .logs import setup_logging
 from .systemd import Notifier
+from .reloads import ReloadOnSignal
+from ..assembly.changes import SettingsFile
 
 
 RUN_EXAMPLES = """examples:
@@ -27,6 +29,9 @@ RUN_EXAMPLES = """examples:
   streamdet run --source 'rtsp://host/live' --serve 8080   # watch at http://127.0.0.1:8080/
   streamdet run --source 'rtsp://host/live' --server grpc://10.0.0.5:9000   # infer on OpenVINO Model Server
   streamdet run --config /etc/streamdet/config.yaml   # as a systemd service (Type=notify): docs/service.md
+
+SIGHUP reads the settings file again (with the same flags over it) and applies the difference: cameras
+added start, removed ones stop, changed ones restart alone (docs/service.md); POST /api/reload does the same.
 """
 
 
@@ -118,11 +123,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def settings_file(args: argparse.Namespace) -> str | None:
+    """The settings file the run reads: --config, else ./config.yaml if there is one."""
+    if args.config is None and Path("config.yaml").is_file():
+        return "config.yaml"
+    return args.config
+
+
 def build_config(args: argparse.Namespace) -> Config:
-    path = args.config
-    if path is None and Path("config.yaml").is_file():
-        path = "config.yaml"
-    config = load_config(path)
+    """The settings: the file, then the flags over it, checked whole. Called again for each reload (SIGHUP,
+    POST /api/reload), so a reload reads the same file with the same flags."""
+    config = load_config(settings_file(args))
     if args.source:
         config.sources = list(args.source)
     override(config, "model", name=args.model, labels=args.labels)
@@ -175,6 +186,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging("warning" if quiet_info else config.logging.level)
     pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty())
     notifier = Notifier()  # systemd's Type=notify; nothing at all without $NOTIFY_SOCKET
+    path = settings_file(args)
+    pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty(),
+                        settings=(lambda: build_config(args)) if path is not None else None)
+    # systemd (Type=notify) is told RELOADING=1 and READY=1 around each reload here.
+    reloads = ReloadOnSignal(pipeline.reload_settings, on_reload=lambda phase: None)
     signals = {"code": 0}
 
     def on_signal(signum, _frame):
@@ -188,12 +204,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         pipeline.stop(name)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reloads.request)
     try:
         with notifier.watch(pipeline):  # READY=1 now: every source tried, the web view listening
             summary = pipeline.run()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        reloads.close()
     print(summary.format(), file=sys.stderr)
     if config.output.summary_json:
         write_atomically(config.output.summary_json, (summary.to_json() + "\n").encode())

@@ -138,6 +138,7 @@ class HassOutput(Output):
                  health: dict[int, Callable[[], SourceHealth | None]]):
         self.label = "home assistant discovery"
         self._publisher, self._cameras, self._health = publisher, cameras, health
+        self._settings = settings
         self._topics = {i: state_topics(c, settings.prefix) for i, c in cameras.items()}
         # Per camera, from its events (also those of the tracks that end with their source, which no frame's
         # scene shows): label -> tracks in view, zone -> tracks inside, line -> crossings each way.
@@ -181,6 +182,45 @@ class HassOutput(Output):
         log.info("mqtt.discovery: %d Home Assistant entities for %d camera(s) under %s/", len(configs), len(cameras),
                  settings.discovery_prefix)
         return output
+
+    def add_camera(self, i: int, camera: Camera, health: Callable[[], SourceHealth | None]) -> None:
+        """A camera added by a reload (its names checked with its plan): announced, and the record of what this
+        run announced kept whole."""
+        self._cameras[i], self._health[i] = camera, health
+        self._topics[i] = state_topics(camera, self._settings.prefix)
+        self._tracks[i] = {}
+        self._inside[i] = {z: set() for z in camera.zones}
+        self._crossed[i] = {line: {"in": 0, "out": 0} for line in camera.lines}
+        for topic, payload in discovery_configs(camera, self._settings.prefix, self._settings.discovery_prefix).items():
+            self._publisher.publish_to(topic, json.dumps(payload, separators=(",", ":")), retain=True)
+        self._record()
+        self._set(i, "state", "online")
+        self._set(i, "available", "online")
+        self._counts(i)
+
+    def remove_camera(self, i: int) -> None:
+        """A camera removed by a reload: its entities and their states cleared from the broker (Home Assistant
+        drops the entities), and from the record of what this run announced."""
+        camera = self._cameras.pop(i, None)
+        if camera is None:
+            return
+        self._health.pop(i)
+        self._away.discard(i)
+        cleared = [*discovery_configs(camera, self._settings.prefix, self._settings.discovery_prefix),
+                   *self._topics.pop(i).values()]
+        for topic in cleared:
+            self._last.pop(topic, None)
+            self._publisher.publish_to(topic, "", retain=True)
+        for held in (self._tracks, self._inside, self._crossed):
+            held.pop(i)
+        self._record()
+
+    def _record(self) -> None:
+        """What this run announces now, where the next run finds what to clear (see `announce`)."""
+        prefix, discovery = self._settings.prefix, self._settings.discovery_prefix
+        configs = {t for c in self._cameras.values() for t in discovery_configs(c, prefix, discovery)}
+        ours = sorted(configs) + sorted(t for topics in self._topics.values() for t in topics.values())
+        self._publisher.publish_to(f"{prefix}/discovery", json.dumps(ours), retain=True)
 
     def write(self, result: FrameResult) -> None:
         i = result.source_id

@@ -91,6 +91,12 @@ class FrameHub:
             if slot.watchers > 0 or slot.wanted:
                 self._cond.notify()
 
+    def add_source(self) -> int:
+        """A source added while the run goes (a reload): its slot, and its id (the next one)."""
+        with self._cond:
+            self._slots.append(_Slot())
+            return len(self._slots) - 1
+
     # -------------------------------------------------------- server thread
 
     def on_jpeg(self, listener: Callable[[int], None]) -> None:

@@ -55,7 +55,7 @@ class LiveRoutes:
         self._page = importlib.resources.files(__package__).joinpath("page.html").read_bytes()
         self.dropped_stalled = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._changed: list[asyncio.Event] = []
+        self._changed: dict[int, asyncio.Event] = {}  # per source id, on the loop; a source added later gets its own
         self._stop: asyncio.Event | None = None
 
     def routes(self) -> list[Route]:
@@ -77,12 +77,12 @@ class LiveRoutes:
         which end once `stop` is set."""
         self._loop = loop
         self._stop = stop
-        self._changed = [asyncio.Event() for _ in self._names]
+        self._changed = {i: asyncio.Event() for i in range(len(self._names))}
         self._hub.on_jpeg(self._notify)
 
     def end(self) -> None:
         """On the loop, once the server has stopped: streams waiting for a frame see the stop and end."""
-        for event in self._changed:
+        for event in list(self._changed.values()):
             event.set()
 
     def _notify(self, source_id: int) -> None:
@@ -93,9 +93,26 @@ class LiveRoutes:
             pass  # the loop has ended: the run is stopping and nobody waits any more
 
     def _wake(self, source_id: int) -> None:
-        event = self._changed[source_id]
+        event = self._changed.get(source_id)
         self._changed[source_id] = asyncio.Event()
-        event.set()
+        if event is not None:
+            event.set()
+
+    def add_source(self, source_id: int, name: str) -> None:
+        """A camera added by a reload (on the output thread): its routes answer from now on."""
+        assert source_id == len(self._names), "a new source takes the next id"
+        self._names.append(name)
+        self._index[name] = source_id
+
+    def remove_source(self, name: str) -> None:
+        """A camera removed by a reload: its stream and snapshot routes answer 404 from now on."""
+        self._index.pop(name, None)
+
+    def _viewers(self, status: RunStatus) -> list[int]:
+        """The MJPEG streams open now for each source of `status`, in its order."""
+        watchers = self._hub.watchers()
+        ids = [self._index.get(s.name) for s in status.sources]
+        return [watchers[i] if i is not None and i < len(watchers) else 0 for i in ids]
 
     # ----------------------------------------------------------------- routes
 
@@ -128,7 +145,7 @@ class LiveRoutes:
     async def _changed_or_still_there(self, source: int, request: web.Request) -> bool:
         """Wait for the source's next frame; False when none came in a while and the client has gone."""
         try:
-            await asyncio.wait_for(self._changed[source].wait(), _IDLE_CHECK_S)
+            await asyncio.wait_for(self._changed.setdefault(source, asyncio.Event()).wait(), _IDLE_CHECK_S)
         except asyncio.TimeoutError:
             return not (request.transport is None or request.transport.is_closing())
         return True
@@ -150,7 +167,7 @@ class LiveRoutes:
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         source = source_id(request, self._index)
-        changed = self._changed[source]
+        changed = self._changed.setdefault(source, asyncio.Event())
         seq = self._hub.want(source)
         if seq == 0:
             raise web.HTTPServiceUnavailable(text=f"{self._names[source]}: no frame yet\n", headers=HEADERS)
@@ -163,7 +180,7 @@ class LiveRoutes:
                                                  headers=HEADERS) from None
             if self._stop.is_set():
                 raise web.HTTPServiceUnavailable(text="the run is ending\n", headers=HEADERS)
-            changed = self._changed[source]
+            changed = self._changed.setdefault(source, asyncio.Event())
             jpeg = self._hub.latest(source)
         return web.Response(body=jpeg.data, content_type="image/jpeg")
 
@@ -177,8 +194,7 @@ class LiveRoutes:
 
     async def _stats(self, request: web.Request) -> web.Response:
         status, access = self._status(), access_of(request)
-        watchers = self._hub.watchers()
-        sources = [{**dataclasses.asdict(s), "viewers": watchers[i]} for i, s in enumerate(status.sources)
+        sources = [{**dataclasses.asdict(s), "viewers": n} for s, n in zip(status.sources, self._viewers(status))
                    if access.may_see(s.name)]
         inference = dataclasses.asdict(status.inference) if status.inference is not None else None
         load = self._load()
@@ -204,8 +220,9 @@ class LiveRoutes:
     def _scrape(self) -> Scrape:
         events, clips = self._tally.counts()
         load = self._load()
-        return Scrape(status=self._status(), events=events, clips=clips,
+        status = self._status()
+        return Scrape(status=status, events=events, clips=clips,
                       logged=self._logged.counts() if self._logged is not None else {},
-                      recordings={name: recording_sizes(listing) for name, listing in self._recordings.items()},
-                      web=WebFigures(viewers=self._hub.watchers(), connections=load.connections,
+                      recordings={name: recording_sizes(listing) for name, listing in list(self._recordings.items())},
+                      web=WebFigures(viewers=self._viewers(status), connections=load.connections,
                                      refused=load.refused, dropped_stalled=self.dropped_stalled))

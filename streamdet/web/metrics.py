@@ -39,7 +39,7 @@ class EventTally:
     def __init__(self, clips: dict[str, Callable[[], int]] | None = None) -> None:
         self._lock = threading.Lock()
         self._events: dict[tuple[str, str, str], int] = {}
-        self._clips = clips or {}
+        self._clips = clips if clips is not None else {}  # grows when a reload adds a camera with clips
 
     def add(self, events: Iterable) -> None:
         with self._lock:
@@ -50,7 +50,7 @@ class EventTally:
     def counts(self) -> tuple[dict[tuple[str, str, str], int], dict[str, int]]:
         with self._lock:
             events = dict(self._events)
-        return events, {source: made() for source, made in self._clips.items()}
+        return events, {source: made() for source, made in list(self._clips.items())}
 
 
 class LogTally(logging.Handler):

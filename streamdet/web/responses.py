@@ -70,9 +70,9 @@ def iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def json_response(value) -> web.Response:
+def json_response(value, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(finite(value), allow_nan=False), content_type="application/json",
-                        headers=HEADERS)
+                        headers=HEADERS, status=status)
 
 
 def finite(value):

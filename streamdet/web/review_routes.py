@@ -34,6 +34,10 @@ class ReviewRoutes:
         self._recordings_page = (head.replace("$title", "streamdet recordings")
                                  + pages.joinpath("recordings.html").read_text()).encode()
 
+    def add_source(self, source_id: int, name: str) -> None:
+        """A camera added by a reload; a removed one stays: its recordings are still listed."""
+        self._index[name] = source_id
+
     def routes(self) -> list[Route]:
         return [Route("/events", self._events_handler, shows="nothing"),
                 Route("/api/events", self._events_json, shows="cameras"),

@@ -50,6 +50,9 @@ from .tls import HANDSHAKE_S
 if TYPE_CHECKING:
     from ..assembly.changes import Reload
 
+if TYPE_CHECKING:
+    from ..assembly.changes import Reload
+
 log = logging.getLogger("streamdet")
 
 
@@ -65,7 +68,7 @@ class WebServer:
         self._sock = sock
         self._tls = tls
         self._web = web_config
-        recordings = recordings or {}
+        recordings = recordings if recordings is not None else {}  # shared: a reload adds a camera's to it
         self._live = LiveRoutes(web_config, hub, names, status, extra, self.load, recordings, tally or EventTally(),
                                 logged)
         self._review = ReviewRoutes(names, store or EventStore(), recordings)
@@ -103,6 +106,15 @@ class WebServer:
     def load(self) -> Load:
         return Load(clients=self.clients, most_clients=self.most_clients, refused=self.refused,
                     connections=self.connections, max_connections=self.max_connections)
+
+    def add_source(self, source_id: int, name: str) -> None:
+        """A camera added by a reload: its routes answer from now on."""
+        self._live.add_source(source_id, name)
+        self._review.add_source(source_id, name)
+
+    def remove_source(self, name: str) -> None:
+        """A camera removed by a reload: gone from the live routes, its recordings still listed."""
+        self._live.remove_source(name)
 
     def start(self) -> None:
         self._thread.start()

@@ -46,12 +46,16 @@ class WebView(Output):
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
         self._closed = False
-        self.events = EventStore(holds=holds)
-        self.tally = EventTally(clips)  # events by source, kind and class, and clips, for /metrics
+        self._recordings = recordings if recordings is not None else {}  # these grow with a camera a reload adds
+        self._clips = clips if clips is not None else {}
+        self._writers: list = []  # a new camera's clips and snapshots outputs
+        self.events = EventStore(holds=None if holds is None else
+                                 lambda path: holds(path) or any(o.holds(path) for o in self._writers))
+        self.tally = EventTally(self._clips)  # events by source, kind and class, and clips, for /metrics
         self.logged = LogTally()   # warnings and errors logged while it serves, for /metrics
         log.addHandler(self.logged)
         try:
-            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings,
+            self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, self._recordings,
                                     self.tally, self.logged, tls, config_file, reload)
             self.server.start()
         except BaseException:
@@ -60,6 +64,20 @@ class WebView(Output):
             sock.close()
             raise
         log.info("web view on %s%s", self.server.url, " (token required)" if web.token else "")
+
+    def add_source(self, source_id: int, name: str, recordings: dict[str, ListSegments],
+                   clips: dict[str, Callable[[], int]], writers: list) -> None:
+        """A camera added by a reload (on the output thread), with what its own outputs let the web view serve
+        (streamdet.assembly.wiring.served_files); its frames come after this."""
+        assert self.hub.add_source() == source_id, "a new source takes the next id"
+        self._recordings.update(recordings)
+        self._clips.update(clips)
+        self._writers += writers
+        self.server.add_source(source_id, name)
+
+    def remove_source(self, name: str) -> None:
+        """A camera removed by a reload: no more live routes; its recordings, events and clips stay listed."""
+        self.server.remove_source(name)
 
     def _figures(self) -> dict:
         encode = self.hub.encode_ms.summary()

@@ -1,0 +1,171 @@
+"""A run's parts while it goes: what `wire` made, grown by the cameras a reload adds and with the ones it
+removes taken out, on the output loop's thread alone (streamdet.assembly.reload brings the changes there).
+
+Source ids stay stable: they index the lanes, `outputs_of`, the stages' per-source lists, the meter, the web
+view's frames. A camera added takes the next id; a removed camera's id is retired, never used again (its
+lane stays, finished, so the summary still has its figures). A camera added joins what is shared: the
+`output.json` / `output.events` files it names that the run writes already, MQTT and Home Assistant (when it
+tracks), the window and the web view; its own files (recording, clips, snapshots, a detections or events
+file of its own) are new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..clips import ClipStage
+from ..events import EventStage, TrackStage
+from ..measures.meters import RunMeter
+from ..motion import MotionGate, ReuseDetections
+from ..outputs import Output, WindowOutput
+from ..outputs.jsonl import JsonlOutput
+from ..scene import Scene
+from ..scheduler import Lane, lanes_for
+from ..sources import SourceInfo
+from ..stages import Annotate, Stage
+from .changes import camera_key
+from .plan import RunPlan
+from .wiring import Wired, _Joined, _open_outputs, clip_stage, served_files, track_stages
+
+# The stages' order after inference (streamdet.assembly.wiring.stages_after_inference): a stage a reload needs
+# that the run did not have goes in its place.
+_ORDER = (ReuseDetections, TrackStage, EventStage, Annotate, ClipStage)
+
+
+@dataclass(frozen=True)
+class NewCamera:
+    """A camera a reload adds, planned and opened on the reloading thread (streamdet.assembly.reload)."""
+
+    plan: RunPlan   # of its own: its source at index 0 (streamdet.assembly.plan.plan_added)
+    joins: tuple[str, ...]  # the shared files it writes to as well (paths the run writes already)
+    info: SourceInfo
+    scene: Scene
+    key: str        # how the settings know it (streamdet.assembly.changes.camera_key)
+
+
+class Running:
+    """The parts `Pipeline` drives, per source id; changed only on the output loop's thread."""
+
+    def __init__(self, plan: RunPlan, wired: Wired, infos: tuple[SourceInfo, ...], scenes: tuple[Scene, ...],
+                 meter: RunMeter, link_url: str | None):
+        self.plan, self.meter, self.link_url = plan, meter, link_url
+        self.lanes = wired.lanes  # the very list the status reads, so it sees a camera added
+        self.plans, self.sources = list(plan.plans), list(plan.sources)
+        self.tracking, self.infos, self.scenes = list(plan.tracking), list(infos), list(scenes)
+        self.outputs = list(wired.outputs)
+        self.outputs_of = [list(o) for o in wired.outputs_of]
+        self.own = [list(o) for o in wired.own_outputs]
+        self.stages: list[Stage] = list(wired.stages)
+        self.events, self.clips = wired.events, wired.clips
+        self.keys = {camera_key(p): i for i, p in enumerate(plan.plans)}  # the cameras that run now
+        self.gate: MotionGate | None = None  # set once the scheduler made the engine
+        self.added: list = []  # the sources added by reloads, closed with the run
+
+    def written(self) -> set[str]:
+        """The detections and events files the run writes now, which a camera added may share."""
+        return {o.path for i in self.keys.values() for o in self.outputs_of[i] if isinstance(o, JsonlOutput)}
+
+    def names(self) -> set[str]:
+        return {self.lanes[i].source.name for i in self.keys.values()}
+
+    # ------------------------------------------------------------- removing
+
+    def retire(self, source_id: int) -> None:
+        """A camera removed: its frames are through and it ended (`Pipeline._end_source`: its tracks' end
+        events written, its own outputs closed whole). Nothing goes to its outputs any more; Home Assistant
+        clears its entities, the web view stops serving it live."""
+        lane = self.lanes[source_id]
+        lane.removed = True
+        self.keys = {k: i for k, i in self.keys.items() if i != source_id}
+        for output in self.outputs_of[source_id]:
+            if hasattr(output, "remove_camera"):
+                output.remove_camera(source_id)
+            if hasattr(output, "remove_source"):
+                output.remove_source(lane.source.name)
+        self.outputs_of[source_id] = []
+
+    # --------------------------------------------------------------- adding
+
+    def add(self, camera: NewCamera, nireq: int, start_lane: Callable[[Lane], None]) -> int:
+        """A camera added: its outputs made, the stages and the motion gate extended, shared outputs joined,
+        then its lane started (`start_lane`: the scheduler's `add_lane`). Its id is returned."""
+        sub, source = camera.plan, camera.plan.sources[0]
+        plan = dataclasses.replace(sub.plans[0], index=len(self.lanes))
+        source_id = plan.index
+        joined = _Joined(1)
+        _open_outputs(sub, [camera.info], joined)
+        shared = self._shared(camera, sub.tracking[0])
+        self._extend_stages(camera, sub)
+        self.meter.add_source()
+        lane = lanes_for(sub.sources, [camera.info], [plan.source.policy], sub.filters, nireq,
+                         self.meter.timers["decode"])[0]
+        lane.id = source_id
+        for kind, lists in (("plans", plan), ("sources", source), ("tracking", sub.tracking[0]),
+                            ("infos", camera.info), ("scenes", camera.scene)):
+            getattr(self, kind).append(lists)
+        self.outputs += joined.all
+        self.outputs_of.append(joined.of[0] + shared)
+        self.own.append(joined.own[0])
+        self.added.append(source)
+        for output in shared:
+            if hasattr(output, "add_camera"):
+                self._announce(output, source_id, sub)
+            if hasattr(output, "add_source"):
+                output.add_source(source_id, source.name, *served_files(joined.all))
+        self.keys[camera.key] = source_id
+        start_lane(lane)
+        return source_id
+
+    def _shared(self, camera: NewCamera, tracks: bool) -> list[Output]:
+        """The outputs of the run the camera joins, in the order the wiring joins them (files, Home Assistant,
+        MQTT, the window, the web view)."""
+        kinds: tuple[type, ...] = (WindowOutput,)
+        if self.plan.mqtt is not None and tracks:
+            from ..outputs.hass import HassOutput
+            from ..outputs.mqtt import MqttOutput
+
+            kinds += (HassOutput, MqttOutput)
+        if self.plan.config.web.listen:
+            from ..web import WebView
+
+            kinds += (WebView,)
+        return [o for o in self.outputs
+                if (isinstance(o, JsonlOutput) and o.path in camera.joins) or isinstance(o, kinds)]
+
+    def _announce(self, hass, source_id: int, sub: RunPlan) -> None:
+        from ..outputs.hass import Camera, default_classes
+
+        plan, ids = sub.plans[0], sub.filters[0].class_ids.tolist()
+        classes = tuple(sub.labels[k] for k in ids) if ids else default_classes(sub.labels)
+        hass.add_camera(source_id, Camera(sub.sources[0].name, classes, tuple(z.name for z in plan.events.zones),
+                                          tuple(line.name for line in plan.events.lines)), sub.sources[0].health)
+
+    def _extend_stages(self, camera: NewCamera, sub: RunPlan) -> None:
+        """The stages and the motion gate take the new id; one the run did not have is made for the ids before it
+        (where it does nothing: no camera before needed it) and put in its place."""
+        if self.gate is not None:
+            self.gate.add(sub.plans[0].detect)
+        if sub.plans[0].detect.motion and not any(isinstance(s, ReuseDetections) for s in self.stages):
+            self._insert(ReuseDetections())
+        if self.events is None and sub.tracking[0]:
+            track, self.events = track_stages(self._so_far(), self.scenes)
+            self._insert(track)
+            self._insert(self.events)
+        if self.events is not None:
+            self.events.extend(track_stages(sub, [camera.scene])[1])
+        if self.clips is None and sub.plans[0].events.clips:
+            self.clips = clip_stage(self._so_far(), self.infos, self.link_url)
+            self._insert(self.clips)
+        if self.clips is not None:
+            self.clips.extend(clip_stage(sub, [camera.info], self.link_url))
+
+    def _so_far(self) -> RunPlan:
+        """The run's plan with every id so far (removed ones too): what a stage made now is made for."""
+        return dataclasses.replace(self.plan, plans=tuple(self.plans), sources=tuple(self.sources),
+                                   tracking=tuple(self.tracking), targets=())
+
+    def _insert(self, stage: Stage) -> None:
+        self.stages.append(stage)
+        self.stages.sort(key=lambda s: next(k for k, kind in enumerate(_ORDER) if isinstance(s, kind)))
