@@ -113,8 +113,9 @@ def test_sighup_adds_changes_and_removes_cameras_while_another_records_every_fra
     assert lost == 0 and gap_ms < 1000 / CARPHONE_FPS + 20, (lost, gap_ms)
 
 
-def _post(url: str) -> tuple[int, dict]:
-    request = urllib.request.Request(url, method="POST", data=b"")
+def _post(url: str, method: str = "POST", body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else b""
+    request = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=90) as response:
             return response.status, json.loads(response.read())
@@ -172,6 +173,17 @@ def test_an_invalid_reload_is_one_line_and_post_api_reload_adds_and_removes(tmp_
         assert code == 200 and body["removed"] == ["one"] and body["added"] == [], body
         assert _names(port) == ["two"]
         assert _status(f"http://127.0.0.1:{port}/snapshot/one.jpg") == 404
+        # The camera API: the file written back and the run changed by the same reload.
+        api = f"http://127.0.0.1:{port}/api/config/sources/three"
+        code, body = _post(api, "PUT", {"url": carphone.url()})
+        assert code == 201 and body["reload"]["added"] == ["three"], body  # created
+        assert _names(port) == ["two", "three"] and "three" in settings.read_text()
+        wait_for(lambda: _status(f"http://127.0.0.1:{port}/snapshot/three.jpg") == 200, 30, "three's snapshot")
+        code, body = _post(api, "PUT", {"url": "rtsp://"})
+        assert code == 400 and _names(port) == ["two", "three"], body
+        code, body = _post(api, "DELETE")
+        assert code == 200 and body["reload"]["removed"] == ["three"], body
+        assert _names(port) == ["two"] and "three" not in settings.read_text()
     finally:
         _stop(proc, carphone)
     stderr = err.text()

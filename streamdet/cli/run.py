@@ -184,13 +184,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = build_config(args)
     quiet_info = config.logging.quiet and config.logging.level == "info"
     setup_logging("warning" if quiet_info else config.logging.level)
-    pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty())
-    notifier = Notifier()  # systemd's Type=notify; nothing at all without $NOTIFY_SOCKET
     path = settings_file(args)
     pipeline = Pipeline(config, progress=not config.logging.quiet and sys.stderr.isatty(),
-                        settings=(lambda: build_config(args)) if path is not None else None)
-    # systemd (Type=notify) is told RELOADING=1 and READY=1 around each reload here.
-    reloads = ReloadOnSignal(pipeline.reload_settings, on_reload=lambda phase: None)
+                        settings=SettingsFile(Path(path), lambda: build_config(args)) if path is not None else None)
+    notifier = Notifier()  # systemd's Type=notify; nothing at all without $NOTIFY_SOCKET
+    # systemd (Type=notify) is told RELOADING=1 and READY=1 around each reload.
+    reloads = ReloadOnSignal(pipeline.reload_settings,
+                             on_reload=lambda phase: notifier.reloading() if phase == "reloading" else notifier.ready())
     signals = {"code": 0}
 
     def on_signal(signum, _frame):
