@@ -82,6 +82,11 @@ class TrackStage:
         tracker = self._trackers[result.source_id]
         if tracker is None:
             return result
+        if result.predicted:
+            # Between the frames the network sees (detect.fps): the tracks where they would be now. Nothing is
+            # decided here: zones and lines are decided where the tracks were detected.
+            return dataclasses.replace(result, detections=tracker.predict(result.frame.stream_time),
+                                       tracks=TrackUpdate())
         frame = result.frame if self._snapshots[result.source_id] else None
         detections, update = tracker.update(result.detections, result.frame.stream_time, frame)
         if frame is not None:

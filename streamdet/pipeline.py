@@ -149,6 +149,7 @@ class Pipeline:
         # The plate's figures as they stand at this frame: whoever draws or files it later shows these.
         result = FrameResult(source=lane.source.name, frame=job.frame, detections=completed.detections,
                              latency_ms=latency_ms, source_id=lane.id, inferred=completed.inferred,
+                             predicted=completed.predicted,
                              fps=counters.rate.rate(), still=lane.info.still)
         for stage in self._run.wired.stages:
             result = self.meter.timed(stage.name, stage, result)
@@ -241,7 +242,7 @@ class Pipeline:
         # The clips each camera with clips made, as its clips output counted them.
         clips = {o.source_name: {"clips": o.made} for o in wired.outputs if isinstance(o, ClipsOutput)}
         summary = reports.summary(
-            self.lanes, self.meter, gated=[p.detect.motion for p in plan.plans],
+            self.lanes, self.meter, gated=[p.detect.motion or bool(p.detect.fps) for p in plan.plans],
             output_cpu_s=sum(o.cpu_s for o in wired.outputs),
             motion_cpu_s=gate_cpu.seconds if gate_cpu is not None else None,
             stopped_by=self._stopped_by,

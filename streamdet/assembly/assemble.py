@@ -22,6 +22,7 @@ from ..engines.base import Engine
 from ..errors import ConfigError
 from ..model.detector import Detector
 from ..motion import GateCpu, MotionGate
+from ..engines.rate_gate import RateGate
 from .plan import RunPlan, plan_run
 from ..measures.meters import RunMeter
 from ..scene import Scene
@@ -104,10 +105,13 @@ class Assembly:
     gate_cpu: GateCpu | None  # the motion gate's checks, where a source has the gate
 
     def make_engine(self, on_done) -> Engine:
-        """Inference as the scheduler sees it: the model, behind the motion gate where a source asks for one."""
+        """Inference as the scheduler sees it: the model, behind the motion gate where a source asks for one,
+        behind the detection rate where one has `detect.fps` (so the motion check runs on due frames only)."""
         engine = self.opened.backend.engine(on_done)
         if self.gate_cpu is not None:
             engine = MotionGate(engine, on_done, [p.detect for p in self.plan.plans], self.gate_cpu)
+        if any(p.detect.fps for p in self.plan.plans):
+            engine = RateGate(engine, on_done, [p.detect.fps for p in self.plan.plans])
         return engine
 
     def status(self) -> RunStatus:
