@@ -165,13 +165,18 @@ class Tracker:
         return reported, TrackUpdate(tuple(started), tuple(ended), tuple(seen[d] for d in rows))
 
     def predict(self, now: float) -> Detections:
-        """The confirmed tracks seen at the last update, each box moved to `now` by its Kalman state (which
-        stays as it is): a frame between those the network sees. Scores are the tracks' last ones."""
+        """The confirmed tracks seen at the last update, each box moved to `now` by its Kalman velocity (the
+        state stays as it is): a frame between those the network sees. Each moves on from its last detected
+        box, not from the filter's smoothed one, which lags a walker: so a box never steps back between two
+        detections. Scores are the tracks' last ones."""
         shown = [t for t in self._tracks if t.confirmed and t.last_seen >= self._last_time]
         if not shown:
             return Detections.empty().with_tracks(np.zeros(0, np.int32))
-        mean = np.array([t.mean for t in shown])
-        boxes = _xyah_to_xyxy(mean[:, :4] + mean[:, 4:] * self._steps(now)).astype(np.float32)
+        detected = _xyxy_to_xyah(np.array([t.box for t in shown], np.float64))
+        velocity = np.array([t.mean[4:] for t in shown])
+        moved = detected + velocity * self._steps(now)
+        moved[:, 3] = np.maximum(moved[:, 3], 1.0)
+        boxes = _xyah_to_xyxy(moved).astype(np.float32)
         return Detections(boxes, np.array([t.score for t in shown], np.float32),
                           np.array([t.class_id for t in shown], np.int32), tuple(t.label for t in shown),
                           np.array([t.id for t in shown], np.int32))

@@ -9,18 +9,31 @@ Figures are printed; run `bash tests/run -n 0 -k detect_rate -s` to see them.
 
 from __future__ import annotations
 
-import time
+import signal
+import subprocess
+import sys
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 import pytest
 
+from clirun import cli_env
+from helpers import LineReader, decode, read_jsonl
+from media import clip, pedestrian_pb
+from rtsp import RtspServer
+
 from streamdet.config.events import EventsConfig, LineConfig, TrackConfig
-from streamdet.config.sections import DetectConfig
+from streamdet.config.sections import Config, DetectConfig
 from streamdet.detections import Detections, FrameResult
 from streamdet.engines.base import Job
 from streamdet.engines.rate_gate import RateGate
 from streamdet.events import EventStage, Scene, TrackStage
 from streamdet.model.readout import DetectFilter
+from streamdet.pipeline import Pipeline
 from streamdet.sources import Frame
 from streamdet.sources.base import blank_image
 from streamdet.sources.rate import DetectRate
@@ -182,3 +195,201 @@ def test_detect_fps_is_checked():
     assert image.shape == (6, 8, 3) and not image.flags.writeable and image.nbytes == 144  # a view of one pixel
     with pytest.raises(ValueError):
         image[0, 0] = 1
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("extra, converted", [
+    ("", 5.0),                                     # a copy recording and JSON lines: nothing needs the pixels
+    ("web: {listen: '127.0.0.1:0'}\n", 0.0),       # a viewer may look at any frame
+    ("overlay: {draw: 'yes'}\n", 0.0),             # every frame drawn
+])
+def test_cameras_convert_only_the_frames_the_network_sees_when_nothing_else_needs_pixels(tmp_path, extra, converted):
+    from streamdet.assembly.plan import plan_run
+    from streamdet.config.loader import load_config
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("sources:\n  - {name: cam, url: 'rtsp://127.0.0.1:9/main', detect_url: 'rtsp://127.0.0.1:9/sub'}\n"
+                        "  - {name: door, url: 'rtsp://127.0.0.1:9/door'}\n"
+                        "  - {name: yard, url: 'rtsp://127.0.0.1:9/yard', detect: {fps: 0}}\n"
+                        f"detect: {{fps: 5}}\nrecording: {{mode: copy}}\n"
+                        f"output: {{video: '{tmp_path}/{{name}}.mp4', json: '{tmp_path}/all.jsonl'}}\n" + extra)
+    plan = plan_run(load_config(settings))
+    cam, door, yard = plan.sources
+    assert (cam.detect.convert_fps, door.convert_fps, yard.convert_fps) == (converted, converted, 0.0)
+    assert cam.main.convert_fps == 0.0 and not cam.main.decode  # the main stream: never decoded at all
+    assert plan.tracking == (True, True, False)                 # the frames between carry the tracks
+
+
+# --------------------------------------------------------------------------------------- real tier
+# Footage of two people walking across a still street, made from real pictures: bikes' first frame for the
+# street, the man in a suit of its frame 30 (a person the model finds at 0.85) for the walkers: A (160 px
+# tall) left to right along the bottom at 128 px/s from 0.5 s to 4.5 s, B (120 px, mirrored) right to left
+# along the top at 110 px/s from 1 s on. A line at x = 320 drawn upwards: A crosses it `in`, B `out`.
+WALK_FPS = 25
+
+
+def _walkers(path: Path, seconds: float = 6.0, size: tuple[int, int] = (640, 360)) -> Path:
+    """The walkers' footage, drawn at 640x360 and sent at `size` (a camera's sub-stream is smaller)."""
+    frames = decode(clip("bikes"), 31)
+    street = cv2.resize(frames[0], (640, 360), interpolation=cv2.INTER_AREA)
+    man = frames[30][2:267, 176:388]
+    a = cv2.resize(man, (128, 160), interpolation=cv2.INTER_AREA)
+    b = cv2.resize(man[:, ::-1], (96, 120), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as out:  # H.264, as a camera sends (the RTSP server sends it as it is)
+        stream = out.add_stream("libx264", rate=Fraction(WALK_FPS))
+        (stream.width, stream.height), stream.pix_fmt = size, "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast", "g": str(WALK_FPS)}
+        for i in range(int(seconds * WALK_FPS)):
+            t, image = i / WALK_FPS, street.copy()
+            xa, xb = round(128 * (t - 0.5)), round(640 - 96 - 110 * (t - 1.0))
+            if 0 <= xa <= 640 - 128:
+                image[190:350, xa:xa + 128] = a
+            if t >= 1.0 and 0 <= xb <= 640 - 96:
+                image[30:150, xb:xb + 96] = b
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if size != (640, 360) else image
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def walkers(tmp_path_factory) -> Path:
+    return _walkers(tmp_path_factory.mktemp("walkers") / "walkers.mp4")
+
+
+def _one_id_share(rows: list[list[tuple[int, list[float]]]], which) -> tuple[float, int]:
+    """Of the frames where the walker `which` picks (by its box) is shown, the share with its most common id."""
+    shown = [[t for t, box in row if which(box)] for row in rows]
+    shown = [ids for ids in shown if ids]
+    main = Counter(t for ids in shown for t in ids if t > 0).most_common(1)
+    return (sum(main[0][0] in ids for ids in shown) / len(shown) if main else 0.0), len(shown)
+
+
+def _tracked_run(detector, source: Path, fps: float, lines: list[LineConfig] = ()):
+    config = Config(sources=[str(source)])
+    config.display.show, config.logging.quiet = "no", True
+    config.track.enabled = True
+    config.detect.fps = fps
+    config.events.lines = list(lines)
+    rows, inferred = [], 0
+    with Pipeline(config, detector=detector) as pipeline:
+        for result in pipeline.results():
+            d = result.detections
+            rows.append([(int(t), d.xyxy[k].tolist()) for k, t in enumerate(d.track_ids)])
+            inferred += result.inferred
+        counts = pipeline._run.wired.events.counts[0]
+    return rows, inferred, counts
+
+
+def test_walkers_keep_one_id_and_the_line_counts_at_5_fps_as_at_25(walkers, pedestrian_detector):
+    line = LineConfig("gate", [[0.5, 1.0], [0.5, 0.0]])
+    figures = {}
+    for fps in (0, 5):
+        rows, inferred, counts = _tracked_run(pedestrian_detector, walkers, fps, [line])
+        a, b = _one_id_share(rows, lambda box: box[3] > 250), _one_id_share(rows, lambda box: box[3] < 250)
+        figures[fps] = (inferred, len(rows), a, b, counts.lines["gate"])
+        print(f"\ndetect.fps {fps}: inferred {inferred} of {len(rows)} frames; walker A one id on {a[0]:.1%} of the "
+              f"{a[1]} frames it is shown, B on {b[0]:.1%} of {b[1]}; line {counts.lines['gate']}")
+        assert a[0] >= 0.95 and b[0] >= 0.95 and counts.tracks == {"person": 2}
+    assert figures[5][0] == figures[5][1] // 5 and figures[0][0] == figures[0][1]  # a file: exactly one in five
+    assert figures[5][4] == figures[0][4] == {"in": 1, "out": 1}
+    # carphone (29.97 fps): the man at the wheel keeps one id at 5 detections a second too.
+    rows, _, _ = _tracked_run(pedestrian_detector, clip("carphone_pristine"), 5)
+    share, shown = _one_id_share(rows, lambda box: True)
+    print(f"carphone at 5 fps: one id on {share:.1%} of the {shown} frames the man is shown")
+    assert share >= 0.95
+
+
+@pytest.mark.services
+def test_detect_fps_through_the_command_on_an_rtsp_camera(tmp_path, model_cache, walkers):
+    """The real command on a real camera at `--detect-fps 5`: a fifth of the frames inferred, boxes on the
+    frames between that follow walker A, and each line crossed once, counted once."""
+    server = RtspServer(walkers).start()
+    js, events = tmp_path / "cam.jsonl", tmp_path / "events.jsonl"
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"sources:\n  - {{name: cam, url: '{server.url()}'}}\n"
+                        "events: {lines: [{name: gate, points: [[0.5, 1.0], [0.5, 0.0]]}]}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "streamdet", "run", "--config", str(settings), "--model",
+                             str(pedestrian_pb()), "--detect-fps", "5", "--json", str(js), "--events", str(events)],
+                            env=cli_env(model_cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    err = LineReader(proc.stderr)
+    try:
+        err.wait(lambda line: "stream lost" in line, 60, "the end of the camera's clip")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        server.close()
+    assert proc.returncode == 130 and "Traceback" not in err.text(), err.text()
+    records = read_jsonl(js)
+    # The camera plays while the model loads and warms up: frames of its first second or so are dropped. From
+    # then on, none: the share is measured there.
+    steady = [r for r in records if r["epoch_ms"] >= records[0]["epoch_ms"] + 1500]
+    share = sum(r["inferred"] for r in steady) / len(steady)
+    print(f"\nRTSP camera at --detect-fps 5: {len(records)} frames; of the {len(steady)} after warm-up, "
+          f"{share:.1%} inferred")
+    assert len(steady) >= 0.9 * (steady[-1]["frame"] - steady[0]["frame"] + 1) >= 0.9 * 3 * WALK_FPS
+    assert abs(share - 5 / WALK_FPS) <= 0.1 * 5 / WALK_FPS
+    assert all(r.get("predicted") for r in records if not r["inferred"])
+    # Walker A's box on every frame between two inferred ones lies between theirs, in step with the time.
+    a = {k: next((d["box"] for d in r["detections"] if d["box"][3] > 250 and d["track"]), None)
+         for k, r in enumerate(records)}
+    # From its third detection on: the filter has its speed by then (before, the boxes between stand still).
+    looked = [k for k in a if records[k]["inferred"] and a[k] is not None][2:]
+    checked, worst = 0, 0.0
+    for before, after in zip(looked, looked[1:]):
+        for k in range(before + 1, after):
+            if a[k] is None or after - before > 10:
+                continue
+            share_of_way = (records[k]["epoch_ms"] - records[before]["epoch_ms"]) / (
+                records[after]["epoch_ms"] - records[before]["epoch_ms"])
+            expected = a[before][0] + share_of_way * (a[after][0] - a[before][0])
+            assert abs(a[k][0] - expected) <= 12, (k, a[k], a[before], a[after])
+            checked, worst = checked + 1, max(worst, abs(a[k][0] - expected))
+    print(f"walker A's boxes between detections: {checked} frames, at most {worst:.1f} px from where it walked")
+    assert checked >= 24, checked
+    crossings = [(e["track"], e["direction"]) for e in read_jsonl(events) if e["kind"] == "line_cross"]
+    assert sorted(d for _, d in crossings) == ["in", "out"] and len({t for t, _ in crossings}) == 2, crossings
+
+
+@pytest.mark.services
+def test_with_detect_url_the_main_stream_is_never_decoded_and_the_frames_between_never_converted(
+        tmp_path, walkers, pedestrian_detector):
+    """A camera detected on its sub-stream at 5 fps, recorded by copy: the decoder of its main stream never
+    gives a frame (there is none), and of the sub-stream's decoded frames only the fifth the network sees
+    are converted to BGR arrays; the others still come through, blank, with the tracks' predictions."""
+    sub = _walkers(tmp_path / "sub.mp4", size=(320, 180))
+    main, little = RtspServer(walkers, repeat=2).start(), RtspServer(sub, repeat=2).start()
+    config = load_config_text(tmp_path, f"sources:\n  - {{name: cam, url: '{main.url()}', detect_url: '{little.url()}'}}\n"
+                                        f"detect: {{fps: 5}}\nrecording: {{mode: copy}}\n"
+                                        f"output: {{video: '{tmp_path}/cam.mp4', json: '{tmp_path}/all.jsonl'}}\n"
+                                        "display: {show: 'no'}\nlogging: {quiet: true}\n")
+    results = []
+    try:
+        with Pipeline(config, detector=pedestrian_detector) as pipeline:
+            for result in pipeline.results():
+                results.append(result)
+                if len(results) == 4 * WALK_FPS:
+                    pipeline.stop("test done")
+            pair = pipeline.lanes[0].source
+            decoded, converted, main_decoded = pair.detect.decoded, pair.detect.converted, pair.main.decoded
+    finally:
+        main.close()
+        little.close()
+    print(f"\nmain stream: {main_decoded} frames decoded; sub-stream: {decoded} decoded, {converted} converted; "
+          f"{len(results)} processed, {sum(r.inferred for r in results)} inferred")
+    assert main_decoded == 0
+    assert abs(converted - decoded / 5) <= 3 and converted >= sum(r.inferred for r in results)
+    blank = [r for r in results if r.frame.blank]
+    assert blank and all(r.predicted and not r.inferred for r in blank)
+    assert all(r.frame.size == (640, 360) for r in results)  # boxes in the main stream's pixels, as recorded
+
+
+def load_config_text(folder: Path, text: str):
+    from streamdet.config.loader import load_config
+
+    path = folder / "settings.yaml"
+    path.write_text(text)
+    config = load_config(path)
+    config.check()
+    return config
