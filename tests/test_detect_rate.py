@@ -79,9 +79,10 @@ class _Recorder:
 
     def __init__(self):
         self.submitted: list[int] = []
+        self.waits = 0
 
     def wait_idle(self):
-        pass
+        self.waits += 1
 
     def submit(self, job: Job):
         self.submitted.append(job.frame.index)
@@ -107,6 +108,9 @@ def test_the_rate_gate_sends_due_frames_and_hands_the_rest_back_predicted():
     mine = [i for i in engine.submitted if i < 1000]
     assert mine == list(range(0, 100, 5)) and engine.submitted.count(1000) == 1 and len(engine.submitted) == 120
     assert len(between) == 80 and all(c.predicted and not c.inferred and len(c.detections) == 0 for c in between)
+    # Only a frame for the network waits for a free request: one between never holds the feeder up.
+    gate.wait_idle()
+    assert engine.waits == len(engine.submitted)
     # A frame the camera left blank (not converted) is never due, whatever the schedule says.
     gate.submit(_job(2000, blank=True, camera_pts_ms=100_000.0))
     assert 2000 not in engine.submitted and between[-1].job.frame.index == 2000

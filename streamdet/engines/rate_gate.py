@@ -31,7 +31,8 @@ class RateGate:
     """An Engine (streamdet.engines.base) in front of another: only the frames due under `detect.fps` go on.
 
     Runs on the scheduler's feeder thread, which alone calls `submit`. A frame between is handed back at
-    once, marked `predicted`.
+    once, marked `predicted`, without waiting for a free request: only a due frame waits, in `submit`, so
+    with every request busy the frames between still flow and are not dropped from the cameras' inboxes.
     """
 
     def __init__(self, engine: Engine, on_done: Callable[[Completed], None], rates: Sequence[float]):
@@ -41,7 +42,7 @@ class RateGate:
         self._rates = [DetectRate(fps) if fps else None for fps in rates]
 
     def wait_idle(self) -> None:
-        self._engine.wait_idle()
+        """Never waits: the frame the scheduler takes next may be one between (a due one waits in `submit`)."""
 
     def drain(self) -> None:
         self._engine.drain()
@@ -52,6 +53,7 @@ class RateGate:
     def submit(self, job: Job) -> None:
         rate = self._rates[job.source_id]
         if rate is None or (not job.frame.blank and rate.due(camera_time(job.frame))):
+            self._engine.wait_idle()
             self._engine.submit(job)
         else:
             self._on_done(Completed(job, Detections.empty(), 0.0, time.monotonic(), inferred=False, predicted=True))
