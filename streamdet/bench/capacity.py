@@ -24,12 +24,14 @@ held still (with sensor-like noise), for most of the time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -279,21 +281,22 @@ def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: floa
     return out
 
 
+@contextlib.contextmanager
+def prepared(model: str, clip: Path | None, still_share: float | None, device: str, cache_dir: str | None,
+             precision: str) -> Iterator[tuple[Detector, str, Path | None, str]]:
+    """The model loaded once for every trial, the machine's name, the footage (mostly still where asked) and a
+    scratch folder for recordings, removed after."""
+    detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
+    with tempfile.TemporaryDirectory(prefix="streamdet-capacity-") as tmp:
+        footage = mostly_still(clip, Path(tmp) / f"{clip.stem}-still.mp4", still_share) if still_share else clip
+        yield detector, machine_of(detector), footage, tmp
+
+
 def run_cameras(model: str, clip: Path | None, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
                 still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None,
                 precision: str = DEFAULT_PRECISION, url: str | None = None, record: str = "none",
-                detect_fps: float = 0.0, sub_url: str | None = None, ladder: bool = False):
-    """`bench --cameras`: the capacity run, with the model loaded once for every trial; with `ladder`, once per
-    setting of streamdet.bench.ladder."""
-    from .ladder import run_ladder
-
-    detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
-    machine = machine_of(detector)
-    with tempfile.TemporaryDirectory(prefix="streamdet-capacity-") as tmp:
-        footage = mostly_still(clip, Path(tmp) / f"{clip.stem}-still.mp4", still_share) if still_share else clip
-        if ladder:
-            return run_ladder(detector, str(model), footage, cameras, seconds, machine, url=url, record=record,
-                              folder=tmp, detect_fps=detect_fps, sub_url=sub_url)
-        result = run_capacity(detector, str(model), footage, cameras, seconds, motion, machine, url=url,
-                              record=record, folder=tmp, detect_fps=detect_fps, sub_url=sub_url)
-    return result
+                detect_fps: float = 0.0, sub_url: str | None = None) -> CapacityResult:
+    """`bench --cameras`: the capacity run, with the model loaded once for every trial."""
+    with prepared(model, clip, still_share, device, cache_dir, precision) as (detector, machine, footage, tmp):
+        return run_capacity(detector, str(model), footage, cameras, seconds, motion, machine, url=url,
+                            record=record, folder=tmp, detect_fps=detect_fps, sub_url=sub_url)

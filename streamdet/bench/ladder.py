@@ -15,7 +15,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .capacity import CapacityResult, run_capacity
+from .capacity import CapacityResult, prepared, run_capacity
+from ..config.sections import DEFAULT_PRECISION
 from ..model.detector import Detector
 
 
@@ -62,3 +63,13 @@ def run_ladder(detector: Detector, model: str, clip: Path | None, cameras: int |
         rungs.append(Rung(name, run_capacity(detector, model, clip, cameras, seconds, motion, machine, url=url,
                                              record=record, folder=folder, detect_fps=fps, sub_url=sub)))
     return LadderResult(rungs)
+
+
+def run_ladder_cameras(model: str, clip: Path | None, cameras: int | None, *, seconds: float = 20.0,
+                       still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None,
+                       precision: str = DEFAULT_PRECISION, url: str | None = None, record: str = "none",
+                       detect_fps: float = 5.0, sub_url: str | None = None) -> LadderResult:
+    """`bench --cameras ... --ladder`: every setting, with the model loaded once for them all."""
+    with prepared(model, clip, still_share, device, cache_dir, precision) as (detector, machine, footage, tmp):
+        return run_ladder(detector, str(model), footage, cameras, seconds, machine, url=url, record=record,
+                          folder=tmp, detect_fps=detect_fps, sub_url=sub_url)

@@ -63,6 +63,7 @@ def register(sub) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench.capacity import run_cameras
+    from ..bench.ladder import run_ladder_cameras
     from ..bench.pipeline import run_bench
     from ..outputs import write_atomically
 
@@ -93,10 +94,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cameras = None if args.cameras == "max" else _count(args.cameras)
         if not 1 <= args.seconds <= 3600 or (args.still_share is not None and not 0 < args.still_share < 1):
             raise StreamdetError("bench: --seconds must be between 1 and 3600 and --still-share between 0 and 1")
-        result = run_cameras(args.model, clip, cameras, seconds=args.seconds, motion=args.motion,
-                             still_share=args.still_share, device=args.device, precision=args.precision,
-                             url=args.url, record=args.record, detect_fps=args.detect_fps, sub_url=args.sub_url,
-                             ladder=args.ladder)
+        common = dict(seconds=args.seconds, still_share=args.still_share, device=args.device,
+                      precision=args.precision, url=args.url, record=args.record, detect_fps=args.detect_fps,
+                      sub_url=args.sub_url)
+        result = (run_ladder_cameras(args.model, clip, cameras, **common) if args.ladder
+                  else run_cameras(args.model, clip, cameras, motion=args.motion, **common))
     elif args.frames < 250 or args.rounds < 1:
         raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
     elif args.server:
