@@ -115,7 +115,7 @@ class SourceStatus:
     offline_s: float | None = None
     last_error: str | None = None
     frames_read: int = 0
-    frames_inferred: int = 0            # of those processed, how many the network ran on (fewer with the motion gate)
+    frames_inferred: int = 0            # of those processed, how many the network ran on (fewer when gated)
     frame_age: StageSummary | None = None  # decode to written, over recent frames
     decoder: str | None = None          # network cameras: where frames are decoded (software, cuda, ...)
 
