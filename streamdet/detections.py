@@ -124,6 +124,8 @@ class FrameResult:
     tracks: object = None
     scene: object = None
     inferred: bool = True  # False: nothing moved, the network was skipped and the detections are the last ones
+    # A frame between those detect.fps lets the network see: its boxes are the tracks' predictions at its time.
+    predicted: bool = False
     # The drawn frame as H.264 packets (streamdet.outputs.h264.Packet), when the clip stage encoded it for a source
     # whose recording can take them: the recording muxes these rather than encoding the same frame again.
     encoded: tuple = ()

@@ -22,6 +22,7 @@ from .clock import iso, wall_time
 from .config.events import EventsConfig
 from .detections import FrameResult
 from .outputs.snapshots import Snapshot
+from .sources.rate import CameraClock
 from .scene import Counts, Event, Scene, SceneState
 from .tracking import Track, Tracker, TrackUpdate
 
@@ -77,13 +78,19 @@ class TrackStage:
     def __init__(self, trackers: list[Tracker | None], snapshots: list[bool]):
         self._trackers = trackers
         self._snapshots = snapshots  # the best frame of each track is kept only for snapshots
+        self._clocks = [CameraClock() for _ in trackers]  # what the trackers step by: not bursts of arrivals
 
     def __call__(self, result: FrameResult) -> FrameResult:
         tracker = self._trackers[result.source_id]
         if tracker is None:
             return result
+        now = self._clocks[result.source_id](result.frame)
+        if result.predicted:
+            # Between the frames the network sees (detect.fps): the tracks where they would be now. Nothing is
+            # decided here: zones and lines are decided where the tracks were detected.
+            return dataclasses.replace(result, detections=tracker.predict(now), tracks=TrackUpdate())
         frame = result.frame if self._snapshots[result.source_id] else None
-        detections, update = tracker.update(result.detections, result.frame.stream_time, frame)
+        detections, update = tracker.update(result.detections, now, frame)
         if frame is not None:
             tracker.keep_best(frame)  # before the draw stage draws on the frame
         return dataclasses.replace(result, detections=detections, tracks=update)

@@ -189,7 +189,8 @@ class ReuseDetections:
         self._last: dict[int, Detections] = {}
 
     def __call__(self, result: FrameResult) -> FrameResult:
-        if result.inferred:
-            self._last[result.source_id] = result.detections
+        if result.inferred or result.predicted:  # a frame between: the tracker predicts its boxes
+            if result.inferred:
+                self._last[result.source_id] = result.detections
             return result
         return dataclasses.replace(result, detections=self._last.get(result.source_id, Detections.empty()))

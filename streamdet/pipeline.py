@@ -31,7 +31,6 @@ from .detections import FrameResult
 from .engines.base import Completed, Engine
 from .errors import StreamdetError
 from .model.detector import Detector
-from .motion import MotionGate
 from .outputs import WindowOutput
 from .outputs.clips import ClipsOutput
 from .scheduler import Scheduler
@@ -175,6 +174,7 @@ class Pipeline:
         # The plate's figures as they stand at this frame: whoever draws or files it later shows these.
         result = FrameResult(source=lane.source.name, frame=job.frame, detections=completed.detections,
                              latency_ms=latency_ms, source_id=lane.id, inferred=completed.inferred,
+                             predicted=completed.predicted,
                              fps=counters.rate.rate(), still=lane.info.still)
         for stage in self._parts.stages:
             result = self.meter.timed(stage.name, stage, result)
@@ -262,7 +262,7 @@ class Pipeline:
 
     def _make_engine(self, on_done) -> Engine:
         engine = self._run.make_engine(on_done)
-        self._parts.gate = engine if isinstance(engine, MotionGate) else None  # a camera added extends it
+        self._parts.gates = engine  # a camera added extends them
         return engine
 
     def reload(self, config: Config) -> Reload:
@@ -295,7 +295,7 @@ class Pipeline:
         # The clips each camera with clips made, as its clips output counted them.
         clips = {o.source_name: {"clips": o.made} for o in parts.outputs if isinstance(o, ClipsOutput)}
         summary = reports.summary(
-            self.lanes, self.meter, gated=[p.detect.motion for p in parts.plans],
+            self.lanes, self.meter, gated=[p.detect.motion or bool(p.detect.fps) for p in parts.plans],
             output_cpu_s=sum(o.cpu_s for o in parts.outputs),
             motion_cpu_s=gate_cpu.seconds if gate_cpu is not None else None,
             stopped_by=self._stopped_by,

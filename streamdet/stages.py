@@ -39,6 +39,8 @@ class Annotate:
         self._annotator = annotator
 
     def paint(self, image: np.ndarray, result: FrameResult) -> None:
+        if result.frame.blank:
+            return  # not converted (detect.fps, nothing was to show it): no pixels to draw on
         detections, scene = result.detections, result.scene
         width, height = result.frame.size
         if (width, height) != (image.shape[1], image.shape[0]):

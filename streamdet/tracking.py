@@ -8,6 +8,15 @@ person's id); a track is confirmed after `birth_frames` hits in a row and
 removed after `end_after` seconds unseen. Matching is greedy by IoU: with a
 few dozen objects it gives the same pairs as an optimal assignment here (see
 the figures in docs/events.md) for a fraction of the cost and no dependency.
+
+Time, not frames: the Kalman filter steps by the time between updates, in
+units of the camera's frame interval (`frame_s`), with its noise growing with
+that time, and `birth_frames` means that many frames' time of the camera. So a
+tracker updated on every frame behaves as ByteTrack does, and one updated five
+times a second (detect.fps, streamdet.engines.rate_gate) keeps the same person under the same
+id: it expects the same motion per second, and confirms a track after the same
+time seen (two detections at least). Between updates, `predict` gives each
+track's box moved to a frame's time without changing its state.
 """
 
 from __future__ import annotations
@@ -23,8 +32,6 @@ from .detections import Detections, greedy_match, iou
 # Kalman noise as fractions of the box height (ByteTrack's values).
 _STD_POSITION = 1 / 20
 _STD_VELOCITY = 1 / 160
-_F = np.eye(8)
-_F[:4, 4:] = np.eye(4)
 
 
 def _xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
@@ -52,6 +59,7 @@ class Track:
     last_seen: float
     id: int = 0
     hits: int = 1
+    score: float = 0.0           # the last detection's score
     best_score: float = 0.0
     best_box: np.ndarray | None = None
     best_frame: object = None    # the picture at the best score, for event snapshots
@@ -73,11 +81,15 @@ class TrackUpdate:
 class Tracker:
     """The tracks of one source; call `update` once per frame, in order."""
 
-    def __init__(self, config: TrackConfig, threshold: float, end_after: float):
-        """`threshold`: the run's detect.threshold, below which a box is reported only as part of a track."""
+    def __init__(self, config: TrackConfig, threshold: float, end_after: float, frame_s: float = 0.04):
+        """`threshold`: the run's detect.threshold, below which a box is reported only as part of a track;
+        `frame_s`: the camera's frame interval, seconds (the unit of `birth_frames` and of the Kalman step)."""
         self._config = config
         self._threshold = threshold
         self._end_after = end_after
+        self._frame_s = frame_s
+        # A track is born once seen this long (and twice at least): birth_frames frames of the camera.
+        self._birth_s = (config.birth_frames - 1) * frame_s * 0.999
         self._tracks: list[Track] = []
         self._next_id = 1
         self._last_time = float("-inf")
@@ -91,7 +103,7 @@ class Tracker:
         """
         cfg = self._config
         tracks = self._tracks
-        self._predict(tracks)
+        self._predict(tracks, self._steps(now))
         boxes, scores, classes = detections.xyxy.astype(np.float64), detections.scores, detections.class_ids
         high = np.flatnonzero(scores >= cfg.high)
         low = np.flatnonzero((scores >= cfg.low) & (scores < cfg.high))
@@ -122,7 +134,8 @@ class Tracker:
             d = matched.get(i)
             if d is not None:
                 self._hit(track, boxes[d], float(scores[d]), now, frame)
-                if not track.confirmed and track.hits >= cfg.birth_frames:
+                if not track.confirmed and (track.hits >= cfg.birth_frames
+                                            or (track.hits >= 2 and now - track.first_seen >= self._birth_s)):
                     self._confirm(track, started)
                 if track.confirmed:
                     seen[d] = track
@@ -150,6 +163,29 @@ class Tracker:
         ids = np.array([seen[d].id for d in rows] + [-1] * len(extra), np.int32)
         reported = detections[order].with_tracks(ids) if len(order) else Detections.empty().with_tracks(ids)
         return reported, TrackUpdate(tuple(started), tuple(ended), tuple(seen[d] for d in rows))
+
+    def predict(self, now: float) -> Detections:
+        """The confirmed tracks seen at the last update, each box moved to `now` by its Kalman velocity (the
+        state stays as it is): a frame between those the network sees. Each moves on from its last detected
+        box, not from the filter's smoothed one, which lags a walker: so a box never steps back between two
+        detections. Scores are the tracks' last ones."""
+        shown = [t for t in self._tracks if t.confirmed and t.last_seen >= self._last_time]
+        if not shown:
+            return Detections.empty().with_tracks(np.zeros(0, np.int32))
+        detected = _xyxy_to_xyah(np.array([t.box for t in shown], np.float64))
+        velocity = np.array([t.mean[4:] for t in shown])
+        moved = detected + velocity * self._steps(now)
+        moved[:, 3] = np.maximum(moved[:, 3], 1.0)
+        boxes = _xyah_to_xyxy(moved).astype(np.float32)
+        return Detections(boxes, np.array([t.score for t in shown], np.float32),
+                          np.array([t.class_id for t in shown], np.int32), tuple(t.label for t in shown),
+                          np.array([t.id for t in shown], np.int32))
+
+    def _steps(self, now: float) -> float:
+        """Frame intervals from the last update to `now` (one on the first)."""
+        if self._last_time == float("-inf"):
+            return 1.0
+        return max(0.0, (now - self._last_time) / self._frame_s)
 
     def _confirm(self, track: Track, started: list[Track]) -> None:
         track.id = self._next_id
@@ -187,11 +223,14 @@ class Tracker:
         std = np.array([2 * _STD_POSITION * h, 2 * _STD_POSITION * h, 1e-2, 2 * _STD_POSITION * h,
                         10 * _STD_VELOCITY * h, 10 * _STD_VELOCITY * h, 1e-5, 10 * _STD_VELOCITY * h])
         track = Track(mean=np.r_[z, np.zeros(4)], cov=np.diag(std ** 2), class_id=class_id, label=label,
-                      box=box.copy(), first_seen=now, last_seen=now)
+                      box=box.copy(), score=score, first_seen=now, last_seen=now)
         self._best(track, score, box, frame)
         return track
 
-    def _predict(self, tracks: list[Track]) -> None:
+    @staticmethod
+    def _predict(tracks: list[Track], steps: float) -> None:
+        """Every track moved on by `steps` frame intervals: its velocity times that, its uncertainty grown by
+        that many frames' noise (a random walk's variance grows with time)."""
         if not tracks:
             return
         mean = np.array([t.mean for t in tracks])
@@ -199,8 +238,10 @@ class Tracker:
         h = mean[:, 3]
         std = np.stack([_STD_POSITION * h, _STD_POSITION * h, np.full_like(h, 1e-2), _STD_POSITION * h,
                         _STD_VELOCITY * h, _STD_VELOCITY * h, np.full_like(h, 1e-5), _STD_VELOCITY * h], axis=1)
-        mean = mean @ _F.T
-        cov = _F @ cov @ _F.T + np.einsum("ni,ij->nij", std ** 2, np.eye(8))
+        f = np.eye(8)
+        f[:4, 4:] = steps * np.eye(4)
+        mean = mean @ f.T
+        cov = f @ cov @ f.T + np.einsum("ni,ij->nij", steps * std ** 2, np.eye(8))
         for track, m, c in zip(tracks, mean, cov):
             track.mean, track.cov = m, c
 
@@ -224,6 +265,7 @@ class Tracker:
 
     def _hit(self, track: Track, box: np.ndarray, score: float, now: float, frame) -> None:
         track.box = box.copy()
+        track.score = score
         track.hits += 1
         track.last_seen = now
         self._best(track, score, box, frame)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import cv2
+
 import pytest
 
 from clirun import cli_env, streamdet
@@ -106,6 +108,10 @@ def test_capacity_search_adds_cameras_until_one_drops(pedestrian_xml, pedestrian
     (["--cameras", "2", "--record", "copy"], "--record copy records real cameras"),
     (["--record", "annotated"], "--url and --record are for --cameras"),
     (["--cameras", "1", "--url", "rtsp://127.0.0.1:9/x", "--still-share", "0.5"], "--still-share plays a clip"),
+    (["--detect-fps", "5"], "--detect-fps, --sub-url and --ladder are for --cameras"),
+    (["--cameras", "1", "--detect-fps", "-1"], "--detect-fps must be between 0 and 240"),
+    (["--cameras", "1", "--ladder"], "more than 0 with --ladder"),
+    (["--cameras", "1", "--url", "rtsp://127.0.0.1:9/x", "--sub-url", "rtsp://127.0.0.1:9/y"], "give --url and --record copy"),
 ])
 def test_capacity_bench_bad_arguments(model_cache, args, fragment):
     from clirun import assert_one_line_error
@@ -136,3 +142,45 @@ def test_capacity_bench_on_a_real_rtsp_camera_recorded_by_copy(tmp_path, model_c
     # 25 fps, give or take a frame or two of jitter in a 2 s window (the staggered server joins pieces of the clip)
     assert all(20 < c["fps"] <= 27.5 for c in trial["per_camera"]), trial
     assert "recording copy" in proc.stdout and "from rtsp://127.0.0.1:" in proc.stdout
+
+
+@pytest.mark.services
+def test_the_ladder_on_a_real_camera_with_its_sub_stream(tmp_path, model_cache):
+    """`--ladder` with `--detect-fps 5` and `--sub-url`: one trial of one camera for each setting (every frame;
+    5 fps; 5 fps + motion gate; 5 fps + motion gate + the sub-stream), each recorded by copy, and the table."""
+    import av
+    from fractions import Fraction
+
+    from helpers import decode
+    from rtsp import RtspServer
+
+    sub_clip = tmp_path / "sub.mp4"
+    with av.open(str(sub_clip), "w") as out:  # the camera's sub-stream: bikes at half its size
+        stream = out.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 320, 136, "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast", "g": "25"}
+        for image in decode(clip("bikes")):
+            small = cv2.resize(image, (320, 136), interpolation=cv2.INTER_AREA)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(small, format="bgr24")))
+        out.mux(stream.encode(None))
+    main, sub = RtspServer(clip("bikes"), repeat=20).start(), RtspServer(sub_clip, repeat=20).start()
+    out = tmp_path / "ladder.json"
+    try:
+        proc = streamdet("bench", "--model", str(pedestrian_pb()), "--cameras", "1", "--url", main.url(),
+                         "--sub-url", sub.url(), "--record", "copy", "--detect-fps", "5", "--ladder", "--seconds", "1",
+                         "--json", str(out), env=cli_env(model_cache), timeout=300)
+    finally:
+        main.close()
+        sub.close()
+    assert proc.returncode == 0, proc.stderr
+    print(proc.stdout)
+    rungs = json.loads(out.read_text())
+    assert [r["setting"] for r in rungs] == ["every frame", "detect.fps 5", "detect.fps 5 + motion gate",
+                                             "detect.fps 5 + motion + sub"]
+    assert [(r["detect_fps"], r["motion"], r["sub_stream"] is not None) for r in rungs] == [
+        (0, False, False), (5, False, False), (5, True, False), (5, True, True)]
+    inferred = [r["trials"][0]["per_camera"][0]["inferred"] for r in rungs]
+    assert inferred[0] == 1.0 and 0.1 <= inferred[1] <= 0.3 and all(share <= 0.3 for share in inferred[2:]), inferred
+    assert all(r["record"] == "copy" and r["size"] == "640x272" for r in rungs)
+    assert "cameras kept up with (drops under 5 % on every camera), setting by setting:" in proc.stdout
+    assert "detected on the sub-stream rtsp://127.0.0.1:" in proc.stdout

@@ -25,6 +25,7 @@ from ..engines.base import Engine
 from ..errors import ConfigError
 from ..model.detector import Detector
 from ..motion import GateCpu, MotionGate
+from ..engines.rate_gate import RateGate
 from .plan import RunPlan, plan_run
 from ..measures.meters import RunMeter
 from ..scene import Scene
@@ -117,10 +118,12 @@ class Assembly:
     gate_cpu: GateCpu | None  # the motion gate's checks, where a source has the gate
 
     def make_engine(self, on_done) -> Engine:
-        """Inference as the scheduler sees it: the model, behind the motion gate where a source asks for one."""
-        # Always behind the gate (a source without it passes straight through), so a camera a reload adds may have it.
-        return MotionGate(self.opened.backend.engine(on_done), on_done, [p.detect for p in self.plan.plans],
-                          self.gate_cpu or GateCpu())
+        """Inference as the scheduler sees it: the model, behind the motion gate, behind the detection rate
+        (`detect.fps`: the motion check runs on due frames only). Both always, passing straight through for a
+        source without them, so a camera a reload adds may have either."""
+        engine = MotionGate(self.opened.backend.engine(on_done), on_done, [p.detect for p in self.plan.plans],
+                            self.gate_cpu or GateCpu())
+        return RateGate(engine, on_done, [p.detect.fps for p in self.plan.plans])
 
     def status(self) -> RunStatus:
         """Every source's state and rates now; safe to call from any thread while the run goes on."""

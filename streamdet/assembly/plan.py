@@ -72,6 +72,7 @@ def plan_run(config: Config, detector: Detector | None = None, sources: list[Sou
     _tap_copied(plans, sources)
     targets = plan_targets(plans, sources, config.output.summary_json, config.output.overwrite)
     window = want_window(config.display.show)
+    _convert_seen_only(plans, sources, config, window)
     if detector is None and not config.inference.server:
         check_model_spec(config.model.name)  # a missing model file is found before any camera is dialled
     mqtt = _mqtt(config, sources, plans)
@@ -110,10 +111,11 @@ def unique_names(given: list[str | None], generated: list[str]) -> list[str]:
 
 
 def wants_tracking(plan: SourcePlan, config: Config) -> bool:
-    """Tracking is on when asked for, and for whatever needs tracks: events, zones, lines, snapshots, MQTT."""
+    """Tracking is on when asked for, and for whatever needs tracks: events, zones, lines, snapshots, MQTT, and
+    the frames between those detect.fps infers (they carry the tracks' predictions)."""
     ev = plan.events
     return bool(plan.track.enabled or plan.output.events or ev.zones or ev.lines or ev.snapshots or ev.clips
-                or config.mqtt.url)
+                or config.mqtt.url or plan.detect.fps)
 
 
 def _source_plans(config: Config, sources: list[Source] | None) -> list[SourcePlan]:
@@ -145,6 +147,18 @@ def _tap_copied(plans: list[SourcePlan], sources: list[Source]) -> None:
                                   "(rtsp:// or http(s)://); this source is decoded here: use recording.mode "
                                   "annotated")
             source.keep_packets()
+
+
+def _convert_seen_only(plans: list[SourcePlan], sources: list[Source], config: Config, window: bool) -> None:
+    """Under detect.fps, a network camera whose frames between need no pixels (nothing draws or shows them:
+    a copy recording, JSON lines, events) converts only the frames the network will see; the rest are
+    decoded (H.264 needs them for the next ones) and handed on blank."""
+    shown = window or bool(config.web.listen) or config.overlay.draw == "yes"
+    for plan, source in zip(plans, sources):
+        drawn = plan.events.clips or (plan.output.video and plan.recording.mode != "copy")
+        camera = source.detect if isinstance(source, CameraPair) else source
+        if plan.detect.fps and not shown and not drawn and isinstance(camera, NetworkSource):
+            camera.convert_fps = plan.detect.fps
 
 
 def _mqtt(config: Config, sources: list[Source], plans: list[SourcePlan]) -> MqttPublisher | None:
@@ -199,6 +213,8 @@ def plan_added(config: Config, plan: SourcePlan, taken: set[str], shared: set[st
                                               and getattr(plan.output, key).replace("{name}", source.name) in shared})
     plan = dataclasses.replace(plan, output=own)
     _tap_copied([plan], [source])
+    # Whether the run has a window is not asked again (that would look for a display): where it may, it shows.
+    _convert_seen_only([plan], [source], config, window=config.display.show != "no")
     targets = plan_targets([plan], [source], None, config.output.overwrite)
     if detector is None and not config.inference.server:
         check_model_spec(config.model.name)

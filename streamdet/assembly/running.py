@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from ..clips import ClipStage
 from ..events import EventStage, TrackStage
 from ..measures.meters import RunMeter
-from ..motion import MotionGate, ReuseDetections
+from ..engines.rate_gate import RateGate
+from ..motion import ReuseDetections
 from ..outputs import Output, WindowOutput
 from ..outputs.jsonl import JsonlOutput
 from ..scene import Scene
@@ -60,7 +61,7 @@ class Running:
         self.stages: list[Stage] = list(wired.stages)
         self.events, self.clips = wired.events, wired.clips
         self.keys = {camera_key(p): i for i, p in enumerate(plan.plans)}  # the cameras that run now
-        self.gate: MotionGate | None = None  # set once the scheduler made the engine
+        self.gates: RateGate | None = None  # the detection rate and motion gates, set once the scheduler made them
         self.added: list = []  # the sources added by reloads, closed with the run
 
     def written(self) -> set[str]:
@@ -145,16 +146,16 @@ class Running:
     def _extend_stages(self, camera: NewCamera, sub: RunPlan) -> None:
         """The stages and the motion gate take the new id; one the run did not have is made for the ids before it
         (where it does nothing: no camera before needed it) and put in its place."""
-        if self.gate is not None:
-            self.gate.add(sub.plans[0].detect)
+        if self.gates is not None:
+            self.gates.add(sub.plans[0].detect)
         if sub.plans[0].detect.motion and not any(isinstance(s, ReuseDetections) for s in self.stages):
             self._insert(ReuseDetections())
         if self.events is None and sub.tracking[0]:
-            track, self.events = track_stages(self._so_far(), self.scenes)
+            track, self.events = track_stages(self._so_far(), self.scenes, self.infos)
             self._insert(track)
             self._insert(self.events)
         if self.events is not None:
-            self.events.extend(track_stages(sub, [camera.scene])[1])
+            self.events.extend(track_stages(sub, [camera.scene], [camera.info])[1])
         if self.clips is None and sub.plans[0].events.clips:
             self.clips = clip_stage(self._so_far(), self.infos, self.link_url)
             self._insert(self.clips)

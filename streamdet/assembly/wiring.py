@@ -34,6 +34,7 @@ from ..measures.meters import RunMeter
 from ..scheduler import Lane, lanes_for
 from ..sources import SourceInfo
 from ..sources.demux import COPY_VIDEO
+from ..sources.pair import CameraPair
 from ..stages import Annotate, Stage
 from ..measures.figures import InferenceInfo, RunStatus
 from ..tracking import Tracker
@@ -111,7 +112,7 @@ def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene],
         _open_outputs(plan, infos, joined)
         drawing = who_draws(plan.config.overlay.draw, plan.clips, any(o.shows_pictures for o in joined.all),
                             listener is not None)
-        track = _track(plan, scenes)
+        track = _track(plan, scenes, infos)
         events = track[1] if track else None
         clips = _clip_stage(plan, infos, link_url)
         stages = stages_after_inference(plan, track, drawing, clips)
@@ -140,16 +141,17 @@ def stages_after_inference(plan: RunPlan, track: tuple[TrackStage, EventStage] |
     return tuple(stages)
 
 
-def _track(plan: RunPlan, scenes: Sequence[Scene]) -> tuple[TrackStage, EventStage] | None:
+def _track(plan: RunPlan, scenes: Sequence[Scene], infos: Sequence[SourceInfo]) -> tuple[TrackStage, EventStage] | None:
     """The tracking and events stages, where a source tracks."""
-    return track_stages(plan, scenes) if any(plan.tracking) else None
+    return track_stages(plan, scenes, infos) if any(plan.tracking) else None
 
 
-def track_stages(plan: RunPlan, scenes: Sequence[Scene]) -> tuple[TrackStage, EventStage]:
-    """The tracking and events stages for every source of the plan (a tracker where it tracks)."""
-    track = TrackStage([Tracker(p.track, p.detect.threshold, p.events.end_after) if on else None
-                        for p, on in zip(plan.plans, plan.tracking)],
-                       [bool(p.events.snapshots) for p in plan.plans])
+def track_stages(plan: RunPlan, scenes: Sequence[Scene], infos: Sequence[SourceInfo]) -> tuple[TrackStage, EventStage]:
+    """The tracking and events stages for every source of the plan (a tracker where it tracks, its camera's frame
+    interval its unit of time)."""
+    trackers = [Tracker(p.track, p.detect.threshold, p.events.end_after, 1 / (info.fps or 25.0)) if on else None
+                for p, on, info in zip(plan.plans, plan.tracking, infos)]
+    track = TrackStage(trackers, [bool(p.events.snapshots) for p in plan.plans])
     return track, EventStage(track, [p.events for p in plan.plans], list(scenes), plan.names)
 
 
@@ -209,6 +211,8 @@ def _copy_recording(plan: RunPlan, target: Target, index: int, info: SourceInfo)
     if info.codec is not None and info.codec not in COPY_VIDEO:
         log.warning("%s: the camera sends %s, which MP4 cannot hold as it is; recording it annotated instead "
                     "of by copy", source.name, info.codec)
+        camera = source.detect if isinstance(source, CameraPair) else source
+        camera.convert_fps = 0.0  # every frame is drawn and encoded now (assembly.plan left those between blank)
         return open_output(target, info, source.name, settings)
     return CopyRecording(target.path, source.keep_packets(), source.name, settings)
 

@@ -13,7 +13,9 @@ until the drop rate of any camera reaches 5%.
 With `url` the cameras are real: each opens its own connection to that stream (a camera on the network,
 or the test RTSP server), read as a run reads cameras. `record` adds each camera's recording: `annotated`
 (the drawn frames encoded as H.264) or `copy` (the camera's own packets, which needs `url`), so the CPU
-they cost shows against `none`.
+they cost shows against `none`. `detect_fps` sets every camera's `detect.fps`; `sub_url` makes each camera a
+pair: detected on its own connection to that sub-stream (`detect_url`), recorded from `url` (which needs
+`record` copy); streamdet.bench.ladder runs the search for each setting in turn.
 
 `mostly_still` makes the footage of a fixed camera that mostly watches
 nothing happen: each stretch of the clip is preceded by one of its pictures
@@ -22,12 +24,14 @@ held still (with sensor-like noise), for most of the time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,6 +46,7 @@ from ..model.detector import Detector, load
 from ..outputs.video import Encoder
 from ..pipeline import Pipeline
 from ..sources import Frame, NetworkSource, Source, SourceInfo, VideoFileSource
+from ..sources.pair import CameraPair
 from ..measures.meters import process_cpu_s
 from ..urls import mask_url
 
@@ -124,6 +129,8 @@ class CapacityResult:
     camera_fps: float
     motion: bool
     record: str = "none"
+    detect_fps: float = 0.0        # detect.fps of every camera (0: every frame)
+    sub_stream: str | None = None  # the sub-stream each camera is detected on (masked), if any
     trials: list[Trial] = field(default_factory=list)
     searched: bool = False     # `max`: the trials went up one camera at a time
 
@@ -142,8 +149,10 @@ class CapacityResult:
 
     def format(self) -> str:
         gate = "motion gate on" if self.motion else "motion gate off"
+        rate = f"detect.fps {self.detect_fps:g}" if self.detect_fps else "every frame inferred"
+        sub = f", detected on the sub-stream {self.sub_stream}" if self.sub_stream else ""
         lines = [f"streamdet bench --cameras: {self.model}, cameras of {self.size} at {self.camera_fps:.0f} fps "
-                 f"{'from' if '://' in self.clip else 'playing'} {self.clip}, newest frame, {gate}, "
+                 f"{'from' if '://' in self.clip else 'playing'} {self.clip}{sub}, newest frame, {rate}, {gate}, "
                  f"recording {self.record}, {self.machine}",
                  f"  {'cameras':>7} {'fps/camera':>11} {'drops':>7} {'age p50':>8} {'age p95':>8} {'inferred':>9} {'CPU':>5}"]
         for t in self.trials:
@@ -159,11 +168,12 @@ class CapacityResult:
         return "\n".join(lines)
 
 
-def _cameras(clip: Path | None, url: str | None, cameras: int) -> list[Source]:
+def _cameras(clip: Path | None, url: str | None, cameras: int, sub_url: str | None = None) -> list[Source]:
     if url:
         sources: list[Source] = []
         for k in range(cameras):
-            sources.append(NetworkSource(url, SourceConfig()))
+            main = NetworkSource(url, SourceConfig())
+            sources.append(CameraPair(main, NetworkSource(sub_url, SourceConfig())) if sub_url else main)
             sources[-1].name = f"cam{k + 1}"
         return sources
     cap = cv2.VideoCapture(str(clip))
@@ -173,11 +183,13 @@ def _cameras(clip: Path | None, url: str | None, cameras: int) -> list[Source]:
 
 
 def run_trial(detector: Detector, clip: Path | None, cameras: int, seconds: float, motion: bool,
-              url: str | None = None, record: str = "none", folder: str | None = None) -> Trial:
+              url: str | None = None, record: str = "none", folder: str | None = None, detect_fps: float = 0.0,
+              sub_url: str | None = None) -> Trial:
     """`cameras` cameras for `seconds` after a warm-up; the figures of the time after it."""
-    sources = _cameras(clip, url, cameras)
+    sources = _cameras(clip, url, cameras, sub_url)
     config = headless_config("newest")
     config.detect.motion = motion
+    config.detect.fps = detect_fps
     if record != "none":
         config.output.video = os.path.join(folder, f"{{name}}-{cameras}.mp4")
         config.output.overwrite = True
@@ -220,7 +232,7 @@ def run_trial(detector: Detector, clip: Path | None, cameras: int, seconds: floa
 
 def run_capacity(detector: Detector, model: str, clip: Path | None, cameras: int | None, seconds: float,
                  motion: bool, machine: str, most: int = 32, url: str | None = None, record: str = "none",
-                 folder: str | None = None) -> CapacityResult:
+                 folder: str | None = None, detect_fps: float = 0.0, sub_url: str | None = None) -> CapacityResult:
     """One trial of `cameras`, or with None, one camera more each trial until one is not kept up with."""
     if url:
         probe = NetworkSource(url, SourceConfig())
@@ -235,9 +247,10 @@ def run_capacity(detector: Detector, model: str, clip: Path | None, cameras: int
         fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         cap.release()
         shown = clip.name
-    result = CapacityResult(machine, model, shown, size, fps, motion, record, searched=cameras is None)
+    result = CapacityResult(machine, model, shown, size, fps, motion, record, detect_fps,
+                            mask_url(sub_url) if sub_url else None, searched=cameras is None)
     for n in [cameras] if cameras else range(1, most + 1):
-        trial = run_trial(detector, clip, n, seconds, motion, url, record, folder)
+        trial = run_trial(detector, clip, n, seconds, motion, url, record, folder, detect_fps, sub_url)
         result.trials.append(trial)
         if not trial.kept_up and cameras is None:
             break
@@ -268,14 +281,22 @@ def mostly_still(clip: Path, out: Path, still_share: float = 0.8, moving_s: floa
     return out
 
 
-def run_cameras(model: str, clip: Path | None, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
-                still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None,
-                precision: str = DEFAULT_PRECISION, url: str | None = None, record: str = "none"):
-    """`bench --cameras`: the capacity run, with the model loaded once for every trial."""
+@contextlib.contextmanager
+def prepared(model: str, clip: Path | None, still_share: float | None, device: str, cache_dir: str | None,
+             precision: str) -> Iterator[tuple[Detector, str, Path | None, str]]:
+    """The model loaded once for every trial, the machine's name, the footage (mostly still where asked) and a
+    scratch folder for recordings, removed after."""
     detector = load(model, device, hint="THROUGHPUT", cache_dir=cache_dir, threshold=0.5, precision=precision)
-    machine = machine_of(detector)
     with tempfile.TemporaryDirectory(prefix="streamdet-capacity-") as tmp:
         footage = mostly_still(clip, Path(tmp) / f"{clip.stem}-still.mp4", still_share) if still_share else clip
-        result = run_capacity(detector, str(model), footage, cameras, seconds, motion, machine, url=url,
-                              record=record, folder=tmp)
-    return result
+        yield detector, machine_of(detector), footage, tmp
+
+
+def run_cameras(model: str, clip: Path | None, cameras: int | None, *, seconds: float = 20.0, motion: bool = False,
+                still_share: float | None = None, device: str = "CPU", cache_dir: str | None = None,
+                precision: str = DEFAULT_PRECISION, url: str | None = None, record: str = "none",
+                detect_fps: float = 0.0, sub_url: str | None = None) -> CapacityResult:
+    """`bench --cameras`: the capacity run, with the model loaded once for every trial."""
+    with prepared(model, clip, still_share, device, cache_dir, precision) as (detector, machine, footage, tmp):
+        return run_capacity(detector, str(model), footage, cameras, seconds, motion, machine, url=url,
+                            record=record, folder=tmp, detect_fps=detect_fps, sub_url=sub_url)

@@ -45,6 +45,16 @@ def register(sub) -> None:
     capacity.add_argument("--record", choices=("none", *choices(RecordingMode)), default="none",
                           help="record every camera as well: annotated (encoded here) or copy (the camera's own "
                                "stream, needs --url); default none")
+    capacity.add_argument("--detect-fps", type=float, default=0.0, metavar="N",
+                          help="every camera's detect.fps: the network sees N frames a second of it, the tracks' "
+                               "predictions the frames between (default 0: every frame)")
+    capacity.add_argument("--sub-url", metavar="URL",
+                          help="with --url and --record copy: each camera is detected on its own connection to this "
+                               "sub-stream (detect_url, e.g. 640x360) and recorded from --url")
+    capacity.add_argument("--ladder", action="store_true",
+                          help="with --detect-fps N: run the cameras for each setting in turn (every frame; N fps; N "
+                               "fps + motion gate; and with --sub-url, + the sub-stream) and print cameras kept up "
+                               "with for each")
     capacity.add_argument("--still-share", type=float, metavar="SHARE",
                           help="play the clip as a mostly still camera: this share of the time (e.g. 0.8) shows one "
                                "of its pictures held still, the rest the clip moving")
@@ -53,12 +63,20 @@ def register(sub) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench.capacity import run_cameras
+    from ..bench.ladder import run_ladder_cameras
     from ..bench.pipeline import run_bench
     from ..outputs import write_atomically
 
     clip = Path(args.clip) if args.clip else None
     if (args.url or args.record != "none") and args.cameras is None:
         raise StreamdetError("bench: --url and --record are for --cameras N|max")
+    if (args.detect_fps or args.sub_url or args.ladder) and args.cameras is None:
+        raise StreamdetError("bench: --detect-fps, --sub-url and --ladder are for --cameras N|max")
+    if not 0 <= args.detect_fps <= 240 or (args.ladder and not args.detect_fps):
+        raise StreamdetError("bench: --detect-fps must be between 0 and 240 (and more than 0 with --ladder)")
+    if args.sub_url and (not args.url or args.record != "copy"):
+        raise StreamdetError("bench: --sub-url is a camera's sub-stream, detected on while --url is recorded: "
+                             "give --url and --record copy")
     if args.url and args.still_share is not None:
         raise StreamdetError("bench: --still-share plays a clip; real cameras (--url) show what they show")
     if args.record == "copy" and not args.url:
@@ -76,9 +94,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cameras = None if args.cameras == "max" else _count(args.cameras)
         if not 1 <= args.seconds <= 3600 or (args.still_share is not None and not 0 < args.still_share < 1):
             raise StreamdetError("bench: --seconds must be between 1 and 3600 and --still-share between 0 and 1")
-        result = run_cameras(args.model, clip, cameras, seconds=args.seconds, motion=args.motion,
-                             still_share=args.still_share, device=args.device, precision=args.precision,
-                             url=args.url, record=args.record)
+        common = dict(seconds=args.seconds, still_share=args.still_share, device=args.device,
+                      precision=args.precision, url=args.url, record=args.record, detect_fps=args.detect_fps,
+                      sub_url=args.sub_url)
+        result = (run_ladder_cameras(args.model, clip, cameras, **common) if args.ladder
+                  else run_cameras(args.model, clip, cameras, motion=args.motion, **common))
     elif args.frames < 250 or args.rounds < 1:
         raise StreamdetError("bench: --frames must be at least 250 and --rounds at least 1")
     elif args.server:

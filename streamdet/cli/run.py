@@ -70,6 +70,9 @@ def register(sub) -> None:
                    help="run the network only on frames where something moved (and every --stationary-interval s)")
     p.add_argument("--stationary-interval", type=float, metavar="S",
                    help="with --motion: seconds after which a still scene is looked at again (default 10)")
+    p.add_argument("--detect-fps", type=float, metavar="N",
+                   help="detect.fps: the network sees at most N frames a second of each camera, evenly spaced; the "
+                        "frames between carry the tracks' predicted boxes (default 0: every frame)")
     p.add_argument("--labels", metavar="FILE", help="label file replacing the COCO labels (one per line, each once, line 0 = background)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="annotated recording (.mp4 .mkv .avi .mov); for images a folder, or an image name for one image; {name} = source name")
@@ -141,7 +144,7 @@ def build_config(args: argparse.Namespace) -> Config:
              streams=args.streams,
              threads=args.threads, server=args.server, server_model=args.server_model)
     override(config, "detect", threshold=args.threshold, classes=args.classes, motion=args.motion,
-             stationary_interval=args.stationary_interval)
+             stationary_interval=args.stationary_interval, fps=args.detect_fps)
     override(config, "source", loop=args.loop, policy=args.policy, rtsp_transport=args.rtsp_transport,
              ignore_errors=args.ignore_errors, hwaccel=args.hwaccel,
              open_timeout=args.open_timeout, read_timeout=args.read_timeout)

@@ -102,6 +102,9 @@ class DetectConfig:
     motion_threshold: int = 25            # grey-level change (of 255) that counts as motion, after blurring
     motion_mask: list[list[list[float]]] = field(default_factory=list)  # polygons where motion is ignored
     stationary_interval: float = 10.0     # seconds: still scenes are looked at again this often
+    # The network sees at most this many frames a second of the camera (0: every frame); the frames between
+    # carry the tracks' predictions (see streamdet.engines.rate_gate).
+    fps: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -111,6 +114,8 @@ class DetectConfig:
             raise ValueError("motion_threshold must be a grey-level change between 1 and 254")
         if not 0 < self.stationary_interval <= 3600:
             raise ValueError("stationary_interval must be a positive number of seconds (at most 3600)")
+        if not 0 <= self.fps <= 240:
+            raise ValueError("fps must be 0 (every frame) or frames a second the network sees (at most 240)")
         for k, polygon in enumerate(self.motion_mask):
             if not isinstance(polygon, list) or len(polygon) < 3:
                 raise ValueError(f"motion_mask polygon {k + 1} needs at least 3 [x, y] points")

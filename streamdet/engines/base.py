@@ -1,7 +1,7 @@
 """What the scheduler and an engine say to each other: a frame in flight (`Job`), its result (`Completed`),
 and the `Engine` protocol every engine speaks: the local OpenVINO one (streamdet.engines.local), the
 KServe v2 server one (streamdet.engines.remote), the motion gate that wraps either
-(streamdet.motion.MotionGate), and the unit tests' stand-in."""
+(streamdet.motion.MotionGate), the detection rate's (streamdet.engines.rate_gate), and the unit tests' stand-in."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class Completed:
     infer_ms: float
     done: float
     error: BaseException | None = None  # reading the outputs failed; the frame carries no result
-    inferred: bool = True  # False: the motion gate skipped the network for this frame
+    inferred: bool = True  # False: the motion gate (or detect.fps) skipped the network for this frame
+    predicted: bool = False  # a frame between those detect.fps lets the network see (streamdet.engines.rate_gate)
 
 
 class Engine(Protocol):

@@ -27,7 +27,7 @@ class SourceSummary:
     latency: StageSummary
     frame_age: StageSummary
     frames_skipped: int = 0  # pictures in a folder that could not be decoded
-    frames_inferred: int | None = None  # with the motion gate on: frames the network looked at
+    frames_inferred: int | None = None  # with the motion gate or detect.fps: frames the network looked at
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class RunSummary:
                 + (f", {src.reconnects} reconnects" if src.reconnects else "")
                 + (f", {src.frames_skipped} unreadable images skipped" if src.frames_skipped else "")
                 + (f", inferred {src.frames_inferred} ({src.frames_inferred / max(1, src.frames_processed):.0%}, "
-                   "motion gate)" if src.frames_inferred is not None else "")
+                   "gated)" if src.frames_inferred is not None else "")
             )
         for name, c in self.counts.items():
             parts = [", ".join(f"{n} {label}" for label, n in sorted(c["tracks"].items())) or "no tracks"]
@@ -115,7 +115,7 @@ class SourceStatus:
     offline_s: float | None = None
     last_error: str | None = None
     frames_read: int = 0
-    frames_inferred: int = 0            # of those processed, how many the network ran on (fewer with the motion gate)
+    frames_inferred: int = 0            # of those processed, how many the network ran on (fewer when gated)
     frame_age: StageSummary | None = None  # decode to written, over recent frames
     decoder: str | None = None          # network cameras: where frames are decoded (software, cuda, ...)
 

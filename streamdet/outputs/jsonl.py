@@ -36,6 +36,8 @@ def record(result: FrameResult) -> dict:
     if d.track_ids is not None:
         for item, track in zip(line["detections"], d.track_ids.tolist()):
             item["track"] = track if track > 0 else None
+    if result.predicted:
+        line["predicted"] = True  # the boxes are the tracks' predictions, between the frames detect.fps infers
     if result.frame.gap_ms is not None:
         line["gap_ms"] = round(result.frame.gap_ms, 1)
     if result.frame.file is not None:

@@ -34,6 +34,9 @@ class Frame:
     camera_pts_ms: float | None = None
     connection: int = 0
     space: tuple[int, int] | None = None
+    # Decoded but not converted (under detect.fps nothing needs its pixels): `image` is a read-only view of
+    # one black pixel at the picture's size, and the network never sees it (streamdet.engines.rate_gate).
+    blank: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -44,6 +47,11 @@ class Frame:
     def stream_time(self) -> float:
         """Seconds: the position in a file (so a file gives the same result at any speed), else capture time."""
         return self.pts_ms / 1000 if self.pts_ms is not None else self.captured
+
+
+def blank_image(width: int, height: int) -> np.ndarray:
+    """A picture of this size that costs one pixel: black, read-only (drawing on it raises)."""
+    return np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (height, width, 3))
 
 
 @dataclass(frozen=True, slots=True)

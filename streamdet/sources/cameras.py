@@ -17,10 +17,11 @@ import cv2
 from ..config.sections import SourceConfig
 from ..errors import SourceError
 from ..urls import check_url, mask_url, safe_name
-from .base import SourceInfo
+from .base import SourceInfo, blank_image
 from .demux import CameraPacket, PacketTap, copyable_sound, decoder_for, pick_hwaccel, stream_format
 from .live import LiveSource
 from .mailbox import Lost, Opened, Picture
+from .rate import DetectRate
 
 log = logging.getLogger("streamdet.live")  # name kept: users filter on it
 
@@ -44,6 +45,12 @@ class NetworkSource(LiveSource):
         self.tap: PacketTap | None = None      # where a copy recording takes the packets
         self._told_silent = False              # the line saying why its sound is not recorded, once a run
         self._device = pick_hwaccel(settings.hwaccel)
+        # Frames a second converted to BGR (0: all): under detect.fps, when nothing else needs the pixels of the
+        # frames between (streamdet.assembly.plan), only those the network will see are (streamdet.sources.rate).
+        self.convert_fps = 0.0
+        # What the decoder gave and what was converted, over the run: read by tests and the bench.
+        self.decoded = 0
+        self.converted = 0
 
     def keep_packets(self) -> PacketTap:
         """Hand every packet to a copy recording from now on (call before open)."""
@@ -140,6 +147,7 @@ class NetworkSource(LiveSource):
             if tap is not None:
                 tap.connected(generation, fmt)
             time_base = float(video.time_base) * 1000 if video.time_base else None
+            rate = None
             for packet in itertools.chain(held, packets):
                 if packet.size == 0:
                     continue  # the empty packet that ends a stream (a camera's first keyframe may have no times)
@@ -158,9 +166,18 @@ class NetworkSource(LiveSource):
                         return
                     continue
                 for frame in decoder.decode(packet):
-                    image = frame.to_ndarray(format="bgr24")
+                    self.decoded += 1
                     pts_ms = frame.pts * time_base if time_base and frame.pts is not None else None
-                    if not put(generation, Picture(image, time.monotonic(), pts_ms, generation)):
+                    now = time.monotonic()
+                    if self.convert_fps and rate is None:
+                        rate = DetectRate(self.convert_fps)
+                    # The frame's time as the rate gate will read it (streamdet.sources.rate.camera_time).
+                    if self.convert_fps and not rate.due(pts_ms / 1000 if pts_ms is not None else now):
+                        picture = Picture(blank_image(frame.width, frame.height), now, pts_ms, generation, blank=True)
+                    else:
+                        self.converted += 1
+                        picture = Picture(frame.to_ndarray(format="bgr24"), time.monotonic(), pts_ms, generation)
+                    if not put(generation, picture):
                         return
             put(generation, Lost("the stream ended"))
         except Exception as exc:  # a backend error must reach read(), not vanish with this thread

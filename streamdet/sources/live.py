@@ -228,7 +228,7 @@ class LiveSource(Source):
                 if item.image is None:
                     continue  # a stream read for its packets only: alive, nothing to hand out
                 frame = Frame(image=item.image, index=self._index, pts_ms=None, captured=item.captured, gap_ms=gap,
-                              camera_pts_ms=item.camera_pts_ms, connection=item.connection)
+                              camera_pts_ms=item.camera_pts_ms, connection=item.connection, blank=item.blank)
                 self._index += 1
                 return frame
             if self._stop.is_set():

@@ -28,6 +28,7 @@ class Picture:
     captured: float
     camera_pts_ms: float | None = None
     connection: int = 0
+    blank: bool = False        # decoded, not converted: `image` is a blank picture of its size (base.blank_image)
 
 
 class Mailbox:
