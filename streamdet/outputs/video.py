@@ -153,6 +153,10 @@ class VideoOutput(Output):
     def write(self, result: FrameResult) -> None:
         if self._error is not None:
             raise self._failure()
+        if result.frame.blank:
+            # Left unconverted before this recording asked for pixels (a copy recording turned annotated for a
+            # codec MP4 cannot hold, under detect.fps): the first frame or two; a black picture is no record.
+            return
         image = result.frame.image
         pts_ms = self._pts_ms(result)
         wall = wall_time(result.frame.captured)
