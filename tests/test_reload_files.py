@@ -69,7 +69,8 @@ def test_a_changed_camera_goes_on_in_its_own_files_and_none_is_replaced(tmp_path
             outcomes.append(pipeline.reload(settings(f"changed{step}", threshold)))
         wait_for(lambda: len(lines(detections)) >= len(before[detections]) + 2 * FPS, 60, "door's lines after")
         # Another camera may not take a file the run wrote for door, even with --overwrite.
-        gate = f"  - name: gate\n    url: http://127.0.0.1:{yard.port}/c.mjpg\n    output: {{video: '{rec}/door.mp4'}}\n"
+        gate = (f"  - name: gate\n    url: http://127.0.0.1:{yard.port}/c.mjpg\n"
+                f"    output: {{video: '{rec}/door.mp4'}}\n")
         outcomes.append(pipeline.reload(settings("gate", 0.4, gate)))
 
     with Pipeline(settings("start", 0.5), detector=pedestrian_detector) as pipeline:

@@ -41,8 +41,9 @@ def test_a_reload_clears_a_removed_cameras_entities_announces_an_added_one_and_k
     proc, err = _run([], model_cache, "sources:\n" + _camera("stay", cameras["stay"]) + _camera("gone", cameras["gone"])
                      + tail, tmp_path)
     try:
-        wait_for(lambda: watch.last("streamdet/gone/state") == "online" and watch.last("streamdet/stay/state") == "online"
-                 and _ours(watch, "gone"), 60, "both cameras announced and online")
+        wait_for(lambda: watch.last("streamdet/gone/state") == "online"
+                 and watch.last("streamdet/stay/state") == "online" and _ours(watch, "gone"), 60,
+                 "both cameras announced and online")
         gone, stay = _ours(watch, "gone"), _ours(watch, "stay")
         assert "homeassistant/sensor/streamdet_gone/person_count/config" in gone and "streamdet/gone/available" in gone
         wait_for(lambda: all(watch.last(t) for t in gone + stay), 10, "their retained configs and states")
