@@ -136,6 +136,7 @@ class FrameResult:
     clip_steps: tuple = ()
     fps: float | None = None  # frames per second of its source at this frame; None until two frames give a rate
     still: bool = False       # from a single picture, where a rate means nothing: no plate
+    drawn: bool = False       # drawn by a stage a reload added for some cameras: the web view does not draw it again
 
     @property
     def plate(self) -> OverlayStatus | None:

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config.sections import Config, SourcePlan
-from ..errors import ConfigError, StreamdetError
+from ..errors import ConfigError, OutputError, StreamdetError
 from ..model.detector import Detector
 from ..model.ir import check_model_spec
 from ..model.labels import load_labels
 from ..model.readout import DetectFilter
 from ..outputs import plan_targets, want_window
-from ..outputs.plan import Target
+from ..outputs.plan import Target, fresh_name
+from ..outputs.sidecar import sidecar_path
 from ..sources import NetworkSource, Source, open_source
 from ..sources.pair import CameraPair
 from ..urls import NOT_NAMES, usable_name
@@ -195,10 +198,15 @@ def _filters(config: Config, plans: list[SourcePlan], tracking: list[bool],
 
 
 def plan_added(config: Config, plan: SourcePlan, taken: set[str], shared: set[str], labels: tuple[str, ...],
-               detector: Detector | None) -> tuple[RunPlan, tuple[str, ...]]:
+               detector: Detector | None, ours: frozenset[str] = frozenset(),
+               others: dict[str, str] | None = None) -> tuple[RunPlan, tuple[str, ...]]:
     """A camera added to a run that goes (a reload): a plan of its own (its source at index 0), checked as a
     run's is, and the shared outputs it joins (the paths of its `output.json` / `output.events` that the run
-    writes already, from `shared`). `taken`: the names of the cameras that go on. Nothing opens."""
+    writes already, from `shared`). `taken`: the names of the cameras that go on. `ours`: the files (resolved
+    paths) the run wrote for this camera before (a changed camera, or one removed and added again): its own
+    detections and events files go on in them, its recording without `{start}` starts a new file beside
+    (`fresh_name`). `others`: the files the run wrote for other cameras (resolved path -> camera), which no
+    new output may be, `--overwrite` or not. Nothing opens."""
     plan = dataclasses.replace(plan, index=0)
     tracking = wants_tracking(plan, config)  # before the shared paths are taken out: events files need tracks
     source = _source(plan)
@@ -215,7 +223,9 @@ def plan_added(config: Config, plan: SourcePlan, taken: set[str], shared: set[st
     _tap_copied([plan], [source])
     # Whether the run has a window is not asked again (that would look for a display): where it may, it shows.
     _convert_seen_only([plan], [source], config, window=config.display.show != "no")
-    targets = plan_targets([plan], [source], None, config.output.overwrite)
+    made = _new_recording(plan, source.name, ours)
+    _check_not_others(made, source.name, others or {})
+    targets = plan_targets([made], [source], None, config.output.overwrite, ours)
     if detector is None and not config.inference.server:
         check_model_spec(config.model.name)
     if config.mqtt.url and config.mqtt.discovery:
@@ -227,3 +237,29 @@ def plan_added(config: Config, plan: SourcePlan, taken: set[str], shared: set[st
     filters = _filters(config, [plan], [tracking], labels)
     return RunPlan(config=config, plans=(plan,), sources=(source,), targets=tuple(targets), window=False, mqtt=None,
                    labels=labels, tracking=(tracking,), filters=filters), joins
+
+
+def _new_recording(plan: SourcePlan, name: str, ours: frozenset[str]) -> SourcePlan:
+    """The plan its outputs are made from: a recording of one file that the run wrote for this camera before goes on
+    in a new file beside it (-1, -2, ...), as a copy recording does when its camera comes back changed; the plan the
+    run compares with later settings keeps the path as given."""
+    video = plan.output.video
+    if not video or "{start}" in video or os.path.realpath(video.replace("{name}", name)) not in ours:
+        return plan
+    renamed = fresh_name(video.replace("{name}", name))
+    log.info("%s: its recording goes on in %s (%s is this run's, from before the change)", name, renamed,
+             video.replace("{name}", name))
+    return dataclasses.replace(plan, output=dataclasses.replace(plan.output, video=renamed))
+
+
+def _check_not_others(plan: SourcePlan, name: str, others: dict[str, str]) -> None:
+    """No file of a camera added may be one the run writes, or wrote, for another camera (`--overwrite` or not)."""
+    out = plan.output
+    paths = [p.replace("{name}", name) for p in (out.video, out.json, out.events) if p and "{start}" not in p]
+    if out.video and "{start}" not in out.video and plan.recording.mode == "copy":
+        paths.append(str(sidecar_path(Path(paths[0]))))
+    for path in paths:
+        camera = others.get(os.path.realpath(path))
+        if camera is not None:
+            raise OutputError(f"output '{path}' is written by this run for the camera '{camera}'; give each camera "
+                              "its own path (with {name} in it)")

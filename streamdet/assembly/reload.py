@@ -14,11 +14,12 @@ thread gets the `Reload`. The sources removed are closed on the asking thread, o
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..config.sections import Config
+from ..config.sections import Config, SourcePlan
 from ..errors import StreamdetError
 from ..model.detector import Detector
 from ..scheduler import Scheduler
@@ -102,17 +103,21 @@ class Reloads:
         removing = [running.keys[key] for key in changes.removed]
         removing += [running.keys[camera_key(p)] for p in changes.changed]
         leaving = {running.lanes[i].source.name for i in removing}
-        taken, shared = running.names() - leaving, running.written()
-        planned: list[tuple[RunPlan, tuple[str, ...], str]] = []
+        taken, shared = running.names() - leaving, running.joinable(removing)
+        planned: list[tuple[RunPlan, tuple[str, ...], SourcePlan]] = []
+        new_files: dict[str, str] = {}  # those of the cameras planned before, in this reload
         try:
             for plan in (*changes.added, *changes.changed):
-                sub, joins = plan_added(effective, plan, taken, shared, self._labels, self._detector)
-                planned.append((sub, joins, camera_key(plan)))
+                key = camera_key(plan)
+                sub, joins = plan_added(effective, plan, taken, shared, self._labels, self._detector,
+                                        running.ours(key), {**running.others(key), **new_files})
+                planned.append((sub, joins, plan))
                 taken.add(sub.sources[0].name)
+                new_files.update((os.path.realpath(t.path), sub.sources[0].name) for t in sub.targets if t.path != "-")
             infos = open_all([sub.sources[0] for sub, _, _ in planned])
-            cameras = [NewCamera(plan=sub, joins=joins, info=info, key=key,
+            cameras = [NewCamera(plan=sub, joins=joins, info=info, key=camera_key(given), settings=given,
                                  scene=_scene(sub.plans[0], info, sub.sources[0]))
-                       for (sub, joins, key), info in zip(planned, infos)]
+                       for (sub, joins, given), info in zip(planned, infos)]
         except BaseException:
             _close(sub.sources[0] for sub, _, _ in planned)
             raise

@@ -6,12 +6,16 @@ view's frames. A camera added takes the next id; a removed camera's id is retire
 lane stays, finished, so the summary still has its figures). A camera added joins what is shared: the
 `output.json` / `output.events` files it names that the run writes already, MQTT and Home Assistant (when it
 tracks), the window and the web view; its own files (recording, clips, snapshots, a detections or events
-file of its own) are new.
+file of its own) are new, but for those the run wrote for the same camera before (a changed camera): its
+detections and events go on in the same files, its recording in a new file beside the old one
+(streamdet.assembly.plan.plan_added; `files` is the run's record of what it wrote for whom). A stage the
+camera needs that the run did not have (tracking, events, clips, the drawing) is made and put in its place.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,10 +29,16 @@ from ..outputs.jsonl import JsonlOutput
 from ..scene import Scene
 from ..scheduler import Lane, lanes_for
 from ..sources import SourceInfo
+from ..config.sections import SourcePlan
+from ..drawing import Annotator
+from ..detections import FrameResult
 from ..stages import Annotate, Stage
-from .changes import camera_key
+from .changes import camera_key, camera_label
 from .plan import RunPlan
-from .wiring import Wired, _Joined, _open_outputs, clip_stage, served_files, track_stages
+from .wiring import Drawing, Wired, _Joined, _open_outputs, clip_stage, served_files, track_stages, who_draws
+
+# The files a camera writes under one name for the whole run (segments with {start} get new names of their own).
+_FILE_KINDS = ("video", "image", "jsonl", "events", "sidecar")
 
 # The stages' order after inference (streamdet.assembly.wiring.stages_after_inference): a stage a reload needs
 # that the run did not have goes in its place.
@@ -44,6 +54,23 @@ class NewCamera:
     info: SourceInfo
     scene: Scene
     key: str        # how the settings know it (streamdet.assembly.changes.camera_key)
+    settings: SourcePlan  # as the settings give it (shared files not taken out): what later reloads compare with
+
+
+class DrawSome(Annotate):
+    """The draw stage a reload adds to a run that drew nothing in a stage (the web view drew for itself, or
+    nobody): it draws the frames of the cameras added that need it (event clips, an annotated recording) and
+    leaves the others' as they were; the web view does not draw a frame drawn here again."""
+
+    def __init__(self, annotator: Annotator):
+        super().__init__(annotator)
+        self.sources: set[int] = set()
+
+    def __call__(self, result: FrameResult) -> FrameResult:
+        if result.source_id not in self.sources:
+            return result
+        self.paint(result.frame.image, result)
+        return dataclasses.replace(result, drawn=True)
 
 
 class Running:
@@ -63,10 +90,30 @@ class Running:
         self.keys = {camera_key(p): i for i, p in enumerate(plan.plans)}  # the cameras that run now
         self.gates: RateGate | None = None  # the detection rate and motion gates, set once the scheduler made them
         self.added: list = []  # the sources added by reloads, closed with the run
+        # Every file the run wrote under one name (resolved path) -> the cameras it wrote it for (key -> label).
+        self.files: dict[str, dict[str, str]] = {}
+        self._record_files(plan, [camera_key(p) for p in plan.plans])
 
-    def written(self) -> set[str]:
-        """The detections and events files the run writes now, which a camera added may share."""
-        return {o.path for i in self.keys.values() for o in self.outputs_of[i] if isinstance(o, JsonlOutput)}
+    def _record_files(self, plan: RunPlan, keys: list[str]) -> None:
+        for target in plan.targets:
+            if target.kind in _FILE_KINDS and "{start}" not in target.path and target.path != "-":
+                for i in target.sources:
+                    self.files.setdefault(os.path.realpath(target.path), {})[keys[i]] = camera_label(plan.plans[i])
+
+    def ours(self, key: str) -> frozenset[str]:
+        """The files the run wrote for the camera known as `key`, from before a change or a removal."""
+        return frozenset(path for path, cameras in self.files.items() if key in cameras)
+
+    def others(self, key: str) -> dict[str, str]:
+        """The files the run wrote for other cameras than `key`, each with who it wrote it for."""
+        return {path: ", ".join(cameras.values()) for path, cameras in self.files.items() if key not in cameras}
+
+    def joinable(self, leaving: list[int]) -> set[str]:
+        """The detections and events files that stay open once the cameras `leaving` are gone (a camera's file of
+        its own closes with it), which a camera added may share."""
+        closing = {id(o) for i in leaving for o in self.own[i]}
+        return {o.path for o in self.outputs
+                if isinstance(o, JsonlOutput) and not o.closed and id(o) not in closing}
 
     def names(self) -> set[str]:
         return {self.lanes[i].source.name for i in self.keys.values()}
@@ -85,6 +132,8 @@ class Running:
                 output.remove_camera(source_id)
             if hasattr(output, "remove_source"):
                 output.remove_source(lane.source.name)
+            if isinstance(output, JsonlOutput):
+                output.flush()  # its lines are out before a camera that goes on in the file writes after them
         self.outputs_of[source_id] = []
 
     # --------------------------------------------------------------- adding
@@ -98,18 +147,22 @@ class Running:
         joined = _Joined(1)
         _open_outputs(sub, [camera.info], joined)
         shared = self._shared(camera, sub.tracking[0])
-        self._extend_stages(camera, sub)
+        self._extend_stages(camera, sub, source_id, any(o.shows_pictures for o in joined.all))
         self.meter.add_source()
         lane = lanes_for(sub.sources, [camera.info], [plan.source.policy], sub.filters, nireq,
                          self.meter.timers["decode"])[0]
         lane.id = source_id
-        for kind, lists in (("plans", plan), ("sources", source), ("tracking", sub.tracking[0]),
+        given = dataclasses.replace(camera.settings, index=source_id)
+        for kind, lists in (("plans", given), ("sources", source), ("tracking", sub.tracking[0]),
                             ("infos", camera.info), ("scenes", camera.scene)):
             getattr(self, kind).append(lists)
         self.outputs += joined.all
         self.outputs_of.append(joined.of[0] + shared)
         self.own.append(joined.own[0])
+        for own in self.own:  # a file one camera wrote alone is shared now: it closes with the run, not the camera
+            own[:] = [o for o in own if not any(o is s for s in shared)]
         self.added.append(source)
+        self._record_files(sub, [camera.key])
         for output in shared:
             if hasattr(output, "add_camera"):
                 self._announce(output, source_id, sub)
@@ -133,7 +186,7 @@ class Running:
 
             kinds += (WebView,)
         return [o for o in self.outputs
-                if (isinstance(o, JsonlOutput) and o.path in camera.joins) or isinstance(o, kinds)]
+                if (isinstance(o, JsonlOutput) and not o.closed and o.path in camera.joins) or isinstance(o, kinds)]
 
     def _announce(self, hass, source_id: int, sub: RunPlan) -> None:
         from ..outputs.hass import Camera, default_classes
@@ -143,9 +196,10 @@ class Running:
         hass.add_camera(source_id, Camera(sub.sources[0].name, classes, tuple(z.name for z in plan.events.zones),
                                           tuple(line.name for line in plan.events.lines)), sub.sources[0].health)
 
-    def _extend_stages(self, camera: NewCamera, sub: RunPlan) -> None:
+    def _extend_stages(self, camera: NewCamera, sub: RunPlan, source_id: int, shows_pictures: bool) -> None:
         """The stages and the motion gate take the new id; one the run did not have is made for the ids before it
-        (where it does nothing: no camera before needed it) and put in its place."""
+        (where it does nothing: no camera before needed it) and put in its place. `shows_pictures`: an output of
+        the camera's own shows its frames (an annotated recording)."""
         if self.gates is not None:
             self.gates.add(sub.plans[0].detect)
         if sub.plans[0].detect.motion and not any(isinstance(s, ReuseDetections) for s in self.stages):
@@ -161,6 +215,20 @@ class Running:
             self._insert(self.clips)
         if self.clips is not None:
             self.clips.extend(clip_stage(sub, [camera.info], self.link_url))
+        self._draw(source_id, bool(sub.plans[0].events.clips), shows_pictures)
+
+    def _draw(self, source_id: int, clips: bool, shows_pictures: bool) -> None:
+        """A camera whose clips or recording show the drawing, added to a run without a stage drawing every frame:
+        its frames are drawn (`DrawSome`), as a run started with it would draw them (`who_draws`)."""
+        config = self.plan.config
+        if who_draws(config.overlay.draw, clips, shows_pictures, bool(config.web.listen)) is not Drawing.STAGE:
+            return
+        stage = next((s for s in self.stages if isinstance(s, Annotate)), None)
+        if stage is None:
+            stage = DrawSome(Annotator(config.overlay))
+            self._insert(stage)
+        if isinstance(stage, DrawSome):  # a run's own draw stage draws every frame already
+            stage.sources.add(source_id)
 
     def _so_far(self) -> RunPlan:
         """The run's plan with every id so far (removed ones too): what a stage made now is made for."""

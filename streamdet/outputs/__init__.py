@@ -24,7 +24,7 @@ def open_output(target: Target, info: SourceInfo, source_name: str, recording: R
     if target.kind in ("image", "images"):
         return ImageOutput(target.path, folder=target.kind == "images")
     if target.kind == "jsonl":
-        return JsonlOutput(target.path)
+        return JsonlOutput(target.path, append=target.continues)
     if target.kind == "events":
-        return EventsOutput(target.path)
+        return EventsOutput(target.path, append=target.continues)
     raise ValueError(f"no output is made for a {target.kind} target")

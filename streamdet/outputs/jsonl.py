@@ -51,14 +51,16 @@ class JsonlOutput(Output):
     Lines are collected and written whole with one unbuffered write, so a
     killed process leaves only complete lines behind; a write that fails part
     way (a full disk) is cut back to the last whole line before the error is
-    raised, and nothing is written after it.
+    raised, and nothing is written after it. With `append` (a file the run wrote itself before a reload changed
+    its camera) the lines go on at the file's end and nothing in it is replaced.
     """
 
     _FLUSH_LINES = 64
     _FLUSH_S = 0.5
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, append: bool = False):
         self.path = path
+        self._append = append
         self.label = "standard output" if path == "-" else path
         self._fd: int | None = None
         self._pending: list[str] = []
@@ -69,6 +71,11 @@ class JsonlOutput(Output):
 
     def records(self, result: FrameResult) -> list[dict]:
         return [record(result)]
+
+    @property
+    def closed(self) -> bool:
+        """Finalised: a camera that joins its file now (a reload) needs a new output, not this one."""
+        return self._closed
 
     def write(self, result: FrameResult) -> None:
         self._pending.extend(json.dumps(r, separators=(",", ":")) + "\n" for r in self.records(result))
@@ -88,7 +95,11 @@ class JsonlOutput(Output):
                 if self.path == "-":
                     self._fd = sys.stdout.fileno()
                 else:
-                    self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    mode = os.O_APPEND if self._append else os.O_TRUNC
+                    self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | mode, 0o644)
+                    if self._append and stat.S_ISREG(os.fstat(self._fd).st_mode):
+                        self._whole = os.fstat(self._fd).st_size  # a failed write is cut back to here, not before
+
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]

@@ -29,6 +29,9 @@ class Target:
     path: str
     sources: tuple[int, ...]    # indexes into the run's sources; empty for the summary
     what: str                   # for messages: "recording of bikes"
+    # A detections or events file this run wrote itself for the same camera, before a reload changed it: the
+    # camera's lines go on at its end (appended), nothing in it is replaced (streamdet.assembly.plan.plan_added).
+    continues: bool = False
 
 
 def _suffixes(names) -> str:
@@ -60,8 +63,10 @@ def _picture_kind(path: str, source: Source) -> str:
 
 
 def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: str | None,
-                 overwrite: bool) -> list[Target]:
-    """Every output of the run, checked; raises OutputError naming the output (and what it clashes with)."""
+                 overwrite: bool, continuing: frozenset[str] = frozenset()) -> list[Target]:
+    """Every output of the run, checked; raises OutputError naming the output (and what it clashes with).
+    `continuing`: the resolved paths of detections and events files the run wrote itself for these cameras,
+    which they go on writing (appended) rather than being refused as existing."""
     targets: list[Target] = []
     jsonl: dict[str, list[int]] = {}
     events: dict[str, list[int]] = {}
@@ -97,7 +102,8 @@ def plan_targets(plans: list[SourcePlan], sources: list[Source], summary_json: s
     for kind, paths, what in (("jsonl", jsonl, "detections"), ("events", events, "events")):
         for path, users in paths.items():
             names = ", ".join(sources[i].name for i in users)
-            targets.append(Target(kind, path, tuple(users), f"{what} of {names}"))
+            targets.append(Target(kind, path, tuple(users), f"{what} of {names}",
+                                  continues=os.path.realpath(path) in continuing))
     if summary_json:
         targets.append(Target("summary", summary_json, (), "run summary"))
     # Event clips' and snapshots' folders are checked with the rest; their outputs are made with the events'.
@@ -156,12 +162,21 @@ def _check(targets: list[Target], sources: list[Source], overwrite: bool) -> Non
         seen[real] = target
         if inode:
             seen_inodes[inode] = target
-        if not overwrite:
+        if not overwrite and not target.continues:
             # Only files: writing into a pipe or a device (/dev/stdout, a FIFO to another program) loses nothing.
             for path in _written_files(target, sources):
                 if os.path.isfile(path):
                     raise OutputError(f"output '{path}' ({target.what}) exists already; choose another path, "
                                       "or pass --overwrite to replace it")
+
+
+def fresh_name(path: str) -> str:
+    """`path` with -1, -2, ... before its extension: the first that is no file yet, nor its detections file."""
+    stem, suffix = os.path.splitext(path)
+    n = 1
+    while any(os.path.lexists(p) for p in (f"{stem}-{n}{suffix}", str(sidecar_path(Path(f"{stem}-{n}{suffix}"))))):
+        n += 1
+    return f"{stem}-{n}{suffix}"
 
 
 def _check_folder(target: Target) -> None:

@@ -167,7 +167,7 @@ class FrameHub:
     def _encode(self, seq: int, result: FrameResult) -> Jpeg:
         t0 = time.perf_counter()
         image = result.frame.image
-        if self._draw is not None:
+        if self._draw is not None and not result.drawn:
             image = image.copy()  # the frame may still be read by other outputs: draw on our own copy
             self._draw(image, result)
         height, width = image.shape[:2]
