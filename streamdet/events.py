@@ -103,6 +103,7 @@ class TrackStage:
         """Sources added while the run goes (a reload): `other`'s, made for them alone, after this one's."""
         self._trackers += other._trackers
         self._snapshots += other._snapshots
+        self._clocks += other._clocks
 
 
 class EventStage:
