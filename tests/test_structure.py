@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "streamdet"
 
 # Bottom first. A module may import from its own layer and those below it, never from one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundations", ("errors", "privacy", "urls", "clock", "measures", "config")),
+    ("foundations", ("errors", "privacy", "urls", "clock", "files", "measures", "config")),
     ("data", ("detections", "scene", "drawing", "tracking", "sources", "model")),
     ("inputs and outputs", ("outputs", "engines")),
     ("stages and threads", ("motion", "events", "clips", "stages", "scheduler", "reports", "web")),

@@ -20,12 +20,12 @@ import json
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError
+from ..files import replace_whole
 
 Role = Literal["admin", "viewer"]
 ROLES: tuple[Role, ...] = ("admin", "viewer")
@@ -132,16 +132,7 @@ def save_users(path: str | os.PathLike, users: dict[str, User]) -> None:
     reader sees the old or the new file, never half of one."""
     path = Path(path)
     text = json.dumps({"users": {name: users[name].to_dict() for name in sorted(users)}}, indent=2) + "\n"
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp makes it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_whole(path, text.encode())  # 0600: it holds the hashes
 
 
 def _b64(data: bytes) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import queue
-import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from ..detections import FrameResult
 from ..errors import OutputError
+from ..files import replace_whole
 
 
 class Output(ABC):
@@ -93,17 +93,7 @@ def staged_path(final: Path) -> Path:
 
 def write_atomically(path: str | os.PathLike, data: bytes, label: str | None = None) -> None:
     """Write a small file whole: to a temporary name beside it, then moved over the final name."""
-    path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".partial")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_whole(path, data)
     except OSError as exc:
         raise write_error(label or str(path), exc) from None
