@@ -69,6 +69,10 @@ def plan_run(config: Config, detector: Detector | None = None, sources: list[Sou
     for source, name in zip(sources, unique_names([p.name for p in plans], [s.name for s in sources])):
         source.name = name
     _tap_copied(plans, sources)
+    if config.web.listen:
+        for source in sources:  # the web view's live stream is the camera's own packets, wherever it can be
+            if isinstance(source, (NetworkSource, CameraPair)):
+                source.show_packets()
     targets = plan_targets(plans, sources, config.output.summary_json, config.output.overwrite)
     window = want_window(config.display.show)
     if detector is None and not config.inference.server:

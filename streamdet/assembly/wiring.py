@@ -111,7 +111,7 @@ def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene],
         stages = stages_after_inference(plan, track, drawing, clips)
         if listener is not None:
             status = functools.partial(run_status, lanes, meter, plan.mqtt, backend.info)
-            joined.join(_web_view(plan, listener, drawing, joined.all, status), range(len(plan.sources)))
+            joined.join(_web_view(plan, infos, listener, drawing, joined.all, status), range(len(plan.sources)))
     except BaseException:
         close_outputs(joined.all)
         raise
@@ -214,10 +214,11 @@ def _hass(plan: RunPlan, served: list[int]) -> Output:
     return HassOutput.announce(plan.mqtt, plan.config.mqtt, cameras, {i: plan.sources[i].health for i in served})
 
 
-def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs: list[Output],
-              status: Callable[[], RunStatus]) -> Output:
+def _web_view(plan: RunPlan, infos: Sequence[SourceInfo], listener: socket.socket, drawing: Drawing,
+              outputs: list[Output], status: Callable[[], RunStatus]) -> Output:
     """The web view; it draws the frames somebody looks at with the draw stage's own drawing when no
-    stage draws them."""
+    stage draws them. Its live streams are the cameras' own H.264 packets where the run reads them through
+    PyAV (plan_run offered them), else the frames encoded while watched."""
     from ..outputs.video import VideoOutput
     from ..web import WebView
 
@@ -229,8 +230,11 @@ def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs:
     clips = {o.source_name: functools.partial(getattr, o, "made") for o in outputs if isinstance(o, ClipsOutput)}
     # Snapshots and clips are served only while each is still the very file its output wrote.
     writers = [o for o in outputs if isinstance(o, (ClipsOutput, SnapshotOutput))]
+    taps = {i: source.show_packets() for i, source in enumerate(plan.sources)
+            if hasattr(source, "show_packets") and infos[i].codec in (None, "h264")}
     return WebView(listener, plan.config.web, plan.names, status, draw, recordings, clips,
-                   lambda path: any(o.holds(path) for o in writers))
+                   lambda path: any(o.holds(path) for o in writers), taps, [info.fps for info in infos],
+                   drawing is Drawing.STAGE)
 
 
 def run_status(lanes: Sequence[Lane], meter: RunMeter, mqtt: MqttPublisher | None,

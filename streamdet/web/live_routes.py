@@ -170,7 +170,9 @@ class LiveRoutes:
         # Names made from file names may hold '#', '?', '%' or spaces: the links carry them encoded.
         return json_response([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
                                "height": s.height, "stream": f"/stream/{quote(s.name, safe='')}.mjpg",
-                               "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg"}
+                               "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg",
+                               "video": f"/live/{quote(s.name, safe='')}.mp4",
+                               "detections": f"/live/{quote(s.name, safe='')}.detections"}
                               for s in status.sources])
 
     async def _stats(self, request: web.Request) -> web.Response:

@@ -30,7 +30,10 @@ from .connections import (LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counte
                           http_log)
 from .frames import FrameHub
 from .listener import listener_url
+from .live_detections import LiveDetections
+from .live_feed import LiveFeed
 from .live_routes import LiveRoutes
+from .live_video import LiveVideo
 from .metrics import EventTally, LogTally
 from .responses import HEADERS
 from .review import EventStore, ListSegments
@@ -47,13 +50,15 @@ class WebServer:
     def __init__(self, sock: socket.socket, web_config: WebConfig, hub: FrameHub, names: list[str],
                  status: Callable[[], RunStatus], extra: Callable[[], dict], store: EventStore | None = None,
                  recordings: dict[str, ListSegments] | None = None, tally: EventTally | None = None,
-                 logged: LogTally | None = None):
+                 logged: LogTally | None = None, feeds: dict[int, LiveFeed] | None = None):
         self._sock = sock
         self._web = web_config
         recordings = recordings or {}
         self._live = LiveRoutes(web_config, hub, names, status, extra, self.load, recordings, tally or EventTally(),
                                 logged)
         self._review = ReviewRoutes(names, store or EventStore(), recordings)
+        self._video = LiveVideo(web_config, feeds or {}, {name: i for i, name in enumerate(names)})
+        self._detections = LiveDetections(web_config, self._video)
         self._static = StaticFiles()
         self._long: set[web.AbstractResource] = set()  # long routes' resources (GET and HEAD alike)
         self._public: set[web.AbstractResource] = set()  # served without a token (Route.public)
@@ -78,7 +83,13 @@ class WebServer:
     @property
     def dropped_stalled(self) -> int:
         """Viewers dropped for taking no frame within web.client_timeout."""
-        return self._live.dropped_stalled
+        return self._live.dropped_stalled + self._video.dropped_stalled + self._detections.dropped_stalled
+
+    def live_figures(self) -> dict:
+        """The live streams' figures for /api/stats: viewers, bytes sent, skips to the newest keyframe."""
+        feeds = self._video.feeds.values()
+        return {"live_viewers": sum(f.viewers for f in feeds), "live_bytes": sum(f.sent for f in feeds),
+                "live_skipped": sum(f.skipped for f in feeds)}
 
     def load(self) -> Load:
         return Load(clients=self.clients, most_clients=self.most_clients, refused=self.refused,
@@ -115,8 +126,11 @@ class WebServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._live.start(self._loop, self._stop)
+        self._video.start(self._loop, self._stop)
+        self._detections.start(self._stop)
         app = web.Application(middlewares=[self._guard], client_max_size=4096)
-        for route in (*self._live.routes(), *self._review.routes(), *self._static.routes()):
+        for route in (*self._live.routes(), *self._video.routes(), *self._detections.routes(), *self._review.routes(),
+                      *self._static.routes()):
             self._add(app, route)
         self._loop.set_exception_handler(self._loop_error)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0,
@@ -133,6 +147,7 @@ class WebServer:
             if listener is not None:
                 listener.close()
             self._live.end()
+            self._video.end()
             await runner.cleanup()
 
     def _add(self, app: web.Application, route: Route) -> None:

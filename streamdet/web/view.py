@@ -12,7 +12,11 @@ from ..detections import FrameResult
 from ..errors import OutputError
 from ..outputs import Output
 from ..measures.figures import RunStatus
+from ..sources.live_tap import LiveTap
 from .frames import Draw, FrameHub
+from .live_camera import CameraFeed
+from .live_encoder import LiveEncoder
+from .live_feed import LiveFeed
 from .listener import bind_listener  # noqa: F401  part of streamdet.web's API
 from .metrics import EventTally, LogTally
 from .review import EventStore, Holds, ListSegments
@@ -29,12 +33,20 @@ class WebView(Output):
 
     def __init__(self, sock: socket.socket, web: WebConfig, names: list[str], status: Callable[[], RunStatus],
                  draw: Draw | None, recordings: dict[str, ListSegments] | None = None,
-                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None):
+                 clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None,
+                 taps: dict[int, LiveTap] | None = None, fps: list[float | None] | None = None, drawn: bool = False):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review); `clips`: per
-        source name, the clips its clips output has written so far."""
+        source name, the clips its clips output has written so far; `taps`: per source, the camera's packets
+        for its live stream (the others' frames are encoded while watched, at `fps`); `drawn`: the frames
+        carry the boxes already."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
+        taps, fps = taps or {}, fps or [None] * len(names)
+        feeds = {i: LiveFeed(drawn=drawn and i not in taps) for i in range(len(names))}
+        self.cameras = {i: CameraFeed(feeds[i], tap) for i, tap in taps.items()}
+        self.encoder = LiveEncoder({i: f for i, f in feeds.items() if i not in taps}, dict(enumerate(fps)),
+                                   web.max_width)
         self._closed = False
         self.events = EventStore(holds=holds)
         self.tally = EventTally(clips)  # events by source, kind and class, and clips, for /metrics
@@ -42,21 +54,23 @@ class WebView(Output):
         log.addHandler(self.logged)
         try:
             self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, recordings,
-                                    self.tally, self.logged)
+                                    self.tally, self.logged, feeds)
             self.server.start()
         except BaseException:
             log.removeHandler(self.logged)
             self.hub.stop()
+            self.encoder.stop()
             sock.close()
             raise
         log.info("web view on %s%s", self.server.url, " (token required)" if web.token else "")
 
     def _figures(self) -> dict:
-        encode = self.hub.encode_ms.summary()
-        return {"jpeg_frames": encode.count, "jpeg_ms_mean": encode.mean_ms, "jpeg_ms_p95": encode.p95_ms}
+        encode, live = self.hub.encode_ms.summary(), self.encoder.encode_ms.summary()
+        return {"jpeg_frames": encode.count, "jpeg_ms_mean": encode.mean_ms, "jpeg_ms_p95": encode.p95_ms,
+                "live_encoded_frames": live.count, "live_encode_ms_mean": live.mean_ms, **self.server.live_figures()}
 
     def _check(self) -> None:
-        error = self.hub.error or self.server.error
+        error = self.hub.error or self.encoder.error or self.server.error
         if error is not None:
             raise OutputError(f"web view: {error}") from error
 
@@ -66,6 +80,11 @@ class WebView(Output):
             self.events.add(result.events)
             self.tally.add(result.events)
         self.hub.publish(result.source_id, result)
+        camera = self.cameras.get(result.source_id)
+        if camera is not None:
+            camera.frame(result)
+        else:
+            self.encoder.publish(result.source_id, result)
 
     def flush(self) -> None:
         self._check()
@@ -77,8 +96,9 @@ class WebView(Output):
         t0 = time.monotonic()
         self.server.stop()
         self.hub.stop()
+        self.encoder.stop()
         self._sock.close()
         log.removeHandler(self.logged)
-        self.cpu_s = self.hub.cpu_s + self.server.cpu_s
+        self.cpu_s = self.hub.cpu_s + self.encoder.cpu_s + self.server.cpu_s
         log.debug("web view closed in %.2f s", time.monotonic() - t0)
         self._check()
