@@ -13,6 +13,7 @@ import asyncio
 import io
 import json
 import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -54,6 +55,24 @@ SAMPLE = """([w, h]) => new Promise((resolve) => {
 @pytest.fixture(scope="module")
 def bikes_frames() -> list[np.ndarray]:
     return decode(clip("bikes"))
+
+
+def _run_async(make) -> object:
+    """asyncio.run(make()) on a thread of its own: Playwright's sync API holds an event loop on the test's."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(asyncio.run(make()))
+        except BaseException as exc:  # raised on the test's thread below
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=120)
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
 
 
 def _small(image: np.ndarray) -> np.ndarray:
@@ -183,13 +202,21 @@ def test_a_file_source_plays_through_the_encoded_stream(chromium, pedestrian_det
             kind = response.headers["Content-Type"]
             data = response.read(400_000)
         stats = pipeline_stats(pipeline)
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(_whole_boxes(data))) as container:
         frames = [f for f in container.decode(video=0)]
     print(f"\nfile source, encoded once: {played['frames'] / played['wall']:.1f} frames/s presented; "
           f"{stats['live_encoded_frames']} frames encoded, {stats['live_encode_ms_mean']:.1f} ms each")
     assert kind.startswith('video/mp4; codecs="avc1.')
     assert len(frames) >= 10 and frames[0].key_frame and (frames[0].width, frames[0].height) == (640, 272)
     assert played["frames"] >= 10 and stats["live_encoded_frames"] > 0
+
+
+def _whole_boxes(data: bytes) -> bytes:
+    """The stream's boxes up to the last one read whole (a read of so many bytes ends in the middle of one)."""
+    at = 0
+    while at + 8 <= len(data) and at + int.from_bytes(data[at:at + 4], "big") <= len(data):
+        at += int.from_bytes(data[at:at + 4], "big")
+    return data[:at]
 
 
 async def _viewer(url: str, pieces: int, got: list) -> None:
@@ -228,8 +255,8 @@ def test_twenty_live_viewers_and_a_stalled_one(pedestrian_detector):
             async def twenty() -> None:
                 await asyncio.gather(*(_viewer(url, 50, got) for _ in range(20)))
 
-            asyncio.run(twenty())
-            wait_for(lambda: pipeline_stats(pipeline)["dropped_stalled"] >= 1, 30, "the stalled viewer dropped")
+            _run_async(twenty)
+            wait_for(lambda: pipeline_stats(pipeline)["live_dropped_stalled"] >= 1, 30, "the stalled viewer dropped")
             stats = pipeline_stats(pipeline)
             stalled.close()
     finally:
@@ -238,8 +265,8 @@ def test_twenty_live_viewers_and_a_stalled_one(pedestrian_detector):
     for hello, init, first in got:
         assert hello["mime"].startswith('video/mp4; codecs="avc1.') and init[4:8] == b"ftyp"
         assert first[4:8] == b"moof"
-    print(f"\n20 live viewers served {stats['live_bytes'] / 1e6:.1f} MB; stalled dropped: {stats['dropped_stalled']}")
-    assert stats["dropped_stalled"] >= 1
+    print(f"\n20 live viewers served {stats['live_bytes'] / 1e6:.1f} MB; stalled dropped: {stats['live_dropped_stalled']}")
+    assert stats["live_dropped_stalled"] >= 1
 
 
 @pytest.mark.services
@@ -258,7 +285,7 @@ def test_a_wrong_token_is_refused_on_the_stream_and_the_detections_channel(pedes
                 except aiohttp.WSServerHandshakeError as exc:
                     return exc.status
 
-        codes = {path: asyncio.run(status(path)) for path in
+        codes = {path: _run_async(lambda: status(path)) for path in
                  ("live/bikes.mp4", "live/bikes.detections", "live/bikes.mp4?token=wrong-token-123",
                   "live/bikes.detections?token=wrong-token-123", f"live/bikes.mp4?token={TOKEN}",
                   f"live/bikes.detections?token={TOKEN}")}

@@ -20,7 +20,7 @@ import logging
 from aiohttp import web
 
 from ..config.web import WebConfig
-from .live_video import LiveVideo, until_closed, wait_either
+from .live_video import LiveVideo, unanswered, until_closed, wait_either
 from .route import Route
 
 log = logging.getLogger("streamdet")
@@ -57,11 +57,7 @@ class LiveDetections:
                 else:
                     await wait_either(changed, gone)
         except asyncio.TimeoutError:
-            self.dropped_stalled += 1
-            log.info("web: dropped a detections viewer of %s that took nothing for %g s (web.client_timeout)",
-                     request.match_info["name"], self._web.client_timeout)
-            if request.transport is not None:
-                request.transport.abort()
+            self._stalled(request)
         except (ConnectionError, RuntimeError):
             pass  # the client went away
         finally:
@@ -69,4 +65,13 @@ class LiveDetections:
             gone.cancel()
             if not ws.closed and not (request.transport is None or request.transport.is_closing()):
                 await ws.close()
+        if unanswered(ws):
+            self._stalled(request)
         return ws
+
+    def _stalled(self, request: web.Request) -> None:
+        self.dropped_stalled += 1
+        log.info("web: dropped a detections viewer of %s that took nothing for %g s (web.client_timeout)",
+                 request.match_info["name"], self._web.client_timeout)
+        if request.transport is not None:
+            request.transport.abort()

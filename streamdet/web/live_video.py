@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
@@ -30,6 +31,9 @@ from .route import Route
 log = logging.getLogger("streamdet")
 
 IDLE_CHECK_S = 1.0  # how often a viewer waiting for the stream checks that it is still there
+# The kernel's send buffer for a live viewer (Linux doubles it): on loopback it would grow to megabytes, seconds
+# of a camera's stream that a viewer gone silent would hold unseen before web.client_timeout could notice.
+SEND_BUFFER = 128 << 10
 
 
 class Stalled(Exception):
@@ -41,6 +45,11 @@ async def until_closed(ws: web.WebSocketResponse) -> None:
     async for msg in ws:
         if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
             break
+
+
+def unanswered(ws: web.WebSocketResponse) -> bool:
+    """Whether the client was dropped for answering no ping within the heartbeat (web.client_timeout)."""
+    return isinstance(ws.exception(), asyncio.TimeoutError)
 
 
 async def wait_either(changed: asyncio.Event, gone: asyncio.Future | None) -> None:
@@ -85,6 +94,9 @@ class LiveVideo:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         feed = self.feed(request)
+        sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         feed.watch(+1)
         try:
             if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -119,6 +131,8 @@ class LiveVideo:
             gone.cancel()
             if not ws.closed:
                 await ws.close()
+        if unanswered(ws):
+            raise Stalled
         return ws
 
     async def _chunked(self, request: web.Request, feed: LiveFeed) -> web.StreamResponse:

@@ -89,7 +89,8 @@ class WebServer:
         """The live streams' figures for /api/stats: viewers, bytes sent, skips to the newest keyframe."""
         feeds = self._video.feeds.values()
         return {"live_viewers": sum(f.viewers for f in feeds), "live_bytes": sum(f.sent for f in feeds),
-                "live_skipped": sum(f.skipped for f in feeds)}
+                "live_skipped": sum(f.skipped for f in feeds),
+                "live_dropped_stalled": self._video.dropped_stalled + self._detections.dropped_stalled}
 
     def load(self) -> Load:
         return Load(clients=self.clients, most_clients=self.most_clients, refused=self.refused,
