@@ -120,7 +120,8 @@ def test_a_camera_plays_live_at_its_rate_with_the_persons_box_on_its_own_frame(c
                     if len(samples) >= 12:
                         break
                 figures = page.evaluate("() => { const p = livePlayers.values().next().value; "
-                                        "return {delays: p.delays, frames: p.frames}; }")
+                                        "return {delays: p.delays, frames: p.frames, presented: p.presented, "
+                                        "lines: p.lineTimes}; }")
                 # A hidden tab fetches nothing: the page closes its streams and the server sees no viewer.
                 page.evaluate("() => { Object.defineProperty(document, 'hidden', {value: true, configurable: true}); "
                               "document.dispatchEvent(new Event('visibilitychange')); }")
@@ -151,10 +152,16 @@ def test_a_camera_plays_live_at_its_rate_with_the_persons_box_on_its_own_frame(c
     assert checked >= 3, f"only {checked} boxes compared over {len(samples)} samples"
     delays, frames = figures["delays"], figures["frames"]
     own = frames["own"] / max(1, frames["shown"])
+    # Of the frames shown that the run processed (a line came for them, maybe after they were shown), those
+    # drawn with their own line; the others the run skipped show the newest boxes before them.
+    times = np.array(figures["lines"])
+    processed = [(m, t) for m, t in figures["presented"] if len(times) and np.abs(times - m).min() <= 0.02]
+    mine = sum(1 for m, t in processed if t is not None and abs(t - m) <= 0.02) / max(1, len(processed))
     print(f"delay from a frame's arrival at streamdet to its display: p50 {_percentile(delays, 50):.0f} ms, "
           f"p95 {_percentile(delays, 95):.0f} ms over {len(delays)} frames; boxes on their own frame on "
-          f"{100 * own:.1f}% of {frames['shown']} frames shown with boxes (measured under load)")
-    assert len(delays) > 20 and _percentile(delays, 95) < 2000
+          f"{100 * mine:.1f}% of {len(processed)} processed frames shown ({100 * own:.1f}% of all "
+          f"{frames['shown']} frames shown with boxes: the run processed only some; measured under load)")
+    assert len(delays) > 20 and _percentile(delays, 95) < 2000 and mine > 0.9
 
 
 def pipeline_stats(pipeline) -> dict:
@@ -184,7 +191,6 @@ def test_without_mse_the_page_falls_back_to_mjpeg(chromium, pedestrian_detector)
 def test_a_file_source_plays_through_the_encoded_stream(chromium, pedestrian_detector):
     config = _config([str(clip("bikes"))])
     config.source.loop = True
-    config.source.realtime = True
     with Pipeline(config, detector=pedestrian_detector) as pipeline, running(pipeline):
         page = chromium.new_page()
         try:
@@ -331,8 +337,8 @@ def test_a_viewer_behind_skips_to_the_newest_keyframe_and_nothing_is_kept_unwatc
     assert not feed.watched
     with av.open(str(clip("bikes"))) as container:
         init = init_segment(stream_format(container.streams.video[0], None).header, sound=False)
-    feed.begin(init)
     feed.watch(+1)
+    feed.begin(init)
     for i in range(200):  # a keyframe every 25 fragments, 40 ms apart
         feed.add(b"x" * 10, i % 25 == 0, i * 0.04)
     took = feed.take(None, None)
@@ -345,3 +351,9 @@ def test_a_viewer_behind_skips_to_the_newest_keyframe_and_nothing_is_kept_unwatc
     assert again.skipped and again.pieces[0].key and again.pieces[0].seq == 201 - 25 and feed.skipped == 1
     feed.begin(init)
     assert feed.take(again.cursor, took.session).ended
+    # Watched again after a pause: what the ring held is gone, the producers begin a new stream.
+    starts = feed.starts
+    feed.watch(-1)
+    feed._linger_until = 0.0  # the 5 s a stream goes on after its last viewer, passed
+    feed.watch(+1)
+    assert feed.starts == starts + 1 and feed.init is None and feed.take(None, None).pieces == []

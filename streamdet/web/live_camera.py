@@ -10,6 +10,7 @@ new connection begins a new stream (the player starts again), and so does the fi
 from __future__ import annotations
 
 import threading
+import logging
 from collections import deque
 
 from ..detections import FrameResult
@@ -18,6 +19,8 @@ from ..outputs.timeline import Timeline
 from ..sources.demux import CameraPacket, Connected, to_lengths
 from ..sources.live_tap import LiveTap
 from .live_feed import LiveFeed, channel_record, channel_text
+
+log = logging.getLogger("streamdet")
 
 _WAITING = 64  # frames' lines waiting for their packets; past this the oldest go
 
@@ -36,7 +39,7 @@ class CameraFeed:
         self._started = False  # the stream's first keyframe has come
         self._starts = 0       # the feed's `starts` when this stream began
         self._waiting: deque[tuple[int, float | None, float, dict]] = deque(maxlen=_WAITING)
-        self.told: str | None = None  # why this camera's packets cannot be shown (its codec), said once
+        self.told: str | None = None  # the codec this camera sends that MSE cannot take, said once
         tap.receiver = self
         if tap.last is not None:
             self.connected(tap.last)
@@ -69,7 +72,10 @@ class CameraFeed:
     def _begin(self, last: Connected) -> bool:
         init = init_segment(last.format.header, sound=True)
         if init is None:
-            self.told = f"the camera sends {last.format.video_codec}, which browsers' MSE do not all play"
+            if self.told is None:
+                self.told = last.format.video_codec
+                log.info("live view: the camera sends %s, which browsers do not all play through MSE: its tile "
+                         "shows no live H.264 (MJPEG still works)", last.format.video_codec)
             return False
         self._timeline = Timeline()
         self._timeline.connected(last)

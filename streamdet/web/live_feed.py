@@ -157,7 +157,11 @@ class LiveFeed:
             self.line_viewers += delta
             return
         if delta > 0 and not self.watched:
-            self.starts += 1
+            with self._lock:  # what the ring holds is the end of a stream nobody watched since: a new one begins
+                self.starts += 1
+                self.init = None
+                self._pieces.clear()
+                self._bytes = 0
         self.viewers += delta
         if delta < 0 and self.viewers == 0:
             self._linger_until = time.monotonic() + LINGER_S

@@ -7,6 +7,7 @@ const LiveMSE = window.ManagedMediaSource || window.MediaSource;
 const LIVE_MSE = Boolean(LiveMSE && LiveMSE.isTypeSupported('video/mp4; codecs="avc1.42E01E"'));
 const BEHIND_S = 1.0;     // past this behind the newest picture, the player jumps to it
 const EDGE_S = 0.15;      // ... to this much before it (a frame or so of room)
+const CATCH_UP_S = 0.4;   // past this behind, the player plays at 1.1x until it is near the edge again
 const LINE_HOLD_S = 1.0;  // a frame the run did not process shows the newest earlier boxes, at most this old
 const LINE_SLACK_S = 0.02;
 const KEEP_S = 10;        // played video kept in the buffer
@@ -29,6 +30,8 @@ class LivePlayer {
     this.lines = [];          // the newest detections lines of this stream, in time order
     this.delays = [];         // ms from a frame's arrival at streamdet to its display (frames with a line)
     this.frames = { shown: 0, own: 0 };  // frames shown with boxes, and of those with their own frame's boxes
+    this.presented = [];      // the newest frames shown: [mediaTime, time of the line drawn or null]
+    this.lineTimes = [];      // the newest lines' times (which frames the run processed)
     this.shown = null;        // what the last frame shown had drawn: {mediaTime, t, detections}
     this.timer = null;
     if (LIVE_MSE) {
@@ -124,7 +127,10 @@ class LivePlayer {
     if (ranges.length) {
       const end = ranges.end(ranges.length - 1);
       // Near the live edge: at the start, after a skip to a newer keyframe (a gap), or when over 1 s behind.
-      if (!stream.started || video.currentTime < ranges.start(ranges.length - 1) || end - video.currentTime > BEHIND_S) {
+      // A little behind (data came in a burst, the tab was busy): played a little faster until near the edge.
+      const behind = end - video.currentTime;
+      video.playbackRate = behind > CATCH_UP_S ? 1.1 : behind < EDGE_S * 2 ? 1.0 : video.playbackRate;
+      if (!stream.started || video.currentTime < ranges.start(ranges.length - 1) || behind > BEHIND_S) {
         video.currentTime = Math.max(ranges.start(ranges.length - 1), end - EDGE_S);
         if (!stream.started) video.play().catch(() => {});
         stream.started = true;
@@ -141,7 +147,9 @@ class LivePlayer {
       const line = JSON.parse(row);
       if (this.lines.length && line.session !== this.lines[this.lines.length - 1].session) this.lines = [];
       this.lines.push(line);
+      this.lineTimes.push(line.t);
     }
+    if (this.lineTimes.length > 2000) this.lineTimes.splice(0, this.lineTimes.length - 2000);
     if (this.lines.length > 200) this.lines.splice(0, this.lines.length - 200);
   }
 
@@ -155,6 +163,8 @@ class LivePlayer {
     const line = this.el.dataset.drawn === "yes" ? null : this.lineAt(mediaTime);
     this.canvas.dataset.boxes = String(drawDetections(this.canvas, this.video, line));
     this.shown = line ? { mediaTime, t: line.t, detections: line.detections } : null;
+    this.presented.push([mediaTime, line ? line.t : null]);
+    if (this.presented.length > 1000) this.presented.shift();
     if (!line) return;
     this.frames.shown += 1;
     if (Math.abs(line.t - mediaTime) <= LINE_SLACK_S) {
