@@ -38,8 +38,9 @@ class LiveRoutes:
 
     def __init__(self, web_config: WebConfig, hub: FrameHub, names: list[str], status: Callable[[], RunStatus],
                  extra: Callable[[], dict], load: Callable[[], Load], recordings: dict[str, ListSegments],
-                 tally: EventTally, logged: LogTally | None):
-        """`extra`: more figures for /api/stats' "web"; `load`: the server's admission figures now."""
+                 tally: EventTally, logged: LogTally | None, live_viewers: Callable[[int], int] | None = None):
+        """`extra`: more figures for /api/stats' "web"; `load`: the server's admission figures now;
+        `live_viewers`: a source's live H.264 viewers now (streamdet.web.live_video)."""
         self._web = web_config
         self._hub = hub
         self._names = names
@@ -50,6 +51,7 @@ class LiveRoutes:
         self._recordings = recordings
         self._tally = tally
         self._logged = logged
+        self._live_viewers = live_viewers or (lambda source: 0)
         self._metrics = MetricsPage(self._scrape)
         self._page = importlib.resources.files(__package__).joinpath("page.html").read_bytes()
         self.dropped_stalled = 0
@@ -178,7 +180,8 @@ class LiveRoutes:
     async def _stats(self, request: web.Request) -> web.Response:
         status = self._status()
         watchers = self._hub.watchers()
-        sources = [{**dataclasses.asdict(s), "viewers": watchers[i]} for i, s in enumerate(status.sources)]
+        sources = [{**dataclasses.asdict(s), "viewers": watchers[i] + self._live_viewers(i)}
+                   for i, s in enumerate(status.sources)]
         inference = dataclasses.asdict(status.inference) if status.inference is not None else None
         load = self._load()
         return json_response({"uptime_s": round(status.uptime_s, 3), "frames": status.frames, "sources": sources,

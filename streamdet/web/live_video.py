@@ -75,6 +75,11 @@ class LiveVideo:
     def routes(self) -> list[Route]:
         return [Route("/live/{name}.mp4", self._stream, long=True)]
 
+    def viewers(self, source: int) -> int:
+        """The source's live H.264 viewers now."""
+        feed = self.feeds.get(source)
+        return feed.viewers if feed is not None else 0
+
     def start(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         self._stop = stop
         for feed in self.feeds.values():

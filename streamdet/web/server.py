@@ -54,10 +54,10 @@ class WebServer:
         self._sock = sock
         self._web = web_config
         recordings = recordings or {}
-        self._live = LiveRoutes(web_config, hub, names, status, extra, self.load, recordings, tally or EventTally(),
-                                logged)
-        self._review = ReviewRoutes(names, store or EventStore(), recordings)
         self._video = LiveVideo(web_config, feeds or {}, {name: i for i, name in enumerate(names)})
+        self._live = LiveRoutes(web_config, hub, names, status, extra, self.load, recordings, tally or EventTally(),
+                                logged, self._video.viewers)
+        self._review = ReviewRoutes(names, store or EventStore(), recordings)
         self._detections = LiveDetections(web_config, self._video)
         self._static = StaticFiles()
         self._long: set[web.AbstractResource] = set()  # long routes' resources (GET and HEAD alike)

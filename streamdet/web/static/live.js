@@ -5,9 +5,9 @@
 // ManagedMediaSource) the tile shows the MJPEG stream (/stream/{name}.mjpg) as before.
 const LiveMSE = window.ManagedMediaSource || window.MediaSource;
 const LIVE_MSE = Boolean(LiveMSE && LiveMSE.isTypeSupported('video/mp4; codecs="avc1.42E01E"'));
-const BEHIND_S = 1.0;     // past this behind the newest picture, the player jumps to it
-const EDGE_S = 0.15;      // ... to this much before it (a frame or so of room)
-const CATCH_UP_S = 0.4;   // past this behind, the player plays at 1.1x until it is near the edge again
+const BEHIND_S = 1.0;     // past this behind the newest picture, the player jumps to where it wants to be
+const EDGE_S = 0.15;      // the least it stays behind it (a frame or so of room)
+const CATCH_UP_S = 0.2;   // this much further behind than it wants, the player plays at 1.1x
 const LINE_HOLD_S = 1.0;  // a frame the run did not process shows the newest earlier boxes, at most this old
 const LINE_SLACK_S = 0.02;
 const KEEP_S = 10;        // played video kept in the buffer
@@ -32,6 +32,7 @@ class LivePlayer {
     this.frames = { shown: 0, own: 0 };  // frames shown with boxes, and of those with their own frame's boxes
     this.presented = [];      // the newest frames shown: [mediaTime, time of the line drawn or null]
     this.lineTimes = [];      // the newest lines' times (which frames the run processed)
+    this.lags = [];           // s from the newest picture's time to a line's, when the line came
     this.shown = null;        // what the last frame shown had drawn: {mediaTime, t, detections}
     this.timer = null;
     if (LIVE_MSE) {
@@ -127,11 +128,13 @@ class LivePlayer {
     if (ranges.length) {
       const end = ranges.end(ranges.length - 1);
       // Near the live edge: at the start, after a skip to a newer keyframe (a gap), or when over 1 s behind.
-      // A little behind (data came in a burst, the tab was busy): played a little faster until near the edge.
-      const behind = end - video.currentTime;
-      video.playbackRate = behind > CATCH_UP_S ? 1.1 : behind < EDGE_S * 2 ? 1.0 : video.playbackRate;
+      // The player keeps as far behind the newest picture as a frame's detections come after it (so each
+      // frame is drawn with its own boxes), no further: 10% faster when behind that, 10% slower when ahead.
+      const behind = end - video.currentTime, target = this.target();
+      video.playbackRate = behind > target + CATCH_UP_S ? 1.1 : behind < target - 0.05 ? 0.9
+        : Math.abs(behind - target) < 0.05 ? 1.0 : video.playbackRate;
       if (!stream.started || video.currentTime < ranges.start(ranges.length - 1) || behind > BEHIND_S) {
-        video.currentTime = Math.max(ranges.start(ranges.length - 1), end - EDGE_S);
+        video.currentTime = Math.max(ranges.start(ranges.length - 1), end - target);
         if (!stream.started) video.play().catch(() => {});
         stream.started = true;
       } else if (!stream.buffer.updating && video.currentTime - ranges.start(0) > 2 * KEEP_S) {
@@ -148,9 +151,21 @@ class LivePlayer {
       if (this.lines.length && line.session !== this.lines[this.lines.length - 1].session) this.lines = [];
       this.lines.push(line);
       this.lineTimes.push(line.t);
+      // How far the newest picture had got when this frame's detections came: the run's detection delay.
+      const ranges = stream.buffer ? stream.buffer.buffered : null;
+      if (ranges && ranges.length && stream === this.stream) {
+        this.lags.push(ranges.end(ranges.length - 1) - line.t);
+        if (this.lags.length > 100) this.lags.shift();
+      }
     }
     if (this.lineTimes.length > 2000) this.lineTimes.splice(0, this.lineTimes.length - 2000);
     if (this.lines.length > 200) this.lines.splice(0, this.lines.length - 200);
+  }
+
+  target() {
+    // The longest of the newest 100 detection delays, and a little room: where the player wants to be.
+    if (!this.lags.length) return EDGE_S;
+    return Math.min(BEHIND_S - 0.3, Math.max(EDGE_S, Math.max(...this.lags) + 0.05));
   }
 
   lineAt(t) {
