@@ -26,6 +26,7 @@ import pytest
 from helpers import decode, wait_for
 from media import clip
 from rtsp import RtspServer
+from test_copy_recording import _with_sound
 from test_web import _config, running
 
 from streamdet.outputs.fmp4 import DELTA_FLAGS, KEY_FLAGS, Sample, fragment, init_segment
@@ -200,6 +201,14 @@ def test_a_file_source_plays_through_the_encoded_stream(chromium, pedestrian_det
             page.wait_for_function("() => document.querySelector('.player canvas').dataset.boxes !== '0'",
                                    timeout=20_000)
             played = _playing(page, 2.0)
+            # The toggle hides the boxes; a click on the picture makes it the whole screen, boxes scaled along.
+            page.click("#boxes")
+            hidden = page.evaluate("() => getComputedStyle(document.querySelector('.player canvas')).display")
+            page.click("#boxes")
+            page.click(".player")
+            page.wait_for_function("() => document.fullscreenElement === document.querySelector('.player')")
+            page.wait_for_function("() => document.querySelector('.player canvas').getBoundingClientRect().width "
+                                   "=== window.innerWidth", timeout=10_000)
         finally:
             page.close()
         # The same stream as chunked HTTP, for players and tools: H.264 in fragmented MP4 that FFmpeg decodes.
@@ -212,6 +221,7 @@ def test_a_file_source_plays_through_the_encoded_stream(chromium, pedestrian_det
         frames = [f for f in container.decode(video=0)]
     print(f"\nfile source, encoded once: {played['frames'] / played['wall']:.1f} frames/s presented; "
           f"{stats['live_encoded_frames']} frames encoded, {stats['live_encode_ms_mean']:.1f} ms each")
+    assert hidden == "none"
     assert kind.startswith('video/mp4; codecs="avc1.')
     assert len(frames) >= 10 and frames[0].key_frame and (frames[0].width, frames[0].height) == (640, 272)
     assert played["frames"] >= 10 and stats["live_encoded_frames"] > 0
@@ -244,6 +254,36 @@ def _stalled(host: str, port: int, path: str) -> socket.socket:
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
     return sock
+
+
+@pytest.mark.services
+def test_a_cameras_aac_sound_goes_along_with_its_picture(tmp_path, pedestrian_detector):
+    server = RtspServer(_with_sound(clip("bikes"), tmp_path / "sound.mp4"), repeat=5, audio=True).start()
+    try:
+        with Pipeline(_config([server.url()]), detector=pedestrian_detector) as pipeline, running(pipeline):
+            url = pipeline.web_url.replace("http://", "ws://") + f"live/{pipeline.lanes[0].source.name}.mp4"
+
+            async def watch() -> tuple[dict, bytes]:
+                async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+                    hello = json.loads((await ws.receive(timeout=30)).data)
+                    data = b""
+                    while len(data) < 300_000:
+                        data += (await ws.receive(timeout=30)).data
+                    return hello, data
+
+            hello, data = _run_async(watch)
+    finally:
+        server.close()
+    with av.open(io.BytesIO(_whole_boxes(data))) as container:
+        assert [s.codec_context.name for s in container.streams] == ["h264", "aac"]
+        sound = [f for f in container.decode(audio=0)]
+    with av.open(io.BytesIO(_whole_boxes(data))) as container:
+        pictures = [f for f in container.decode(video=0)]
+    assert hello["mime"] == 'video/mp4; codecs="avc1.640015,mp4a.40.2"', hello
+    seconds = sum(f.samples for f in sound) / 48000
+    assert len(pictures) > 50 and abs(seconds - len(pictures) / 25) < 1.0, (seconds, len(pictures))
+    level = np.abs(np.concatenate([f.to_ndarray().ravel() for f in sound[10:20]])).max()
+    assert 0.1 < level < 0.3  # the tone, not silence
 
 
 @pytest.mark.services
