@@ -170,8 +170,9 @@ def test_the_pages_run_in_chromium_over_a_real_run_without_a_csp_violation(tmp_p
                 page.add_init_script(COLLECT)
                 try:
                     page.goto(f"{base}/?token={TOKEN}")
-                    page.wait_for_function("() => document.querySelectorAll('.tile img').length === 1 && "
-                                           "document.querySelector('.tile img').naturalWidth > 0", timeout=20_000)
+                    # The live H.264 (a blob: URL of Media Source Extensions, fed over a WebSocket) plays.
+                    page.wait_for_function("() => document.querySelectorAll('.tile video').length === 1 && "
+                                           "document.querySelector('.tile video').readyState >= 2", timeout=20_000)
                     seen["/"] = _violations(page)
                     page.goto(f"{base}/events?token={TOKEN}")
                     page.wait_for_function("() => [...document.querySelectorAll('#events .event img')].some("

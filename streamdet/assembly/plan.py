@@ -73,6 +73,7 @@ def plan_run(config: Config, detector: Detector | None = None, sources: list[Sou
     for source, name in zip(sources, unique_names([p.name for p in plans], [s.name for s in sources])):
         source.name = name
     _tap_copied(plans, sources)
+    _offer_live(sources, config)
     targets = plan_targets(plans, sources, config.output.summary_json, config.output.overwrite)
     window = want_window(config.display.show)
     _convert_seen_only(plans, sources, config, window)
@@ -152,6 +153,14 @@ def _tap_copied(plans: list[SourcePlan], sources: list[Source]) -> None:
             source.keep_packets()
 
 
+def _offer_live(sources: list[Source], config: Config) -> None:
+    """The web view's live stream is the camera's own packets, wherever it can be (offered before it opens)."""
+    if config.web.listen:
+        for source in sources:
+            if isinstance(source, (NetworkSource, CameraPair)):
+                source.show_packets()
+
+
 def _convert_seen_only(plans: list[SourcePlan], sources: list[Source], config: Config, window: bool) -> None:
     """Under detect.fps, a network camera whose frames between need no pixels (nothing draws or shows them:
     a copy recording, JSON lines, events) converts only the frames the network will see; the rest are
@@ -221,6 +230,7 @@ def plan_added(config: Config, plan: SourcePlan, taken: set[str], shared: set[st
                                               and getattr(plan.output, key).replace("{name}", source.name) in shared})
     plan = dataclasses.replace(plan, output=own)
     _tap_copied([plan], [source])
+    _offer_live([source], config)
     # Whether the run has a window is not asked again (that would look for a display): where it may, it shows.
     _convert_seen_only([plan], [source], config, window=config.display.show != "no")
     made = _new_recording(plan, source.name, ours)

@@ -35,7 +35,8 @@ from ..detections import FrameResult
 from ..stages import Annotate, Stage
 from .changes import camera_key, camera_label
 from .plan import RunPlan
-from .wiring import Drawing, Wired, _Joined, _open_outputs, clip_stage, served_files, track_stages, who_draws
+from .wiring import (Drawing, Wired, _Joined, _open_outputs, clip_stage, live_taps, served_files, track_stages,
+                     who_draws)
 
 # The files a camera writes under one name for the whole run (segments with {start} get new names of their own).
 _FILE_KINDS = ("video", "image", "jsonl", "events", "sidecar")
@@ -167,7 +168,8 @@ class Running:
             if hasattr(output, "add_camera"):
                 self._announce(output, source_id, sub)
             if hasattr(output, "add_source"):
-                output.add_source(source_id, source.name, *served_files(joined.all))
+                output.add_source(source_id, source.name, *served_files(joined.all),
+                                  live_taps([source], [camera.info]).get(0), camera.info.fps)
         self.keys[camera.key] = source_id
         start_lane(lane)
         return source_id

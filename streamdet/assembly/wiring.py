@@ -118,7 +118,8 @@ def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene],
         stages = stages_after_inference(plan, track, drawing, clips)
         if listener is not None:
             status = functools.partial(run_status, lanes, meter, plan.mqtt, backend.info)
-            joined.join(_web_view(plan, listener, drawing, joined.all, status, tls, reload, config_file), range(len(plan.sources)))
+            joined.join(_web_view(plan, infos, listener, drawing, joined.all, status, tls, reload, config_file),
+                        range(len(plan.sources)))
     except BaseException:
         close_outputs(joined.all)
         raise
@@ -230,17 +231,26 @@ def _hass(plan: RunPlan, served: list[int]) -> Output:
     return HassOutput.announce(plan.mqtt, plan.config.mqtt, cameras, {i: plan.sources[i].health for i in served})
 
 
-def _web_view(plan: RunPlan, listener: socket.socket, drawing: Drawing, outputs: list[Output],
-              status: Callable[[], RunStatus], tls: ssl.SSLContext | None, reload: Callable[[], Reload] | None,
-              config_file: Path | None) -> Output:
+def _web_view(plan: RunPlan, infos: Sequence[SourceInfo], listener: socket.socket, drawing: Drawing,
+              outputs: list[Output], status: Callable[[], RunStatus], tls: ssl.SSLContext | None,
+              reload: Callable[[], Reload] | None, config_file: Path | None) -> Output:
     """The web view; it draws the frames somebody looks at with the draw stage's own drawing when no
-    stage draws them."""
+    stage draws them. Its live streams are the cameras' own H.264 packets where the run reads them through
+    PyAV (plan_run offered them), else the frames encoded while watched."""
     from ..web import WebView
 
     draw = Annotate(Annotator(plan.config.overlay)).paint if drawing is Drawing.WEB_VIEW else None
     recordings, clips, writers = served_files(outputs)
     return WebView(listener, plan.config.web, plan.names, status, draw, recordings, clips,
-                   lambda path: any(o.holds(path) for o in writers), tls, config_file, reload)
+                   lambda path: any(o.holds(path) for o in writers), tls, config_file, reload,
+                   live_taps(plan.sources, infos), [info.fps for info in infos], drawing is Drawing.STAGE)
+
+
+def live_taps(sources: Sequence, infos: Sequence[SourceInfo]) -> dict:
+    """Per source (by its place among `sources`), the camera's own H.264 packets for its live stream, where the run
+    reads it through PyAV; the others' frames are encoded while watched."""
+    return {i: source.show_packets() for i, source in enumerate(sources)
+            if hasattr(source, "show_packets") and infos[i].codec in (None, "h264")}
 
 
 def served_files(outputs: Iterable[Output]) -> tuple[dict, dict, list]:

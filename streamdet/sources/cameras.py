@@ -18,7 +18,8 @@ from ..config.sections import SourceConfig
 from ..errors import SourceError
 from ..urls import check_url, mask_url, safe_name
 from .base import SourceInfo, blank_image
-from .demux import CameraPacket, PacketTap, copyable_sound, decoder_for, pick_hwaccel, stream_format
+from .demux import CameraPacket, Connected, PacketTap, copyable_sound, decoder_for, pick_hwaccel, stream_format
+from .live_tap import LiveTap
 from .live import LiveSource
 from .mailbox import Lost, Opened, Picture
 from .rate import DetectRate
@@ -43,6 +44,7 @@ class NetworkSource(LiveSource):
         self._address = (parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme.lower()])
         self.decode = True                     # False: read for its packets only (a main stream recorded by copy)
         self.tap: PacketTap | None = None      # where a copy recording takes the packets
+        self.live: LiveTap | None = None       # where the web view's live stream takes them while watched
         self._told_silent = False              # the line saying why its sound is not recorded, once a run
         self._device = pick_hwaccel(settings.hwaccel)
         # Frames a second converted to BGR (0: all): under detect.fps, when nothing else needs the pixels of the
@@ -56,6 +58,11 @@ class NetworkSource(LiveSource):
         """Hand every packet to a copy recording from now on (call before open)."""
         self.tap = self.tap or PacketTap()
         return self.tap
+
+    def show_packets(self) -> LiveTap:
+        """Offer every packet to the web view's live stream from now on (call before open)."""
+        self.live = self.live or LiveTap()
+        return self.live
 
     _probes = True
 
@@ -121,15 +128,16 @@ class NetworkSource(LiveSource):
                 put(generation, Lost(f"no answer within {self.settings.open_timeout:g} s" if late else self._why(exc)))
                 return
             video = container.streams.video[0]
-            tap = self.tap
-            packets = container.demux([video, *container.streams.audio] if tap is not None else [video])
+            tap, live = self.tap, self.live
+            kept = tap is not None or live is not None
+            packets = container.demux([video, *container.streams.audio] if kept else [video])
             # The open watchdog waits open_timeout + 1 s from `began`: the look for sound ends before it.
             sound, silent, held = (copyable_sound(container, packets, until=began + self.settings.open_timeout)
-                                   if tap is not None else (None, None, []))
+                                   if kept else (None, None, []))
             if silent and not self._told_silent:
                 log.info("%s: recorded without sound: %s", self.display_name, silent)
                 self._told_silent = True
-            fmt = stream_format(video, sound) if tap is not None else None
+            fmt = stream_format(video, sound) if kept else None
             if self.decode:
                 decoder, where = decoder_for(video, self._device)
                 if where == "software":
@@ -146,6 +154,8 @@ class NetworkSource(LiveSource):
                 return
             if tap is not None:
                 tap.connected(generation, fmt)
+            if live is not None:
+                live.connected(Connected(generation, fmt, time.monotonic()))
             time_base = float(video.time_base) * 1000 if video.time_base else None
             rate = None
             for packet in itertools.chain(held, packets):
@@ -155,9 +165,13 @@ class NetworkSource(LiveSource):
                 is_video = packet.stream_index == video.index
                 if not is_video and (sound is None or packet.stream_index != sound.stream.index):
                     continue
-                if fmt is not None:
-                    tap.put(CameraPacket(generation, not is_video, bytes(packet) if is_video else sound.data(packet),
-                                         packet.pts, packet.dts, packet.is_keyframe, now))
+                if fmt is not None and (tap is not None or live.watched):
+                    item = CameraPacket(generation, not is_video, bytes(packet) if is_video else sound.data(packet),
+                                        packet.pts, packet.dts, packet.is_keyframe, now)
+                    if tap is not None:
+                        tap.put(item)
+                    if live is not None:
+                        live.put(item)
                 if not is_video:
                     continue
                 pts_ms = packet.pts * time_base if time_base and packet.pts is not None else None

@@ -16,6 +16,7 @@ from ..errors import SourceError
 from .base import Frame, Source, SourceHealth, SourceInfo
 from .cameras import NetworkSource
 from .demux import PacketTap
+from .live_tap import LiveTap
 
 log = logging.getLogger("streamdet.live")
 
@@ -33,6 +34,9 @@ class CameraPair(Source):
 
     def keep_packets(self) -> PacketTap:
         return self.main.keep_packets()
+
+    def show_packets(self) -> LiveTap:
+        return self.main.show_packets()
 
     def open(self) -> SourceInfo:
         # Both at once: a main stream that is away must not hold up the sub-stream for its open timeout.

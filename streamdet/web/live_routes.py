@@ -39,8 +39,9 @@ class LiveRoutes:
 
     def __init__(self, web_config: WebConfig, hub: FrameHub, names: list[str], status: Callable[[], RunStatus],
                  extra: Callable[[], dict], load: Callable[[], Load], recordings: dict[str, ListSegments],
-                 tally: EventTally, logged: LogTally | None):
-        """`extra`: more figures for /api/stats' "web"; `load`: the server's admission figures now."""
+                 tally: EventTally, logged: LogTally | None, live_viewers: Callable[[int], int] | None = None):
+        """`extra`: more figures for /api/stats' "web"; `load`: the server's admission figures now;
+        `live_viewers`: a source's live H.264 viewers now (streamdet.web.live_video)."""
         self._web = web_config
         self._hub = hub
         self._names = names
@@ -51,6 +52,7 @@ class LiveRoutes:
         self._recordings = recordings
         self._tally = tally
         self._logged = logged
+        self._live_viewers = live_viewers or (lambda source: 0)
         self._metrics = MetricsPage(self._scrape)
         self._page = importlib.resources.files(__package__).joinpath("page.html").read_bytes()
         self.dropped_stalled = 0
@@ -109,10 +111,10 @@ class LiveRoutes:
         self._index.pop(name, None)
 
     def _viewers(self, status: RunStatus) -> list[int]:
-        """The MJPEG streams open now for each source of `status`, in its order."""
+        """The MJPEG and live H.264 streams open now for each source of `status`, in its order."""
         watchers = self._hub.watchers()
         ids = [self._index.get(s.name) for s in status.sources]
-        return [watchers[i] if i is not None and i < len(watchers) else 0 for i in ids]
+        return [watchers[i] + self._live_viewers(i) if i is not None and i < len(watchers) else 0 for i in ids]
 
     # ----------------------------------------------------------------- routes
 
@@ -189,7 +191,9 @@ class LiveRoutes:
         # Names made from file names may hold '#', '?', '%' or spaces: the links carry them encoded.
         return json_response([{"name": s.name, "url": s.url, "live": s.live, "state": s.state, "width": s.width,
                                "height": s.height, "stream": f"/stream/{quote(s.name, safe='')}.mjpg",
-                               "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg"}
+                               "snapshot": f"/snapshot/{quote(s.name, safe='')}.jpg",
+                               "video": f"/live/{quote(s.name, safe='')}.mp4",
+                               "detections": f"/live/{quote(s.name, safe='')}.detections"}
                               for s in status.sources if access.may_see(s.name)])
 
     async def _stats(self, request: web.Request) -> web.Response:

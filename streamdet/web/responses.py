@@ -19,8 +19,9 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",  # a ?token= in the page's address stays out of other sites' logs
 }
-# Scripts and styles only from the server's own routes (streamdet.web.static): no inline code runs.
-PAGE_CSP = ("default-src 'none'; img-src 'self'; connect-src 'self'; script-src 'self'; "
+# Scripts and styles only from the server's own routes (streamdet.web.static): no inline code runs. The live
+# players feed their <video> through Media Source Extensions, whose media is a blob: URL the page made itself.
+PAGE_CSP = ("default-src 'none'; img-src 'self'; media-src blob:; connect-src 'self'; script-src 'self'; "
             "style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 # The review pages play clips and recordings in <video>: media-src too. Their code is files as well.
 REVIEW_CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; connect-src 'self'; script-src 'self'; "

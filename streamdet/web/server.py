@@ -36,9 +36,12 @@ from .connections import (LOG_EVERY_S, SHORT_REQUESTS, SPARE_CONNECTIONS, Counte
                           http_log)
 from .frames import FrameHub
 from .listener import listener_url
+from .live_detections import LiveDetections
+from .live_feed import LiveFeed
 from .live_routes import LiveRoutes
 from .login_routes import LoginRoutes
 from .logins import Logins
+from .live_video import LiveVideo
 from .metrics import EventTally, LogTally
 from .responses import HEADERS
 from .review import EventStore, ListSegments
@@ -63,15 +66,18 @@ class WebServer:
                  status: Callable[[], RunStatus], extra: Callable[[], dict], store: EventStore | None = None,
                  recordings: dict[str, ListSegments] | None = None, tally: EventTally | None = None,
                  logged: LogTally | None = None, tls: ssl.SSLContext | None = None, config_file: Path | None = None,
-                 reload: Callable[[], Reload] | None = None):
-        """`tls`: serve HTTPS with it (streamdet.web.tls), else plain HTTP."""
+                 reload: Callable[[], Reload] | None = None, feeds: dict[int, LiveFeed] | None = None):
+        """`tls`: serve HTTPS with it (streamdet.web.tls), else plain HTTP; `feeds`: per source id, its live
+        H.264 stream (streamdet.web.live_video)."""
         self._sock = sock
         self._tls = tls
         self._web = web_config
         recordings = recordings if recordings is not None else {}  # shared: a reload adds a camera's to it
+        self._video = LiveVideo(web_config, feeds if feeds is not None else {}, {name: i for i, name in enumerate(names)})
         self._live = LiveRoutes(web_config, hub, names, status, extra, self.load, recordings, tally or EventTally(),
-                                logged)
+                                logged, self._video.viewers)
         self._review = ReviewRoutes(names, store or EventStore(), recordings)
+        self._detections = LiveDetections(web_config, self._video)
         self._static = StaticFiles()
         self._config = ConfigRoutes(config_file, reload)
         # With web.users: logins, checked against the file (a missing or broken one is one line here).
@@ -101,20 +107,29 @@ class WebServer:
     @property
     def dropped_stalled(self) -> int:
         """Viewers dropped for taking no frame within web.client_timeout."""
-        return self._live.dropped_stalled
+        return self._live.dropped_stalled + self._video.dropped_stalled + self._detections.dropped_stalled
+
+    def live_figures(self) -> dict:
+        """The live streams' figures for /api/stats: viewers, bytes sent, skips to the newest keyframe."""
+        feeds = self._video.feeds.values()
+        return {"live_viewers": sum(f.viewers for f in feeds), "live_bytes": sum(f.sent for f in feeds),
+                "live_skipped": sum(f.skipped for f in feeds),
+                "live_dropped_stalled": self._video.dropped_stalled + self._detections.dropped_stalled}
 
     def load(self) -> Load:
         return Load(clients=self.clients, most_clients=self.most_clients, refused=self.refused,
                     connections=self.connections, max_connections=self.max_connections)
 
-    def add_source(self, source_id: int, name: str) -> None:
-        """A camera added by a reload: its routes answer from now on."""
+    def add_source(self, source_id: int, name: str, feed: LiveFeed) -> None:
+        """A camera added by a reload: its routes answer from now on, its live stream from `feed`."""
+        self._video.add(source_id, name, feed)
         self._live.add_source(source_id, name)
         self._review.add_source(source_id, name)
 
     def remove_source(self, name: str) -> None:
         """A camera removed by a reload: gone from the live routes, its recordings still listed."""
         self._live.remove_source(name)
+        self._video.remove(name)
 
     def start(self) -> None:
         self._thread.start()
@@ -147,6 +162,8 @@ class WebServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._live.start(self._loop, self._stop)
+        self._video.start(self._loop, self._stop)
+        self._detections.start(self._stop)
         # Room for a camera's entry with its zones and masks (PUT /api/config/sources/{name}); no route takes more.
         app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
         for route in self.routes():
@@ -167,14 +184,15 @@ class WebServer:
             if listener is not None:
                 listener.close()
             self._live.end()
+            self._video.end()
             await runner.cleanup()
             if self.logins is not None:
                 self.logins.end()
 
     def routes(self) -> list[Route]:
         """Every route the server serves, from its route tables."""
-        return [*self._live.routes(), *self._review.routes(), *self._login.routes(), *self._static.routes(),
-                *self._config.routes()]
+        return [*self._live.routes(), *self._video.routes(), *self._detections.routes(), *self._review.routes(),
+                *self._login.routes(), *self._static.routes(), *self._config.routes()]
 
     def _add(self, app: web.Application, route: Route) -> None:
         added = app.router.add_route(route.method, route.path, route.handler)

@@ -15,7 +15,11 @@ from ..detections import FrameResult
 from ..errors import OutputError
 from ..outputs import Output
 from ..measures.figures import RunStatus
+from ..sources.live_tap import LiveTap
 from .frames import Draw, FrameHub
+from .live_camera import CameraFeed
+from .live_encoder import LiveEncoder
+from .live_feed import LiveFeed
 from .listener import bind_listener  # noqa: F401  part of streamdet.web's API
 from .metrics import EventTally, LogTally
 from .review import EventStore, Holds, ListSegments
@@ -37,14 +41,22 @@ class WebView(Output):
                  draw: Draw | None, recordings: dict[str, ListSegments] | None = None,
                  clips: dict[str, Callable[[], int]] | None = None, holds: Holds | None = None,
                  tls: ssl.SSLContext | None = None, config_file: Path | None = None,
-                 reload: Callable[[], Reload] | None = None):
+                 reload: Callable[[], Reload] | None = None, taps: dict[int, LiveTap] | None = None,
+                 fps: list[float | None] | None = None, drawn: bool = False):
         """`draw`: the draw stage's drawing, when the web view draws for itself (no stage drew the frames);
         `recordings`: per source name, its recording's segments now (see streamdet.web.review); `clips`: per
         source name, the clips its clips output has written so far; `tls`: serve HTTPS with it; `config_file` and
         `reload`: the run's config file and its reload, for the admin's camera API and POST /api/reload (None: the
-        run has none)."""
+        run has none); `taps`: per source, the camera's packets for its live stream (the others' frames are
+        encoded while watched, at `fps`); `drawn`: the frames carry the boxes already."""
         self._sock = sock
         self.hub = FrameHub(len(names), web, draw)
+        taps, fps = taps or {}, fps or [None] * len(names)
+        self._drawn = drawn
+        feeds = {i: LiveFeed(drawn=drawn and i not in taps) for i in range(len(names))}
+        self.cameras = {i: CameraFeed(feeds[i], tap) for i, tap in taps.items()}
+        self.encoder = LiveEncoder({i: f for i, f in feeds.items() if i not in taps}, dict(enumerate(fps)),
+                                   web.max_width)
         self._closed = False
         self._recordings = recordings if recordings is not None else {}  # these grow with a camera a reload adds
         self._clips = clips if clips is not None else {}
@@ -56,35 +68,44 @@ class WebView(Output):
         log.addHandler(self.logged)
         try:
             self.server = WebServer(sock, web, self.hub, names, status, self._figures, self.events, self._recordings,
-                                    self.tally, self.logged, tls, config_file, reload)
+                                    self.tally, self.logged, tls, config_file, reload, feeds)
             self.server.start()
         except BaseException:
             log.removeHandler(self.logged)
             self.hub.stop()
+            self.encoder.stop()
             sock.close()
             raise
         log.info("web view on %s%s", self.server.url, " (token required)" if web.token else "")
 
     def add_source(self, source_id: int, name: str, recordings: dict[str, ListSegments],
-                   clips: dict[str, Callable[[], int]], writers: list) -> None:
+                   clips: dict[str, Callable[[], int]], writers: list, tap: LiveTap | None = None,
+                   fps: float | None = None) -> None:
         """A camera added by a reload (on the output thread), with what its own outputs let the web view serve
-        (streamdet.assembly.wiring.served_files); its frames come after this."""
+        (streamdet.assembly.wiring.served_files) and its live stream: the camera's own packets (`tap`), else its
+        frames encoded while watched (at `fps`); its frames come after this."""
         assert self.hub.add_source() == source_id, "a new source takes the next id"
         self._recordings.update(recordings)
         self._clips.update(clips)
         self._writers += writers
-        self.server.add_source(source_id, name)
+        feed = LiveFeed(drawn=self._drawn and tap is None)
+        if tap is not None:
+            self.cameras[source_id] = CameraFeed(feed, tap)
+        else:
+            self.encoder.add(source_id, feed, fps)
+        self.server.add_source(source_id, name, feed)
 
     def remove_source(self, name: str) -> None:
         """A camera removed by a reload: no more live routes; its recordings, events and clips stay listed."""
         self.server.remove_source(name)
 
     def _figures(self) -> dict:
-        encode = self.hub.encode_ms.summary()
-        return {"jpeg_frames": encode.count, "jpeg_ms_mean": encode.mean_ms, "jpeg_ms_p95": encode.p95_ms}
+        encode, live = self.hub.encode_ms.summary(), self.encoder.encode_ms.summary()
+        return {"jpeg_frames": encode.count, "jpeg_ms_mean": encode.mean_ms, "jpeg_ms_p95": encode.p95_ms,
+                "live_encoded_frames": live.count, "live_encode_ms_mean": live.mean_ms, **self.server.live_figures()}
 
     def _check(self) -> None:
-        error = self.hub.error or self.server.error
+        error = self.hub.error or self.encoder.error or self.server.error
         if error is not None:
             raise OutputError(f"web view: {error}") from error
 
@@ -94,6 +115,11 @@ class WebView(Output):
             self.events.add(result.events)
             self.tally.add(result.events)
         self.hub.publish(result.source_id, result)
+        camera = self.cameras.get(result.source_id)
+        if camera is not None:
+            camera.frame(result)
+        else:
+            self.encoder.publish(result.source_id, result)
 
     def flush(self) -> None:
         self._check()
@@ -105,8 +131,9 @@ class WebView(Output):
         t0 = time.monotonic()
         self.server.stop()
         self.hub.stop()
+        self.encoder.stop()
         self._sock.close()
         log.removeHandler(self.logged)
-        self.cpu_s = self.hub.cpu_s + self.server.cpu_s
+        self.cpu_s = self.hub.cpu_s + self.encoder.cpu_s + self.server.cpu_s
         log.debug("web view closed in %.2f s", time.monotonic() - t0)
         self._check()

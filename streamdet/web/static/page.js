@@ -4,6 +4,16 @@ const token = new URLSearchParams(location.search).get("token");
 const withToken = (path) => token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path;
 const tiles = new Map();
 document.getElementById("review").href = withToken("/events");
+// The boxes drawn over the live video, shown or hidden (the choice kept for the next visit).
+const boxesButton = document.getElementById("boxes");
+function showBoxes(on) {
+  document.body.classList.toggle("noboxes", !on);
+  boxesButton.setAttribute("aria-pressed", String(on));
+  boxesButton.textContent = on ? "boxes: on" : "boxes: off";
+  try { localStorage.setItem("streamdet.boxes", on ? "on" : "off"); } catch (err) { /* private mode */ }
+}
+boxesButton.addEventListener("click", () => showBoxes(document.body.classList.contains("noboxes")));
+showBoxes((() => { try { return localStorage.getItem("streamdet.boxes") !== "off"; } catch (err) { return true; } })());
 
 function fmt(value, digits, unit) {
   return value === null || value === undefined ? "–" : `${value.toFixed(digits)}${unit}`;
@@ -27,13 +37,7 @@ function tile(source) {
   const state = document.createElement("span");
   state.className = "state";
   head.append(title, state);
-  const img = document.createElement("img");
-  img.alt = source.name;
-  img.src = withToken(`/stream/${encodeURIComponent(source.name)}.mjpg`);
-  img.addEventListener("error", () => {
-    // The stream ended (the run stopped, or a timeout): try again a little later.
-    setTimeout(() => { img.src = withToken(`/stream/${encodeURIComponent(source.name)}.mjpg`) + `${token ? "&" : "?"}t=${Date.now()}`; }, 2000);
-  });
+  const player = livePlayer(source.name);  // live.js: H.264 with boxes drawn over it, else MJPEG
   const stats = document.createElement("div");
   stats.className = "stats";
   // The camera's latest ended tracks, and links to all of its events and its recordings.
@@ -49,7 +53,7 @@ function tile(source) {
   links.append(events, " · ", recordings);
   const latest = document.createElement("div");
   recent.append(latest, links);
-  el.append(head, img, stats, recent);
+  el.append(head, player, stats, recent);
   document.getElementById("tiles").append(el);
   return { el, state, stats, latest };
 }
