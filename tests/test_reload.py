@@ -6,12 +6,14 @@ one file. And the diff of two settings trees, pure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import av
 import pytest
 
@@ -125,6 +127,13 @@ def _post(url: str, method: str = "POST", body: dict | None = None) -> tuple[int
         return exc.code, json.loads(exc.read())
 
 
+async def _first_of_live(url: str) -> tuple[dict, bytes]:
+    """A live stream's first two messages: what it is, and its init segment."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        hello = json.loads((await ws.receive(timeout=30)).data)
+        return hello, (await ws.receive(timeout=30)).data
+
+
 def _status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -181,6 +190,9 @@ def test_an_invalid_reload_is_one_line_and_post_api_reload_adds_and_removes(tmp_
         assert code == 201 and body["reload"]["added"] == ["three"], body  # created
         assert _names(port) == ["two", "three"] and "three" in settings.read_text()
         wait_for(lambda: _status(f"http://127.0.0.1:{port}/snapshot/three.jpg") == 200, 30, "three's snapshot")
+        # Its live view is the camera's own H.264, as for the cameras the run started with.
+        hello, fragment = asyncio.run(_first_of_live(f"ws://127.0.0.1:{port}/live/three.mp4"))
+        assert hello["mime"].startswith('video/mp4; codecs="avc1.') and fragment[4:8] == b"ftyp", hello
         code, body = _post(api, "PUT", {"url": "rtsp://"})
         assert code == 400 and _names(port) == ["two", "three"], body
         code, body = _post(api, "DELETE")
