@@ -6,6 +6,8 @@ import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +38,17 @@ def read_jsonl(path: Path) -> list[dict]:
     text = path.read_text()
     assert text.endswith("\n"), "the last JSONL line is cut off"
     return [json.loads(line) for line in text.splitlines()]
+
+
+def call_json(method: str, url: str, body=None, timeout: float = 10) -> tuple[int, dict]:
+    """An HTTP request with a JSON body (or bytes as they are), and its status and JSON answer, errors too."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import call_json
 from streamdet.assembly.changes import Reload
 from streamdet.config.loader import load_config
 from streamdet.config.sections import SourceEntry, WebConfig
@@ -105,13 +106,7 @@ def api(tmp_path):
 
 
 def call(method: str, url: str, body=None) -> tuple[int, dict]:
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return call_json(method, url, body)
 
 
 @pytest.mark.unit

@@ -17,7 +17,7 @@ import aiohttp
 import av
 import pytest
 
-from helpers import free_port, wait_for
+from helpers import call_json, free_port, wait_for
 from media import clip
 from rtsp import RtspServer
 from test_copy_recording import _run  # the real command in its own process, with its settings file
@@ -118,13 +118,7 @@ def test_sighup_adds_changes_and_removes_cameras_while_another_records_every_fra
 
 
 def _post(url: str, method: str = "POST", body: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else b""
-    request = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=90) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return call_json(method, url, b"" if body is None else body, timeout=90)  # a reload may open cameras
 
 
 async def _first_of_live(url: str) -> tuple[dict, bytes]:
