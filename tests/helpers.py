@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -49,6 +50,26 @@ def call_json(method: str, url: str, body=None, timeout: float = 10) -> tuple[in
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def run_async(make: Callable[[], object]) -> object:
+    """asyncio.run(make()) on a thread of its own: Playwright's sync API holds an event loop on the test's thread
+    (in a worker that ran a browser test before); an error is raised on the caller's thread."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(asyncio.run(make()))
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=120)
+    assert out, "the coroutine did not end within 120 s"
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
 
 
 def free_port() -> int:

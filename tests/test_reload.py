@@ -6,7 +6,6 @@ one file. And the diff of two settings trees, pure.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import urllib.error
@@ -17,7 +16,7 @@ import aiohttp
 import av
 import pytest
 
-from helpers import call_json, free_port, wait_for
+from helpers import call_json, free_port, run_async, wait_for
 from media import clip
 from rtsp import RtspServer
 from test_copy_recording import _run  # the real command in its own process, with its settings file
@@ -121,11 +120,14 @@ def _post(url: str, method: str = "POST", body: dict | None = None) -> tuple[int
     return call_json(method, url, b"" if body is None else body, timeout=90)  # a reload may open cameras
 
 
-async def _first_of_live(url: str) -> tuple[dict, bytes]:
+def _first_of_live(url: str) -> tuple[dict, bytes]:
     """A live stream's first two messages: what it is, and its init segment."""
-    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
-        hello = json.loads((await ws.receive(timeout=30)).data)
-        return hello, (await ws.receive(timeout=30)).data
+    async def first() -> tuple[dict, bytes]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            hello = json.loads((await ws.receive(timeout=30)).data)
+            return hello, (await ws.receive(timeout=30)).data
+
+    return run_async(first)
 
 
 def _status(url: str) -> int:
@@ -185,7 +187,7 @@ def test_an_invalid_reload_is_one_line_and_post_api_reload_adds_and_removes(tmp_
         assert _names(port) == ["two", "three"] and "three" in settings.read_text()
         wait_for(lambda: _status(f"http://127.0.0.1:{port}/snapshot/three.jpg") == 200, 30, "three's snapshot")
         # Its live view is the camera's own H.264, as for the cameras the run started with.
-        hello, fragment = asyncio.run(_first_of_live(f"ws://127.0.0.1:{port}/live/three.mp4"))
+        hello, fragment = _first_of_live(f"ws://127.0.0.1:{port}/live/three.mp4")
         assert hello["mime"].startswith('video/mp4; codecs="avc1.') and fragment[4:8] == b"ftyp", hello
         code, body = _post(api, "PUT", {"url": "rtsp://"})
         assert code == 400 and _names(port) == ["two", "three"], body

@@ -14,7 +14,6 @@ import json
 import re
 import threading
 import urllib.request
-from pathlib import Path
 
 import pytest
 

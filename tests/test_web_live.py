@@ -13,7 +13,6 @@ import asyncio
 import io
 import json
 import socket
-import threading
 import urllib.error
 import urllib.request
 
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import decode, wait_for
+from helpers import decode, run_async, wait_for
 from media import clip
 from rtsp import RtspServer
 from test_copy_recording import _with_sound
@@ -56,24 +55,6 @@ SAMPLE = """([w, h]) => new Promise((resolve) => {
 @pytest.fixture(scope="module")
 def bikes_frames() -> list[np.ndarray]:
     return decode(clip("bikes"))
-
-
-def _run_async(make) -> object:
-    """asyncio.run(make()) on a thread of its own: Playwright's sync API holds an event loop on the test's."""
-    out: list = []
-
-    def run() -> None:
-        try:
-            out.append(asyncio.run(make()))
-        except BaseException as exc:  # raised on the test's thread below
-            out.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=120)
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0]
 
 
 def _small(image: np.ndarray) -> np.ndarray:
@@ -271,7 +252,7 @@ def test_a_cameras_aac_sound_goes_along_with_its_picture(tmp_path, pedestrian_de
                         data += (await ws.receive(timeout=30)).data
                     return hello, data
 
-            hello, data = _run_async(watch)
+            hello, data = run_async(watch)
     finally:
         server.close()
     with av.open(io.BytesIO(_whole_boxes(data))) as container:
@@ -301,7 +282,7 @@ def test_twenty_live_viewers_and_a_stalled_one(pedestrian_detector):
             async def twenty() -> None:
                 await asyncio.gather(*(_viewer(url, 50, got) for _ in range(20)))
 
-            _run_async(twenty)
+            run_async(twenty)
             wait_for(lambda: pipeline_stats(pipeline)["live_dropped_stalled"] >= 1, 30, "the stalled viewer dropped")
             stats = pipeline_stats(pipeline)
             stalled.close()
@@ -331,7 +312,7 @@ def test_a_wrong_token_is_refused_on_the_stream_and_the_detections_channel(pedes
                 except aiohttp.WSServerHandshakeError as exc:
                     return exc.status
 
-        codes = {path: _run_async(lambda: status(path)) for path in
+        codes = {path: run_async(lambda: status(path)) for path in
                  ("live/bikes.mp4", "live/bikes.detections", "live/bikes.mp4?token=wrong-token-123",
                   "live/bikes.detections?token=wrong-token-123", f"live/bikes.mp4?token={TOKEN}",
                   f"live/bikes.detections?token={TOKEN}")}

@@ -34,7 +34,7 @@ from ..measures.figures import RunStatus
 from .wiring import Wired, close_outputs, run_status, wire
 
 if TYPE_CHECKING:
-    from .changes import Reload
+    from .changes import Reload, SettingsFile
 
 log = logging.getLogger("streamdet")
 

@@ -53,9 +53,6 @@ from .tls import HANDSHAKE_S
 if TYPE_CHECKING:
     from ..assembly.changes import Reload
 
-if TYPE_CHECKING:
-    from ..assembly.changes import Reload
-
 log = logging.getLogger("streamdet")
 
 
