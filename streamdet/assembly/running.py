@@ -19,8 +19,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..clips import ClipStage
-from ..events import EventStage, TrackStage
 from ..measures.meters import RunMeter
 from ..engines.rate_gate import RateGate
 from ..motion import ReuseDetections
@@ -35,16 +33,11 @@ from ..detections import FrameResult
 from ..stages import Annotate, Stage
 from .changes import camera_key, camera_label
 from .plan import RunPlan
-from .wiring import (Drawing, Wired, _Joined, _open_outputs, clip_stage, live_taps, served_files, track_stages,
-                     who_draws)
+from .wiring import (Drawing, Wired, _Joined, _open_outputs, clip_stage, hass_camera, in_order, live_taps,
+                     served_files, track_stages, who_draws)
 
 # The files a camera writes under one name for the whole run (segments with {start} get new names of their own).
 _FILE_KINDS = ("video", "image", "jsonl", "events", "sidecar")
-
-# The stages' order after inference (streamdet.assembly.wiring.stages_after_inference): a stage a reload needs
-# that the run did not have goes in its place.
-_ORDER = (ReuseDetections, TrackStage, EventStage, Annotate, ClipStage)
-
 
 @dataclass(frozen=True)
 class NewCamera:
@@ -166,7 +159,7 @@ class Running:
         self._record_files(sub, [camera.key])
         for output in shared:
             if hasattr(output, "add_camera"):
-                self._announce(output, source_id, sub)
+                output.add_camera(source_id, hass_camera(sub, 0), source.health)
             if hasattr(output, "add_source"):
                 output.add_source(source_id, source.name, *served_files(joined.all),
                                   live_taps([source], [camera.info]).get(0), camera.info.fps)
@@ -189,14 +182,6 @@ class Running:
             kinds += (WebView,)
         return [o for o in self.outputs
                 if (isinstance(o, JsonlOutput) and not o.closed and o.path in camera.joins) or isinstance(o, kinds)]
-
-    def _announce(self, hass, source_id: int, sub: RunPlan) -> None:
-        from ..outputs.hass import Camera, default_classes
-
-        plan, ids = sub.plans[0], sub.filters[0].class_ids.tolist()
-        classes = tuple(sub.labels[k] for k in ids) if ids else default_classes(sub.labels)
-        hass.add_camera(source_id, Camera(sub.sources[0].name, classes, tuple(z.name for z in plan.events.zones),
-                                          tuple(line.name for line in plan.events.lines)), sub.sources[0].health)
 
     def _extend_stages(self, camera: NewCamera, sub: RunPlan, source_id: int, shows_pictures: bool) -> None:
         """The stages and the motion gate take the new id; one the run did not have is made for the ids before it
@@ -238,5 +223,5 @@ class Running:
                                    tracking=tuple(self.tracking), targets=())
 
     def _insert(self, stage: Stage) -> None:
-        self.stages.append(stage)
-        self.stages.sort(key=lambda s: next(k for k, kind in enumerate(_ORDER) if isinstance(s, kind)))
+        """A stage the run did not have, in its place (wiring.STAGE_ORDER)."""
+        self.stages[:] = in_order([*self.stages, stage])

@@ -41,6 +41,7 @@ from ..tracking import Tracker
 from .. import reports
 
 if TYPE_CHECKING:
+    from ..outputs.hass import Camera
     from ..outputs.mqtt import MqttPublisher
     from .changes import Reload
 
@@ -127,19 +128,28 @@ def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene],
                  own_outputs=tuple(map(tuple, joined.own)), stages=stages, events=events, clips=clips)
 
 
+# The stages between inference and the outputs, in the order they run: the reuse of the last detections first
+# (a frame the motion gate skipped gets them before anything reads them), tracking and events, the drawing, and
+# the clips after it (a clip is the annotated video). A stage a reload adds to a run goes in its place here too.
+STAGE_ORDER = (ReuseDetections, TrackStage, EventStage, Annotate, ClipStage)
+
+
+def in_order(stages: Iterable[Stage]) -> list[Stage]:
+    """`stages` in STAGE_ORDER."""
+    return sorted(stages, key=lambda s: next(k for k, kind in enumerate(STAGE_ORDER) if isinstance(s, kind)))
+
+
 def stages_after_inference(plan: RunPlan, track: tuple[TrackStage, EventStage] | None, drawing: Drawing,
                            clips: ClipStage | None) -> tuple[Stage, ...]:
-    """The stages between inference and the outputs, in the order they run."""
-    stages: list[Stage] = []
+    """The stages between inference and the outputs that this run needs, in the order they run (STAGE_ORDER)."""
+    stages: list[Stage] = list(track or ())
     if plan.gated:
-        stages.append(ReuseDetections())  # first: a skipped frame gets its detections before anything reads them
-    if track is not None:
-        stages += track
+        stages.append(ReuseDetections())
     if drawing is Drawing.STAGE:
         stages.append(Annotate(Annotator(plan.config.overlay)))
     if clips is not None:
-        stages.append(clips)  # after the drawing: a clip is the annotated video
-    return tuple(stages)
+        stages.append(clips)
+    return tuple(in_order(stages))
 
 
 def _track(plan: RunPlan, scenes: Sequence[Scene], infos: Sequence[SourceInfo]) -> tuple[TrackStage, EventStage] | None:
@@ -220,15 +230,20 @@ def _copy_recording(plan: RunPlan, target: Target, index: int, info: SourceInfo)
 
 def _hass(plan: RunPlan, served: list[int]) -> Output:
     """Home Assistant discovery for the sources that publish events: each a device with its counts."""
-    from ..outputs.hass import Camera, HassOutput, default_classes
+    from ..outputs.hass import HassOutput
 
-    cameras = {}
-    for i in served:
-        events, ids = plan.plans[i].events, plan.filters[i].class_ids.tolist()
-        classes = tuple(plan.labels[k] for k in ids) if ids else default_classes(plan.labels)
-        cameras[i] = Camera(plan.sources[i].name, classes, tuple(z.name for z in events.zones),
-                            tuple(line.name for line in events.lines))
+    cameras = {i: hass_camera(plan, i) for i in served}
     return HassOutput.announce(plan.mqtt, plan.config.mqtt, cameras, {i: plan.sources[i].health for i in served})
+
+
+def hass_camera(plan: RunPlan, index: int) -> Camera:
+    """The plan's source at `index` as Home Assistant shows it: a device with its classes, zones and lines."""
+    from ..outputs.hass import Camera, default_classes
+
+    events, ids = plan.plans[index].events, plan.filters[index].class_ids.tolist()
+    classes = tuple(plan.labels[k] for k in ids) if ids else default_classes(plan.labels)
+    return Camera(plan.sources[index].name, classes, tuple(z.name for z in events.zones),
+                  tuple(line.name for line in events.lines))
 
 
 def _web_view(plan: RunPlan, infos: Sequence[SourceInfo], listener: socket.socket, drawing: Drawing,
