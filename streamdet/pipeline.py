@@ -62,7 +62,6 @@ class Pipeline:
         """`sources` replaces `config.sources` with ready-made Source objects (custom inputs); `settings`: the
         file the settings came from and how to read them again, for `reload_settings` (SIGHUP, POST /api/reload,
         the camera API)."""
-        self.config = config
         self._settings = settings
         self._run = run = assemble(config, detector, sources, settings=settings,
                                    reload=self.reload_settings if settings else None)
@@ -85,6 +84,11 @@ class Pipeline:
         self.heartbeat = time.monotonic()
         self.ending = False  # the output loop is over: the outputs are being finalised
         self._loop_thread: int | None = None  # the thread running results(), which applies reloads
+
+    @property
+    def config(self) -> Config:
+        """The settings the run goes on now (a reload changes them)."""
+        return self._reloads.config
 
     def __enter__(self) -> Pipeline:
         return self
@@ -125,7 +129,6 @@ class Pipeline:
         try:
             while True:
                 self._reloads.step(scheduler, self._ended, self._end_source)
-                self.config = self._reloads.config
                 self.heartbeat = time.monotonic()
                 completed = scheduler.take(min(_IDLE_S, max(0.0, next_status - time.monotonic())))
                 if time.monotonic() >= next_status:
