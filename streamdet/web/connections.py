@@ -39,6 +39,14 @@ class Load:
     max_connections: int
 
 
+def drop_stalled(request, viewer: str, source: str, timeout: float) -> None:
+    """A viewer that took nothing within web.client_timeout is dropped (its connection aborted) and said so in one
+    line; `viewer`: what it watched ("a viewer", "a live viewer", "a detections viewer")."""
+    log.info("web: dropped %s of %s that took nothing for %g s (web.client_timeout)", viewer, source, timeout)
+    if request.transport is not None:
+        request.transport.abort()
+
+
 def connection_cap(max_clients: int) -> int:
     """How many connections the web view holds at once: never more than a quarter of the process's
     descriptors, so recordings, cameras and MQTT always get theirs however many clients come."""

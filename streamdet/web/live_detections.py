@@ -15,16 +15,14 @@ Nothing in it names a URL, a file or a credential: only what is drawn. A slow cl
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from aiohttp import web
 
 from ..config.web import WebConfig
 from .live_video import LiveVideo, unanswered, until_closed, wait_either
 from .access import named_camera
+from .connections import drop_stalled
 from .route import Route
-
-log = logging.getLogger("streamdet")
 
 
 class LiveDetections:
@@ -72,7 +70,4 @@ class LiveDetections:
 
     def _stalled(self, request: web.Request) -> None:
         self.dropped_stalled += 1
-        log.info("web: dropped a detections viewer of %s that took nothing for %g s (web.client_timeout)",
-                 request.match_info["name"], self._web.client_timeout)
-        if request.transport is not None:
-            request.transport.abort()
+        drop_stalled(request, "a detections viewer", request.match_info["name"], self._web.client_timeout)

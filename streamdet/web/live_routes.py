@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib.resources
-import logging
 from collections.abc import Callable
 from urllib.parse import quote
 
@@ -20,14 +19,13 @@ from aiohttp import web
 from ..config.web import WebConfig
 from ..measures.figures import RunStatus
 from .access import access_of, named_camera
-from .connections import Load
+from .connections import Load, drop_stalled
 from .frames import FrameHub
 from .metrics import CONTENT_TYPE_LATEST, EventTally, LogTally, MetricsPage, Scrape, WebFigures, recording_sizes
 from .responses import HEADERS, PAGE_CSP, json_response, source_id
 from .review import ListSegments
 from .route import Route
 
-log = logging.getLogger("streamdet")
 
 _BOUNDARY = "streamdet-frame"
 # How often a stream waiting for a frame (a camera that is away) checks that its client is still there.
@@ -160,10 +158,7 @@ class LiveRoutes:
             await asyncio.wait_for(response.write(part), self._web.client_timeout)
         except asyncio.TimeoutError:
             self.dropped_stalled += 1
-            log.info("web: dropped a viewer of %s that took no frame for %g s (web.client_timeout)",
-                     self._names[source], self._web.client_timeout)
-            if request.transport is not None:
-                request.transport.abort()
+            drop_stalled(request, "a viewer", self._names[source], self._web.client_timeout)
             return False
         return True
 

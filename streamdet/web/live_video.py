@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -27,9 +26,9 @@ from ..outputs.fmp4 import InitSegment
 from .live_feed import LiveFeed
 from .responses import HEADERS, source_id
 from .access import named_camera
+from .connections import drop_stalled
 from .route import Route
 
-log = logging.getLogger("streamdet")
 
 IDLE_CHECK_S = 1.0  # how often a viewer waiting for the stream checks that it is still there
 # The kernel's send buffer for a live viewer (Linux doubles it): on loopback it would grow to megabytes, seconds
@@ -122,10 +121,7 @@ class LiveVideo:
             return await self._chunked(request, feed)
         except Stalled:
             self.dropped_stalled += 1
-            log.info("web: dropped a live viewer of %s that took nothing for %g s (web.client_timeout)",
-                     request.match_info["name"], self._web.client_timeout)
-            if request.transport is not None:
-                request.transport.abort()
+            drop_stalled(request, "a live viewer", request.match_info["name"], self._web.client_timeout)
             return web.Response(status=408)  # never sent: the connection is gone
         finally:
             feed.watch(-1)
