@@ -133,8 +133,7 @@ class Gate:
         headers = {**HEADERS, "WWW-Authenticate": 'Bearer realm="streamdet"'}
         if self._logins is None:
             return web.Response(status=401, text=why + "\n", headers=headers)
-        response = json_response({"error": why})
-        response.set_status(401)
+        response = json_response({"error": why}, status=401)
         response.headers["WWW-Authenticate"] = headers["WWW-Authenticate"]
         return response
 
@@ -147,6 +146,4 @@ def _token(request: web.Request) -> str:
 
 
 def _refused(why: str) -> web.Response:
-    response = json_response({"error": why})
-    response.set_status(403)
-    return response
+    return json_response({"error": why}, status=403)
