@@ -79,9 +79,8 @@ class _Session:
 class LiveEncoder:
     """Frames in from the output thread, fragments out to each source's LiveFeed, one thread between."""
 
-    def __init__(self, feeds: dict[int, LiveFeed], fps: dict[int, float | None], max_width: int,
-                 settings: RecordingConfig = RecordingConfig()):
-        self._slots = {i: _Slot(feed, fps.get(i) or 25.0) for i, feed in feeds.items()}
+    def __init__(self, max_width: int, settings: RecordingConfig = RecordingConfig()):
+        self._slots: dict[int, _Slot] = {}
         self._sessions: dict[int, _Session] = {}
         self._max_width = max_width
         self._settings = settings
@@ -91,11 +90,10 @@ class LiveEncoder:
         self.encode_ms = StageTimer()
         self.cpu_s = 0.0
         self._thread = threading.Thread(target=self._run, name="web-live-encoder", daemon=True)
-        if self._slots:
-            self._thread.start()
 
     def add(self, source_id: int, feed: LiveFeed, fps: float | None) -> None:
-        """On the output thread: a source a reload added, whose frames are encoded here while watched."""
+        """A source whose frames are encoded here while watched (at the start, or added by a reload on the output
+        thread); the thread starts with the first."""
         with self._cond:
             self._slots[source_id] = _Slot(feed, fps or 25.0)
             if self._stopping or self._thread.ident is not None:

@@ -53,10 +53,9 @@ class WebView(Output):
         self.hub = FrameHub(len(names), web, draw)
         taps, fps = taps or {}, fps or [None] * len(names)
         self._drawn = drawn
-        feeds = {i: LiveFeed(drawn=drawn and i not in taps) for i in range(len(names))}
-        self.cameras = {i: CameraFeed(feeds[i], tap) for i, tap in taps.items()}
-        self.encoder = LiveEncoder({i: f for i, f in feeds.items() if i not in taps}, dict(enumerate(fps)),
-                                   web.max_width)
+        self.cameras: dict[int, CameraFeed] = {}
+        self.encoder = LiveEncoder(web.max_width)
+        feeds = {i: self._live_feed(i, taps.get(i), fps[i]) for i in range(len(names))}
         self._closed = False
         self._recordings = recordings if recordings is not None else {}  # these grow with a camera a reload adds
         self._clips = clips if clips is not None else {}
@@ -88,12 +87,16 @@ class WebView(Output):
         self._recordings.update(recordings)
         self._clips.update(clips)
         self._writers += writers
+        self.server.add_source(source_id, name, self._live_feed(source_id, tap, fps))
+
+    def _live_feed(self, source_id: int, tap: LiveTap | None, fps: float | None) -> LiveFeed:
+        """A source's live stream: the camera's own packets (`tap`), else its frames encoded while watched."""
         feed = LiveFeed(drawn=self._drawn and tap is None)
         if tap is not None:
             self.cameras[source_id] = CameraFeed(feed, tap)
         else:
             self.encoder.add(source_id, feed, fps)
-        self.server.add_source(source_id, name, feed)
+        return feed
 
     def remove_source(self, name: str) -> None:
         """A camera removed by a reload: no more live routes; its recordings, events and clips stay listed."""
