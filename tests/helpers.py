@@ -72,6 +72,17 @@ def run_async(make: Callable[[], object]) -> object:
     return out[0]
 
 
+def settings_from(folder: Path, name: str, text: str):
+    """A settings file `name`.yaml in `folder` holding `text`, loaded and checked whole as a run loads it."""
+    from streamdet.config.loader import load_config
+
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    config = load_config(path)
+    config.check()
+    return config
+
+
 def free_port() -> int:
     """A loopback port nothing listens on (a camera that is switched off)."""
     with socket.socket() as s:
@@ -177,6 +188,22 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: float = 25) -> Path:
     for image in frames:
         writer.write(image)
     writer.release()
+    return path
+
+
+def h264_clip(frames: list[np.ndarray], path: Path, size: tuple[int, int]) -> Path:
+    """Frames at `size`, H.264 in MP4 at 25 fps, a keyframe a second: as a camera's (sub-)stream is sent."""
+    import av
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(25))
+        (stream.width, stream.height), stream.pix_fmt = size, "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast", "g": "25"}
+        for image in frames:
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(small, format="bgr24")))
+        out.mux(stream.encode(None))
     return path
 
 

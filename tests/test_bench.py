@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import cv2
 
 import pytest
 
@@ -148,21 +147,11 @@ def test_capacity_bench_on_a_real_rtsp_camera_recorded_by_copy(tmp_path, model_c
 def test_the_ladder_on_a_real_camera_with_its_sub_stream(tmp_path, model_cache):
     """`--ladder` with `--detect-fps 5` and `--sub-url`: one trial of one camera for each setting (every frame;
     5 fps; 5 fps + motion gate; 5 fps + motion gate + the sub-stream), each recorded by copy, and the table."""
-    import av
-    from fractions import Fraction
-
-    from helpers import decode
+    from helpers import decode, h264_clip
     from rtsp import RtspServer
 
     sub_clip = tmp_path / "sub.mp4"
-    with av.open(str(sub_clip), "w") as out:  # the camera's sub-stream: bikes at half its size
-        stream = out.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = 320, 136, "yuv420p"
-        stream.codec_context.options = {"preset": "ultrafast", "g": "25"}
-        for image in decode(clip("bikes")):
-            small = cv2.resize(image, (320, 136), interpolation=cv2.INTER_AREA)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(small, format="bgr24")))
-        out.mux(stream.encode(None))
+    h264_clip(decode(clip("bikes")), sub_clip, (320, 136))  # the camera's sub-stream: bikes at half its size
     main, sub = RtspServer(clip("bikes"), repeat=20).start(), RtspServer(sub_clip, repeat=20).start()
     out = tmp_path / "ladder.json"
     try:

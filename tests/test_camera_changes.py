@@ -11,20 +11,20 @@ import re
 import signal
 import subprocess
 import urllib.request
-from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import pytest
 
-from helpers import decode, free_port, wait_for
+from helpers import decode, free_port, h264_clip, wait_for
 from media import clip
 from rtsp import RtspServer
 from test_copy_recording import _run  # the real command in its own process, with its settings file
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
 
 LINE = "events: {lines: [{name: door, points: [[0.5, 0], [0.5, 1]]}]}\n"  # down the middle, in fractions
+
+HALF = (88, 72)  # carphone at half size: a camera's sub-stream, or the camera back at a lower resolution
 
 
 def _stop(proc: subprocess.Popen, *servers: RtspServer) -> None:
@@ -34,19 +34,6 @@ def _stop(proc: subprocess.Popen, *servers: RtspServer) -> None:
         server.close()
 
 
-def _half_size_carphone(path: Path) -> Path:
-    """carphone at 88x72, H.264 in MP4: a camera's sub-stream, or the camera back at a lower resolution."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = 88, 72, "yuv420p"
-        stream.codec_context.options = {"preset": "ultrafast", "g": "25"}
-        for image in decode(clip("carphone_pristine")):
-            small = cv2.resize(image, (88, 72), interpolation=cv2.INTER_AREA)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(small, format="bgr24")))
-        out.mux(stream.encode(None))
-    return path
-
-
 def _recorded_seconds(video: Path) -> float:
     with av.open(str(video)) as container:
         return max(float(f.time) for f in container.decode(video=0))
@@ -54,7 +41,7 @@ def _recorded_seconds(video: Path) -> float:
 
 @pytest.mark.services
 def test_detect_url_detections_are_placed_by_capture_time_when_the_main_stream_comes_later(tmp_path, model_cache):
-    sub = RtspServer(_half_size_carphone(tmp_path / "sub.mp4"), repeat=4).start()
+    sub = RtspServer(h264_clip(decode(clip("carphone_pristine")), tmp_path / "sub.mp4", HALF), repeat=4).start()
     main = RtspServer(clip("carphone_pristine"), repeat=3, port=free_port())
     video = tmp_path / "cam.mp4"
     config = (f"sources:\n  - name: cam\n    url: {main.url()}\n    detect_url: {sub.url()}\n"
@@ -84,7 +71,7 @@ def test_detect_url_detections_are_placed_by_capture_time_when_the_main_stream_c
 
 @pytest.mark.services
 def test_zones_lines_and_the_stats_follow_a_camera_back_at_another_resolution(tmp_path, model_cache):
-    small = _half_size_carphone(tmp_path / "small.mp4")
+    small = h264_clip(decode(clip("carphone_pristine")), tmp_path / "small.mp4", HALF)
     server = RtspServer(clip("carphone_pristine"), repeat=4).start()
     video, port = tmp_path / "cam.mp4", free_port()
     proc, err = _run(["--source", server.url(), "--output", str(video), "--serve", f"127.0.0.1:{port}"], model_cache,

@@ -19,12 +19,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import LineReader, LoopbackHttpServer, MjpegCamera, decode, free_port, wait_for
+from helpers import LineReader, LoopbackHttpServer, MjpegCamera, decode, free_port, h264_clip, wait_for
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
@@ -251,23 +250,10 @@ def test_the_cameras_sound_is_copied_beside_its_picture(tmp_path, model_cache):
     assert 0.1 < level < 0.3  # the tone, not silence
 
 
-def _half_size_clip(frames: list[np.ndarray], path: Path) -> Path:
-    """The clip at half size, H.264 in MP4: the camera's sub-stream."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = 320, 136, "yuv420p"
-        stream.codec_context.options = {"preset": "ultrafast", "g": "25"}
-        for image in frames:
-            small = cv2.resize(image, (320, 136), interpolation=cv2.INTER_AREA)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(small, format="bgr24")))
-        out.mux(stream.encode(None))
-    return path
-
-
 @pytest.mark.services
 def test_detect_url_detects_on_the_sub_stream_and_reports_boxes_in_the_main_streams_pixels(
         tmp_path, model_cache, bikes_frames, pedestrian_detector):
-    sub_clip = _half_size_clip(bikes_frames, tmp_path / "sub.mp4")
+    sub_clip = h264_clip(bikes_frames, tmp_path / "sub.mp4", (320, 136))  # the camera's sub-stream, half size
     # The main stream answers only once the run has started without it: until then there is no size to
     # give the boxes in, so nothing may be detected (every record below is checked in its pixels).
     main, sub = RtspServer(clip("bikes"), repeat=3, port=free_port()), RtspServer(sub_clip, repeat=3).start()

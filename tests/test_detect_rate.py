@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from clirun import cli_env
-from helpers import LineReader, decode, free_port, read_jsonl
+from helpers import LineReader, decode, free_port, read_jsonl, settings_from
 from media import clip, pedestrian_pb
 from rtsp import RtspServer
 
@@ -370,7 +370,7 @@ def test_with_detect_url_the_main_stream_is_never_decoded_and_the_frames_between
     are converted to BGR arrays; the others still come through, blank, with the tracks' predictions."""
     sub = _walkers(tmp_path / "sub.mp4", size=(320, 180))
     main, little = RtspServer(walkers, repeat=2).start(), RtspServer(sub, repeat=2).start()
-    config = load_config_text(tmp_path, f"sources:\n  - {{name: cam, url: '{main.url()}', detect_url: '{little.url()}'}}\n"
+    config = settings_from(tmp_path, "settings", f"sources:\n  - {{name: cam, url: '{main.url()}', detect_url: '{little.url()}'}}\n"
                                         f"detect: {{fps: 5}}\nrecording: {{mode: copy}}\n"
                                         f"output: {{video: '{tmp_path}/cam.mp4', json: '{tmp_path}/all.jsonl'}}\n"
                                         "display: {show: 'no'}\nlogging: {quiet: true}\n")
@@ -393,16 +393,6 @@ def test_with_detect_url_the_main_stream_is_never_decoded_and_the_frames_between
     blank = [r for r in results if r.frame.blank]
     assert blank and all(r.predicted and not r.inferred for r in blank)
     assert all(r.frame.size == (640, 360) for r in results)  # boxes in the main stream's pixels, as recorded
-
-
-def load_config_text(folder: Path, text: str):
-    from streamdet.config.loader import load_config
-
-    path = folder / "settings.yaml"
-    path.write_text(text)
-    config = load_config(path)
-    config.check()
-    return config
 
 
 @pytest.mark.unit

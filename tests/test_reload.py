@@ -16,12 +16,11 @@ import aiohttp
 import av
 import pytest
 
-from helpers import call_json, free_port, run_async, wait_for
+from helpers import call_json, free_port, run_async, settings_from, wait_for
 from media import clip
 from rtsp import RtspServer
 from test_copy_recording import _run  # the real command in its own process, with its settings file
 from streamdet.assembly.changes import Reload, diff, with_kept
-from streamdet.config.loader import load_config
 from streamdet.outputs.sidecar import read_sidecar, sidecar_path
 
 CARPHONE_FPS = 30000 / 1001
@@ -200,19 +199,11 @@ def test_an_invalid_reload_is_one_line_and_post_api_reload_adds_and_removes(tmp_
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
 
 
-def _config(tmp_path: Path, text: str):
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    config = load_config(path)
-    config.check()
-    return config
-
-
 @pytest.mark.unit
 def test_the_diff_names_cameras_added_removed_changed_and_the_settings_kept(tmp_path):
-    old = _config(tmp_path, "sources:\n  - {name: a, url: rtsp://h/a}\n  - {name: b, url: rtsp://h/b}\n"
+    old = settings_from(tmp_path, "c", "sources:\n  - {name: a, url: rtsp://h/a}\n  - {name: b, url: rtsp://h/b}\n"
                             "  - rtsp://h/c\n  - {name: d, url: rtsp://h/d}\nevents: {end_after: 1}\n")
-    new = _config(tmp_path, "sources:\n  - {name: b, url: rtsp://h/b, detect: {threshold: 0.3}}\n"
+    new = settings_from(tmp_path, "c", "sources:\n  - {name: b, url: rtsp://h/b, detect: {threshold: 0.3}}\n"
                             "  - {name: a, url: rtsp://h/a}\n  - rtsp://h/c\n  - {name: e, url: rtsp://h/e}\n"
                             "  - {name: d, url: rtsp://h/d}\n"
                             "events: {end_after: 1}\nmodel: {name: x.xml}\ninference: {device: GPU}\n"
@@ -226,13 +217,13 @@ def test_the_diff_names_cameras_added_removed_changed_and_the_settings_kept(tmp_
     assert kept.model == old.model and kept.web == old.web and kept.output.overwrite is False
     assert kept.sources == new.sources
     # A section's default that the cameras inherit changes every camera that takes it; one that sets its own does not.
-    inherit = _config(tmp_path, old_text := "sources:\n  - {name: a, url: rtsp://h/a}\n"
+    inherit = settings_from(tmp_path, "c", old_text := "sources:\n  - {name: a, url: rtsp://h/a}\n"
                                             "  - {name: b, url: rtsp://h/b, events: {end_after: 2}}\n")
-    changed = _config(tmp_path, old_text + "events: {end_after: 3}\n")
+    changed = settings_from(tmp_path, "c", old_text + "events: {end_after: 3}\n")
     changes = diff(inherit.plans(), changed.plans(), inherit, changed)
     assert [p.name for p in changes.changed] == ["a"] and not changes.kept and not changes.added
     # Removed: by name, or by url for a camera without one.
-    fewer = _config(tmp_path, "sources:\n  - {name: b, url: rtsp://h/b}\n")
+    fewer = settings_from(tmp_path, "c", "sources:\n  - {name: b, url: rtsp://h/b}\n")
     assert diff(old.plans(), fewer.plans(), old, fewer).removed == ("a", "rtsp://h/c", "d")
 
 

@@ -17,10 +17,9 @@ import av
 import numpy as np
 import pytest
 
-from helpers import MjpegCamera, decode, read_jsonl, run_alongside, wait_for
+from helpers import MjpegCamera, decode, read_jsonl, run_alongside, settings_from, wait_for
 from media import clip
 from streamdet.assembly.running import DrawSome
-from streamdet.config.loader import load_config
 from streamdet.config.sections import OverlayConfig
 from streamdet.config.web import WebConfig
 from streamdet.detections import Detections, FrameResult
@@ -37,14 +36,6 @@ OVERWRITE = "output: {overwrite: true}\n"
 
 def _camera(name: str, camera: MjpegCamera, extra: str = "") -> str:
     return f"  - name: {name}\n    url: http://127.0.0.1:{camera.port}/video.mjpg\n{extra}"
-
-
-def _settings(tmp_path, name: str, text: str):
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    config = load_config(path)
-    config.check()
-    return config
 
 
 def _person_pixels(image: np.ndarray) -> int:
@@ -66,8 +57,8 @@ def test_a_camera_that_tracks_added_to_a_run_without_tracking_writes_its_events(
     one, two = cameras
     events, detections = tmp_path / "two-events.jsonl", tmp_path / "all.jsonl"
     shared = f"output: {{json: {detections}}}\n" + BASE  # a run-wide detections file: the camera added joins it
-    start = _settings(tmp_path, "start", "sources:\n" + _camera("one", one) + shared)
-    later = _settings(tmp_path, "later", "sources:\n" + _camera("one", one)
+    start = settings_from(tmp_path, "start", "sources:\n" + _camera("one", one) + shared)
+    later = settings_from(tmp_path, "later", "sources:\n" + _camera("one", one)
                       + _camera("two", two, f"    output: {{events: {events}}}\n") + shared)
     outcomes = []
 
@@ -102,8 +93,8 @@ def test_a_camera_with_clips_added_to_a_run_that_draws_nothing_gets_drawn_clips(
     folder = tmp_path / "clips"
     folder.mkdir()
     web = "web: {listen: '127.0.0.1:0'}\n"
-    start = _settings(tmp_path, "start", "sources:\n" + _camera("one", one) + web + BASE)
-    later = _settings(tmp_path, "later", "sources:\n" + _camera("one", one) + _camera(
+    start = settings_from(tmp_path, "start", "sources:\n" + _camera("one", one) + web + BASE)
+    later = settings_from(tmp_path, "later", "sources:\n" + _camera("one", one) + _camera(
         "two", two, f"    events: {{clips: {folder}, pre_capture: 1, post_capture: 1}}\n") + web + BASE)
     drawn: dict[str, list[bool]] = {"one": [], "two": []}
 
@@ -174,7 +165,7 @@ def test_a_changed_camera_goes_on_in_its_own_files_and_none_is_replaced(tmp_path
           f"video: '{rec}/{{name}}.mp4'}}\n"
 
     def settings(name: str, threshold: float, gate: str = "") -> object:
-        return _settings(tmp_path, name, "sources:\n"
+        return settings_from(tmp_path, name, "sources:\n"
                          f"  - name: door\n    url: http://127.0.0.1:{door.port}/a.mjpg\n{own}"
                          f"    detect: {{threshold: {threshold}}}\n"
                          f"  - name: yard\n    url: http://127.0.0.1:{yard.port}/b.mjpg\n"
