@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -36,7 +35,7 @@ import numpy as np
 from .config.sections import DetectConfig
 from .config.events import in_fractions
 from .detections import Detections, FrameResult
-from .engines.base import Completed, Engine, Job
+from .sources import Frame
 
 _HEIGHT = 100            # rows of the grey copy: enough for a person at 720p, cheap at any size
 _MIN_AREA = 10           # pixels of the grey copy: smaller changed blobs are noise, not objects
@@ -107,16 +106,8 @@ class MotionDetector:
         return Motion(moving=False, area=area, relearned=relearned)
 
 
-@dataclass
-class GateCpu:
-    """CPU seconds the gate's checks took: made with the run, added to on the feeder thread, read by the
-    summary once the feeder has ended."""
-
-    seconds: float = 0.0
-
-
 class _SourceMotion:
-    """What the gate knows of one source."""
+    """What the gate knows of one source; touched by that source's capture thread only."""
 
     def __init__(self, config: DetectConfig):
         self.config = config
@@ -124,54 +115,43 @@ class _SourceMotion:
         self.shape: tuple[int, ...] = ()
         self.last_inferred = float("-inf")
         self.moved = False
+        self.cpu_s = 0.0
 
 
 class MotionGate:
-    """An Engine (streamdet.engines.base) in front of another: frames without motion skip the network.
+    """Whether a frame of a source goes to the network, by its motion.
 
-    A skipped frame is handed on at once as `Completed(inferred=False)`; its
-    detections are filled in, in frame order, by `ReuseDetections`. The check
-    runs on the scheduler's feeder thread, which alone calls `submit`.
+    Asked by each source's capture thread in the scheduler (streamdet.scheduler), for the frames the
+    detection rate lets through: the checks of many cameras run on their own threads side by side,
+    not one after another on the thread that feeds the network. A frame it holds back is handed on
+    as `Completed(inferred=False)`; its detections are filled in, in frame order, by `ReuseDetections`.
     """
 
-    def __init__(self, engine: Engine, on_done: Callable[[Completed], None], configs: list[DetectConfig],
-                 cpu: GateCpu):
-        """`cpu`: where the checks' CPU time goes, for the summary's cost per frame."""
-        self._engine = engine
-        self._on_done = on_done
+    def __init__(self, configs: list[DetectConfig]):
         self._sources = [_SourceMotion(c) if c.motion else None for c in configs]
-        self._cpu = cpu
-
-    def wait_idle(self) -> None:
-        self._engine.wait_idle()
-
-    def drain(self) -> None:
-        self._engine.drain()
-
-    def close(self) -> None:
-        self._engine.close()
 
     def add(self, config: DetectConfig) -> None:
         """A source added while the run goes (a reload) takes the next id; called before its lane starts."""
         self._sources.append(_SourceMotion(config) if config.motion else None)
 
-    def submit(self, job: Job) -> None:
-        state = self._sources[job.source_id]
-        if state is None or self._wants_inference(state, job):
-            self._engine.submit(job)
-        else:
-            self._on_done(Completed(job, Detections.empty(), 0.0, time.monotonic(), inferred=False))
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds the checks took, all sources together (for the summary's cost per frame)."""
+        return sum(s.cpu_s for s in self._sources if s is not None)
 
-    def _wants_inference(self, state: _SourceMotion, job: Job) -> bool:
+    def wants_inference(self, source_id: int, frame: Frame) -> bool:
+        state = self._sources[source_id]
+        if state is None:
+            return True
         c0 = time.thread_time()
-        image = job.frame.image
+        image = frame.image
         if state.detector is None or image.shape != state.shape:  # a camera may come back at another size
             # The mask is in the coordinates of the boxes (a sub-stream's boxes are the main stream's pixels).
-            state.detector = MotionDetector(*job.frame.size, state.config.motion_threshold, state.config.motion_mask)
+            state.detector = MotionDetector(*frame.size, state.config.motion_threshold, state.config.motion_mask)
             state.shape = image.shape
-        now = job.frame.stream_time
+        now = frame.stream_time
         motion = state.detector(image, now)
-        self._cpu.seconds += time.thread_time() - c0
+        state.cpu_s += time.thread_time() - c0
         run = (motion.moving or motion.relearned or state.moved
                or now - state.last_inferred >= state.config.stationary_interval)
         state.moved = motion.moving

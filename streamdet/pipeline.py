@@ -28,7 +28,7 @@ from .assembly.running import Running
 from .assembly.wiring import close_outputs
 from .config.sections import Config
 from .detections import FrameResult
-from .engines.base import Completed, Engine
+from .engines.base import Completed
 from .errors import StreamdetError
 from .model.detector import Detector
 from .outputs import WindowOutput
@@ -73,7 +73,8 @@ class Pipeline:
         self._scheduler: Scheduler | None = None
         self._last: dict[int, FrameResult] = {}   # per source: its newest frame, for the events of its end
         # The run's parts as they stand (a reload adds and removes cameras), and the reloads that change them.
-        self._parts = Running(run.plan, run.wired, run.opened.infos, run.opened.scenes, run.meter, run.opened.link_url)
+        self._parts = Running(run.plan, run.wired, run.opened.infos, run.opened.scenes, run.meter, run.opened.link_url,
+                              run.motion)
         self._reloads = Reloads(self._parts, config, run.plan.labels, detector, run.opened.backend.nireq)
         self._own = self._parts.own               # per source: closed when it ends
         self._ended: set[int] = set()             # sources whose tracks were ended
@@ -118,7 +119,8 @@ class Pipeline:
     def results(self, on_result: Callable[[FrameResult], None] | None = None) -> Iterator[FrameResult]:
         """Run the pipeline, yielding every processed frame in order (per source)."""
         self._loop_thread = threading.get_ident()
-        self._scheduler = scheduler = Scheduler(self.lanes, self._make_engine, self._run.opened.backend.nireq)
+        self._scheduler = scheduler = Scheduler(self.lanes, self._run.make_engine, self._run.opened.backend.nireq,
+                                                self._run.motion.wants_inference)
         self._reloads.wake = scheduler.wake
         self.meter.start()
         scheduler.start()
@@ -263,11 +265,6 @@ class Pipeline:
         self.abort(self._stopped_by)
         self._close_all()
 
-    def _make_engine(self, on_done) -> Engine:
-        engine = self._run.make_engine(on_done)
-        self._parts.gates = engine  # a camera added extends them
-        return engine
-
     def reload(self, config: Config) -> Reload:
         """Apply new settings while the run goes (from any thread but the one running `results()`): cameras
         added start, removed ones stop, changed ones restart alone; what cannot change is named and kept
@@ -294,13 +291,13 @@ class Pipeline:
 
     def summary(self) -> RunSummary:
         parts, mqtt = self._parts, self._run.plan.mqtt
-        events, gate_cpu = parts.events, self._run.gate_cpu
+        events = parts.events
         # The clips each camera with clips made, as its clips output counted them.
         clips = {o.source_name: {"clips": o.made} for o in parts.outputs if isinstance(o, ClipsOutput)}
         summary = reports.summary(
             self.lanes, self.meter, gated=[p.detect.motion or bool(p.detect.fps) for p in parts.plans],
             output_cpu_s=sum(o.cpu_s for o in parts.outputs),
-            motion_cpu_s=gate_cpu.seconds if gate_cpu is not None else None,
+            motion_cpu_s=self._run.motion.cpu_s if self._run.plan.gated else None,
             stopped_by=self._stopped_by,
             mqtt={"sent": mqtt.sent, "dropped": mqtt.dropped} if mqtt is not None else {},
             counts={lane.source.name: {**dataclasses.asdict(events.counts[lane.id]), **clips.get(lane.source.name, {})}

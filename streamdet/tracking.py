@@ -13,7 +13,7 @@ Time, not frames: the Kalman filter steps by the time between updates, in
 units of the camera's frame interval (`frame_s`), with its noise growing with
 that time, and `birth_frames` means that many frames' time of the camera. So a
 tracker updated on every frame behaves as ByteTrack does, and one updated five
-times a second (detect.fps, streamdet.engines.rate_gate) keeps the same person under the same
+times a second (detect.fps, streamdet.scheduler) keeps the same person under the same
 id: it expects the same motion per second, and confirms a track after the same
 time seen (two detections at least). Between updates, `predict` gives each
 track's box moved to a frame's time without changing its state.

@@ -29,10 +29,7 @@ from rtsp import RtspServer
 from streamdet.config.events import EventsConfig, LineConfig, TrackConfig
 from streamdet.config.sections import Config, DetectConfig
 from streamdet.detections import Detections, FrameResult
-from streamdet.engines.base import Job
-from streamdet.engines.rate_gate import RateGate
 from streamdet.events import EventStage, Scene, TrackStage
-from streamdet.model.readout import DetectFilter
 from streamdet.pipeline import Pipeline
 from streamdet.sources import Frame
 from streamdet.sources.base import blank_image
@@ -72,48 +69,6 @@ def test_the_schedule_takes_evenly_spaced_frames_of_the_cameras_time():
     assert taken([100 + i / 25 for i in range(10)] + [i / 25 for i in range(10)], 5) == [0, 5, 10, 15]
     # Frames stop for a while: the next one is due at once, with no burst to catch up.
     assert taken([0.0, 0.04, 3.0, 3.04, 3.08, 3.2], 5) == [0, 2, 5]
-
-
-class _Recorder:
-    """Stands in for the inference engine: remembers which frames were sent to the network."""
-
-    def __init__(self):
-        self.submitted: list[int] = []
-        self.waits = 0
-
-    def wait_idle(self):
-        self.waits += 1
-
-    def submit(self, job: Job):
-        self.submitted.append(job.frame.index)
-
-    def drain(self):
-        pass
-
-
-def _job(index: int, source_id: int = 0, blank: bool = False, camera_pts_ms: float | None = None) -> Job:
-    image = blank_image(64, 48) if blank else np.zeros((48, 64, 3), np.uint8)
-    frame = Frame(image=image, index=index, pts_ms=None, captured=1000 + index / 25,
-                  camera_pts_ms=camera_pts_ms if camera_pts_ms is not None else index * 40.0, blank=blank)
-    return Job(seq=index, source_id=source_id, frame=frame, filter=DetectFilter(0.5, np.array([], np.int32)))
-
-
-@pytest.mark.unit
-def test_the_rate_gate_sends_due_frames_and_hands_the_rest_back_predicted():
-    engine, between = _Recorder(), []
-    gate = RateGate(engine, between.append, [5.0, 0.0])
-    for i in range(100):
-        gate.submit(_job(i))                     # 4 s of a 25 fps camera, timed by its stream
-        gate.submit(_job(1000 + i, source_id=1))  # a camera without detect.fps: every frame
-    mine = [i for i in engine.submitted if i < 1000]
-    assert mine == list(range(0, 100, 5)) and engine.submitted.count(1000) == 1 and len(engine.submitted) == 120
-    assert len(between) == 80 and all(c.predicted and not c.inferred and len(c.detections) == 0 for c in between)
-    # Only a frame for the network waits for a free request: one between never holds the feeder up.
-    gate.wait_idle()
-    assert engine.waits == len(engine.submitted)
-    # A frame the camera left blank (not converted) is never due, whatever the schedule says.
-    gate.submit(_job(2000, blank=True, camera_pts_ms=100_000.0))
-    assert 2000 not in engine.submitted and between[-1].job.frame.index == 2000
 
 
 @pytest.mark.unit

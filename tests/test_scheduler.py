@@ -19,7 +19,7 @@ from streamdet.detections import Detections
 from streamdet.errors import ModelError, SourceError
 from streamdet.engines.base import Completed, Job
 from streamdet.model.readout import DetectFilter
-from streamdet.scheduler import Failure, Inbox, Lane, ReorderBuffer, Scheduler, lanes_for
+from streamdet.scheduler import Failure, Inbox, Lane, ReorderBuffer, Scheduler, Turn, lanes_for
 from streamdet.sources import Frame, Source, SourceInfo
 from streamdet.measures.meters import StageTimer
 
@@ -134,19 +134,88 @@ def test_inbox_keeps_every_file_frame_and_only_the_newest_camera_frame():
     files.put(_frame(0))
     files.put(_frame(1))
     assert not files.has_room() and files.dropped == 0
-    assert [files.take().index, files.take().index, files.take()] == [0, 1, None]
+    assert [files.take()[0].index, files.take()[0].index, files.take()] == [0, 1, None]
     camera = Inbox(capacity=8, newest_wins=True)
     for i in range(5):
         assert camera.has_room()
         camera.put(_frame(i))
-    assert camera.take().index == 4 and camera.dropped == 4 and camera.take() is None
+    assert camera.take()[0].index == 4 and camera.dropped == 4 and camera.take() is None
     # The frame that says how long the camera was away is replaced: the newer frame says it instead.
     back = _frame(5)
     back.gap_ms = 1500.0
     camera.put(back)
     camera.put(_frame(6))
-    taken = camera.take()
+    taken, _ = camera.take()
     assert taken.index == 6 and taken.gap_ms == 1500.0
+    # A frame for the network keeps its place: the newest of the frames it will not see after it waits
+    # behind it; a newer frame for the network replaces both.
+    dropped = camera.dropped
+    camera.put(_frame(7), Turn.NETWORK)
+    for i, turn in ((8, Turn.PREDICTED), (9, Turn.STILL), (10, Turn.PREDICTED)):
+        camera.put(_frame(i), turn)
+    assert [(f.index, t) for f, t in (camera.take(), camera.take())] == [(7, Turn.NETWORK), (10, Turn.PREDICTED)]
+    camera.put(_frame(11), Turn.NETWORK)
+    camera.put(_frame(12), Turn.PREDICTED)
+    camera.put(_frame(13), Turn.NETWORK)
+    assert camera.take()[0].index == 13 and camera.take() is None and camera.dropped == dropped + 4
+    # One for the network replaced (taken too late) by one it would not see: the newer one takes its turn,
+    # unless the camera left it blank (not converted, so it cannot be inferred).
+    camera.put(_frame(14), Turn.NETWORK)
+    camera.take()
+    camera.put(_frame(15), Turn.STILL)
+    camera.put(_frame(16), Turn.PREDICTED)
+    assert camera.take()[1] is Turn.PREDICTED
+
+
+class TimedSource(CountingSource):
+    """A 25 fps camera's frames timed by its stream; those in `blank` come unconverted (streamdet.sources.cameras)."""
+
+    def __init__(self, name: str, count: int, blank: frozenset[int] = frozenset()):
+        super().__init__(name, count)
+        self.blank = blank
+
+    def read(self) -> Frame | None:
+        frame = super().read()
+        if frame is not None:
+            frame.camera_pts_ms = frame.index * 40.0
+            frame.blank = frame.index in self.blank
+        return frame
+
+
+@pytest.mark.unit
+def test_a_detection_rate_sends_the_due_frames_to_the_network_and_hands_the_rest_on_predicted():
+    rated, every = TimedSource("rated", 100, blank=frozenset({50})), CountingSource("every", 60)
+    sources = [rated, every]
+    lanes = list(lanes_for(sources, [s.open() for s in sources], ["all", "all"], [ALL, ALL], nireq=3,
+                           decode=StageTimer(), rates=[5.0, 0.0]))
+    inferred: list[tuple[int, int]] = []
+
+    class Recording(StandInEngine):
+        def submit(self, job: Job) -> None:
+            inferred.append((job.source_id, job.frame.index))
+            super().submit(job)
+
+    scheduler = Scheduler(lanes, lambda on_done: Recording(on_done, 3), 3)
+    scheduler.start()
+    got = []
+    try:
+        while (completed := scheduler.take(5.0)) is not None or not scheduler.finished:
+            if completed is not None:
+                got.append((completed.job.source_id, completed.job.frame.index, completed.inferred,
+                            completed.predicted))
+                scheduler.release()
+    finally:
+        assert scheduler.close() == []
+    # One frame in five of the 25 fps camera went to the network, evenly spaced in its time; frame 50 came
+    # blank, so the turn passed to the next frame; the camera without a rate had every frame inferred.
+    due = [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 51, 55, 60, 65, 70, 75, 80, 85, 90, 95]
+    assert sorted(i for s, i in inferred if s == 0) == due
+    assert sorted(i for s, i in inferred if s == 1) == list(range(60))
+    # Every frame came out, in its camera's order, the ones between marked predicted and not inferred.
+    assert [i for s, i, _, _ in got if s == 0] == list(range(100))
+    assert [i for s, i, _, _ in got if s == 1] == list(range(60))
+    assert all(inf != pred and pred == (s == 0 and i not in due) for s, i, inf, pred in got)
+    assert lanes[0].frames_taken == lanes[0].frames_done == 100
 
 
 @pytest.mark.unit
@@ -226,7 +295,7 @@ def test_frames_held_stay_bounded_however_many_requests():
     held = 0
     while scheduler.take(0.5) is not None:
         held += 1
-    assert held == 64 + 16  # nireq plus at most 16 waiting, not 3 x 64
+    assert held == 64 + 16 + 1  # nireq plus at most 16 waiting and one per lane, not 3 x 64
     assert lanes[0].frames_read <= held + 16 + 1
     scheduler.abort()
     assert scheduler.close() == []
@@ -238,7 +307,7 @@ def test_lanes_size_their_inboxes_from_the_requests_in_flight_and_each_sources_p
     decode = StageTimer()
     lanes = lanes_for(sources, infos, ["auto", "auto", "newest", "all"], [ALL] * 4, nireq=3, decode=decode)
     assert [lane.id for lane in lanes] == [0, 1, 2, 3]
-    assert [(lane.inbox.capacity, lane.inbox.newest_wins) for lane in lanes] == [(6, False), (1, True), (1, True),
+    assert [(lane.inbox.capacity, lane.inbox.newest_wins) for lane in lanes] == [(6, False), (2, True), (2, True),
                                                                                 (6, False)]
     assert all(lane.decode is decode and lane.source is s for lane, s in zip(lanes, sources))
     many = lanes_for(sources[:1], infos[:1], ["auto"], [ALL], nireq=20, decode=decode)

@@ -24,8 +24,7 @@ from ..engines.backend import Backend, open_backend
 from ..engines.base import Engine
 from ..errors import ConfigError
 from ..model.detector import Detector
-from ..motion import GateCpu, MotionGate
-from ..engines.rate_gate import RateGate
+from ..motion import MotionGate
 from .plan import RunPlan, plan_run
 from ..measures.meters import RunMeter
 from ..scene import Scene
@@ -115,15 +114,12 @@ class Assembly:
     opened: Opened
     wired: Wired
     meter: RunMeter
-    gate_cpu: GateCpu | None  # the motion gate's checks, where a source has the gate
+    motion: MotionGate  # every source's, passing every frame for a source without it (a reload may add one with it)
 
     def make_engine(self, on_done) -> Engine:
-        """Inference as the scheduler sees it: the model, behind the motion gate, behind the detection rate
-        (`detect.fps`: the motion check runs on due frames only). Both always, passing straight through for a
-        source without them, so a camera a reload adds may have either."""
-        engine = MotionGate(self.opened.backend.engine(on_done), on_done, [p.detect for p in self.plan.plans],
-                            self.gate_cpu or GateCpu())
-        return RateGate(engine, on_done, [p.detect.fps for p in self.plan.plans])
+        """Inference as the scheduler sees it: the frames the detection rate and the motion gate let through
+        (both decided on the cameras' capture threads: streamdet.scheduler)."""
+        return self.opened.backend.engine(on_done)
 
     def status(self) -> RunStatus:
         """Every source's state and rates now; safe to call from any thread while the run goes on."""
@@ -153,4 +149,4 @@ def assemble(config: Config, detector: Detector | None = None, sources: list[Sou
         opened.backend.close()
         close_inputs(plan, opened.listener)
         raise
-    return Assembly(plan=plan, opened=opened, wired=wired, meter=meter, gate_cpu=GateCpu() if plan.gated else None)
+    return Assembly(plan=plan, opened=opened, wired=wired, meter=meter, motion=MotionGate([p.detect for p in plan.plans]))

@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..measures.meters import RunMeter
-from ..engines.rate_gate import RateGate
-from ..motion import ReuseDetections
+from ..motion import MotionGate, ReuseDetections
 from ..outputs import Output, WindowOutput
 from ..outputs.jsonl import JsonlOutput
 from ..scene import Scene
@@ -71,8 +70,8 @@ class Running:
     """The parts `Pipeline` drives, per source id; changed only on the output loop's thread."""
 
     def __init__(self, plan: RunPlan, wired: Wired, infos: tuple[SourceInfo, ...], scenes: tuple[Scene, ...],
-                 meter: RunMeter, link_url: str | None):
-        self.plan, self.meter, self.link_url = plan, meter, link_url
+                 meter: RunMeter, link_url: str | None, motion: MotionGate):
+        self.plan, self.meter, self.link_url, self.motion = plan, meter, link_url, motion
         self.lanes = wired.lanes  # the very list the status reads, so it sees a camera added
         self.plans, self.sources = list(plan.plans), list(plan.sources)
         self.tracking, self.infos, self.scenes = list(plan.tracking), list(infos), list(scenes)
@@ -82,7 +81,6 @@ class Running:
         self.stages: list[Stage] = list(wired.stages)
         self.events, self.clips = wired.events, wired.clips
         self.keys = {camera_key(p): i for i, p in enumerate(plan.plans)}  # the cameras that run now
-        self.gates: RateGate | None = None  # the detection rate and motion gates, set once the scheduler made them
         self.added: list = []  # the sources added by reloads, closed with the run
         # Every file the run wrote under one name (resolved path) -> the cameras it wrote it for (key -> label).
         self.files: dict[str, dict[str, str]] = {}
@@ -144,7 +142,7 @@ class Running:
         self._extend_stages(camera, sub, source_id, any(o.shows_pictures for o in joined.all))
         self.meter.add_source()
         lane = lanes_for(sub.sources, [camera.info], [plan.source.policy], sub.filters, nireq,
-                         self.meter.timers["decode"])[0]
+                         self.meter.timers["decode"], [plan.detect.fps])[0]
         lane.id = source_id
         given = dataclasses.replace(camera.settings, index=source_id)
         for kind, lists in (("plans", given), ("sources", source), ("tracking", sub.tracking[0]),
@@ -187,8 +185,7 @@ class Running:
         """The stages and the motion gate take the new id; one the run did not have is made for the ids before it
         (where it does nothing: no camera before needed it) and put in its place. `shows_pictures`: an output of
         the camera's own shows its frames (an annotated recording)."""
-        if self.gates is not None:
-            self.gates.add(sub.plans[0].detect)
+        self.motion.add(sub.plans[0].detect)
         if sub.plans[0].detect.motion and not any(isinstance(s, ReuseDetections) for s in self.stages):
             self._insert(ReuseDetections())
         if self.events is None and sub.tracking[0]:

@@ -104,7 +104,7 @@ def wire(plan: RunPlan, *, infos: Sequence[SourceInfo], scenes: Sequence[Scene],
     `link_url`: the base of events' links to it; `reload`: reads the settings again and applies them (the web
     view's POST /api/reload and camera API), if the run can; `config_file`: the file the camera API writes."""
     lanes = list(lanes_for(plan.sources, infos, [p.source.policy for p in plan.plans], plan.filters, backend.nireq,
-                      meter.timers["decode"]))
+                      meter.timers["decode"], [p.detect.fps for p in plan.plans]))
     for _ in lanes:
         meter.add_source()
     joined = _Joined(len(plan.sources))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import threading
 
 from . import bench, render, run, user
 from . import model as model_commands
@@ -47,3 +49,19 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def entry() -> None:
+    """The process's way in (`streamdet`, `python -m streamdet`): `main`, then the exit.
+
+    A thread still inside FFmpeg when the run is over (a camera that never answered, its open not yet
+    timed out) calls back into Python when FFmpeg returns; in an interpreter being torn down that
+    crashes the process. With every output closed by then, such a process leaves without the teardown.
+    """
+    code = main() or 0
+    if any(t.is_alive() for t in threading.enumerate() if t is not threading.main_thread()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -103,7 +103,7 @@ class DetectConfig:
     motion_mask: list[list[list[float]]] = field(default_factory=list)  # polygons where motion is ignored
     stationary_interval: float = 10.0     # seconds: still scenes are looked at again this often
     # The network sees at most this many frames a second of the camera (0: every frame); the frames between
-    # carry the tracks' predictions (see streamdet.engines.rate_gate).
+    # carry the tracks' predictions (see streamdet.scheduler).
     fps: float = 0.0
 
     def __post_init__(self) -> None:

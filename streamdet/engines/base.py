@@ -1,7 +1,7 @@
 """What the scheduler and an engine say to each other: a frame in flight (`Job`), its result (`Completed`),
 and the `Engine` protocol every engine speaks: the local OpenVINO one (streamdet.engines.local), the
-KServe v2 server one (streamdet.engines.remote), the motion gate that wraps either
-(streamdet.motion.MotionGate), the detection rate's (streamdet.engines.rate_gate), and the unit tests' stand-in."""
+KServe v2 server one (streamdet.engines.remote) and the unit tests' stand-in. The frames the network will
+not see (detect.fps, the motion gate) never reach an engine: the scheduler hands them on."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..sources import Frame
 class Job:
     """One frame in flight, carried through the engine as its userdata."""
 
-    seq: int
+    seq: int        # its place among its source's frames: the order they come out in (streamdet.scheduler)
     source_id: int
     frame: Frame
     filter: DetectFilter  # the source's own threshold and classes: every job brings its lane's
@@ -34,7 +34,7 @@ class Completed:
     done: float
     error: BaseException | None = None  # reading the outputs failed; the frame carries no result
     inferred: bool = True  # False: the motion gate (or detect.fps) skipped the network for this frame
-    predicted: bool = False  # a frame between those detect.fps lets the network see (streamdet.engines.rate_gate)
+    predicted: bool = False  # a frame between those detect.fps lets the network see (streamdet.scheduler)
 
 
 class Engine(Protocol):

@@ -35,7 +35,7 @@ class Frame:
     connection: int = 0
     space: tuple[int, int] | None = None
     # Decoded but not converted (under detect.fps nothing needs its pixels): `image` is a read-only view of
-    # one black pixel at the picture's size, and the network never sees it (streamdet.engines.rate_gate).
+    # one black pixel at the picture's size, and the network never sees it (streamdet.scheduler).
     blank: bool = False
 
     @property

@@ -1,8 +1,8 @@
 """A camera's own time: which frames are due under `detect.fps`, and one steady clock for its frames.
 
 `DetectRate`: at most `fps` frames a second, evenly spaced in the camera's own time (its frame timestamps
-where the stream has them, so frames arriving in a burst change nothing). Read by the rate gate in front
-of the network (streamdet.engines.rate_gate) and by a network camera that converts only the frames the
+where the stream has them, so frames arriving in a burst change nothing). Read by each camera's capture step in
+the scheduler (streamdet.scheduler), which sends only the due frames to the network, and by a network camera that converts only the frames the
 network will see (streamdet.sources.cameras): the same schedule on the same times picks the same frames.
 
 `CameraClock`: the time the tracker steps by (streamdet.events.TrackStage). A camera's frames often arrive

@@ -2,12 +2,13 @@
 
 Threads (all owned by `Scheduler`, all joined by `close()`):
 
-- one capture thread per source: reads frames into that source's inbox;
+- one capture thread per source: reads frames into that source's inbox, or
+  straight on to the consumer when the network will not see them (below);
 - one feeder thread: takes frames from the inboxes round-robin and starts an
   inference when a request is free;
 - the inference engine's callback threads: hand finished frames to the
   reorder buffer;
-- the caller takes finished frames, in submission order, with `take()`.
+- the caller takes finished frames, each source's in its order, with `take()`.
 
 The lanes, one per source with its inbox, are made here too (`lanes_for`): the
 inboxes are sized from the requests in flight, which the engine's backend
@@ -18,6 +19,19 @@ caller `release()`s it, so a slow consumer slows inference down, which fills
 the file inboxes and pauses decoding; a live inbox holds one frame and
 replaces it, counting the replaced one as dropped.
 
+Which frames the network sees is decided by each lane's capture thread, so the
+checks of many cameras run side by side rather than one after another on the
+feeder (`Turn`): the detection rate (`detect.fps`, streamdet.sources.rate)
+picks the due frames, evenly spaced in the camera's own time whatever the
+camera sends (what Frigate's `detect: fps`, DeepStream's `interval` and DL
+Streamer's `inference-interval` do too), and the motion gate
+(streamdet.motion), where the source has it, looks at those. A frame the
+network will not see is handed on at once as `Completed(inferred=False)`
+(marked `predicted` between detections: the tracking stage gives it the
+tracks' predicted boxes), by the capture thread itself when nothing of its
+lane is waiting and a slot is free, so the one feeder thread carries only the
+frames for the network; otherwise through the inbox, in order.
+
 Errors: the first exception on any of these threads is kept, stops reading,
 and is raised by `take()` once the frames already in flight are through.
 """
@@ -26,13 +40,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-from .engines.base import Completed, Engine, Job
-from .model.readout import DetectFilter
-from .sources import Frame, Source, SourceInfo
-from .measures.meters import StageTimer
+from ..detections import Detections
+from ..engines.base import Completed, Engine, Job
+from ..sources import Frame
+from ..sources.rate import camera_time
+from .lanes import Inbox, Lane, Turn, frames_ahead, lanes_for
+from .order import Failure, ReorderBuffer
+
+__all__ = ["Failure", "Inbox", "Lane", "ReorderBuffer", "Scheduler", "Turn", "frames_ahead", "lanes_for"]
 
 _POLL_S = 0.5  # how often a blocked thread re-checks for abort; not a busy loop
 # A thread may still be inside one inference or one blocking read when the
@@ -40,123 +57,22 @@ _POLL_S = 0.5  # how often a blocked thread re-checks for abort; not a busy loop
 _JOIN_S = 5.0
 
 
-class Inbox:
-    """Frames of one source waiting for inference. Not locked: the scheduler's condition guards it.
-
-    `newest_wins` (cameras): holds one frame; a new one replaces it and the
-    replaced one counts as dropped, so latency never builds up. Otherwise
-    (files): holds up to `capacity` and the reader waits, so nothing is lost.
-    """
-
-    def __init__(self, capacity: int, newest_wins: bool):
-        self.frames: list[Frame] = []
-        self.capacity = 1 if newest_wins else capacity
-        self.newest_wins = newest_wins
-        self.finished = False
-        self.dropped = 0
-
-    def has_room(self) -> bool:
-        return self.newest_wins or len(self.frames) < self.capacity
-
-    def put(self, frame: Frame) -> None:
-        if self.newest_wins and self.frames:
-            self.dropped += len(self.frames)
-            # The first frame after an outage says how long the camera was away: if it is replaced
-            # before inference takes it, the frame that replaces it says so instead.
-            if frame.gap_ms is None:
-                frame.gap_ms = next((f.gap_ms for f in self.frames if f.gap_ms is not None), None)
-            self.frames.clear()
-        assert len(self.frames) < self.capacity, "put() without room"
-        self.frames.append(frame)
-
-    def take(self) -> Frame | None:
-        return self.frames.pop(0) if self.frames else None
-
-
-class ReorderBuffer:
-    """Finished frames arrive in any order from the engine's threads and leave in submission order."""
-
-    def __init__(self) -> None:
-        self._ready: dict[int, Completed] = {}
-        self.next_seq = 0
-
-    def put(self, completed: Completed) -> None:
-        self._ready[completed.job.seq] = completed
-
-    def pop(self) -> Completed | None:
-        """The next frame in order, if it has arrived."""
-        completed = self._ready.pop(self.next_seq, None)
-        if completed is not None:
-            self.next_seq += 1
-        return completed
-
-    def __len__(self) -> int:
-        return len(self._ready)
-
-
-class Failure:
-    """The first error raised on any thread of a run; later ones are consequences and are dropped."""
-
-    def __init__(self, on_first: Callable[[], None]):
-        self._lock = threading.Lock()
-        self._on_first = on_first
-        self.error: BaseException | None = None
-
-    def record(self, exc: BaseException) -> None:
-        with self._lock:
-            if self.error is not None:
-                return
-            self.error = exc
-        self._on_first()
-
-
-def frames_ahead(nireq: int) -> int:
-    """Frames a source may have read ahead of inference: two per request in flight, at most 16, so a
-    burst is smoothed without holding many decoded frames."""
-    return min(max(2, 2 * nireq), 16)
-
-
-@dataclass
-class Lane:
-    """One source on its way through the scheduler, with its counters."""
-
-    id: int
-    source: Source
-    info: SourceInfo
-    inbox: Inbox
-    filter: DetectFilter                # passed to the engine with each frame: the source's threshold and classes
-    thread: threading.Thread | None = None
-    frames_read: int = 0
-    frames_taken: int = 0               # taken from the inbox for inference; under the scheduler's condition
-    frames_done: int = 0                # handed out by take(); likewise
-    decode_cpu_s: float = 0.0
-    decode: StageTimer = field(default_factory=StageTimer)
-    removed: bool = False               # taken out of the run by a reload: its figures stay for the summary
-
-
-def lanes_for(sources: Sequence[Source], infos: Sequence[SourceInfo], policies: Sequence[str],
-              filters: Sequence[DetectFilter], nireq: int, decode: StageTimer) -> tuple[Lane, ...]:
-    """One lane per source, its inbox sized here. `policies`: each source's `source.policy`: "newest" (or
-    "auto" on a live source) keeps only the newest frame; otherwise every frame is kept, up to
-    `frames_ahead(nireq)` read ahead. `decode`: the run's decode timer, shared by every lane."""
-    lanes = []
-    for k, (source, info, policy, keep) in enumerate(zip(sources, infos, policies, filters)):
-        newest = policy == "newest" or (policy == "auto" and info.live)
-        lanes.append(Lane(id=k, source=source, info=info, inbox=Inbox(frames_ahead(nireq), newest_wins=newest),
-                          filter=keep, decode=decode))
-    return tuple(lanes)
-
-
 class Scheduler:
-    def __init__(self, lanes: list[Lane], make_engine: Callable[[Callable[[Completed], None]], Engine], nireq: int):
+    def __init__(self, lanes: list[Lane], make_engine: Callable[[Callable[[Completed], None]], Engine], nireq: int,
+                 wants_inference: Callable[[int, Frame], bool] | None = None):
+        """`wants_inference(source_id, frame)`: the motion gate (streamdet.motion.MotionGate), asked on the
+        lane's capture thread about each frame the detection rate lets through."""
         self.lanes = lanes
+        self._wants_inference = wants_inference
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._aborted = threading.Event()
         # Two results per request may wait for the consumer: enough to absorb
         # jitter in rendering without letting frames pile up; past 8 requests
-        # the extra is capped, so frames held stay few whatever nireq is.
-        self._slots = threading.Semaphore(nireq + frames_ahead(nireq))
+        # the extra is capped, so frames held stay few whatever nireq is. And one
+        # per lane: a camera's frames handed on wait behind its own frame in the
+        # network, not for another camera's.
+        self._slots = threading.Semaphore(nireq + frames_ahead(nireq) + len(lanes))
         self._buffer = ReorderBuffer()
         self._submitted = 0
         self._feeding_done = False
@@ -185,6 +101,7 @@ class Scheduler:
         with self._cond:
             assert lane.id == len(self.lanes), "a new lane takes the next id"
             self.lanes.append(lane)
+            self._slots.release()
             self._cond.notify_all()
         if self._stopping.is_set():
             lane.source.stop()  # stopping already: the capture reads nothing and the lane finishes at once
@@ -213,12 +130,17 @@ class Scheduler:
                     break
                 lane.decode.add((time.perf_counter() - t0) * 1000)
                 lane.decode_cpu_s += time.thread_time() - c0
+                turn = self._turn(lane, frame)
                 with cond:
+                    if turn is not Turn.NETWORK and not inbox.frames and self._slots.acquire(blocking=False):
+                        lane.frames_read += 1
+                        self._pass_on(lane, frame, turn)
+                        continue
                     while not inbox.has_room() and not self._stopping.is_set():
                         cond.wait()
                     if not inbox.has_room():
                         break  # stopping with a full inbox: this frame is not kept, nor counted as read
-                    inbox.put(frame)
+                    inbox.put(frame, turn)
                     lane.frames_read += 1
                     cond.notify_all()
         except BaseException as exc:
@@ -228,18 +150,43 @@ class Scheduler:
                 inbox.finished = True
                 cond.notify_all()
 
-    def _next_frame(self, start: int) -> tuple[Lane, Frame] | None:
-        """Round-robin over the inboxes; waits while all are empty. None when all are done."""
+    def _turn(self, lane: Lane, frame: Frame) -> Turn:
+        # A frame the camera left blank (not converted: streamdet.sources.cameras) is never due.
+        if lane.rate is not None and (frame.blank or not lane.rate.due(camera_time(frame))):
+            return Turn.PREDICTED
+        if self._wants_inference is not None and not self._wants_inference(lane.id, frame):
+            return Turn.STILL
+        return Turn.NETWORK
+
+    def _pass_on(self, lane: Lane, frame: Frame, turn: Turn) -> None:
+        """A frame the network will not see, handed on in its place. Under the condition, with a slot held."""
+        job = Job(seq=lane.frames_taken, source_id=lane.id, frame=frame, filter=lane.filter)
+        self._submitted += 1
+        lane.frames_taken += 1
+        self._buffer.put(Completed(job, Detections.empty(), 0.0, time.monotonic(), inferred=False,
+                                   predicted=turn is Turn.PREDICTED))
+        self._cond.notify_all()
+
+    def _next_frame(self, start: int) -> tuple[Lane, Job, bool] | None:
+        """Round-robin over the inboxes; waits while all are empty. None when all are done. The frame's
+        place in the order is taken here, under the condition, so a frame its capture thread hands on
+        later comes after it."""
         with self._cond:
             while not self._aborted.is_set():
                 count = len(self.lanes)
                 for k in range(count):
                     lane = self.lanes[(start + k) % count]
-                    frame = lane.inbox.take()
-                    if frame is not None:
+                    taken = lane.inbox.take()
+                    if taken is not None:
+                        frame, turn = taken
+                        if turn is not Turn.NETWORK:
+                            self._pass_on(lane, frame, turn)
+                            return lane, None, False
+                        job = Job(seq=lane.frames_taken, source_id=lane.id, frame=frame, filter=lane.filter)
+                        self._submitted += 1
                         lane.frames_taken += 1
                         self._cond.notify_all()
-                        return lane, frame
+                        return lane, job, True
                 if all(lane.inbox.finished for lane in self.lanes) and not (self._held and not self._stopping.is_set()):
                     return None
                 self._cond.wait()
@@ -253,17 +200,26 @@ class Scheduler:
                     if self._aborted.is_set():
                         return
                 # Wait for a free request before taking a frame: a live frame
-                # taken now is the newest one, not one that aged in our hands.
-                self._engine.wait_idle()
+                # taken now is the newest one, not one that aged in our hands. With a
+                # detection rate, the next frame may be one the network will not see: only
+                # one for the network waits, so the others still flow while every request is busy.
+                if not any(lane.rate for lane in self.lanes):
+                    self._engine.wait_idle()
                 picked = self._next_frame(turn)
                 if picked is None:
                     self._slots.release()
                     break
-                lane, frame = picked
+                lane, job, for_network = picked
                 turn = lane.id + 1
-                self._engine.submit(Job(seq=self._submitted, source_id=lane.id, frame=frame, filter=lane.filter))
-                with self._cond:
-                    self._submitted += 1
+                if for_network:
+                    try:
+                        self._engine.wait_idle()
+                        self._engine.submit(job)
+                    except BaseException as exc:
+                        # Its place in the order was taken: it comes out as failed, so the frames before it
+                        # still come out and the run then ends with this error.
+                        self._on_done(Completed(job, Detections.empty(), 0.0, time.monotonic(), error=exc))
+                        raise
             self._engine.drain()
         except BaseException as exc:
             self.failure.record(exc)
@@ -282,7 +238,7 @@ class Scheduler:
     # -------------------------------------------------------------- consumer
 
     def take(self, timeout: float) -> Completed | None:
-        """The next finished frame in order; None when none came within `timeout` or the run is over.
+        """The next finished frame (each source's in order); None when none came within `timeout` or the run is over.
 
         Raises the first error of any thread once nothing more will come.
         """
@@ -310,7 +266,7 @@ class Scheduler:
         return None
 
     def finished_locked(self) -> bool:
-        return self._feeding_done and self._buffer.next_seq >= self._submitted
+        return self._feeding_done and self._buffer.handed >= self._submitted
 
     @property
     def finished(self) -> bool:
