@@ -10,14 +10,16 @@ Threads (all owned by `Scheduler`, all joined by `close()`):
   reorder buffer;
 - the caller takes finished frames, each source's in its order, with `take()`.
 
-The lanes, one per source with its inbox, are made here too (`lanes_for`): the
-inboxes are sized from the requests in flight, which the engine's backend
+The lanes, one per source with its inbox, are made in `lanes` (`lanes_for`):
+the inboxes are sized from the requests in flight, which the engine's backend
 decides (streamdet.engines.backend).
 
-Backpressure: the feeder holds a slot for every frame from submit until the
-caller `release()`s it, so a slow consumer slows inference down, which fills
-the file inboxes and pauses decoding; a live inbox holds one frame and
-replaces it, counting the replaced one as dropped.
+Backpressure: every frame holds a slot from the moment it takes its place in
+the order (the feeder's before submit, a capture thread's as it hands a frame
+on) until the caller `release()`s it, so a slow consumer slows inference down,
+which fills the file inboxes and pauses decoding; a live inbox keeps only the
+newest frame (streamdet.scheduler.lanes.Inbox), counting the replaced ones as
+dropped.
 
 Which frames the network sees is decided by each lane's capture thread, so the
 checks of many cameras run side by side rather than one after another on the
@@ -158,13 +160,17 @@ class Scheduler:
             return Turn.STILL
         return Turn.NETWORK
 
-    def _pass_on(self, lane: Lane, frame: Frame, turn: Turn) -> None:
-        """A frame the network will not see, handed on in its place. Under the condition, with a slot held."""
+    def _place(self, lane: Lane, frame: Frame) -> Job:
+        """The frame's place in its source's order (`Job.seq`). Under the condition, with a slot held."""
         job = Job(seq=lane.frames_taken, source_id=lane.id, frame=frame, filter=lane.filter)
         self._submitted += 1
         lane.frames_taken += 1
-        self._buffer.put(Completed(job, Detections.empty(), 0.0, time.monotonic(), inferred=False,
-                                   predicted=turn is Turn.PREDICTED))
+        return job
+
+    def _pass_on(self, lane: Lane, frame: Frame, turn: Turn) -> None:
+        """A frame the network will not see, handed on in its place. Under the condition, with a slot held."""
+        self._buffer.put(Completed(self._place(lane, frame), Detections.empty(), 0.0, time.monotonic(),
+                                   inferred=False, predicted=turn is Turn.PREDICTED))
         self._cond.notify_all()
 
     def _next_frame(self, start: int) -> tuple[Lane, Job, bool] | None:
@@ -182,9 +188,7 @@ class Scheduler:
                         if turn is not Turn.NETWORK:
                             self._pass_on(lane, frame, turn)
                             return lane, None, False
-                        job = Job(seq=lane.frames_taken, source_id=lane.id, frame=frame, filter=lane.filter)
-                        self._submitted += 1
-                        lane.frames_taken += 1
+                        job = self._place(lane, frame)
                         self._cond.notify_all()
                         return lane, job, True
                 if all(lane.inbox.finished for lane in self.lanes) and not (self._held and not self._stopping.is_set()):
@@ -203,7 +207,8 @@ class Scheduler:
                 # taken now is the newest one, not one that aged in our hands. With a
                 # detection rate, the next frame may be one the network will not see: only
                 # one for the network waits, so the others still flow while every request is busy.
-                if not any(lane.rate for lane in self.lanes):
+                waited = not any(lane.rate for lane in self.lanes)
+                if waited:
                     self._engine.wait_idle()
                 picked = self._next_frame(turn)
                 if picked is None:
@@ -213,7 +218,8 @@ class Scheduler:
                 turn = lane.id + 1
                 if for_network:
                     try:
-                        self._engine.wait_idle()
+                        if not waited:  # only the feeder submits: a request free before the take is free still
+                            self._engine.wait_idle()
                         self._engine.submit(job)
                     except BaseException as exc:
                         # Its place in the order was taken: it comes out as failed, so the frames before it
