@@ -9,7 +9,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -81,6 +82,27 @@ def settings_from(folder: Path, name: str, text: str):
     config = load_config(path)
     config.check()
     return config
+
+
+@contextmanager
+def fed(write: Callable[[int], None], interval: float) -> Iterator[None]:
+    """A source on a thread of its own for the block: `write(i)` for i = 1, 2, ... every `interval` seconds."""
+    stop = threading.Event()
+
+    def feed():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            write(i)
+            time.sleep(interval)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        feeder.join()
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from helpers import Viewer, wait_for
+from helpers import Viewer, fed, wait_for
 
 from streamdet.config.loader import load_config
 from streamdet.config.sections import WebConfig, override
@@ -192,22 +191,8 @@ def test_streams_capped_per_second_shared_by_viewers_and_limited_in_number(serve
     assert extra.status == 503
     # The page's JSON and /healthz are still answered with every viewer place taken.
     assert _get(url + "api/stats")[0] == 200 and _get(url + "healthz")[0] == 200
-    stop = threading.Event()
-
-    def feed():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            view.write(_result(0, i))
-            time.sleep(0.002)  # a 500 fps source
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    try:
+    with fed(lambda i: view.write(_result(0, i)), 0.002):  # a 500 fps source
         wait_for(lambda: all(len(v.frames) >= 20 for v in viewers), 20, "20 frames at every viewer")
-    finally:
-        stop.set()
-        feeder.join()
     encoded = view.hub.encode_ms.summary().count
     span = max(v.frames[-1] for v in viewers) - min(v.frames[0] for v in viewers)
     assert encoded <= 20 * span + 3, f"{encoded} JPEGs in {span:.2f} s: the 20 fps cap is not kept"
@@ -226,24 +211,10 @@ def test_stalled_viewer_dropped_others_unaffected(serve):
     wait_for(lambda: view.hub.watchers()[0] == 1, 10, "the stalled viewer")
     good = Viewer(url, "/stream/door.mjpg")
     noise = np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8)  # big JPEGs fill buffers fast
-    stop = threading.Event()
-
-    def feed():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            view.write(_result(0, i, noise.copy()))
-            time.sleep(0.01)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    try:
+    with fed(lambda i: view.write(_result(0, i, noise.copy())), 0.01):
         wait_for(lambda: view.server.dropped_stalled == 1, 30, "the stalled viewer to be dropped")
         count = len(good.frames)
         wait_for(lambda: len(good.frames) >= count + 10, 10, "frames at the good viewer after the drop")
-    finally:
-        stop.set()
-        feeder.join()
     gaps = np.diff(good.frames)
     assert gaps.max() < 0.9, f"the good viewer waited {gaps.max():.2f} s for a frame while the other stalled"
     assert view.hub.watchers()[0] == 1

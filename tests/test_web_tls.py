@@ -11,7 +11,6 @@ import logging
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from clirun import assert_one_line_error, cli_env, streamdet
-from helpers import free_port, wait_for
+from helpers import fed, free_port, wait_for
 from media import clip
 from test_web_server import TOKEN, _result, _status
 
@@ -108,24 +107,13 @@ def test_an_mjpeg_stream_over_https(served):
     sock = client.wrap_socket(raw, server_hostname=host)
     assert sock.version() in ("TLSv1.2", "TLSv1.3")
     sock.sendall(b"GET /stream/door.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    stop, data = threading.Event(), bytearray()
-
-    def feed():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            view.write(_result(0, i))
-            time.sleep(0.02)  # a 50 fps source
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
+    data = bytearray()
     try:
-        deadline = time.monotonic() + 20
-        while data.count(b"Content-Type: image/jpeg") < 5 and time.monotonic() < deadline:
-            data += sock.recv(65536)
+        with fed(lambda i: view.write(_result(0, i)), 0.02):  # a 50 fps source
+            deadline = time.monotonic() + 20
+            while data.count(b"Content-Type: image/jpeg") < 5 and time.monotonic() < deadline:
+                data += sock.recv(65536)
     finally:
-        stop.set()
-        feeder.join()
         sock.close()
     assert data.startswith(b"HTTP/1.1 200") and b"multipart/x-mixed-replace" in data.split(b"\r\n\r\n")[0]
     assert data.count(b"Content-Type: image/jpeg") >= 5 and data.count(b"\xff\xd8") >= 5
