@@ -20,7 +20,7 @@ import pytest
 from helpers import wait_for
 from media import clip
 from rtsp import RtspServer
-from test_web_review import TOKEN, _get, _history, _segments, media, serve  # noqa: F401 (fixtures)
+from test_web_review import TOKEN, _door_with_history, _get, media, serve  # noqa: F401 (fixtures)
 
 from streamdet.web import responses
 
@@ -90,10 +90,7 @@ def test_every_csp_the_server_has_refuses_inline_code_and_every_html_response_se
 
 @pytest.mark.unit
 def test_no_served_html_holds_inline_code_and_no_csp_allows_it(serve, media, tmp_path):
-    segments = _segments(tmp_path / "rec", media, count=1)
-    view = serve(recordings={"door": segments.ours}, token=TOKEN)
-    for result in _history(media):
-        view.write(result)
+    view, segments = _door_with_history(serve, media, tmp_path / "rec", token=TOKEN)
     segment = segments.ours()[0][0].name
     statics = [entry.name for entry in WEB.joinpath("static").iterdir()]
     pages, htmls = 0, 0

@@ -180,10 +180,7 @@ def test_files_are_found_by_lookup_only_traversal_and_links_get_404(serve, media
     # A snapshot of this run that is replaced by a link out of its folder afterwards.
     linked = tmp_path / "yard_track9.jpg"
     linked.write_bytes(media["snapshot"].read_bytes())
-    segments = _segments(tmp_path / "rec", media, count=1)
-    view = serve(recordings={"door": segments.ours})
-    for result in _history(media):
-        view.write(result)
+    view, segments = _door_with_history(serve, media, tmp_path / "rec")
     view.write(_result(1, (_event("end", "yard", 9, snapshot=str(linked)),), media["frames"][0]))
     assert _get(view, "/snapshots/yard_track9.jpg")[0] == 200
     linked.unlink()
@@ -263,6 +260,15 @@ def _segments(folder: Path, media, count: int) -> Segments:
     return segments
 
 
+
+def _door_with_history(serve, media, folder: Path, **settings):
+    """A web view serving door's one recorded segment (in `folder`), with the review history written to it."""
+    segments = _segments(folder, media, count=1)
+    view = serve(recordings={"door": segments.ours}, **settings)
+    for result in _history(media):
+        view.write(result)
+    return view, segments
+
 @pytest.mark.unit
 def test_recordings_list_the_cameras_segments_and_serve_them(serve, media, tmp_path):
     segments = _segments(tmp_path / "rec", media, count=2)
@@ -283,10 +289,7 @@ def test_recordings_list_the_cameras_segments_and_serve_them(serve, media, tmp_p
 
 @pytest.mark.unit
 def test_with_a_token_files_pages_and_lists_need_it(serve, media, tmp_path):
-    segments = _segments(tmp_path / "rec", media, count=1)
-    view = serve(recordings={"door": segments.ours}, token=TOKEN)
-    for result in _history(media):
-        view.write(result)
+    view, segments = _door_with_history(serve, media, tmp_path / "rec", token=TOKEN)
     segment = f"/recordings/door/{segments.ours()[0][0].name}"
     for path in ("/events", "/api/events", "/clips/door_track1.mp4", "/snapshots/door_track1.jpg", "/recordings/door",
                  "/api/recordings/door", segment):
@@ -422,10 +425,7 @@ def test_a_real_run_lists_its_ended_tracks_snapshots_and_recording_segments(tmp_
 def test_clips_and_segments_take_a_viewers_place_so_health_checks_keep_theirs(serve, media, tmp_path):
     """A <video> keeps its download open while it plays: it counts as a viewer (web.max_clients), not as one
     of the short requests the page, JSON and /healthz share."""
-    segments = _segments(tmp_path / "rec", media, count=1)
-    view = serve(recordings={"door": segments.ours}, max_clients=1)
-    for result in _history(media):
-        view.write(result)
+    view, segments = _door_with_history(serve, media, tmp_path / "rec", max_clients=1)
     host, port = view.server.url[len("http://"):-1].split(":")
     watching = socket.create_connection((host, int(port)), timeout=10)
     try:
