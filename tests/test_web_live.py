@@ -10,6 +10,7 @@ figures are tests/bench_live.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import socket
@@ -151,32 +152,43 @@ def pipeline_stats(pipeline) -> dict:
         return json.loads(response.read())["web"]
 
 
-@pytest.mark.services
-def test_without_mse_the_page_falls_back_to_mjpeg(chromium, pedestrian_detector):
+@contextlib.contextmanager
+def _looped_bikes(detector):
+    """A run of the bikes clip, looped, with its web view, for the block."""
     config = _config([str(clip("bikes"))])
     config.source.loop = True
-    with Pipeline(config, detector=pedestrian_detector) as pipeline, running(pipeline):
-        page = chromium.new_page()
-        page.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
-        try:
-            page.goto(pipeline.web_url)
-            page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
-                                   "return i && i.naturalWidth > 0; }", timeout=30_000)
-            mode = page.evaluate("() => document.querySelector('.player').dataset.mode")
-            stats = pipeline_stats(pipeline)
-        finally:
-            page.close()
+    with Pipeline(config, detector=detector) as pipeline, running(pipeline):
+        yield pipeline
+
+
+@contextlib.contextmanager
+def _page_on(chromium, url: str, init_script: str | None = None):
+    """A Chromium page open on `url` for the block (`init_script` run before the page's own)."""
+    page = chromium.new_page()
+    if init_script is not None:
+        page.add_init_script(init_script)
+    try:
+        page.goto(url)
+        yield page
+    finally:
+        page.close()
+
+
+@pytest.mark.services
+def test_without_mse_the_page_falls_back_to_mjpeg(chromium, pedestrian_detector):
+    with (_looped_bikes(pedestrian_detector) as pipeline,
+          _page_on(chromium, pipeline.web_url, "delete window.MediaSource; delete window.ManagedMediaSource;") as page):
+        page.wait_for_function("() => { const i = document.querySelector('.tile img'); "
+                               "return i && i.naturalWidth > 0; }", timeout=30_000)
+        mode = page.evaluate("() => document.querySelector('.player').dataset.mode")
+        stats = pipeline_stats(pipeline)
     assert mode == "mjpeg" and stats["clients"] >= 1 and stats["live_viewers"] == 0
 
 
 @pytest.mark.services
 def test_a_file_source_plays_through_the_encoded_stream(chromium, pedestrian_detector):
-    config = _config([str(clip("bikes"))])
-    config.source.loop = True
-    with Pipeline(config, detector=pedestrian_detector) as pipeline, running(pipeline):
-        page = chromium.new_page()
-        try:
-            page.goto(pipeline.web_url)
+    with _looped_bikes(pedestrian_detector) as pipeline:
+        with _page_on(chromium, pipeline.web_url) as page:
             page.wait_for_function("() => { const v = document.querySelector('.tile video'); "
                                    "return v && v.readyState >= 2 && v.currentTime > 0; }", timeout=30_000)
             page.wait_for_function("() => document.querySelector('.player canvas').dataset.boxes !== '0'",
@@ -190,8 +202,6 @@ def test_a_file_source_plays_through_the_encoded_stream(chromium, pedestrian_det
             page.wait_for_function("() => document.fullscreenElement === document.querySelector('.player')")
             page.wait_for_function("() => document.querySelector('.player canvas').getBoundingClientRect().width "
                                    "=== window.innerWidth", timeout=10_000)
-        finally:
-            page.close()
         # The same stream as chunked HTTP, for players and tools: H.264 in fragmented MP4 that FFmpeg decodes.
         url = pipeline.web_url + "live/bikes.mp4"
         with urllib.request.urlopen(url, timeout=10) as response:
