@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-import threading
 
 from ..model.readout import DetectFilter
 from ..sources import Frame, Source, SourceInfo
