@@ -106,7 +106,7 @@ def summary(lanes: list[Lane], meter: RunMeter, *, gated: list[bool], output_cpu
         ))
     per_frame = 1000 / frames if frames else 0.0
     process_cpu = meter.cpu_so_far()
-    cpu_ms = {"decode": sum(lane.decode_cpu_s for lane in lanes) * per_frame}
+    cpu_ms = {"decode": sum(lane.reading.cpu_s for lane in lanes) * per_frame}
     cpu_ms.update({name: s * per_frame for name, s in meter.cpu_s.items()})
     if motion_cpu_s is not None:
         cpu_ms["motion"] = motion_cpu_s * per_frame

@@ -264,8 +264,7 @@ class FrameConsumer:
         self._thread.start()
 
     def _read(self) -> None:
-        for frame in iter(self.source.read, None):
-            self.frames.append(frame)
+        self.source.feed(lambda frame: self.frames.append(frame) or True)
 
     def wait_frames(self, count: int, timeout: float) -> None:
         wait_for(lambda: len(self.frames) >= count, timeout, "frames from the camera")
@@ -288,7 +287,7 @@ class FrameConsumer:
         return first, recovery
 
     def ended(self, timeout: float = 5) -> bool:
-        """Whether the thread ends within `timeout` (the source closed: read() gives None)."""
+        """Whether the thread ends within `timeout` (the source closed or gave up: feed() returns)."""
         self._thread.join(timeout=timeout)
         return not self._thread.is_alive()
 

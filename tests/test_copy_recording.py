@@ -364,6 +364,20 @@ def test_hwaccel_auto_falls_back_to_software_with_one_line_naming_what_was_tried
 
 
 @pytest.mark.unit
+def test_a_cameras_frames_are_converted_to_the_same_pixels_as_swscale_gives():
+    """The converter kept across frames gives what PyAV's per-frame `to_ndarray(format="bgr24")` gives (and what
+    OpenCV's reading of a file gives): a camera and its recording, read as a file, see the same pictures."""
+    to_bgr = demux.bgr_converter()
+    with av.open(str(clip("bikes"))) as container:
+        frames = [f for _, f in zip(range(3), container.decode(video=0))]
+    for frame in frames:
+        ours, theirs = to_bgr(frame), frame.to_ndarray(format="bgr24")
+        assert ours.shape == theirs.shape == (272, 640, 3) and np.array_equal(ours, theirs)
+    assert not np.array_equal(to_bgr(frames[0]), to_bgr(frames[2]))  # a frame of its own each time, not a reused buffer
+    assert np.array_equal(to_bgr(frames[0]), decode(clip("bikes"), 1)[0])
+
+
+@pytest.mark.unit
 def test_annex_b_becomes_length_prefixed_nal_units():
     data = b"\0\0\0\1gAB\0\0\1hCD\0\0\1eXYZ"
     assert to_lengths(data) == b"\0\0\0\3gAB\0\0\0\3hCD\0\0\0\4eXYZ"

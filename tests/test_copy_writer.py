@@ -120,3 +120,34 @@ def test_the_lines_waiting_for_a_writer_that_is_behind_are_bounded():
     for picture in range(20000):  # a writer that never drains: a disk hung for 13 minutes at 25 fps
         writer.add(_result(picture))
     assert writer.dropped >= 20000 - 4096  # the oldest went, counted (and told at the end)
+
+
+def _packet(size: int, key: bool = False) -> CameraPacket:
+    return CameraPacket(1, False, bytes(size), 0, 0, key, 0.0)
+
+
+@pytest.mark.unit
+def test_the_tap_hands_its_packets_over_in_batches_bounded_in_bytes():
+    tap = PacketTap(max_bytes=10_000)
+    for k in range(4):
+        tap.put(_packet(2000, key=k == 0))
+    tap.put(_packet(2000))
+    tap.put(_packet(2000))  # past the bound: dropped, and so is the video up to the next keyframe
+    tap.put(_packet(100))
+    assert tap.dropped == 2 and tap.bytes == 10_000
+    assert [len(p.data) for p in tap.take_all(0.0)] == [2000] * 5 and tap.bytes == 0
+    tap.put(_packet(100))
+    tap.put(_packet(100, key=True))
+    assert tap.dropped == 3 and [p.key for p in tap.take_all(0.0)] == [True]
+    # A writer waiting out its linger is woken at once by a new connection, or by the tap closing.
+    batches = []
+    writer = threading.Thread(target=lambda: [batches.append(tap.take_all(60.0)) for _ in range(2)])
+    writer.start()
+    tap.put(_packet(100))
+    tap.connected(2, None)
+    wait_for(lambda: batches, 10, "a batch with the connection")
+    tap.close()
+    writer.join(timeout=10)
+    assert not writer.is_alive() and tap.take_all(60.0) == []
+    taken = [item for batch in batches for item in batch]
+    assert [type(item).__name__ for item in taken] == ["CameraPacket", "Connected"]

@@ -47,11 +47,40 @@ def test_mjpeg_ip_camera_frames_flow_and_credentials_stay_hidden(camera, caplog)
     assert "s3cret" not in source.name and "viewer" not in source.name
     info = source.open()
     assert (info.width, info.height) == (176, 144) and info.live
-    frames = [source.read() for _ in range(30)]
+    consumer = FrameConsumer(source)
+    consumer.wait_frames(30, 10)
     source.close()
-    assert all(f is not None and f.image.shape == (144, 176, 3) for f in frames)
+    frames = consumer.frames[:30]
+    assert all(f.image.shape == (144, 176, 3) for f in frames)
     assert [f.index for f in frames] == list(range(30))
     assert "s3cret" not in caplog.text
+
+
+@pytest.mark.unit
+def test_frames_are_handed_on_by_the_reader_and_an_error_there_ends_feed_on_its_own_thread(camera):
+    """A camera's frames go to the consumer on its reader thread, in order; what the consumer raises there is
+    raised by feed() on the watchdog's thread (the caller's), and the reader ends."""
+    source = NetworkSource(f"http://127.0.0.1:{camera.port}/video.mjpg", SourceConfig(open_timeout=5, read_timeout=2))
+    source.open()
+    seen, threads = [], set()
+    broken = RuntimeError("the consumer broke")
+
+    def deliver(frame) -> bool:
+        seen.append(frame.index)
+        threads.add(threading.current_thread().name)
+        if len(seen) == 5:
+            raise broken
+        return True
+
+    try:
+        with pytest.raises(RuntimeError) as raised:
+            source.feed(deliver)
+        assert raised.value is broken
+        assert seen == [0, 1, 2, 3, 4] and threads == {f"reader-{source.name}"}
+        wait_for(lambda: not [t for t in threading.enumerate() if t.name == f"reader-{source.name}"], 5,
+                 "the reader to end")
+    finally:
+        source.close()
 
 
 def _messages(caplog, fragment: str) -> list[str]:
@@ -66,9 +95,7 @@ def test_nothing_listening_backs_off_as_configured_and_stops_promptly(caplog):
     caplog.set_level(logging.INFO, logger="streamdet.live")
     info = source.open()
     assert (info.width, info.height) == (0, 0)
-    result = {}
-    reader = threading.Thread(target=lambda: result.setdefault("frame", source.read()))
-    reader.start()
+    consumer = FrameConsumer(source)
     wait_for(lambda: len(_messages(caplog, "next try in")) >= 4, 10, "four failed attempts")
     health = source.health()
     assert not health.connected and health.input_fps is None and health.attempt >= 4
@@ -76,9 +103,8 @@ def test_nothing_listening_backs_off_as_configured_and_stops_promptly(caplog):
     assert f"nothing answers at 127.0.0.1:{port}" in health.last_error
     t0 = time.monotonic()
     source.stop()
-    reader.join(timeout=2)
-    assert not reader.is_alive() and time.monotonic() - t0 < 1.0
-    assert result["frame"] is None
+    assert consumer.ended(2) and time.monotonic() - t0 < 1.0
+    assert consumer.frames == []
     waits = [float(m.rsplit("in ", 1)[1].split(" s")[0]) for m in _messages(caplog, "next try in")]
     assert waits[:4] == [0.1, 0.2, 0.4, 0.4]
     assert all("pw123" not in r.getMessage() and f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records)
@@ -140,7 +166,7 @@ def test_a_camera_that_answers_but_refuses_the_stream_is_not_hammered(caplog):
                            SourceConfig(open_timeout=2, reconnect_initial=0.5, reconnect_max=1.0))
     try:
         source.open()
-        reader = threading.Thread(target=source.read, daemon=True)
+        reader = threading.Thread(target=source.feed, args=(lambda frame: True,), daemon=True)
         reader.start()
         wait_for(lambda: source.health().attempt >= 4, 20, "four failed full opens")
         attempts = source.health().attempt
@@ -218,15 +244,16 @@ def test_input_fps_is_measured_afresh_after_a_reconnect():
                            SourceConfig(open_timeout=5, read_timeout=2, reconnect_initial=0.1))
     try:
         source.open()
-        assert all(source.read() is not None for _ in range(40))
+        consumer = FrameConsumer(source)
+        consumer.wait_frames(40, 10)
         assert source.health().input_fps > 30
         cam.close()
         cam = MjpegCamera(fps=10, port=cam.port)  # back at once, at another rate: the old one must not linger
-        frame = source.read()
-        while frame.gap_ms is None:  # frames still buffered from before the loss
-            frame = source.read()
-        assert source.health().connected and source.health().input_fps is None  # one frame: nothing measured yet
-        assert all(source.read() is not None for _ in range(8))
+        # Eight frames after the loss (0.8 s, well inside the meter's 2 s window): only they are measured.
+        back = wait_for(lambda: next((k for k, f in enumerate(list(consumer.frames)) if f.gap_ms is not None), None),
+                        10, "the first frame after the loss")
+        consumer.wait_frames(back + 9, 10)
+        assert source.health().connected
         assert source.health().input_fps == pytest.approx(10, rel=0.25)
     finally:
         source.close()
@@ -250,7 +277,9 @@ def test_a_port_that_never_answers_counts_towards_reconnect_attempts(caplog):
     source = NetworkSource(f"rtsp://127.0.0.1:{server.getsockname()[1]}/live",
                            SourceConfig(reconnect_initial=0.1, reconnect_max=0.2, reconnect_attempts=3))
     try:
-        assert source.read() is None
+        frames = []
+        source.feed(lambda frame: frames.append(frame) or True)  # returns once reconnecting gives up
+        assert frames == []
         assert source.health().attempt == 3 and "(timed out)" in source.health().last_error
         assert _messages(caplog, "giving up after 3 attempts (nothing answers")
     finally:
@@ -267,7 +296,7 @@ def test_stop_does_not_wait_for_a_probe_in_progress(caplog):
     caplog.set_level(logging.INFO, logger="streamdet.live")
     source = NetworkSource(f"rtsp://127.0.0.1:{port}/live", SourceConfig(reconnect_initial=0.1))
     source._PROBE_S = 3.0  # a slow probe (as a name lookup with no DNS server answering)
-    reader = threading.Thread(target=source.read)
+    reader = threading.Thread(target=source.feed, args=(lambda frame: True,))
     try:
         reader.start()
         wait_for(lambda: _messages(caplog, "reconnect attempt 1 failed (nothing answers"), 10, "a probe timing out")

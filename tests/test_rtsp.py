@@ -283,18 +283,10 @@ def test_watchdog_retires_a_reader_blocked_in_ffmpeg_and_it_ends_by_itself(serve
     source = NetworkSource(server.url("admin", "S3cr3t!x"),
                            SourceConfig(open_timeout=1.0, read_timeout=0.5, reconnect_initial=0.5, reconnect_max=0.5))
     source.open()
-    assert all(source.read() is not None for _ in range(10))
+    consumer = FrameConsumer(source)
+    consumer.wait_frames(10, 10)
     server.freeze()
     t0 = time.monotonic()
-    got = {"frames": 0}
-
-    def consume():
-        while source.read() is not None:
-            got["frames"] += 1
-        got["end"] = True
-
-    reader = threading.Thread(target=consume)
-    reader.start()
     wait_for(lambda: source.stats.losses == 1, 5, "the watchdog")
     noticed = time.monotonic() - t0
     # Frames already in the socket buffer may be read first; nothing after them.
@@ -303,10 +295,9 @@ def test_watchdog_retires_a_reader_blocked_in_ffmpeg_and_it_ends_by_itself(serve
     # must come out and end by itself, releasing its capture, while the source
     # keeps trying to reconnect.
     wait_for(lambda: len(_reader_threads()) <= 1, 15, "the retired reader to end")
-    assert reader.is_alive() and source.stats.reconnects == 0
+    assert not consumer.ended(0) and source.stats.reconnects == 0
     source.close()
-    reader.join(timeout=3)
-    assert not reader.is_alive() and got.get("end")
+    assert consumer.ended(3)
     wait_for(lambda: not _reader_threads(), 5, "every reader thread to end after close()")
 
 

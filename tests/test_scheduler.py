@@ -147,24 +147,25 @@ def test_inbox_keeps_every_file_frame_and_only_the_newest_camera_frame():
     camera.put(_frame(6))
     taken, _ = camera.take()
     assert taken.index == 6 and taken.gap_ms == 1500.0
-    # A frame for the network keeps its place: the newest of the frames it will not see after it waits
-    # behind it; a newer frame for the network replaces both.
+    # A frame for the network keeps its place: the frames it will not see after it wait behind it in order,
+    # up to the inbox's capacity (then the oldest of them goes); a newer frame for the network replaces all.
     dropped = camera.dropped
     camera.put(_frame(7), Turn.NETWORK)
     for i, turn in ((8, Turn.PREDICTED), (9, Turn.STILL), (10, Turn.PREDICTED)):
         camera.put(_frame(i), turn)
-    assert [(f.index, t) for f, t in (camera.take(), camera.take())] == [(7, Turn.NETWORK), (10, Turn.PREDICTED)]
-    camera.put(_frame(11), Turn.NETWORK)
-    camera.put(_frame(12), Turn.PREDICTED)
-    camera.put(_frame(13), Turn.NETWORK)
-    assert camera.take()[0].index == 13 and camera.take() is None and camera.dropped == dropped + 4
-    # One for the network replaced (taken too late) by one it would not see: the newer one takes its turn,
-    # unless the camera left it blank (not converted, so it cannot be inferred).
-    camera.put(_frame(14), Turn.NETWORK)
-    camera.take()
-    camera.put(_frame(15), Turn.STILL)
-    camera.put(_frame(16), Turn.PREDICTED)
-    assert camera.take()[1] is Turn.PREDICTED
+    assert not camera.waiting_first() and camera.dropped == dropped
+    assert [(f.index, t) for f, t in (camera.take(), camera.take())] == [(7, Turn.NETWORK), (8, Turn.PREDICTED)]
+    assert camera.waiting_first()
+    camera.take(), camera.take()
+    small = Inbox(capacity=2, newest_wins=True)
+    small.put(_frame(11), Turn.NETWORK)
+    away = _frame(12)
+    away.gap_ms = 900.0
+    for frame in (away, _frame(13), _frame(14)):
+        small.put(frame, Turn.PREDICTED)
+    assert [f.index for f in small.frames] == [11, 13, 14] and small.dropped == 1 and small.frames[1].gap_ms == 900.0
+    small.put(_frame(15), Turn.NETWORK)
+    assert small.take()[0].index == 15 and small.take() is None and small.dropped == 4
 
 
 class TimedSource(CountingSource):
@@ -307,8 +308,8 @@ def test_lanes_size_their_inboxes_from_the_requests_in_flight_and_each_sources_p
     decode = StageTimer()
     lanes = lanes_for(sources, infos, ["auto", "auto", "newest", "all"], [ALL] * 4, nireq=3, decode=decode)
     assert [lane.id for lane in lanes] == [0, 1, 2, 3]
-    assert [(lane.inbox.capacity, lane.inbox.newest_wins) for lane in lanes] == [(6, False), (2, True), (2, True),
+    assert [(lane.inbox.capacity, lane.inbox.newest_wins) for lane in lanes] == [(6, False), (6, True), (6, True),
                                                                                 (6, False)]
-    assert all(lane.decode is decode and lane.source is s for lane, s in zip(lanes, sources))
+    assert all(lane.reading.timer is decode and lane.source is s for lane, s in zip(lanes, sources))
     many = lanes_for(sources[:1], infos[:1], ["auto"], [ALL], nireq=20, decode=decode)
     assert many[0].inbox.capacity == 16  # read-ahead is capped, whatever the requests in flight

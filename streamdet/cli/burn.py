@@ -25,6 +25,7 @@ from ..outputs.sidecar import SidecarFrame, read_sidecar_counted, sidecar_path
 from ..outputs.video import RECORDING_SUFFIXES, Encoder
 from ..drawing import Annotator, OverlayStatus
 from ..scene import Counts
+from ..sources.demux import bgr_converter
 
 log = logging.getLogger("streamdet")
 
@@ -128,9 +129,10 @@ def render_segment(job: RenderJob, style: OverlayConfig = OverlayConfig(),
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate or stream.guessed_rate or 25)
         start = stream.start_time or 0
+        to_bgr = bgr_converter()
         try:
             for frame in _frames(container, stream, job.segment):
-                image = frame.to_ndarray(format="bgr24")
+                image = to_bgr(frame)
                 t = float((frame.pts - start) * stream.time_base) if frame.pts is not None else frames / fps
                 index = _line_at(times, t, 0.5 / fps)
                 if index is not None:

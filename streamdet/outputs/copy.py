@@ -83,6 +83,7 @@ class CopyRecording(Output):
 
     _MIN_FREE = 1 << 20
     _RETRY_S = 5.0
+    _LINGER_S = 0.25  # how long packets may wait in the tap for the writer: a batch per wake, not a packet
 
     def __init__(self, path: str | os.PathLike, tap: PacketTap, source_name: str, settings: RecordingConfig):
         self.template = str(path)
@@ -152,16 +153,16 @@ class CopyRecording(Output):
         c0, before = time.thread_time(), self.cpu_s  # a writer started again adds to the one before
         try:
             while True:
-                item = self._tap.take(0.5)
-                if item is None:
-                    if self._tap.closed:
-                        break
-                elif isinstance(item, Connected):
-                    self._connected(item)
-                else:
-                    self._packet(item)
+                items = self._tap.take_all(self._LINGER_S)
+                for item in items:
+                    if isinstance(item, Connected):
+                        self._connected(item)
+                    else:
+                        self._packet(item)
                 self._write_lines(final=False)
                 self.cpu_s = before + time.thread_time() - c0
+                if not items and self._tap.closed:
+                    break
             self._write_lines(final=True)
         except Exception as exc:
             self._error = exc

@@ -2,8 +2,11 @@
 
 Threads (all owned by `Scheduler`, all joined by `close()`):
 
-- one capture thread per source: reads frames into that source's inbox, or
-  straight on to the consumer when the network will not see them (below);
+- one capture thread per source: runs the source's `feed`, which hands each
+  frame to `_arrived`, into that source's inbox or straight on to the
+  consumer when the network will not see them (below). A file is read on
+  it; a camera is read on its source's reader thread, which then makes
+  these calls itself (the capture thread is its watchdog: streamdet.sources.live);
 - one feeder thread: takes frames from the inboxes round-robin and starts an
   inference when a request is free;
 - the inference engine's callback threads: hand finished frames to the
@@ -15,24 +18,25 @@ the inboxes are sized from the requests in flight, which the engine's backend
 decides (streamdet.engines.backend).
 
 Backpressure: every frame holds a slot from the moment it takes its place in
-the order (the feeder's before submit, a capture thread's as it hands a frame
+the order (the feeder's before submit, an arriving frame's as it is handed
 on) until the caller `release()`s it, so a slow consumer slows inference down,
 which fills the file inboxes and pauses decoding; a live inbox keeps only the
-newest frame (streamdet.scheduler.lanes.Inbox), counting the replaced ones as
-dropped.
+newest frame, and the frames between behind one for the network
+(streamdet.scheduler.lanes.Inbox), counting the replaced ones as dropped.
 
-Which frames the network sees is decided by each lane's capture thread, so the
+Which frames the network sees is decided as each frame arrives, so the
 checks of many cameras run side by side rather than one after another on the
 feeder (`Turn`): the detection rate (`detect.fps`, streamdet.sources.rate)
 picks the due frames, evenly spaced in the camera's own time whatever the
 camera sends (what Frigate's `detect: fps`, DeepStream's `interval` and DL
 Streamer's `inference-interval` do too), and the motion gate
 (streamdet.motion), where the source has it, looks at those. A frame the
-network will not see is handed on at once as `Completed(inferred=False)`
-(marked `predicted` between detections: the tracking stage gives it the
-tracks' predicted boxes), by the capture thread itself when nothing of its
-lane is waiting and a slot is free, so the one feeder thread carries only the
-frames for the network; otherwise through the inbox, in order.
+network will not see is handed on as `Completed(inferred=False)` (marked
+`predicted` between detections: the tracking stage gives it the tracks'
+predicted boxes) in its camera's order: at once by the thread it arrived on
+when a slot is free and no frame of its camera waits for the network, else
+behind that frame as soon as the feeder has taken it (`_hand_on`), so the
+one feeder thread carries only the frames for the network.
 
 Errors: the first exception on any of these threads is kept, stops reading,
 and is raised by `take()` once the frames already in flight are through.
@@ -63,10 +67,16 @@ class Scheduler:
     def __init__(self, lanes: list[Lane], make_engine: Callable[[Callable[[Completed], None]], Engine], nireq: int,
                  wants_inference: Callable[[int, Frame], bool] | None = None):
         """`wants_inference(source_id, frame)`: the motion gate (streamdet.motion.MotionGate), asked on the
-        lane's capture thread about each frame the detection rate lets through."""
+        thread each frame arrives on (one at a time per source) about each frame the detection rate lets through."""
         self.lanes = lanes
         self._wants_inference = wants_inference
-        self._cond = threading.Condition()
+        # One lock, three conditions: each wakes only the threads its change concerns (a camera's frame
+        # handed on wakes the consumer, not the feeder), since every needless wake costs a trip through
+        # the interpreter's lock with dozens of camera threads waiting for it.
+        self._lock = threading.Lock()
+        self._frames_in = threading.Condition(self._lock)  # the feeder: a frame in an inbox, a lane finished
+        self._room = threading.Condition(self._lock)       # file captures: room in their inbox
+        self._out = threading.Condition(self._lock)        # the consumer: a finished frame, the end, a wake
         self._stopping = threading.Event()
         self._aborted = threading.Event()
         # Two results per request may wait for the consumer: enough to absorb
@@ -100,11 +110,11 @@ class Scheduler:
     def add_lane(self, lane: Lane) -> None:
         """A source added while the run goes (a reload): its lane joins the round-robin and its capture starts.
         `lane.id` is the next index of `lanes`: ids are never reused, a removed source's lane stays, finished."""
-        with self._cond:
+        with self._lock:
             assert lane.id == len(self.lanes), "a new lane takes the next id"
             self.lanes.append(lane)
             self._slots.release()
-            self._cond.notify_all()
+            self._frames_in.notify_all()
         if self._stopping.is_set():
             lane.source.stop()  # stopping already: the capture reads nothing and the lane finishes at once
         self._start_capture(lane)
@@ -112,45 +122,45 @@ class Scheduler:
     def hold(self, held: bool) -> None:
         """While held, sources that have all finished (a reload removing every camera before adding the new
         ones) do not end the run."""
-        with self._cond:
+        with self._lock:
             self._held = held
-            self._cond.notify_all()
+            self._frames_in.notify_all()
 
     def wake(self) -> None:
         """`take()` returns now (None if no frame is ready): the output loop has a reload to apply."""
-        with self._cond:
+        with self._lock:
             self._woken = True
-            self._cond.notify_all()
+            self._out.notify_all()
 
     def _capture(self, lane: Lane) -> None:
-        inbox, cond = lane.inbox, self._cond
         try:
-            while not self._stopping.is_set():
-                t0, c0 = time.perf_counter(), time.thread_time()
-                frame = lane.source.read()
-                if frame is None:
-                    break
-                lane.decode.add((time.perf_counter() - t0) * 1000)
-                lane.decode_cpu_s += time.thread_time() - c0
-                turn = self._turn(lane, frame)
-                with cond:
-                    if turn is not Turn.NETWORK and not inbox.frames and self._slots.acquire(blocking=False):
-                        lane.frames_read += 1
-                        self._pass_on(lane, frame, turn)
-                        continue
-                    while not inbox.has_room() and not self._stopping.is_set():
-                        cond.wait()
-                    if not inbox.has_room():
-                        break  # stopping with a full inbox: this frame is not kept, nor counted as read
-                    inbox.put(frame, turn)
-                    lane.frames_read += 1
-                    cond.notify_all()
+            if not self._stopping.is_set():
+                lane.source.feed(lambda frame: self._arrived(lane, frame))
         except BaseException as exc:
             self.failure.record(exc)
         finally:
-            with cond:
-                inbox.finished = True
-                cond.notify_all()
+            with self._lock:
+                lane.inbox.finished = True
+                self._frames_in.notify()
+
+    def _arrived(self, lane: Lane, frame: Frame) -> bool:
+        """A frame of the lane's source, on the thread it was read on: into the inbox, or handed on. False:
+        stop reading."""
+        lane.reading.lap()
+        turn = self._turn(lane, frame)
+        inbox = lane.inbox
+        with self._lock:
+            while not inbox.has_room() and not self._stopping.is_set():
+                self._room.wait()
+            if not inbox.has_room():
+                return False  # stopping with a full inbox: this frame is not kept, nor counted as read
+            inbox.put(frame, turn)
+            lane.frames_read += 1
+            self._hand_on(lane)
+            if inbox.frames:
+                self._frames_in.notify()
+        lane.reading.start()
+        return not self._stopping.is_set()
 
     def _turn(self, lane: Lane, frame: Frame) -> Turn:
         # A frame the camera left blank (not converted: streamdet.sources.cameras) is never due.
@@ -161,23 +171,29 @@ class Scheduler:
         return Turn.NETWORK
 
     def _place(self, lane: Lane, frame: Frame) -> Job:
-        """The frame's place in its source's order (`Job.seq`). Under the condition, with a slot held."""
+        """The frame's place in its source's order (`Job.seq`). Under the lock, with a slot held."""
         job = Job(seq=lane.frames_taken, source_id=lane.id, frame=frame, filter=lane.filter)
         self._submitted += 1
         lane.frames_taken += 1
         return job
 
+    def _hand_on(self, lane: Lane) -> None:
+        """The frames the network will not see at the head of the lane's inbox, handed on while slots are
+        free (behind its frame gone to the network, or none). Under the lock."""
+        while lane.inbox.waiting_first() and self._slots.acquire(blocking=False):
+            self._pass_on(lane, *lane.inbox.take())
+
     def _pass_on(self, lane: Lane, frame: Frame, turn: Turn) -> None:
-        """A frame the network will not see, handed on in its place. Under the condition, with a slot held."""
+        """A frame the network will not see, handed on in its place. Under the lock, with a slot held."""
         self._buffer.put(Completed(self._place(lane, frame), Detections.empty(), 0.0, time.monotonic(),
                                    inferred=False, predicted=turn is Turn.PREDICTED))
-        self._cond.notify_all()
+        self._out.notify()
 
     def _next_frame(self, start: int) -> tuple[Lane, Job, bool] | None:
         """Round-robin over the inboxes; waits while all are empty. None when all are done. The frame's
-        place in the order is taken here, under the condition, so a frame its capture thread hands on
+        place in the order is taken here, under the lock, so a frame of its lane handed on
         later comes after it."""
-        with self._cond:
+        with self._lock:
             while not self._aborted.is_set():
                 count = len(self.lanes)
                 for k in range(count):
@@ -187,13 +203,16 @@ class Scheduler:
                         frame, turn = taken
                         if turn is not Turn.NETWORK:
                             self._pass_on(lane, frame, turn)
-                            return lane, None, False
-                        job = self._place(lane, frame)
-                        self._cond.notify_all()
-                        return lane, job, True
+                            picked = lane, None, False
+                        else:
+                            picked = lane, self._place(lane, frame), True
+                            self._hand_on(lane)  # the frames behind it go on now, after it in the order
+                        if not lane.inbox.newest_wins:
+                            self._room.notify_all()
+                        return picked
                 if all(lane.inbox.finished for lane in self.lanes) and not (self._held and not self._stopping.is_set()):
                     return None
-                self._cond.wait()
+                self._frames_in.wait()
             return None
 
     def _feed(self) -> None:
@@ -230,16 +249,16 @@ class Scheduler:
         except BaseException as exc:
             self.failure.record(exc)
         finally:
-            with self._cond:
+            with self._lock:
                 self._feeding_done = True
-                self._cond.notify_all()
+                self._out.notify_all()
 
     def _on_done(self, completed: Completed) -> None:
         if completed.error is not None:
             self.failure.record(completed.error)
-        with self._cond:
+        with self._lock:
             self._buffer.put(completed)
-            self._cond.notify_all()
+            self._out.notify()
 
     # -------------------------------------------------------------- consumer
 
@@ -249,7 +268,7 @@ class Scheduler:
         Raises the first error of any thread once nothing more will come.
         """
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while not self._aborted.is_set():
                 completed = self._buffer.pop()
                 if completed is not None:
@@ -266,7 +285,7 @@ class Scheduler:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                self._cond.wait(remaining)
+                self._out.wait(remaining)
         if self.failure.error is not None:
             raise self.failure.error
         return None
@@ -277,7 +296,7 @@ class Scheduler:
     @property
     def finished(self) -> bool:
         """Every frame is through (or the run was aborted)."""
-        with self._cond:
+        with self._lock:
             return self._aborted.is_set() or self.finished_locked()
 
     def release(self) -> None:
@@ -286,7 +305,7 @@ class Scheduler:
 
     def source_done(self, lane: Lane) -> bool:
         """Every frame of this source has been read, inferred and handed out, without error."""
-        with self._cond:
+        with self._lock:
             return (lane.inbox.finished and not lane.inbox.frames and lane.frames_done == lane.frames_taken
                     and self.failure.error is None)
 
@@ -295,9 +314,9 @@ class Scheduler:
     def stop(self) -> None:
         """Stop reading; frames already read are still inferred and handed out."""
         self._stopping.set()
-        with self._cond:
+        with self._lock:
             lanes = list(self.lanes)
-            self._cond.notify_all()
+            self._wake_all()
         for lane in lanes:
             lane.source.stop()
 
@@ -305,8 +324,12 @@ class Scheduler:
         """Stop now: frames in flight are not handed out."""
         self.stop()
         self._aborted.set()
-        with self._cond:
-            self._cond.notify_all()
+        with self._lock:
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        for condition in (self._frames_in, self._room, self._out):
+            condition.notify_all()
 
     @property
     def aborted(self) -> bool:
@@ -316,7 +339,7 @@ class Scheduler:
         """Stop and join every thread; the names of any still blocked (in a read that ignores stop) after the wait."""
         self.stop()
         deadline = time.monotonic() + _JOIN_S
-        with self._cond:
+        with self._lock:
             lanes = list(self.lanes)
         threads = [t for t in [lane.thread for lane in lanes] + [self._feeder] if t is not None]
         for thread in threads:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from ..measures.meters import StageTimer
 
 
 class Turn(enum.Enum):
-    """What a frame is taken for, decided on its lane's capture thread."""
+    """What a frame is taken for, decided as it arrives (Scheduler._arrived)."""
 
     NETWORK = "network"      # inferred
     PREDICTED = "predicted"  # between the frames detect.fps lets the network see
@@ -22,20 +23,19 @@ class Turn(enum.Enum):
 
 
 class Inbox:
-    """Frames of one source waiting for inference. Not locked: the scheduler's condition guards it.
+    """Frames of one source waiting for the feeder (or for a slot). Not locked: the scheduler's lock guards it.
 
-    `newest_wins` (cameras): holds the newest frame, and a new one replaces it, the replaced one counting
-    as dropped, so latency never builds up. A frame for the network is the exception when a frame the
-    network will not see comes: it keeps its place, and the newest of those waits behind it, handed on in
-    order once it has gone to the network (a wait of one inference at most). A frame for the network
-    replaced by one that is not leaves its turn to it. Otherwise (files): holds up to `capacity` and the
-    reader waits, so nothing is lost.
+    `newest_wins` (cameras): a new frame replaces those waiting, counted as dropped, so latency never
+    builds up; except behind a frame for the network, where the frames the network will not see wait in
+    order, up to `capacity` of them (the oldest goes past that), to be handed on once it has gone to the
+    network: a wait of about one inference, which costs them no drop. Otherwise (files): holds up to
+    `capacity` and the reader waits, so nothing is lost.
     """
 
     def __init__(self, capacity: int, newest_wins: bool):
         self.frames: list[Frame] = []
         self.turns: list[Turn] = []  # beside `frames`: what each is taken for
-        self.capacity = 2 if newest_wins else capacity
+        self.capacity = capacity
         self.newest_wins = newest_wins
         self.finished = False
         self.dropped = 0
@@ -45,23 +45,50 @@ class Inbox:
 
     def put(self, frame: Frame, turn: Turn = Turn.NETWORK) -> None:
         if self.newest_wins and self.frames:
-            keep = 1 if self.turns[0] is Turn.NETWORK and turn is not Turn.NETWORK else 0
-            replaced = self.frames[keep:]
-            self.dropped += len(replaced)
-            # The first frame after an outage says how long the camera was away: if it is replaced before
-            # inference takes it, the frame that replaces it says so instead.
-            if frame.gap_ms is None:
-                frame.gap_ms = next((f.gap_ms for f in replaced if f.gap_ms is not None), None)
-            if Turn.NETWORK in self.turns[keep:] and not frame.blank:
-                turn = Turn.NETWORK
-            del self.frames[keep:], self.turns[keep:]
-        assert len(self.frames) < self.capacity, "put() without room"
+            if self.turns[0] is Turn.NETWORK and turn is not Turn.NETWORK:
+                start, count = 1, max(0, len(self.frames) - self.capacity)  # behind it: the oldest, when full
+            else:
+                start, count = 0, len(self.frames)
+            if count:
+                gone = self.frames[start:start + count]
+                del self.frames[start:start + count], self.turns[start:start + count]
+                self.dropped += count
+                # The first frame after an outage says how long the camera was away: if it goes before
+                # inference takes it, the frame after it says so instead.
+                after = self.frames[start] if start < len(self.frames) else frame
+                if after.gap_ms is None:
+                    after.gap_ms = next((f.gap_ms for f in gone if f.gap_ms is not None), None)
+        assert self.has_room(), "put() without room"
         self.frames.append(frame)
         self.turns.append(turn)
+
+    def waiting_first(self) -> bool:
+        """Whether the oldest frame waiting is one the network will not see (it needs only a slot)."""
+        return bool(self.turns) and self.turns[0] is not Turn.NETWORK
 
     def take(self) -> tuple[Frame, Turn] | None:
         """The oldest frame and what it is taken for, or None."""
         return (self.frames.pop(0), self.turns.pop(0)) if self.frames else None
+
+class ReadClock:
+    """The wall time and CPU a source spends producing each frame on the thread that reads it: from when
+    the previous frame was dealt with to this one's arrival (for a camera, mostly waiting for it). A frame
+    on another thread than the one before (a camera's new reader after a reconnect) starts afresh."""
+
+    def __init__(self, timer: StageTimer):
+        self.timer = timer  # the run's decode timer, shared by every lane
+        self.cpu_s = 0.0
+        self._thread: int | None = None
+        self._wall = self._cpu = 0.0
+
+    def lap(self) -> None:
+        if self._thread == threading.get_ident():
+            self.timer.add((time.perf_counter() - self._wall) * 1000)
+            self.cpu_s += time.thread_time() - self._cpu
+
+    def start(self) -> None:
+        self._thread, self._wall, self._cpu = threading.get_ident(), time.perf_counter(), time.thread_time()
+
 
 def frames_ahead(nireq: int) -> int:
     """Frames a source may have read ahead of inference: two per request in flight, at most 16, so a
@@ -81,10 +108,9 @@ class Lane:
     rate: DetectRate | None = None      # detect.fps: which frames the network sees; None, every frame
     thread: threading.Thread | None = None
     frames_read: int = 0
-    frames_taken: int = 0               # given their place in the order (the next one's `Job.seq`); under the condition
+    frames_taken: int = 0               # given their place in the order (the next one's `Job.seq`); under the scheduler's lock
     frames_done: int = 0                # handed out by take(); likewise
-    decode_cpu_s: float = 0.0
-    decode: StageTimer = field(default_factory=StageTimer)
+    reading: ReadClock = field(default_factory=lambda: ReadClock(StageTimer()))
     removed: bool = False               # taken out of the run by a reload: its figures stay for the summary
 
 
@@ -100,5 +126,5 @@ def lanes_for(sources: Sequence[Source], infos: Sequence[SourceInfo], policies: 
         newest = policy == "newest" or (policy == "auto" and info.live)
         fps = rates[k] if k < len(rates) else 0.0
         lanes.append(Lane(id=k, source=source, info=info, inbox=Inbox(frames_ahead(nireq), newest_wins=newest),
-                          filter=keep, decode=decode, rate=DetectRate(fps) if fps else None))
+                          filter=keep, reading=ReadClock(decode), rate=DetectRate(fps) if fps else None))
     return tuple(lanes)

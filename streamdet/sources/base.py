@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,7 +81,7 @@ class SourceHealth:
 
 
 class Source(ABC):
-    """A stream of frames. Not thread-safe: one thread owns `read()`.
+    """A stream of frames, handed out by `feed`. Not thread-safe: one thread owns `feed()`.
 
     Constructing a source checks only what is cheap (the file exists, the URL
     is well formed), so every source can be checked before the model loads;
@@ -94,15 +95,25 @@ class Source(ABC):
     def open(self) -> SourceInfo:
         """Open the source or raise SourceError saying why it cannot be read."""
 
-    @abstractmethod
     def read(self) -> Frame | None:
-        """The next frame, or None at the end of the stream."""
+        """The next frame, or None at the end of the stream (sources read on the caller's thread)."""
+        raise NotImplementedError
+
+    def feed(self, deliver: Callable[[Frame], bool]) -> None:
+        """Hand each frame to `deliver` until the stream ends, `deliver` returns False, or stop(); returns then.
+
+        Here, on the caller's thread, frame by frame from `read()`. A live source calls `deliver` on its
+        reader thread as each frame is decoded (streamdet.sources.live), one call at a time, in order: a
+        frame then crosses no thread on its way in. An exception from `deliver` is raised by `feed`.
+        """
+        while (frame := self.read()) is not None and deliver(frame):
+            pass
 
     @abstractmethod
     def close(self) -> None: ...
 
     def stop(self) -> None:
-        """Ask a blocking `read()` in another thread to give up soon."""
+        """Ask a blocking `feed()` or `read()` in another thread to give up soon."""
 
     def health(self) -> SourceHealth | None:
         """Live sources say whether they are connected; files have nothing to say."""

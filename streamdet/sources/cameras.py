@@ -18,10 +18,11 @@ from ..config.sections import SourceConfig
 from ..errors import SourceError
 from ..urls import check_url, mask_url, safe_name
 from .base import SourceInfo, blank_image
-from .demux import CameraPacket, Connected, PacketTap, copyable_sound, decoder_for, pick_hwaccel, stream_format
+from .demux import (CameraPacket, Connected, PacketTap, bgr_converter, copyable_sound, decoder_for, pick_hwaccel,
+                    stream_format)
 from .live_tap import LiveTap
-from .live import LiveSource
-from .mailbox import Lost, Opened, Picture
+from .live import LiveSource, Picture
+from .mailbox import Lost, Opened
 from .rate import DetectRate
 
 log = logging.getLogger("streamdet.live")  # name kept: users filter on it
@@ -118,7 +119,7 @@ class NetworkSource(LiveSource):
             options = {"rtsp_transport": self.settings.rtsp_transport} if self._is_rtsp() else {}
             began = time.monotonic()
             try:
-                # FFmpeg's own read timeout is a backstop: the watchdog in read() acts first.
+                # FFmpeg's own read timeout is a backstop: the watchdog in feed() acts first.
                 container = av.open(self.url, options=options,
                                     timeout=(self.settings.open_timeout, self.settings.read_timeout * self._BACKSTOP))
                 if not container.streams.video:
@@ -157,6 +158,7 @@ class NetworkSource(LiveSource):
             if live is not None:
                 live.connected(Connected(generation, fmt, time.monotonic()))
             time_base = float(video.time_base) * 1000 if video.time_base else None
+            to_bgr = bgr_converter()
             rate = None
             for packet in itertools.chain(held, packets):
                 if packet.size == 0:
@@ -176,7 +178,7 @@ class NetworkSource(LiveSource):
                     continue
                 pts_ms = packet.pts * time_base if time_base and packet.pts is not None else None
                 if decoder is None:
-                    if not put(generation, Picture(None, now, pts_ms, generation)):
+                    if not self._arrive(generation, Picture(None, now, pts_ms, generation)):
                         return
                     continue
                 for frame in decoder.decode(packet):
@@ -190,11 +192,11 @@ class NetworkSource(LiveSource):
                         picture = Picture(blank_image(frame.width, frame.height), now, pts_ms, generation, blank=True)
                     else:
                         self.converted += 1
-                        picture = Picture(frame.to_ndarray(format="bgr24"), time.monotonic(), pts_ms, generation)
-                    if not put(generation, picture):
+                        picture = Picture(to_bgr(frame), time.monotonic(), pts_ms, generation)
+                    if not self._arrive(generation, picture):
                         return
             put(generation, Lost("the stream ended"))
-        except Exception as exc:  # a backend error must reach read(), not vanish with this thread
+        except Exception as exc:  # a backend error must reach the watchdog, not vanish with this thread
             put(generation, Lost(self._why(exc)))
         finally:
             if container is not None:
@@ -236,9 +238,9 @@ class CameraSource(LiveSource):
                 if not ok or image is None:
                     self._mailbox.put(generation, Lost("the stream ended or timed out"))
                     return
-                if not self._mailbox.put(generation, Picture(image, time.monotonic())):
+                if not self._arrive(generation, Picture(image, time.monotonic())):
                     return
-        except Exception as exc:  # a backend error must reach read(), not vanish with this thread
+        except Exception as exc:  # a backend error must reach the watchdog, not vanish with this thread
             self._mailbox.put(generation, Lost(f"{type(exc).__name__}: {exc}"))
         finally:
             if cap is not None:

@@ -6,7 +6,9 @@ needs FFmpeg's error code (401, 404) to say why.
 
 The packets a copy recording takes go through a `PacketTap`: bounded in bytes, never blocking the reader (a
 disk that stalls must not stall the camera); when it is full, packets are dropped up to the next keyframe
-and counted, so the recording has a gap, not a broken picture.
+and counted, so the recording has a gap, not a broken picture. The writer takes them in batches, a few
+times a second, not one wake a packet: with dozens of cameras each wake is a trip through the
+interpreter's lock.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
+import numpy as np
 from av.codec.hwaccel import HWAccel, hwdevices_available
+from av.video.reformatter import VideoReformatter
 
 from ..config.sections import HWACCELS
 from ..errors import SourceError
@@ -37,6 +41,7 @@ COPY_AUDIO = ("aac", "mp3", "opus")
 _PEEK_PACKETS = 250
 _PEEK_SECONDS = 2.0
 _TAP_BYTES = 64 << 20  # about 20 s of a 25 Mbit/s 4K stream: a disk may stall that long before packets go
+_BATCH_BYTES = 1 << 20  # waiting past this, the writer is woken before its linger is up
 
 
 def _hw_decoder(device: str, codec: str) -> av.CodecContext:
@@ -96,6 +101,15 @@ def decoder_for(video, device: str | None) -> tuple[av.CodecContext, str]:
             log.warning("source.hwaccel %s: cannot decode this camera's %s there (%s); decoding it in software",
                         device, video.codec_context.name, _why_hw(exc))
     return video.codec_context, "software"
+
+
+def bgr_converter() -> Callable[[av.VideoFrame], np.ndarray]:
+    """Decoded frames to BGR pixels, for one thread: the same swscale conversion as PyAV's
+    `frame.to_ndarray(format="bgr24")` (and OpenCV's file reading), pixel for pixel, in about a quarter of
+    its time, because the converter is made once and kept, not made afresh for every frame
+    (docs/performance.md)."""
+    reformatter = VideoReformatter()
+    return lambda frame: reformatter.reformat(frame, format="bgr24").to_ndarray()
 
 
 @dataclass(frozen=True)
@@ -247,7 +261,7 @@ class Connected:
 class PacketTap:
     """The packets of a camera's connections, from its reader thread to the copy recording's writer.
 
-    `put` never blocks; `take` waits. At most `max_bytes` wait: past that, the video is dropped up to its
+    `put` never blocks; `take_all` waits. At most `max_bytes` wait: past that, the video is dropped up to its
     next keyframe (audio with it), and the drops are counted.
     """
 
@@ -258,12 +272,14 @@ class PacketTap:
         self._items: deque[CameraPacket | Connected] = deque()
         self._cond = threading.Condition()
         self._skipping = False
+        self._started = False  # a connection waits in the tap
         self._closed = False
 
     def connected(self, connection: int, fmt: StreamFormat | None) -> None:
         with self._cond:
             self._skipping = False
             self._items.append(Connected(connection, fmt, time.monotonic()))
+            self._started = True  # the file may start at once
             self._cond.notify()
 
     def put(self, packet: CameraPacket) -> None:
@@ -279,19 +295,19 @@ class PacketTap:
                 return
             self.bytes += len(packet.data)
             self._items.append(packet)
-            self._cond.notify()
+            if self.bytes >= _BATCH_BYTES:
+                self._cond.notify()
 
-    def take(self, timeout: float) -> CameraPacket | Connected | None:
-        """The next item, or None after `timeout` without one, or once closed and empty."""
+    def take_all(self, linger: float) -> list[CameraPacket | Connected]:
+        """Everything waiting, in order, taken after `linger` seconds, or sooner when a connection starts, a
+        batch's bytes wait or the tap closes (then at once: empty when nothing is left)."""
         with self._cond:
-            if not self._items and not self._closed:
-                self._cond.wait(timeout)
-            if not self._items:
-                return None
-            item = self._items.popleft()
-            if isinstance(item, CameraPacket):
-                self.bytes -= len(item.data)
-            return item
+            if not (self._closed or self._started or self.bytes >= _BATCH_BYTES):
+                self._cond.wait(linger)
+            items = list(self._items)
+            self._items.clear()
+            self.bytes, self._started = 0, False
+            return items
 
     @property
     def closed(self) -> bool:

@@ -1,7 +1,7 @@
 """Live sources: what webcams and network cameras (streamdet.sources.cameras) have in common.
 
 A live source never gives up on its own: when the stream stops it reopens it
-with exponential backoff, and `read()` blocks meanwhile (woken at once by
+with exponential backoff, and `feed()` goes on meanwhile (ended at once by
 `stop()`). Credentials in URLs never reach a log line, an error or a name.
 """
 
@@ -10,19 +10,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..config.sections import SourceConfig
 from ..errors import SourceError
 from ..measures.meters import RateMeter
 from .base import Frame, Source, SourceHealth, SourceInfo
-from .mailbox import Lost, Mailbox, Opened, Picture
+from .mailbox import Lost, Mailbox, Opened
 
 log = logging.getLogger("streamdet.live")  # name kept: users filter on it
 
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """What a reader thread decoded, as it hands it to `LiveSource._arrive`."""
+
+    image: np.ndarray | None   # None: a packet of a stream read only for its packets (a recorded main stream)
+    captured: float
+    camera_pts_ms: float | None = None
+    connection: int = 0
+    blank: bool = False        # decoded, not converted: `image` is a blank picture of its size (base.blank_image)
+
+
 @dataclass
 class LiveStats:
-    """Written by the thread in read(), read by the pipeline's status line: guarded by `lock`."""
+    """Written by the reader and the watchdog, read by the pipeline's status line: guarded by `lock`."""
 
     reconnects: int = 0
     losses: int = 0                    # times the stream was lost (backend error or watchdog)
@@ -35,17 +50,21 @@ class LiveStats:
 
 
 class LiveSource(Source):
-    """Reads a camera or stream on a reader thread of its own, watched by `read()`.
+    """Reads a camera or stream on a reader thread of its own, watched by `feed()`.
 
     The reader thread owns the capture: it opens it, reads frames and hands
-    them over one at a time. `read()` is the watchdog: when the reader has
-    produced nothing for `read_timeout` seconds (`open_timeout` while opening)
-    the stream counts as lost even if the backend is still blocked inside
-    FFmpeg or V4L2, because some backends ignore their own timeouts. A blocked
-    reader cannot be interrupted, so it is retired: it releases its capture
-    and ends by itself once the backend returns (for FFmpeg, its own read
-    timeout, set to twice ours, bounds that), and a fresh reader reconnects
-    meanwhile.
+    each on to `feed`'s consumer itself, as it is decoded (`_arrive`): dozens
+    of cameras' frames then cross no thread on their way in, each crossing
+    being a trip through the interpreter's lock. `feed()` is the watchdog, on
+    the caller's thread, woken only by the reader's news and its timeouts:
+    when the reader has produced nothing for `read_timeout` seconds
+    (`open_timeout` while opening) the stream counts as lost even if the
+    backend is still blocked inside FFmpeg or V4L2, because some backends
+    ignore their own timeouts. A blocked reader cannot be interrupted, so it
+    is retired: it releases its capture and ends by itself once the backend
+    returns (for FFmpeg, its own read timeout, set to twice ours, bounds
+    that), and a fresh reader reconnects meanwhile. A retired reader hands on
+    nothing more.
     """
 
     # While a camera is away, how often its port is tried with a bare TCP
@@ -70,6 +89,11 @@ class LiveSource(Source):
         self._retired: list[threading.Thread] = []
         self._index = 0
         self._lost_at: float | None = None
+        self._deliver: Callable[[Frame], bool] | None = None
+        self._fed = threading.Event()     # feed() has begun (or stop()): the reader may hand frames on
+        self._handing = threading.Lock()  # one reader hands on at a time; a retired one, never again
+        self._last_frame = 0.0            # time.monotonic() of the current reader's newest picture
+        self._failure: BaseException | None = None  # what `deliver` raised: feed() raises it
         self._input_rate = RateMeter(window_s=2.0)  # what the camera delivers
         self.current: SourceInfo | None = None      # the stream as the newest connection opened it
 
@@ -94,9 +118,37 @@ class LiveSource(Source):
     # ------------------------------------------------------------- reader thread
 
     def _read_loop(self, generation: int) -> None:
-        """The reader thread: open the stream, hand Opened, then every Picture, to the mailbox under
-        `generation`, and Lost when the stream fails; end as soon as the mailbox refuses (retired)."""
+        """The reader thread: open the stream, tell the mailbox Opened under `generation`, hand each
+        Picture to `_arrive`, and tell Lost when the stream fails; end as soon as either refuses (retired)."""
         raise NotImplementedError
+
+    def _arrive(self, generation: int, picture: Picture) -> bool:
+        """On the reader thread: hand a picture on as the next frame. False when this reader is retired or
+        the source stopped: the reader ends."""
+        self._fed.wait()  # opened but not yet fed: the picture waits, as it would in the camera's socket
+        with self._handing:
+            if self._stop.is_set() or not self._mailbox.current(generation):
+                return False
+            self._last_frame = picture.captured
+            gap = None
+            if self._lost_at is not None:
+                gap = (picture.captured - self._lost_at) * 1000
+                self._lost_at = None
+                with self.stats.lock:
+                    self.stats.lost_at = None
+            self._input_rate.tick(picture.captured)
+            if picture.image is None:
+                return True  # a stream read for its packets only: alive, nothing to hand on
+            frame = Frame(image=picture.image, index=self._index, pts_ms=None, captured=picture.captured,
+                          gap_ms=gap, camera_pts_ms=picture.camera_pts_ms, connection=picture.connection,
+                          blank=picture.blank)
+            self._index += 1
+            try:
+                return self._deliver(frame)
+            except BaseException as exc:  # the consumer's, not the stream's: feed() raises it on its thread
+                self._failure = exc
+                self._mailbox.close()
+                return False
 
     def _start_reader(self) -> None:
         generation = self._mailbox.new_generation()
@@ -131,6 +183,7 @@ class LiveSource(Source):
             if self.current is None or _shown(self.current) != _shown(item.info):
                 log.info("%s: %s", self.display_name, _shown(item.info))
             self.current = item.info
+            self._last_frame = time.monotonic()  # the read timeout runs from the open
             with self.stats.lock:
                 self.stats.connected = True
             return item.info
@@ -172,12 +225,13 @@ class LiveSource(Source):
             if came_up or time.monotonic() >= next_try:
                 if came_up:
                     log.info("%s: the camera answers again; opening the stream", self.display_name)
+                lost_at = self._lost_at  # the new reader's first frame clears it, maybe before the line below
                 if unreachable is None and self._connect() is not None:
                     with self.stats.lock:
                         self.stats.reconnects += 1
                         attempts, self.stats.attempt, self.stats.next_try = self.stats.attempt + 1, 0, None
                     log.info("%s: reconnected after %d attempt(s), %.1f s without frames", self.display_name,
-                             attempts, time.monotonic() - (self._lost_at or time.monotonic()))
+                             attempts, time.monotonic() - (lost_at or time.monotonic()))
                     return True
                 with self.stats.lock:
                     self.stats.last_error = unreachable or self.stats.last_error
@@ -201,7 +255,8 @@ class LiveSource(Source):
     _probes = False  # whether _reachable() is worth calling between full opens
 
     def _lose(self, reason: str) -> None:
-        self._retire_reader()
+        with self._handing:  # a frame being handed on now still finds the stream connected
+            self._retire_reader()
         self._input_rate.clear()  # or the first frames after the reconnect are measured across the gap
         with self.stats.lock:
             self.stats.connected = False
@@ -212,33 +267,30 @@ class LiveSource(Source):
             self.stats.lost_at = self._lost_at
         log.warning("%s: stream lost (%s); reconnecting", self.display_name, reason)
 
-    def read(self) -> Frame | None:
+    def feed(self, deliver: Callable[[Frame], bool]) -> None:
+        """The watchdog, on the caller's thread, while the reader hands each frame to `deliver` on its own
+        (one at a time, in order). Returns on stop(), when `deliver` says so, or when reconnecting gives up;
+        raises what `deliver` raised."""
+        self._deliver = deliver
+        self._fed.set()
+        timeout = self.settings.read_timeout
         while not self._stop.is_set():
             if self._reader is None and not self._reconnect():
-                return None
-            item = self._mailbox.take(self.settings.read_timeout)
-            if isinstance(item, Picture):
-                gap = None
-                if self._lost_at is not None:
-                    gap = (item.captured - self._lost_at) * 1000
-                    self._lost_at = None
-                    with self.stats.lock:
-                        self.stats.lost_at = None
-                self._input_rate.tick(item.captured)
-                if item.image is None:
-                    continue  # a stream read for its packets only: alive, nothing to hand out
-                frame = Frame(image=item.image, index=self._index, pts_ms=None, captured=item.captured, gap_ms=gap,
-                              camera_pts_ms=item.camera_pts_ms, connection=item.connection, blank=item.blank)
-                self._index += 1
-                return frame
-            if self._stop.is_set():
                 break
-            # Opened cannot come here: _connect() took it before read() waits for frames.
-            self._lose(item.reason if isinstance(item, Lost) else f"no frame for {self.settings.read_timeout:g} s")
-        return None
+            item = self._mailbox.take(max(0.0, self._last_frame + timeout - time.monotonic()))
+            if self._stop.is_set() or self._failure is not None:
+                break
+            if item is None and time.monotonic() - self._last_frame < timeout:
+                continue  # frames came meanwhile: the timeout runs from the newest
+            # Opened cannot come here: _connect() took it before the reader hands anything on.
+            self._lose(item.reason if isinstance(item, Lost) else f"no frame for {timeout:g} s")
+        if self._failure is not None:
+            self._retire_reader()
+            raise self._failure
 
     def stop(self) -> None:
         self._stop.set()
+        self._fed.set()  # a reader waiting for feed() sees the stop
         self._mailbox.close()
 
     def close(self) -> None:

@@ -1,12 +1,13 @@
-"""The hand-over between a live source's reader thread and its watchdog in `read()`."""
+"""What a live source's reader thread tells its watchdog in `feed()`: opened, or lost.
+
+The frames themselves do not pass through here: the reader hands them on itself (LiveSource._arrive).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass
-
-import numpy as np
 
 from .base import SourceInfo
 
@@ -22,17 +23,8 @@ class Lost:
     fatal: bool = False  # retrying cannot help (a decoder asked for that this machine lacks)
 
 
-@dataclass(frozen=True, slots=True)
-class Picture:
-    image: np.ndarray | None   # None: a packet of a stream read only for its packets (a recorded main stream)
-    captured: float
-    camera_pts_ms: float | None = None
-    connection: int = 0
-    blank: bool = False        # decoded, not converted: `image` is a blank picture of its size (base.blank_image)
-
-
 class Mailbox:
-    """Hands what the current reader thread produces to `read()`, one item at a time.
+    """Hands what the current reader thread has to say to the watchdog, one item at a time.
 
     A reader that the watchdog gave up on is retired by bumping the
     generation: whatever it hands in afterwards is refused, which tells it to
@@ -41,11 +33,11 @@ class Mailbox:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._item: Opened | Lost | Picture | None = None
+        self._item: Opened | Lost | None = None
         self._generation = 0
         self._closed = False
 
-    def put(self, generation: int, item: Opened | Lost | Picture) -> bool:
+    def put(self, generation: int, item: Opened | Lost) -> bool:
         """Wait for the slot; False when this reader is retired or the source closed."""
         with self._cond:
             while self._item is not None and generation == self._generation and not self._closed:
@@ -56,7 +48,7 @@ class Mailbox:
             self._cond.notify_all()
             return True
 
-    def take(self, timeout: float) -> Opened | Lost | Picture | None:
+    def take(self, timeout: float) -> Opened | Lost | None:
         """The next item, or None after `timeout` seconds without one (or once closed)."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -68,6 +60,10 @@ class Mailbox:
             item, self._item = self._item, None
             self._cond.notify_all()
             return item
+
+    def current(self, generation: int) -> bool:
+        """Whether a reader of this generation is still the one wanted (GIL-atomic read: no lock)."""
+        return generation == self._generation and not self._closed
 
     def new_generation(self) -> int:
         """Retire the current reader (if any); the next one hands in under the number returned."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from ..errors import SourceError
 from .base import Frame, Source, SourceHealth, SourceInfo
@@ -62,34 +63,38 @@ class CameraPair(Source):
                           frame_count=None, live=True, codec=main.codec, decoder=detect.decoder)
 
     def _drive(self) -> None:
-        """The main stream's watchdog: its read() keeps it connected until stop, taking no pictures."""
+        """The main stream's watchdog: keeps it connected until stop. Its pictures are never decoded, so
+        nothing is handed on."""
         try:
-            while self.main.read() is not None:
-                pass
-        except BaseException as exc:  # raised on the reading thread by read()
+            self.main.feed(lambda frame: True)
+        except BaseException as exc:  # an error of the main stream ends the camera's feed with it
             self._error = exc
+            self.detect.stop()
 
-    def read(self) -> Frame | None:
+    def feed(self, deliver: Callable[[Frame], bool]) -> None:
         waited = False
-        while True:
-            if self._error is not None:
-                raise self._error
-            frame = self.detect.read()
+
+        def shaped(frame: Frame) -> bool:
+            nonlocal waited
             main = self.main.current
-            if frame is None or (main is not None and main.width):
-                break
-            # The boxes are given in the main stream's pixels, so until it has been seen once (a cold start
-            # with it away) there is nothing to give them in: the camera is offline, as the status says.
-            if not waited:
-                log.info("%s: waiting for the main stream (url) before detecting on the sub-stream: "
-                         "the boxes are given in its pixels", self.display_name)
-                waited = True
-        if frame is not None:
+            if main is None or not main.width:
+                # The boxes are given in the main stream's pixels, so until it has been seen once (a cold
+                # start with it away) there is nothing to give them in: the camera is offline, as the status
+                # says.
+                if not waited:
+                    log.info("%s: waiting for the main stream (url) before detecting on the sub-stream: "
+                             "the boxes are given in its pixels", self.display_name)
+                    waited = True
+                return True
             frame.space = (main.width, main.height)
             # Its time and connection are the sub-stream's, which say nothing of where the main stream's
             # packets are (its connection numbers count from 1 too): it is placed by when it was captured.
             frame.camera_pts_ms, frame.connection = None, 0
-        return frame
+            return deliver(frame)
+
+        self.detect.feed(shaped)
+        if self._error is not None:
+            raise self._error
 
     def health(self) -> SourceHealth:
         main, detect = self.main.health(), self.detect.health()
