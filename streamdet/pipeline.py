@@ -146,7 +146,7 @@ class Pipeline:
                         output.flush()
                     continue
                 result = self._finish(completed)
-                scheduler.release()
+                scheduler.release(completed)
                 if bar is not None:
                     bar.update(1)
                 if on_result is not None:

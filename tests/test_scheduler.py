@@ -121,7 +121,7 @@ def _run(sources, nireq=3, got: list[tuple[int, int]] | None = None, **engine):
                     break
                 continue
             got.append((completed.job.source_id, completed.job.frame.index))
-            scheduler.release()
+            scheduler.release(completed)
     finally:
         stuck = scheduler.close()
     assert stuck == [], stuck
@@ -204,7 +204,7 @@ def test_a_detection_rate_sends_the_due_frames_to_the_network_and_hands_the_rest
             if completed is not None:
                 got.append((completed.job.source_id, completed.job.frame.index, completed.inferred,
                             completed.predicted))
-                scheduler.release()
+                scheduler.release(completed)
     finally:
         assert scheduler.close() == []
     # One frame in five of the 25 fps camera went to the network, evenly spaced in its time; frame 50 came
@@ -217,6 +217,54 @@ def test_a_detection_rate_sends_the_due_frames_to_the_network_and_hands_the_rest
     assert [i for s, i, _, _ in got if s == 1] == list(range(60))
     assert all(inf != pred and pred == (s == 0 and i not in due) for s, i, inf, pred in got)
     assert lanes[0].frames_taken == lanes[0].frames_done == 100
+
+
+def _camera_frame(i: int, blank: bool) -> Frame:
+    frame = _frame(i)
+    frame.camera_pts_ms, frame.blank = i * 40.0, blank
+    return frame
+
+
+@pytest.mark.unit
+def test_blank_frames_between_wait_in_their_cameras_share_and_leave_the_slots_to_the_others():
+    """Driven frame by frame on this thread, as readers and the feeder call it: a camera's blank frames
+    (nothing needs their pixels) behind its frame in the network hold places of their camera's own, so another
+    camera's frames between still find slots; releasing one lets the next blank frame on, in order."""
+    cams = [CountingSource("blanks", 0), CountingSource("pixels", 0)]
+    live = SourceInfo(4, 4, 25.0, None, live=True)
+    lanes = list(lanes_for(cams, [live, live], ["auto", "auto"], [ALL, ALL], nireq=1, decode=StageTimer(),
+                           rates=[5.0, 5.0]))
+    scheduler = Scheduler(lanes, lambda on_done: StandInEngine(on_done, 1), 1)  # 1 + 2 + 2 lanes = 5 slots
+    blanks, pixels = lanes
+    assert blanks.inbox.capacity == 2
+    try:
+        assert scheduler._arrived(blanks, _camera_frame(0, blank=False))  # due: waits for the feeder
+        scheduler._slots.acquire()  # the feeder's slot, as _feed takes it
+        lane, job = scheduler._next_frame(0)
+        assert lane is blanks and job.frame.index == 0
+        for i in range(1, 5):
+            scheduler._arrived(blanks, _camera_frame(i, blank=True))
+        # Two in its share; the next waits for room in the inbox, where the newest wins (3 dropped).
+        assert blanks.blanks_out == 2 and [f.index for f in blanks.inbox.frames] == [4] and blanks.inbox.dropped == 1
+        # The other camera's frames between (converted: they hold pixels) take the four slots left.
+        assert scheduler._arrived(pixels, _camera_frame(0, blank=False))
+        scheduler._slots.acquire()
+        assert scheduler._next_frame(1)[0] is pixels  # its due frame: a slot; three left
+        for i in range(1, 5):
+            scheduler._arrived(pixels, _camera_frame(i, blank=False))
+        assert pixels.frames_taken == 4 and [f.index for f in pixels.inbox.frames] == [4]
+        scheduler._on_done(Completed(job, Detections.empty(), 1.0, time.monotonic()))
+        out = [scheduler.take(1.0) for _ in range(3)]
+        assert [(c.job.frame.index, c.inferred, c.predicted) for c in out] == [(0, True, False), (1, False, True),
+                                                                                 (2, False, True)]
+        scheduler.release(out[1])  # a blank one's place: the next blank one goes on, not the other camera's
+        assert not blanks.inbox.frames and blanks.blanks_out == 2 and blanks.frames_taken == 4
+        assert [f.index for f in pixels.inbox.frames] == [4]
+        scheduler.release(out[0])  # a slot: the other camera's frame waiting for one goes on
+        assert not pixels.inbox.frames and pixels.frames_taken == 5
+    finally:
+        scheduler.abort()
+        scheduler.close()
 
 
 @pytest.mark.unit

@@ -22,7 +22,11 @@ the order (the feeder's before submit, an arriving frame's as it is handed
 on) until the caller `release()`s it, so a slow consumer slows inference down,
 which fills the file inboxes and pauses decoding; a live inbox keeps only the
 newest frame, and the frames between behind one for the network
-(streamdet.scheduler.lanes.Inbox), counting the replaced ones as dropped.
+(streamdet.scheduler.lanes.Inbox), counting the replaced ones as dropped. A
+blank frame (decoded, not converted: it holds no pixels) holds a place in its
+own lane's share instead, as many as its inbox holds: the frames between of
+a camera waiting behind its frame in the network then never take the slots
+that other cameras' frames need.
 
 Which frames the network sees is decided as each frame arrives, so the
 checks of many cameras run side by side rather than one after another on the
@@ -34,9 +38,10 @@ Streamer's `inference-interval` do too), and the motion gate
 network will not see is handed on as `Completed(inferred=False)` (marked
 `predicted` between detections: the tracking stage gives it the tracks'
 predicted boxes) in its camera's order: at once by the thread it arrived on
-when a slot is free and no frame of its camera waits for the network, else
-behind that frame as soon as the feeder has taken it (`_hand_on`), so the
-one feeder thread carries only the frames for the network.
+when there is room (below) and no frame of its camera waits for the network,
+else behind that frame as soon as the feeder has taken it, or as soon as a
+frame released makes room (`_hand_on`), so the one feeder thread carries
+only the frames for the network.
 
 Errors: the first exception on any of these threads is kept, stops reading,
 and is raised by `take()` once the frames already in flight are through.
@@ -91,6 +96,7 @@ class Scheduler:
         self.failure = Failure(on_first=self.stop)
         self._engine = make_engine(self._on_done)
         self._feeder: threading.Thread | None = None
+        self._starved: dict[int, Lane] = {}  # lanes whose oldest frame waits for room only (a slot, or its share)
         self._held = False   # a reload is under way: lanes all finished do not end the run yet
         self._woken = False  # take() returns at once: the output loop has work besides frames (a reload)
 
@@ -157,8 +163,8 @@ class Scheduler:
             inbox.put(frame, turn)
             lane.frames_read += 1
             self._hand_on(lane)
-            if inbox.frames:
-                self._frames_in.notify()
+            if inbox.frames and not inbox.waiting_first():
+                self._frames_in.notify()  # a frame for the network
         lane.reading.start()
         return not self._stopping.is_set()
 
@@ -178,10 +184,32 @@ class Scheduler:
         return job
 
     def _hand_on(self, lane: Lane) -> None:
-        """The frames the network will not see at the head of the lane's inbox, handed on while slots are
-        free (behind its frame gone to the network, or none). Under the lock."""
-        while lane.inbox.waiting_first() and self._slots.acquire(blocking=False):
-            self._pass_on(lane, *lane.inbox.take())
+        """The frames the network will not see at the head of the lane's inbox, handed on while there is room
+        (behind its frame gone to the network, or none); the lane waits for room in `_starved` if not. Under
+        the lock."""
+        inbox = lane.inbox
+        handed = False
+        while inbox.waiting_first():
+            if not self._room_for(lane, inbox.frames[0]):
+                self._starved[lane.id] = lane
+                break
+            self._pass_on(lane, *inbox.take())
+            handed = True
+        else:
+            self._starved.pop(lane.id, None)
+        if handed and not inbox.newest_wins:
+            self._room.notify_all()
+        if handed and inbox.finished and not inbox.frames:
+            self._frames_in.notify()  # the feeder may end now
+
+    def _room_for(self, lane: Lane, frame: Frame) -> bool:
+        """A place for a frame handed on: in its lane's share when blank, else a slot. Under the lock."""
+        if not frame.blank:
+            return self._slots.acquire(blocking=False)
+        if lane.blanks_out >= lane.inbox.capacity:
+            return False
+        lane.blanks_out += 1
+        return True
 
     def _pass_on(self, lane: Lane, frame: Frame, turn: Turn) -> None:
         """A frame the network will not see, handed on in its place. Under the lock, with a slot held."""
@@ -189,28 +217,23 @@ class Scheduler:
                                    inferred=False, predicted=turn is Turn.PREDICTED))
         self._out.notify()
 
-    def _next_frame(self, start: int) -> tuple[Lane, Job, bool] | None:
-        """Round-robin over the inboxes; waits while all are empty. None when all are done. The frame's
-        place in the order is taken here, under the lock, so a frame of its lane handed on
-        later comes after it."""
+    def _next_frame(self, start: int) -> tuple[Lane, Job] | None:
+        """The next frame for the network, round-robin over the inboxes; waits while there is none. None when
+        all are done. The frame's place in the order is taken here, under the lock, so a frame of its lane
+        handed on later comes after it."""
         with self._lock:
             while not self._aborted.is_set():
                 count = len(self.lanes)
                 for k in range(count):
                     lane = self.lanes[(start + k) % count]
-                    taken = lane.inbox.take()
-                    if taken is not None:
-                        frame, turn = taken
-                        if turn is not Turn.NETWORK:
-                            self._pass_on(lane, frame, turn)
-                            picked = lane, None, False
-                        else:
-                            picked = lane, self._place(lane, frame), True
-                            self._hand_on(lane)  # the frames behind it go on now, after it in the order
+                    if lane.inbox.frames and not lane.inbox.waiting_first():
+                        job = self._place(lane, lane.inbox.take()[0])
+                        self._hand_on(lane)  # the frames behind it go on now, after it in the order
                         if not lane.inbox.newest_wins:
                             self._room.notify_all()
-                        return picked
-                if all(lane.inbox.finished for lane in self.lanes) and not (self._held and not self._stopping.is_set()):
+                        return lane, job
+                if all(lane.inbox.finished and not lane.inbox.frames for lane in self.lanes) and not (
+                        self._held and not self._stopping.is_set()):
                     return None
                 self._frames_in.wait()
             return None
@@ -223,28 +246,21 @@ class Scheduler:
                     if self._aborted.is_set():
                         return
                 # Wait for a free request before taking a frame: a live frame
-                # taken now is the newest one, not one that aged in our hands. With a
-                # detection rate, the next frame may be one the network will not see: only
-                # one for the network waits, so the others still flow while every request is busy.
-                waited = not any(lane.rate for lane in self.lanes)
-                if waited:
-                    self._engine.wait_idle()
+                # taken now is the newest one, not one that aged in our hands.
+                self._engine.wait_idle()
                 picked = self._next_frame(turn)
                 if picked is None:
                     self._slots.release()
                     break
-                lane, job, for_network = picked
+                lane, job = picked
                 turn = lane.id + 1
-                if for_network:
-                    try:
-                        if not waited:  # only the feeder submits: a request free before the take is free still
-                            self._engine.wait_idle()
-                        self._engine.submit(job)
-                    except BaseException as exc:
-                        # Its place in the order was taken: it comes out as failed, so the frames before it
-                        # still come out and the run then ends with this error.
-                        self._on_done(Completed(job, Detections.empty(), 0.0, time.monotonic(), error=exc))
-                        raise
+                try:
+                    self._engine.submit(job)
+                except BaseException as exc:
+                    # Its place in the order was taken: it comes out as failed, so the frames before it
+                    # still come out and the run then ends with this error.
+                    self._on_done(Completed(job, Detections.empty(), 0.0, time.monotonic(), error=exc))
+                    raise
             self._engine.drain()
         except BaseException as exc:
             self.failure.record(exc)
@@ -275,7 +291,7 @@ class Scheduler:
                     if completed.error is None:
                         self.lanes[completed.job.source_id].frames_done += 1
                         return completed
-                    self._slots.release()  # a frame that failed in inference is not handed on
+                    self._free(completed)  # a frame that failed in inference is not handed on
                     continue
                 if self.finished_locked():
                     break
@@ -299,9 +315,22 @@ class Scheduler:
         with self._lock:
             return self._aborted.is_set() or self.finished_locked()
 
-    def release(self) -> None:
-        """The consumer is done with a frame from `take()`: its slot may carry the next one."""
+    def release(self, completed: Completed) -> None:
+        """The consumer is done with a frame from `take()`: its place may carry the next one."""
+        with self._lock:
+            self._free(completed)
+
+    def _free(self, completed: Completed) -> None:
+        """A frame's place given back, and the lanes waiting for room served. Under the lock."""
+        if completed.job.frame.blank:
+            lane = self.lanes[completed.job.source_id]
+            lane.blanks_out -= 1
+            if lane.id in self._starved:
+                self._hand_on(lane)
+            return
         self._slots.release()
+        for lane in list(self._starved.values()):
+            self._hand_on(lane)
 
     def source_done(self, lane: Lane) -> bool:
         """Every frame of this source has been read, inferred and handed out, without error."""

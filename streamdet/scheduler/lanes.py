@@ -110,6 +110,7 @@ class Lane:
     frames_read: int = 0
     frames_taken: int = 0               # given their place in the order (the next one's `Job.seq`); under the scheduler's lock
     frames_done: int = 0                # handed out by take(); likewise
+    blanks_out: int = 0                 # blank frames handed on, not yet released: at most `inbox.capacity`
     reading: ReadClock = field(default_factory=lambda: ReadClock(StageTimer()))
     removed: bool = False               # taken out of the run by a reload: its figures stay for the summary
 
