@@ -63,7 +63,8 @@ class Inbox:
         self.turns.append(turn)
 
     def waiting_first(self) -> bool:
-        """Whether the oldest frame waiting is one the network will not see (it needs only a slot)."""
+        """Whether the oldest frame waiting is one the network will not see: it waits only for room (a slot,
+        or its lane's share)."""
         return bool(self.turns) and self.turns[0] is not Turn.NETWORK
 
     def take(self) -> tuple[Frame, Turn] | None:
@@ -108,7 +109,7 @@ class Lane:
     rate: DetectRate | None = None      # detect.fps: which frames the network sees; None, every frame
     thread: threading.Thread | None = None
     frames_read: int = 0
-    frames_taken: int = 0               # given their place in the order (the next one's `Job.seq`); under the scheduler's lock
+    frames_taken: int = 0               # given their place in the order (the next one's `Job.seq`); under the lock
     frames_done: int = 0                # handed out by take(); likewise
     blanks_out: int = 0                 # blank frames handed on, not yet released: at most `inbox.capacity`
     reading: ReadClock = field(default_factory=lambda: ReadClock(StageTimer()))
