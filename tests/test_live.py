@@ -83,6 +83,21 @@ def test_frames_are_handed_on_by_the_reader_and_an_error_there_ends_feed_on_its_
         source.close()
 
 
+@pytest.mark.unit
+def test_a_camera_fed_long_after_it_opened_is_not_lost_at_the_start(camera):
+    """A run may start well after its cameras opened (a model compiling): the first frame, held meanwhile, and
+    the read timeout both count from when feeding starts."""
+    source = NetworkSource(f"http://127.0.0.1:{camera.port}/video.mjpg", SourceConfig(open_timeout=5, read_timeout=1))
+    source.open()
+    time.sleep(1.5)  # the gap being tested: longer than the read timeout
+    try:
+        consumer = FrameConsumer(source)
+        consumer.wait_frames(30, 10)
+        assert source.stats.losses == 0 and source.stats.reconnects == 0
+    finally:
+        source.close()
+
+
 def _messages(caplog, fragment: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if fragment in r.getMessage()]
 

@@ -129,7 +129,8 @@ class LiveSource(Source):
         with self._handing:
             if self._stop.is_set() or not self._mailbox.current(generation):
                 return False
-            self._last_frame = picture.captured
+            # When it came, not when it was decoded: the first picture may have waited for feed() to start.
+            self._last_frame = time.monotonic()
             gap = None
             if self._lost_at is not None:
                 gap = (picture.captured - self._lost_at) * 1000
@@ -272,6 +273,8 @@ class LiveSource(Source):
         (one at a time, in order). Returns on stop(), when `deliver` says so, or when reconnecting gives up;
         raises what `deliver` raised."""
         self._deliver = deliver
+        # The read timeout runs from now: the run may have started long after the open (a model compiled).
+        self._last_frame = time.monotonic()
         self._fed.set()
         timeout = self.settings.read_timeout
         while not self._stop.is_set():
