@@ -74,7 +74,15 @@ def test_window_shows_annotated_frames_and_q_closes_it(xvfb, model_cache):
             near = np.abs(_xwd_to_bgr(shot).astype(np.int16) - person).max(axis=2) <= 12
             return near.sum() > 300
 
-        wait_for(person_box_on_screen, 30, "the person box colour on screen", poll=0.3)
+        try:
+            wait_for(person_box_on_screen, 10, "the person box colour on screen", poll=0.3)
+        except AssertionError:
+            # About one run in ten on a loaded machine, Qt's window on an Xvfb with no window manager is mapped
+            # and stays black while frames are shown into it: its first expose was lost. A window manager would
+            # expose it again; here it is mapped again, as one would.
+            subprocess.run(["xdotool", "windowunmap", "--sync", window], env=env, capture_output=True)
+            subprocess.run(["xdotool", "windowmap", "--sync", window], env=env, capture_output=True)
+            wait_for(person_box_on_screen, 20, "the person box colour on screen (window mapped again)", poll=0.3)
         subprocess.run(["xdotool", "windowactivate", "--sync", window], env=env, capture_output=True)
         subprocess.run(["xdotool", "key", "--window", window, "q"], env=env, check=True)
         _, stderr = proc.communicate(timeout=30)
