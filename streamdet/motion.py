@@ -107,7 +107,7 @@ class MotionDetector:
 
 
 class _SourceMotion:
-    """What the gate knows of one source; touched by that source's capture thread only."""
+    """What the gate knows of one source; touched by one thread at a time: the one its frames arrive on."""
 
     def __init__(self, config: DetectConfig):
         self.config = config
@@ -121,8 +121,8 @@ class _SourceMotion:
 class MotionGate:
     """Whether a frame of a source goes to the network, by its motion.
 
-    Asked by each source's capture thread in the scheduler (streamdet.scheduler), for the frames the
-    detection rate lets through: the checks of many cameras run on their own threads side by side,
+    Asked as each frame arrives in the scheduler (streamdet.scheduler; a camera's on its reader thread), for
+    the frames the detection rate lets through: the checks of many cameras run on their own threads side by side,
     not one after another on the thread that feeds the network. A frame it holds back is handed on
     as `Completed(inferred=False)`; its detections are filled in, in frame order, by `ReuseDetections`.
     """

@@ -94,7 +94,7 @@ def fed(write: Callable[[int], None], interval: float) -> Iterator[None]:
         while not stop.is_set():
             i += 1
             write(i)
-            time.sleep(interval)
+            stop.wait(interval)  # the source's own rate
 
     feeder = threading.Thread(target=feed)
     feeder.start()

@@ -84,18 +84,39 @@ def test_frames_are_handed_on_by_the_reader_and_an_error_there_ends_feed_on_its_
 
 
 @pytest.mark.unit
+def test_feed_returns_when_the_consumer_wants_no_more_frames(camera):
+    source = NetworkSource(f"http://127.0.0.1:{camera.port}/video.mjpg", SourceConfig(open_timeout=5, read_timeout=30))
+    source.open()
+    seen = []
+    try:
+        source.feed(lambda frame: seen.append(frame.index) or len(seen) < 3)  # back at once, not after 30 s
+        assert seen == [0, 1, 2] and source.stats.losses == 0
+    finally:
+        source.close()
+
+
+@pytest.mark.unit
 def test_a_camera_fed_long_after_it_opened_is_not_lost_at_the_start(camera):
     """A run may start well after its cameras opened (a model compiling): the first frame, held meanwhile, and
     the read timeout both count from when feeding starts."""
-    source = NetworkSource(f"http://127.0.0.1:{camera.port}/video.mjpg", SourceConfig(open_timeout=5, read_timeout=1))
+    url = f"http://127.0.0.1:{camera.port}/video.mjpg"
+    source = NetworkSource(url, SourceConfig(open_timeout=5, read_timeout=1))
+    viewer = NetworkSource(url, SourceConfig())
     source.open()
-    time.sleep(1.5)  # the gap being tested: longer than the read timeout
+    opened = time.monotonic()
     try:
+        viewer.open()
+        # The gap being tested, longer than the read timeout: until another viewer has a frame captured past it.
+        watched = FrameConsumer(viewer)
+        wait_for(lambda: any(f.captured - opened > 1.5 for f in list(watched.frames)), 20,
+                 "a frame 1.5 s after the open")
+        viewer.close()
         consumer = FrameConsumer(source)
         consumer.wait_frames(30, 10)
         assert source.stats.losses == 0 and source.stats.reconnects == 0
     finally:
         source.close()
+        viewer.close()
 
 
 def _messages(caplog, fragment: str) -> list[str]:

@@ -118,7 +118,7 @@ class Assembly:
 
     def make_engine(self, on_done) -> Engine:
         """Inference as the scheduler sees it: the frames the detection rate and the motion gate let through
-        (both decided on the cameras' capture threads: streamdet.scheduler)."""
+        (both decided as each frame arrives: streamdet.scheduler)."""
         return self.opened.backend.engine(on_done)
 
     def status(self) -> RunStatus:

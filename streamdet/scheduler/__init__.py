@@ -163,8 +163,8 @@ class Scheduler:
             inbox.put(frame, turn)
             lane.frames_read += 1
             self._hand_on(lane)
-            if inbox.frames and not inbox.waiting_first():
-                self._frames_in.notify()  # a frame for the network
+            if inbox.network_first():
+                self._frames_in.notify()
         lane.reading.start()
         return not self._stopping.is_set()
 
@@ -177,7 +177,8 @@ class Scheduler:
         return Turn.NETWORK
 
     def _place(self, lane: Lane, frame: Frame) -> Job:
-        """The frame's place in its source's order (`Job.seq`). Under the lock, with a slot held."""
+        """The frame's place in its source's order (`Job.seq`). Under the lock, with its place held (a slot, or
+        for a blank frame its lane's share)."""
         job = Job(seq=lane.frames_taken, source_id=lane.id, frame=frame, filter=lane.filter)
         self._submitted += 1
         lane.frames_taken += 1
@@ -212,7 +213,7 @@ class Scheduler:
         return True
 
     def _pass_on(self, lane: Lane, frame: Frame, turn: Turn) -> None:
-        """A frame the network will not see, handed on in its place. Under the lock, with a slot held."""
+        """A frame the network will not see, handed on in its place. Under the lock, with its place held."""
         self._buffer.put(Completed(self._place(lane, frame), Detections.empty(), 0.0, time.monotonic(),
                                    inferred=False, predicted=turn is Turn.PREDICTED))
         self._out.notify()
@@ -226,7 +227,7 @@ class Scheduler:
                 count = len(self.lanes)
                 for k in range(count):
                     lane = self.lanes[(start + k) % count]
-                    if lane.inbox.frames and not lane.inbox.waiting_first():
+                    if lane.inbox.network_first():
                         job = self._place(lane, lane.inbox.take()[0])
                         self._hand_on(lane)  # the frames behind it go on now, after it in the order
                         if not lane.inbox.newest_wins:

@@ -45,7 +45,7 @@ class Inbox:
 
     def put(self, frame: Frame, turn: Turn = Turn.NETWORK) -> None:
         if self.newest_wins and self.frames:
-            if self.turns[0] is Turn.NETWORK and turn is not Turn.NETWORK:
+            if self.network_first() and turn is not Turn.NETWORK:
                 start, count = 1, max(0, len(self.frames) - self.capacity)  # behind it: the oldest, when full
             else:
                 start, count = 0, len(self.frames)
@@ -61,6 +61,10 @@ class Inbox:
         assert self.has_room(), "put() without room"
         self.frames.append(frame)
         self.turns.append(turn)
+
+    def network_first(self) -> bool:
+        """Whether the oldest frame waiting is one for the network (it waits for the feeder)."""
+        return bool(self.turns) and self.turns[0] is Turn.NETWORK
 
     def waiting_first(self) -> bool:
         """Whether the oldest frame waiting is one the network will not see: it waits only for room (a slot,

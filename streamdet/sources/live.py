@@ -92,7 +92,7 @@ class LiveSource(Source):
         self._deliver: Callable[[Frame], bool] | None = None
         self._fed = threading.Event()     # feed() has begun (or stop()): the reader may hand frames on
         self._handing = threading.Lock()  # one reader hands on at a time; a retired one, never again
-        self._last_frame = 0.0            # time.monotonic() of the current reader's newest picture
+        self._last_frame = 0.0            # time.monotonic() the current reader last handed a picture on
         self._failure: BaseException | None = None  # what `deliver` raised: feed() raises it
         self._input_rate = RateMeter(window_s=2.0)  # what the camera delivers
         self.current: SourceInfo | None = None      # the stream as the newest connection opened it
@@ -145,11 +145,14 @@ class LiveSource(Source):
                           blank=picture.blank)
             self._index += 1
             try:
-                return self._deliver(frame)
+                wanted = self._deliver(frame)
             except BaseException as exc:  # the consumer's, not the stream's: feed() raises it on its thread
                 self._failure = exc
                 self._mailbox.close()
                 return False
+            if not wanted:
+                self.stop()  # the consumer wants no more: the watchdog ends too
+            return wanted
 
     def _start_reader(self) -> None:
         generation = self._mailbox.new_generation()
